@@ -1,0 +1,5 @@
+"""``python -m orchestrator`` is ``xorch``."""
+
+from orchestrator.cli import main
+
+main()

@@ -1,0 +1,370 @@
+"""From a YAML file and command-line overrides to a validated, frozen ``StudySpec``.
+
+Everything a user can get wrong in the config is caught here, before anything
+touches the disk, and reported as one ``ConfigError`` line naming the key and
+the fix. The training part of the config (everything but ``mode`` and
+``experiments_runner``) is handed to the worker as it is; its fingerprint lets
+a resume notice that the training changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import enum
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "MAX_SEED",
+    "Mode",
+    "OnFailure",
+    "RunnerSpec",
+    "StudySpec",
+    "apply_overrides",
+    "changed_keys",
+    "load_study",
+]
+
+MAX_SEED = 2**31 - 1
+DEFAULT_OUTPUT_DIR = "outputs/experiments_runner"
+RUNNER_KEY = "experiments_runner"
+
+
+class Mode(str, enum.Enum):
+    RUN_EXPERIMENTS = "run-experiments"
+    TRAIN = "train"
+
+
+class OnFailure(str, enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """The validated ``experiments_runner`` block."""
+
+    seeds: tuple[int, ...] | None = None
+    n_runs: int | None = None
+    output_base_dir: str = DEFAULT_OUTPUT_DIR
+    save_summary: bool = True
+    summary_metrics: tuple[str, ...] = ("val/loss",)
+    resume: bool = False
+    on_failure: OnFailure = OnFailure.CONTINUE
+    max_retries: int = 1
+    run_timeout: float | None = None
+    hang_timeout: float | None = 1800.0
+    grace_period: float = 30.0
+
+    @property
+    def run_count(self) -> int:
+        if self.seeds is not None:
+            return len(self.seeds)
+        assert self.n_runs is not None
+        return self.n_runs
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        # Several beats per hang window, so one slow write is never a "hang".
+        if self.hang_timeout is None:
+            return 2.0
+        return max(0.05, min(2.0, self.hang_timeout / 4))
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole validated config: how to run the study, and what each run trains."""
+
+    config_path: Path
+    mode: Mode
+    runner: RunnerSpec
+    training: Mapping[str, Any]
+    train_seed: int | None = None  # mode: train only
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.runner.output_base_dir).expanduser().resolve()
+
+    @property
+    def fingerprint(self) -> str:
+        return training_fingerprint(self.training)
+
+    @property
+    def import_paths(self) -> tuple[str, ...]:
+        """Where the worker looks for the user's own modules."""
+        return (str(self.config_path.parent.resolve()), os.getcwd())
+
+
+def training_fingerprint(training: Mapping[str, Any]) -> str:
+    canonical = json.dumps(training, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two configs."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
+    """Read, override and validate a config. Touches nothing on disk."""
+    path = Path(config_path)
+    raw = apply_overrides(_read_yaml(path), overrides)
+    return _validate(path, raw)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (give the path to a YAML file)")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: {problem}{where}; fix the YAML syntax there") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not a {_kind(loaded)}")
+    return loaded
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """``a.b=value`` items, values parsed as YAML, applied to a copy of ``config``."""
+    result = copy.deepcopy(dict(config))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"override {item!r} is not KEY=VALUE; write e.g. pl_trainer.max_epochs=3"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"override {key}: {text!r} is not a YAML value; quote it or fix the brackets"
+            ) from None
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"override {key}: {where} is a {_kind(child)}, not a mapping; "
+                    f"set {where}=... instead"
+                )
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+# --------------------------------------------------------------------------- validation
+
+TOP_LEVEL_KEYS = (
+    "mode",
+    RUNNER_KEY,
+    "model",
+    "data",
+    "pl_trainer",
+    "trainer",
+    "callbacks",
+    "seed",
+    "deterministic_cudnn",
+    "test_dataset",
+    "run_test",
+)
+
+
+def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
+    for key in raw:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: top-level key {key!r} is not a string")
+        # Other top-level blocks (a user's own hyperparameters:) pass through
+        # to the worker; only near-misses of our own keys are typos.
+        if key not in TOP_LEVEL_KEYS:
+            close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
+            if close:
+                raise ConfigError(f"unknown top-level key {key!r}: did you mean {close[0]!r}?")
+
+    mode = _mode(raw)
+    if "pl_trainer" in raw and "trainer" in raw:
+        raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
+    trainer = raw.get("pl_trainer", raw.get("trainer"))
+    if trainer is not None and not isinstance(trainer, dict):
+        raise ConfigError(f"pl_trainer must be a mapping of Trainer arguments, not a {_kind(trainer)}")
+    for key in ("model", "data"):
+        if key in raw or key == "model":
+            _class_entry(raw.get(key), key)
+    callbacks = raw.get("callbacks")
+    if callbacks is not None:
+        if not isinstance(callbacks, list):
+            raise ConfigError("callbacks must be a list of {class_path, init_args} entries")
+        for i, entry in enumerate(callbacks):
+            _class_entry(entry, f"callbacks[{i}]")
+    for key in ("deterministic_cudnn", "run_test"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ConfigError(f"{key} must be true or false, not {raw[key]!r}")
+    if "test_dataset" in raw and not isinstance(raw["test_dataset"], (dict, type(None))):
+        raise ConfigError("test_dataset must be a mapping (for built-in data: {size: N})")
+
+    training = {k: v for k, v in raw.items() if k not in ("mode", RUNNER_KEY)}
+    if "trainer" in training:  # one spelling downstream
+        training["pl_trainer"] = training.pop("trainer")
+
+    train_seed = None
+    if mode is Mode.TRAIN:
+        train_seed = _seed(raw.get("seed"), "seed")
+        runner = RunnerSpec(seeds=(train_seed,))
+    else:
+        block = raw.get(RUNNER_KEY)
+        if block is None:
+            raise ConfigError(
+                f"mode run-experiments needs an {RUNNER_KEY} block with seeds or n_runs"
+            )
+        if not isinstance(block, dict):
+            raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {_kind(block)}")
+        runner = _runner(block)
+    return StudySpec(
+        config_path=path, mode=mode, runner=runner, training=training, train_seed=train_seed
+    )
+
+
+def _mode(raw: Mapping[str, Any]) -> Mode:
+    value = raw.get("mode", Mode.RUN_EXPERIMENTS.value)
+    try:
+        return Mode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in Mode)
+        raise ConfigError(f"mode: {value!r} is not one of {choices}") from None
+
+
+def _class_entry(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_path"), str):
+        raise ConfigError(
+            f"{where} needs class_path: pkg.module.Class (and optional init_args: {{...}})"
+        )
+    if "." not in entry["class_path"]:
+        raise ConfigError(
+            f"{where}.class_path {entry['class_path']!r} must be dotted: pkg.module.Class"
+        )
+    unknown = set(entry) - {"class_path", "init_args"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; use class_path and init_args")
+    if not isinstance(entry.get("init_args", {}), dict):
+        raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments")
+
+
+def _runner(block: Mapping[str, Any]) -> RunnerSpec:
+    known = tuple(RunnerSpec.__dataclass_fields__)
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            raise ConfigError(f"{RUNNER_KEY}: unknown key {key!r}{hint}")
+    p = f"{RUNNER_KEY}."
+    seeds = block.get("seeds")
+    n_runs = block.get("n_runs")
+    if seeds is None and n_runs is None:
+        raise ConfigError(f"{RUNNER_KEY} needs seeds: [42, 101, 28] or n_runs: 5")
+    seed_tuple: tuple[int, ...] | None = None
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds:
+            raise ConfigError(f"{p}seeds must be a non-empty list of integers, like [42, 101, 28]")
+        seed_tuple = tuple(_seed(s, f"{p}seeds[{i}]") for i, s in enumerate(seeds))
+        dupes = sorted({s for s in seed_tuple if seed_tuple.count(s) > 1})
+        if dupes:
+            raise ConfigError(f"{p}seeds has {dupes[0]} more than once; seeds must be unique")
+    if n_runs is not None:
+        n_runs = _int(n_runs, f"{p}n_runs", minimum=1)
+        if seed_tuple is not None and n_runs != len(seed_tuple):
+            raise ConfigError(
+                f"{p}n_runs is {n_runs} but seeds lists {len(seed_tuple)}; "
+                "they must agree (or drop n_runs)"
+            )
+    out = block.get("output_base_dir", DEFAULT_OUTPUT_DIR)
+    if not isinstance(out, str) or not out.strip():
+        raise ConfigError(f"{p}output_base_dir must be a folder path, like outputs/my_study")
+    metrics = block.get("summary_metrics", ["val/loss"])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
+        raise ConfigError(f"{p}summary_metrics must be a list of metric names, like [val/loss]")
+    on_failure = block.get("on_failure", OnFailure.CONTINUE.value)
+    try:
+        on_failure_enum = OnFailure(on_failure)
+    except ValueError:
+        raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
+    return RunnerSpec(
+        seeds=seed_tuple,
+        n_runs=n_runs,
+        output_base_dir=out,
+        save_summary=_bool(block.get("save_summary", True), f"{p}save_summary"),
+        summary_metrics=tuple(metrics),
+        resume=_bool(block.get("resume", False), f"{p}resume"),
+        on_failure=on_failure_enum,
+        max_retries=_int(block.get("max_retries", 1), f"{p}max_retries", minimum=0),
+        run_timeout=_seconds(block.get("run_timeout"), f"{p}run_timeout", optional=True),
+        hang_timeout=_seconds(block.get("hang_timeout", 1800), f"{p}hang_timeout", optional=True),
+        grace_period=_seconds(block.get("grace_period", 30), f"{p}grace_period", optional=False)
+        or 0.0,
+    )
+
+
+def _seed(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {value!r} is not an integer seed; use a whole number like 42")
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{where}: {value} is outside 0..{MAX_SEED} (2**31-1)")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    return value
+
+
+def _seconds(value: Any, where: str, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        also = " or null" if optional else ""
+        raise ConfigError(f"{where} must be a number of seconds >= 0{also}, not {value!r}")
+    return float(value)
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", dict: "mapping", str: "string"}.get(type(value), type(value).__name__)

@@ -1,0 +1,8 @@
+"""Ways to start a child process for one attempt. Each backend fills in ``base.Launcher``."""
+
+from __future__ import annotations
+
+from orchestrator.launchers.base import ChildProcess, Launcher
+from orchestrator.launchers.local import LocalLauncher
+
+__all__ = ["ChildProcess", "Launcher", "LocalLauncher"]

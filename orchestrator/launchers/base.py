@@ -1,0 +1,35 @@
+"""The small core every launcher implements: start a child, poll it, stop it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from orchestrator.paths import RunPaths
+
+__all__ = ["ChildProcess", "Launcher"]
+
+
+class ChildProcess(Protocol):
+    """A started attempt, seen from the parent."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None:
+        """None while it runs; then its exit status (negative: killed by that signal)."""
+        ...
+
+    def stop(self, grace_period: float) -> int:
+        """SIGTERM to its whole process group, ``grace_period`` seconds, then SIGKILL.
+        Returns the exit status."""
+        ...
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the child and its own children, when it can be read."""
+        ...
+
+
+class Launcher(Protocol):
+    def start(self, run: RunPaths) -> ChildProcess:
+        """Start the worker on ``run.run_spec``; its output goes to ``run.log``."""
+        ...

@@ -1,0 +1,119 @@
+"""Children on this machine: ``python -m worker.train_one`` in a new session.
+
+A new session (and so a new process group) keeps the terminal's Ctrl-C away
+from the child: the parent decides how a child stops, and can stop the child's
+DataLoader workers with it by signalling the whole group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import psutil
+
+from orchestrator.paths import RunPaths
+from worker.protocol import PARENT_PID_ENV
+
+__all__ = ["LocalChild", "LocalLauncher", "stop_process_group"]
+
+
+class LocalChild:
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        try:
+            self._process: psutil.Process | None = psutil.Process(popen.pid)
+        except psutil.Error:
+            self._process = None
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def create_time(self) -> float | None:
+        return self._process.create_time() if self._process else None
+
+    def poll(self) -> int | None:
+        code = self._popen.poll()
+        if code is not None:
+            # The leader is gone; DataLoader workers it left in its group go too.
+            _signal_group(self.pid, signal.SIGKILL)
+        return code
+
+    def stop(self, grace_period: float) -> int:
+        stop_process_group(self.pid, grace_period, reap=self._popen.poll)
+        return self._popen.wait()
+
+    def rss_bytes(self) -> int | None:
+        if self._process is None:
+            return None
+        try:
+            total = self._process.memory_info().rss
+            for child in self._process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            return total
+        except psutil.Error:
+            return None
+
+
+class LocalLauncher:
+    def start(self, run: RunPaths) -> LocalChild:
+        env = dict(os.environ)
+        env[PARENT_PID_ENV] = str(os.getpid())
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(run.log, "ab") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "worker.train_one", str(run.run_spec)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return LocalChild(popen)
+
+
+def stop_process_group(
+    pgid: int, grace_period: float, reap: Callable[[], object] | None = None, poll_s: float = 0.1
+) -> None:
+    """SIGTERM the group, wait up to ``grace_period`` for it to empty, then SIGKILL.
+
+    ``reap`` collects our own child's exit status, so its zombie does not keep
+    the group looking alive.
+    """
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_period
+    while True:
+        if reap is not None:
+            reap()
+        if not _group_alive(pgid) or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still counts until reaped; check the members themselves.
+    for proc in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -1,0 +1,115 @@
+"""The one place that names files. No other module builds a file name.
+
+    <output_base_dir>/
+        run_00_seed42/          one folder per run: the Trainer's default_root_dir
+            run_spec.json       written by the parent before the child starts
+            heartbeat.json      written by the child while it trains
+            metrics.json        written by the child when it completed
+            error.json          written by the child when it raised
+            train.log           the child's stdout and stderr
+            last.ckpt           the newest checkpoint, for mid-run resume
+            lightning_logs/
+        runner_state.json       the study's state; drives resume
+        runner_state.json.bak   the previous good state
+        summary.csv             completed runs, then mean and std rows
+        xorch.log               what the parent printed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker import protocol
+
+__all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name"]
+
+
+def run_dir_name(index: int, seed: int, n_runs: int) -> str:
+    """``run_02_seed28``: two index digits, more when the study has over 100 runs."""
+    width = max(2, len(str(max(n_runs - 1, 0))))
+    return f"run_{index:0{width}d}_seed{seed}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run, all inside its run directory."""
+
+    root: Path
+
+    @property
+    def run_spec(self) -> Path:
+        return self.root / protocol.RUN_SPEC_FILE
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.root / protocol.HEARTBEAT_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / protocol.METRICS_FILE
+
+    @property
+    def error(self) -> Path:
+        return self.root / protocol.ERROR_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / protocol.LOG_FILE
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.root / protocol.LAST_CHECKPOINT_FILE
+
+    def previous_attempt_file(self, path: Path, attempt: int) -> Path:
+        """``error.json`` of attempt 2 kept as ``error.attempt-2.json``."""
+        return path.with_name(f"{path.stem}.attempt-{attempt}{path.suffix}")
+
+
+def aside_path(path: Path, label: str) -> Path:
+    """A free sibling name to move ``path`` to (``last.ckpt.damaged-1``): never an
+    existing one, so nothing is ever overwritten."""
+    n = 1
+    while True:
+        candidate = path.with_name(f"{path.name}.{label}-{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """The files of a whole study under ``output_base_dir``."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "runner_state.json"
+
+    @property
+    def state_backup(self) -> Path:
+        return self.root / "runner_state.json.bak"
+
+    @property
+    def state_lock(self) -> Path:
+        return self.root / ".runner_state.json.lock"
+
+    @property
+    def launcher_lock(self) -> Path:
+        return self.root / ".xorch-launch.lock"
+
+    @property
+    def launcher_owner(self) -> Path:
+        return self.root / ".xorch-launch.owner.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "xorch.log"
+
+    def run(self, dir_name: str) -> RunPaths:
+        return RunPaths(self.root / dir_name)

@@ -1,0 +1,230 @@
+"""``xorch launch``: from a validated config to a finished (or resumable) study.
+
+Order of events: validate the config (nothing touched yet); take the study's
+launcher lock; refuse to overwrite a study unless resuming; create or load the
+state (random seeds are saved before any run starts); settle runs that a dead
+parent left running; hand the rest to the scheduler; report what did not
+complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+
+from orchestrator.config import Mode, StudySpec, changed_keys, load_study
+from orchestrator.errors import ExitCode, StateError, StudyExistsError
+from orchestrator.interrupts import StopFlag, stop_on_signals
+from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.local import LocalLauncher, stop_process_group
+from orchestrator.locks import launcher_lock
+from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.report import Reporter
+from orchestrator.result import LaunchResult
+from orchestrator.scheduler import Scheduler
+from orchestrator.seeds import study_seeds
+from orchestrator.single import train_single
+from orchestrator.state import (
+    AttemptClass,
+    RunRecord,
+    RunStatus,
+    StudyState,
+    load_state,
+    now_iso,
+    save_state,
+)
+from orchestrator.summary import write_summary
+from worker.protocol import RunResult
+
+__all__ = ["launch", "launch_spec"]
+
+
+def launch(
+    config_path: Path | str,
+    overrides: Iterable[str] = (),
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    launcher: Launcher | None = None,
+) -> LaunchResult:
+    spec = load_study(config_path, overrides)
+    return launch_spec(spec, resume=resume, reporter=reporter, launcher=launcher)
+
+
+def launch_spec(
+    spec: StudySpec,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    launcher: Launcher | None = None,
+) -> LaunchResult:
+    if spec.mode is Mode.TRAIN:
+        return train_single(spec, reporter=reporter, launcher=launcher)
+    resume = resume or spec.runner.resume
+    paths = StudyPaths(spec.output_dir)
+    if not resume:
+        _refuse_existing(paths)  # before the folder is even created
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with launcher_lock(paths):
+        state = _initial_state(spec, paths, resume)
+        reporter = reporter or Reporter(paths.log)
+        reporter.say(
+            f"study {paths.root}: {len(state.runs)} runs, "
+            f"{len(state.completed)} already completed"
+        )
+        state = _settle_stale_runs(paths, state, reporter, spec.runner.grace_period)
+        flag = StopFlag()
+        with stop_on_signals(flag):
+            outcome = Scheduler(
+                spec, paths, launcher or LocalLauncher(), reporter, flag
+            ).run(state)
+        return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
+
+
+def _refuse_existing(paths: StudyPaths) -> None:
+    state = load_state(paths) if paths.state.exists() else None
+    if state is not None:
+        raise StudyExistsError(
+            f"{paths.root} already holds a study ({len(state.completed)} of {len(state.runs)} "
+            "runs completed); resume it with --resume (or resume: true), "
+            "or choose another output_base_dir"
+        )
+    if paths.root.is_dir() and any(
+        p.name.startswith("run_") or p == paths.summary for p in paths.root.iterdir()
+    ):
+        raise StudyExistsError(
+            f"{paths.root} holds run folders but no runner_state.json; "
+            "choose another output_base_dir or move those folders away"
+        )
+
+
+def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:
+    existing = load_state(paths)
+    if existing is None:
+        seeds = study_seeds(spec.runner)
+        state = StudyState(
+            config_fingerprint=spec.fingerprint,
+            training_config=dict(spec.training),
+            seeds=seeds,
+            runs=tuple(
+                RunRecord(index=i, seed=s, dir=run_dir_name(i, s, len(seeds)))
+                for i, s in enumerate(seeds)
+            ),
+        )
+        save_state(paths, state)  # random seeds are on disk before any run starts
+        return state
+    if not resume:  # another launch created it between our check and the lock
+        _refuse_existing(paths)
+    if existing.config_fingerprint != spec.fingerprint:
+        keys = changed_keys(existing.training_config, spec.training)
+        raise StateError(
+            f"the training config changed since this study started ({', '.join(keys)}); "
+            "resume with the original config, or start a new output_base_dir"
+        )
+    runner = spec.runner
+    if runner.seeds is not None and runner.seeds != existing.seeds:
+        raise StateError(
+            f"experiments_runner.seeds {list(runner.seeds)} differ from the study's "
+            f"{list(existing.seeds)}; resume with the original seeds"
+        )
+    if runner.seeds is None and runner.n_runs != len(existing.seeds):
+        raise StateError(
+            f"experiments_runner.n_runs is {runner.n_runs} but the study has "
+            f"{len(existing.seeds)} runs; resume with n_runs: {len(existing.seeds)}"
+        )
+    return existing
+
+
+def _settle_stale_runs(
+    paths: StudyPaths, state: StudyState, reporter: Reporter, grace_period: float
+) -> StudyState:
+    """Runs that a dead parent left 'running': adopt a result the child finished,
+    otherwise stop a child that outlived its parent and record it interrupted."""
+    for record in state.with_status(RunStatus.RUNNING):
+        attempt = record.current_attempt
+        assert attempt is not None
+        run = paths.run(record.dir)
+        result = RunResult.read(run.metrics)
+        if result is not None:
+            outcome, reason = AttemptClass.COMPLETED, "finished while the parent was away"
+        else:
+            outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
+            if _still_running(attempt.pid, attempt.pid_create_time, attempt.host):
+                assert attempt.pid is not None
+                reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
+                stop_process_group(attempt.pid, grace_period)
+        finished = dataclasses.replace(
+            attempt, outcome=outcome, reason=reason, ended_at=now_iso()
+        )
+        state = state.finish_attempt(record.index, finished, result.metrics if result else None)
+        reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
+    save_state(paths, state)
+    return state
+
+
+def _still_running(pid: int | None, create_time: float | None, host: str) -> bool:
+    """Alive only on proof: same host, the pid exists, and it is the same process
+    (its create time matches, so a reused pid is not mistaken for our child)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        process = psutil.Process(pid)
+        if create_time is not None and abs(process.create_time() - create_time) > 1.0:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _finish(
+    spec: StudySpec,
+    paths: StudyPaths,
+    state: StudyState,
+    reporter: Reporter,
+    flag: StopFlag,
+    config_error: str | None,
+) -> LaunchResult:
+    if spec.runner.save_summary:
+        with contextlib.suppress(OSError):
+            write_summary(paths, state)
+    completed = state.completed
+    _report_means(spec, completed, reporter)
+    unfinished = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
+    if unfinished:
+        reporter.say(f"{len(unfinished)} of {len(state.runs)} runs did not complete:")
+        reporter.table(
+            ["run", "seed", "status", "attempts", "reason"],
+            [
+                [
+                    str(r.index),
+                    str(r.seed),
+                    (r.failure.value if r.failure else r.status.value),
+                    str(len(r.attempts)),
+                    (r.current_attempt.reason if r.current_attempt else "not started"),
+                ]
+                for r in unfinished
+            ],
+        )
+    if flag.signum is not None:
+        code = ExitCode(128 + flag.signum)
+        reporter.say(f"stopped by signal {flag.signum}; resume with: xorch launch ... --resume")
+    elif config_error is not None:
+        reporter.say(f"a run could not be built from the config: {config_error}")
+        code = ExitCode.USAGE
+    else:
+        code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK
+    reporter.say(f"summary: {paths.summary}" if spec.runner.save_summary else "done")
+    return LaunchResult(paths.root, len(completed), len(state.runs), code)
+
+
+def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporter) -> None:
+    for name in spec.runner.summary_metrics:
+        values = [r.metrics[name] for r in completed if name in r.metrics]
+        if not values:
+            continue
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        reporter.say(f"{name}: {statistics.fmean(values):.6g} ± {std:.6g} (n={len(values)})")

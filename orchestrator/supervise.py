@@ -1,0 +1,157 @@
+"""Watching one attempt, and deciding how it ended.
+
+``AttemptWatch.check`` is called by the scheduler's loop; it never blocks for
+long, so one loop can watch several children. The verdict comes from the exit
+status and the files the child left, never from its stdout.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from orchestrator.config import RunnerSpec
+from orchestrator.launchers.base import ChildProcess
+from orchestrator.paths import RunPaths
+from orchestrator.state import AttemptClass
+from worker.protocol import ErrorReport, Heartbeat, RunResult
+
+__all__ = ["AttemptWatch", "StopReason", "Verdict", "classify_exit"]
+
+# The worker's exception for a config that cannot be built (bad class_path).
+BUILD_ERROR_TYPE = "worker.build.BuildError"
+
+
+class StopReason(str, enum.Enum):
+    """Why the parent itself stopped a child."""
+
+    TIMEOUT = "timeout"
+    HANG = "hang"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: AttemptClass
+    reason: str
+    exit_code: int | None
+    signal: str | None
+    metrics: dict[str, float]
+    resumed_from: str | None = None
+    config_error: bool = False  # retrying cannot help: stop the study
+
+
+class AttemptWatch:
+    """One running attempt: timeouts, heartbeat, peak memory, and its verdict."""
+
+    def __init__(
+        self,
+        child: ChildProcess,
+        run: RunPaths,
+        runner: RunnerSpec,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.child = child
+        self.run = run
+        self.runner = runner
+        self._clock = clock
+        self._wall = wall_clock
+        self.started = clock()
+        self._started_wall = wall_clock()
+        self.peak_rss = 0
+
+    def check(self, stop_requested: bool = False) -> Verdict | None:
+        """The verdict once the attempt is over, else None. Stops the child when
+        the study is stopping, its wall limit passed or its heartbeat went quiet."""
+        code = self.child.poll()
+        if code is not None:
+            return classify_exit(code, self.run, self.peak_rss)
+        rss = self.child.rss_bytes()
+        if rss:
+            self.peak_rss = max(self.peak_rss, rss)
+        if stop_requested:
+            return self.stop(StopReason.INTERRUPTED, "the study was stopped")
+        elapsed = self._clock() - self.started
+        timeout = self.runner.run_timeout
+        if timeout is not None and elapsed > timeout:
+            return self.stop(StopReason.TIMEOUT, f"ran past run_timeout ({timeout:g} s)")
+        hang = self.runner.hang_timeout
+        if hang is not None:
+            quiet = self._wall() - self._last_sign_of_life()
+            if quiet > hang:
+                return self.stop(
+                    StopReason.HANG, f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                )
+        return None
+
+    def _last_sign_of_life(self) -> float:
+        beat = Heartbeat.read(self.run.heartbeat)
+        if beat is None or beat.time < self._started_wall:
+            return self._started_wall  # a beat from an earlier attempt does not count
+        return beat.time
+
+    def stop(self, why: StopReason, reason: str) -> Verdict:
+        code = self.child.stop(self.runner.grace_period)
+        beat = Heartbeat.read(self.run.heartbeat)
+        return Verdict(
+            outcome=AttemptClass(why.value),
+            reason=reason,
+            exit_code=code,
+            signal=_signal_name(code),
+            metrics={},
+            resumed_from=beat.resumed_from if beat else None,
+        )
+
+
+def classify_exit(code: int, run: RunPaths, peak_rss: int = 0) -> Verdict:
+    """The class of an attempt that ended by itself."""
+    if code == 0:
+        result = RunResult.read(run.metrics)
+        if result is None:
+            return Verdict(AttemptClass.NO_METRICS, "exited 0 without metrics.json", 0, None, {})
+        return Verdict(AttemptClass.COMPLETED, "", 0, None, result.metrics, result.resumed_from)
+    if code > 0:
+        report = ErrorReport.read(run.error)
+        if report is None:
+            return Verdict(
+                AttemptClass.FAILED, f"exit status {code}, no error.json (see {run.log.name})",
+                code, None, {},
+            )
+        short_type = report.type.rsplit(".", 1)[-1]
+        outcome = AttemptClass.CUDA_OOM if report.cuda_oom else AttemptClass.FAILED
+        return Verdict(
+            outcome, f"{short_type}: {report.message}", code, None, {}, report.resumed_from,
+            config_error=report.type == BUILD_ERROR_TYPE,
+        )
+    signum = -code
+    name = _signal_name(code) or f"signal {signum}"
+    if signum == signal.SIGKILL:
+        return Verdict(AttemptClass.OOM_KILLED, _oom_evidence(peak_rss), code, name, {})
+    return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
+
+
+def _oom_evidence(peak_rss: int) -> str:
+    """Nobody but the kernel's OOM killer SIGKILLs a training run on its own; say
+    how sure we are."""
+    total = psutil.virtual_memory().total
+    if peak_rss and peak_rss > 0.8 * total:
+        return (
+            f"killed by SIGKILL at {peak_rss / 2**30:.1f} GiB resident "
+            f"of {total / 2**30:.1f} GiB: out of memory"
+        )
+    return "killed by SIGKILL, likely out of memory"
+
+
+def _signal_name(code: int | None) -> str | None:
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return None

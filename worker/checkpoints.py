@@ -1,0 +1,44 @@
+"""Deciding whether a run can continue from its last.ckpt.
+
+Lightning writes last.ckpt in place, so a kill during that write leaves a
+truncated file. Such a file must mean "start this run over", never a crash:
+we load it once here, and move it aside when it does not load.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from orchestrator.paths import aside_path
+
+__all__ = ["usable_checkpoint"]
+
+
+def usable_checkpoint(path: Path) -> str | None:
+    """``str(path)`` if it holds a loadable Lightning checkpoint, else None.
+
+    A damaged file is renamed to ``last.ckpt.damaged-N`` (kept as evidence,
+    never deleted) so the new attempt does not trip on it again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        # The file was written by this run's own earlier attempt, so a full
+        # (non weights-only) load is safe; it also covers user hyperparameters
+        # that the weights-only unpickler refuses.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError("no state_dict in it")
+    except Exception as exc:  # noqa: BLE001 - any failure to load means "start over"
+        aside = aside_path(path, "damaged")
+        path.replace(aside)
+        warnings.warn(
+            f"{path} does not load ({type(exc).__name__}: {exc}); moved to {aside.name}, "
+            "starting this run from scratch",
+            stacklevel=2,
+        )
+        return None
+    return str(path)

@@ -1,0 +1,135 @@
+"""One run, start to finish, inside the child process.
+
+The order matters: tie our life to the parent's, set the cuBLAS variable, then
+import torch; seed before the model and data are built; capture the fit
+metrics before ``trainer.test`` resets them; write metrics.json (or error.json)
+atomically as the very last step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from orchestrator.paths import RunPaths
+from worker.protocol import PARENT_PID_ENV, ErrorReport, RunResult, RunSpec
+
+__all__ = ["main", "run"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
+        return 2
+    spec = RunSpec.read(Path(argv[0]))
+    _die_with_parent()
+    paths = RunPaths(Path(spec.run_dir))
+    try:
+        result = run(spec)
+    except BaseException as exc:  # noqa: BLE001 - every way out leaves its record
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise
+        _error_report(exc).write(paths.error)
+        traceback.print_exc()
+        return 1
+    result.write(paths.metrics)
+    return 0
+
+
+def run(spec: RunSpec) -> RunResult:
+    config = spec.config
+    paths = RunPaths(Path(spec.run_dir))
+    run_dir = paths.root
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for extra in reversed(spec.import_paths):
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+
+    deterministic = bool(config.get("deterministic_cudnn", False))
+    from worker.seeding import cublas_env
+
+    cublas_env(deterministic)
+
+    import pytorch_lightning as pl
+
+    from worker.build import build_data, build_model, build_trainer_parts
+    from worker.callbacks import HeartbeatCallback, ResumeStateCallback, scalar_metrics
+    from worker.checkpoints import usable_checkpoint
+    from worker.seeding import set_determinism, set_training_seed
+
+    set_training_seed(spec.seed)
+    set_determinism(deterministic)
+    data = build_data(config)
+    model = build_model(config)
+
+    resume_state = ResumeStateCallback()
+    heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
+    parts = build_trainer_parts(config, run_dir, [heartbeat, resume_state])
+    resumed_from = None
+    if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
+        resumed_from = usable_checkpoint(parts.last_checkpoint)
+    heartbeat.resumed_from = resumed_from
+    heartbeat.beat(None, "starting", force=True)
+
+    trainer = pl.Trainer(**parts.kwargs)
+    # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
+    trainer.fit(model, datamodule=data, ckpt_path=resumed_from, weights_only=False)
+    fit_metrics, skipped = scalar_metrics(trainer.callback_metrics)
+    # A run resumed from a checkpoint of its final epoch trains nothing more;
+    # the metrics of that epoch travel in the checkpoint.
+    metrics = {**resume_state.restored_metrics, **fit_metrics}
+
+    if config.get("run_test") or config.get("test_dataset") is not None:
+        # Lightning empties callback_metrics when test starts: fit's are kept above.
+        trainer.test(model, datamodule=data, verbose=False)
+        test_metrics, test_skipped = scalar_metrics(trainer.callback_metrics)
+        metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test")})
+        skipped += test_skipped
+    return RunResult(
+        metrics=dict(sorted(metrics.items())),
+        skipped_metrics=tuple(skipped),
+        resumed_from=resumed_from,
+    )
+
+
+def _error_report(exc: BaseException) -> ErrorReport:
+    cuda_oom = type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+    return ErrorReport(
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
+        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
+        cuda_oom=cuda_oom,
+    )
+
+
+def _die_with_parent() -> None:
+    """Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
+    training behind: the kernel's parent-death signal on Linux, and a watcher
+    thread for the window before it was set and for other systems."""
+    expected = os.environ.get(PARENT_PID_ENV)
+    if not expected:
+        return  # started by hand: nobody to follow
+    parent = int(expected)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="xorch-parent-watch", daemon=True).start()

@@ -1,0 +1,1 @@
+"""Built-in LightningModules and LightningDataModules that need no download."""

@@ -1,0 +1,15 @@
+"""The child entry point: ``python -m worker.train_one RUN_SPEC_JSON``.
+
+One process trains one run and exits. Everything it learns goes into files in
+the run directory (see ``worker.protocol``); the exit status is 0 when
+metrics.json was written, 1 when error.json was.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from worker.run import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
