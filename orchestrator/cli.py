@@ -6,7 +6,6 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -29,8 +28,11 @@ app = typer.Typer(
 
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Dotted overrides, values as YAML: pl_trainer.max_epochs=3 "
-                   "experiments_runner.seeds=[1,2]", show_default=False),
+    typer.Argument(
+        help="Dotted overrides, values as YAML: pl_trainer.max_epochs=3 "
+        "experiments_runner.seeds=[1,2]",
+        show_default=False,
+    ),
 ]
 
 
@@ -81,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -15,6 +15,7 @@ import enum
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,9 @@ def training_fingerprint(training: Mapping[str, Any]) -> str:
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two configs."""
     flat_old, flat_new = _flatten(old), _flatten(new)
-    return sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k))
+    return sorted(
+        k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k)
+    )
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -130,6 +133,29 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; researchers
+    write learning rates that way and mean a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
     """Read, override and validate a config. Touches nothing on disk."""
     path = Path(config_path)
@@ -141,7 +167,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (give the path to a YAML file)")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -165,7 +191,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
                 f"override {item!r} is not KEY=VALUE; write e.g. pl_trainer.max_epochs=3"
             )
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text) if text.strip() else None
         except yaml.YAMLError:
             raise ConfigError(
                 f"override {key}: {text!r} is not a YAML value; quote it or fix the brackets"
@@ -218,7 +244,9 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
     trainer = raw.get("pl_trainer", raw.get("trainer"))
     if trainer is not None and not isinstance(trainer, dict):
-        raise ConfigError(f"pl_trainer must be a mapping of Trainer arguments, not a {_kind(trainer)}")
+        raise ConfigError(
+            f"pl_trainer must be a mapping of Trainer arguments, not a {_kind(trainer)}"
+        )
     for key in ("model", "data"):
         if key in raw or key == "model":
             _class_entry(raw.get(key), key)
@@ -276,7 +304,9 @@ def _class_entry(entry: Any, where: str) -> None:
         )
     unknown = set(entry) - {"class_path", "init_args"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; use class_path and init_args")
+        raise ConfigError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; use class_path and init_args"
+        )
     if not isinstance(entry.get("init_args", {}), dict):
         raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments")
 
@@ -367,4 +397,5 @@ def _seconds(value: Any, where: str, optional: bool) -> float | None:
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", dict: "mapping", str: "string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "list", dict: "mapping", str: "string"}
+    return names.get(type(value), type(value).__name__)

@@ -44,9 +44,7 @@ def launcher_lock(paths: StudyPaths) -> Iterator[None]:
             "wait for it to finish or stop it first"
         ) from None
     try:
-        atomic_write_json(
-            paths.launcher_owner, {"pid": os.getpid(), "host": socket.gethostname()}
-        )
+        atomic_write_json(paths.launcher_owner, {"pid": os.getpid(), "host": socket.gethostname()})
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -1,18 +1,18 @@
 """The one place that names files. No other module builds a file name.
 
-    <output_base_dir>/
-        run_00_seed42/          one folder per run: the Trainer's default_root_dir
-            run_spec.json       written by the parent before the child starts
-            heartbeat.json      written by the child while it trains
-            metrics.json        written by the child when it completed
-            error.json          written by the child when it raised
-            train.log           the child's stdout and stderr
-            last.ckpt           the newest checkpoint, for mid-run resume
-            lightning_logs/
-        runner_state.json       the study's state; drives resume
-        runner_state.json.bak   the previous good state
-        summary.csv             completed runs, then mean and std rows
-        xorch.log               what the parent printed
+<output_base_dir>/
+    run_00_seed42/          one folder per run: the Trainer's default_root_dir
+        run_spec.json       written by the parent before the child starts
+        heartbeat.json      written by the child while it trains
+        metrics.json        written by the child when it completed
+        error.json          written by the child when it raised
+        train.log           the child's stdout and stderr
+        last.ckpt           the newest checkpoint, for mid-run resume
+        lightning_logs/
+    runner_state.json       the study's state; drives resume
+    runner_state.json.bak   the previous good state
+    summary.csv             completed runs, then mean and std rows
+    xorch.log               what the parent printed
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Reporter:
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
         for cells in (header, *rows):
-            self.say("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+            self.say("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
 def format_metrics(metrics: Mapping[str, float], names: Sequence[str]) -> str:

@@ -17,7 +17,6 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from orchestrator.atomic import atomic_write_text
@@ -131,11 +130,10 @@ class StudyState:
     def _with_run(self, record: RunRecord, status: RunStatus, **changes: Any) -> StudyState:
         current = self.runs[record.index]
         if status not in TRANSITIONS[current.status]:
-            raise RuntimeError(
-                f"run {record.index}: status {current.status.value} -> {status.value} is not allowed"
-            )
+            change = f"{current.status.value} -> {status.value}"
+            raise RuntimeError(f"run {record.index}: status {change} is not allowed")
         updated = dataclasses.replace(current, status=status, **changes)
-        runs = self.runs[: record.index] + (updated,) + self.runs[record.index + 1 :]
+        runs = (*self.runs[: record.index], updated, *self.runs[record.index + 1 :])
         return dataclasses.replace(self, runs=runs)
 
     def start_attempt(self, index: int, attempt: Attempt) -> StudyState:
@@ -154,7 +152,7 @@ class StudyState:
         attempt = dataclasses.replace(record.attempts[-1], pid=pid, pid_create_time=create_time)
         updated = dataclasses.replace(record, attempts=(*record.attempts[:-1], attempt))
         return dataclasses.replace(
-            self, runs=self.runs[:index] + (updated,) + self.runs[index + 1 :]
+            self, runs=(*self.runs[:index], updated, *self.runs[index + 1 :])
         )
 
     def finish_attempt(

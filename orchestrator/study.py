@@ -73,15 +73,12 @@ def launch_spec(
         state = _initial_state(spec, paths, resume)
         reporter = reporter or Reporter(paths.log)
         reporter.say(
-            f"study {paths.root}: {len(state.runs)} runs, "
-            f"{len(state.completed)} already completed"
+            f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
         state = _settle_stale_runs(paths, state, reporter, spec.runner.grace_period)
         flag = StopFlag()
         with stop_on_signals(flag):
-            outcome = Scheduler(
-                spec, paths, launcher or LocalLauncher(), reporter, flag
-            ).run(state)
+            outcome = Scheduler(spec, paths, launcher or LocalLauncher(), reporter, flag).run(state)
         return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
 
 
@@ -157,9 +154,7 @@ def _settle_stale_runs(
                 assert attempt.pid is not None
                 reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
                 stop_process_group(attempt.pid, grace_period)
-        finished = dataclasses.replace(
-            attempt, outcome=outcome, reason=reason, ended_at=now_iso()
-        )
+        finished = dataclasses.replace(attempt, outcome=outcome, reason=reason, ended_at=now_iso())
         state = state.finish_attempt(record.index, finished, result.metrics if result else None)
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
     save_state(paths, state)

@@ -120,13 +120,21 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0) -> Verdict:
         report = ErrorReport.read(run.error)
         if report is None:
             return Verdict(
-                AttemptClass.FAILED, f"exit status {code}, no error.json (see {run.log.name})",
-                code, None, {},
+                AttemptClass.FAILED,
+                f"exit status {code}, no error.json (see {run.log.name})",
+                code,
+                None,
+                {},
             )
         short_type = report.type.rsplit(".", 1)[-1]
         outcome = AttemptClass.CUDA_OOM if report.cuda_oom else AttemptClass.FAILED
         return Verdict(
-            outcome, f"{short_type}: {report.message}", code, None, {}, report.resumed_from,
+            outcome,
+            f"{short_type}: {report.message}",
+            code,
+            None,
+            {},
+            report.resumed_from,
             config_error=report.type == BUILD_ERROR_TYPE,
         )
     signum = -code

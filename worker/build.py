@@ -15,7 +15,14 @@ from pytorch_lightning.loggers import CSVLogger
 
 from worker.protocol import LAST_CHECKPOINT_FILE
 
-__all__ = ["BuildError", "TrainerParts", "build_data", "build_model", "build_trainer_parts", "instantiate"]
+__all__ = [
+    "BuildError",
+    "TrainerParts",
+    "build_data",
+    "build_model",
+    "build_trainer_parts",
+    "instantiate",
+]
 
 
 class BuildError(Exception):
@@ -36,7 +43,9 @@ def instantiate(entry: Mapping[str, Any], where: str, **extra: Any) -> Any:
     try:
         cls = getattr(module, attr)
     except AttributeError:
-        raise BuildError(f"{where}.class_path {class_path!r}: {module_name} has no {attr!r}") from None
+        raise BuildError(
+            f"{where}.class_path {class_path!r}: {module_name} has no {attr!r}"
+        ) from None
     kwargs = {**dict(entry.get("init_args") or {}), **extra}
     try:
         inspect.signature(cls).bind(**kwargs)
@@ -48,7 +57,7 @@ def instantiate(entry: Mapping[str, Any], where: str, **extra: Any) -> Any:
 
 
 def build_model(config: Mapping[str, Any]) -> pl.LightningModule:
-    return instantiate(config["model"], "model")  # type: ignore[no-any-return]
+    return instantiate(config["model"], "model")
 
 
 def build_data(config: Mapping[str, Any]) -> pl.LightningDataModule | None:
@@ -60,7 +69,7 @@ def build_data(config: Mapping[str, Any]) -> pl.LightningDataModule | None:
     if isinstance(test_block, Mapping) and "size" in test_block:
         # test_dataset: {size: N} describes the test split of a built-in data module.
         extra["test_size"] = int(test_block["size"])
-    return instantiate(entry, "data", **extra)  # type: ignore[no-any-return]
+    return instantiate(entry, "data", **extra)
 
 
 @dataclass(frozen=True)

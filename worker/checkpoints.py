@@ -32,7 +32,7 @@ def usable_checkpoint(path: Path) -> str | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise ValueError("no state_dict in it")
-    except Exception as exc:  # noqa: BLE001 - any failure to load means "start over"
+    except Exception as exc:  # any failure to load means "start over"
         aside = aside_path(path, "damaged")
         path.replace(aside)
         warnings.warn(

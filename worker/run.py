@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     paths = RunPaths(Path(spec.run_dir))
     try:
         result = run(spec)
-    except BaseException as exc:  # noqa: BLE001 - every way out leaves its record
+    except BaseException as exc:  # every way out leaves its record
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
         _error_report(exc).write(paths.error)

@@ -48,7 +48,8 @@ def cublas_env(enabled: bool) -> None:
 def capture_rng_state() -> dict[str, Any]:
     """Every global RNG state, in types that ``torch.load(weights_only=True)`` accepts
     (plain ints, lists and tensors: NumPy's array is turned into a list)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [kind, keys.tolist(), pos, has_gauss, cached],

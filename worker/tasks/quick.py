@@ -19,7 +19,11 @@ __all__ = ["QuickClassifier", "QuickDataModule"]
 
 class QuickClassifier(pl.LightningModule):
     def __init__(
-        self, features: int = 16, hidden: int = 32, classes: int = 3, lr: float = 0.05,
+        self,
+        features: int = 16,
+        hidden: int = 32,
+        classes: int = 3,
+        lr: float = 0.05,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
@@ -29,7 +33,7 @@ class QuickClassifier(pl.LightningModule):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+        return self.net(x)
 
     def _step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -50,7 +54,7 @@ class QuickClassifier(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+        return torch.optim.SGD(self.parameters(), lr=float(self.hparams['lr']), momentum=0.9)
 
 
 class QuickDataModule(pl.LightningDataModule):
@@ -58,8 +62,15 @@ class QuickDataModule(pl.LightningDataModule):
     (``seed``, by default the one the worker seeded torch with) drives shuffling."""
 
     def __init__(
-        self, features: int = 16, classes: int = 3, train_size: int = 256, val_size: int = 64,
-        test_size: int = 0, batch_size: int = 32, data_seed: int = 0, seed: int | None = None,
+        self,
+        features: int = 16,
+        classes: int = 3,
+        train_size: int = 256,
+        val_size: int = 64,
+        test_size: int = 0,
+        batch_size: int = 32,
+        data_seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size

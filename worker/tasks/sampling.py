@@ -31,7 +31,7 @@ class EpochSeededSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator()
-        generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator.manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
         return iter(torch.randperm(self.length, generator=generator).tolist())
 
     def __len__(self) -> int:
