@@ -1,0 +1,269 @@
+"""Whole studies with real child processes and a real Lightning Trainer."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import ROOT, read_state, snapshot, tiny_config, xorch, xorch_popen
+
+# Runs xorch in-process and reports at exit whether the parent imported torch.
+TORCH_WATCH = (
+    "import sys, atexit\n"
+    "atexit.register(lambda: print('PARENT-IMPORTED', 'torch' in sys.modules,"
+    " 'pytorch_lightning' in sys.modules, file=sys.stderr))\n"
+    "from orchestrator.cli import main\n"
+    "sys.argv = ['xorch', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """One real 3-seed study, shared by the tests that only read it."""
+    workdir = tmp_path_factory.mktemp("e2e") / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = tiny_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    config["test_dataset"] = {"size": 32}
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_WATCH, "launch", str(path)],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )
+    return path, out, result
+
+
+def test_study_completes_with_the_seed_layout(study):
+    _, out, result = study
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == [
+        "run_00_seed42", "run_01_seed101", "run_02_seed28",
+        "runner_state.json", "runner_state.json.bak", "summary.csv", "xorch.log",
+    ]
+    for run in ("run_00_seed42", "run_01_seed101", "run_02_seed28"):
+        folder = out / run
+        assert (folder / "lightning_logs").is_dir()
+        assert (folder / "metrics.json").is_file() and (folder / "train.log").is_file()
+        assert (folder / "last.ckpt").is_file()
+        spec = json.loads((folder / "run_spec.json").read_text())
+        assert spec["run_dir"] == str(folder)
+
+
+def test_parent_never_imports_torch_during_a_study(study):
+    _, _, result = study
+    assert "PARENT-IMPORTED False False" in result.stderr
+
+
+def test_state_records_every_run(study):
+    _, out, _ = study
+    state = read_state(out)
+    assert state["schema_version"] == 1 and state["seeds"] == [42, 101, 28]
+    assert len(state["config_fingerprint"]) == 64
+    for index, record in enumerate(state["runs"]):
+        assert record["index"] == index and record["status"] == "completed"
+        assert record["exit_code"] == 0 and record["duration_s"] > 0
+        assert record["started_at"] and record["ended_at"]
+        assert {"train/loss", "val/loss", "val/acc", "test/loss", "test/acc"} <= set(
+            record["metrics"]
+        )
+        (attempt,) = record["attempts"]
+        assert attempt["outcome"] == "completed" and attempt["pid"] > 0
+
+
+def test_summary_matches_the_state_and_pandas(study):
+    _, out, _ = study
+    text = (out / "summary.csv").read_text()
+    frame = pd.read_csv(io.StringIO(text), dtype={"run": str, "seed": str})
+    state = read_state(out)
+    metric_names = sorted(state["runs"][0]["metrics"])
+    assert list(frame.columns) == ["run", "seed", "duration_s", *metric_names]
+    assert list(frame["run"]) == ["0", "1", "2", "mean", "std"]
+    assert list(frame["seed"]) == ["42", "101", "28", "-", "-"]
+    runs = frame.iloc[:3]
+    for name in metric_names:
+        recorded = [r["metrics"][name] for r in state["runs"]]
+        assert list(runs[name]) == pytest.approx(recorded, abs=5e-7)
+        assert frame.iloc[3][name] == pytest.approx(pd.Series(recorded).mean(), abs=1e-6)
+        assert frame.iloc[4][name] == pytest.approx(pd.Series(recorded).std(ddof=1), abs=1e-6)
+    # The test metrics sit beside the fit metrics, not instead of them.
+    assert "test/loss" in frame.columns and "val/loss" in frame.columns
+
+
+def test_progress_lines_show_summary_metrics(study):
+    _, out, result = study
+    assert "run 1 seed 101: completed in" in result.stdout
+    assert "val/loss=" in result.stdout and "val/acc=" in result.stdout
+    assert "val/loss: " in result.stdout and " ± " in result.stdout
+    assert "\x1b[" not in result.stdout
+    assert "run 2 seed 28: completed" in (out / "xorch.log").read_text()
+
+
+def test_a_study_is_never_overwritten_without_resume(study):
+    path, out, _ = study
+    before = snapshot(out)
+    result = xorch("launch", str(path), cwd=path.parent)
+    assert result.returncode == 2
+    assert "already holds a study (3 of 3 runs completed)" in result.stderr
+    assert "--resume" in result.stderr
+    assert snapshot(out) == before
+
+
+def test_resume_with_a_changed_training_config_is_refused(study):
+    path, out, _ = study
+    before = snapshot(out)
+    result = xorch("launch", str(path), "--resume", "pl_trainer.max_epochs=5",
+                   "model.init_args.lr=0.1", cwd=path.parent)
+    assert result.returncode == 2
+    assert "pl_trainer.max_epochs" in result.stderr and "model.init_args.lr" in result.stderr
+    assert snapshot(out) == before
+
+
+def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(study):
+    path, out, _ = study
+    metrics_before = (out / "run_00_seed42" / "metrics.json").read_bytes()
+    result = xorch("launch", str(path), "--resume",
+                   "experiments_runner.summary_metrics=[val/acc]", cwd=path.parent)
+    assert result.returncode == 0, result.stderr
+    assert "3 already completed" in result.stdout and "starting attempt" not in result.stdout
+    assert (out / "run_00_seed42" / "metrics.json").read_bytes() == metrics_before
+
+
+def test_replay_with_mode_train_reproduces_a_run_exactly(study):
+    path, out, _ = study
+    config = yaml.safe_load(path.read_text())
+    del config["experiments_runner"]
+    replay_dir = out.parent / "run_01_seed101_replay"
+    config.update(mode="train", seed=101)
+    config["pl_trainer"]["default_root_dir"] = str(replay_dir)
+    replay = path.parent / "replay.yaml"
+    replay.write_text(yaml.safe_dump(config))
+    result = xorch("launch", str(replay), cwd=path.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    original = json.loads((out / "run_01_seed101" / "metrics.json").read_text())["metrics"]
+    again = json.loads((replay_dir / "metrics.json").read_text())["metrics"]
+    assert again == original  # bit-identical floats on CPU
+    # A second replay into the same folder is refused, not overwritten.
+    again_result = xorch("launch", str(replay), cwd=path.parent)
+    assert again_result.returncode == 2 and "already holds a finished run" in again_result.stderr
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_attempt(out: Path, index: int) -> dict | None:
+    try:
+        record = read_state(out)["runs"][index]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return record["attempts"][-1] if record["status"] == "running" else None
+
+
+def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(
+    workdir, write_config
+):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=None, n_runs=3)
+    config["pl_trainer"]["max_epochs"] = 40
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        # Random seeds are on disk before the first run starts.
+        wait_for(lambda: (out / "runner_state.json").exists(), what="state file")
+        seeds = read_state(out)["seeds"]
+        assert len(seeds) == 3
+        run1 = out / f"run_01_seed{seeds[1]}"
+        wait_for(lambda: (run1 / "heartbeat.json").exists() and running_attempt(out, 1),
+                 what="run 1 training")
+        child_pid = running_attempt(out, 1)["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    # The child follows its parent: no training is left behind.
+    wait_for(lambda: not psutil.pid_exists(child_pid)
+             or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE,
+             timeout=15, what="orphaned child to stop")
+    run0_metrics = (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes()
+
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    assert state["seeds"] == seeds
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    assert len(state["runs"][0]["attempts"]) == 1  # run 0 was not trained again
+    assert (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes() == run0_metrics
+    first, second = state["runs"][1]["attempts"]
+    assert first["outcome"] == "interrupted" and second["outcome"] == "completed"
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
+    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
+    assert sorted(p.name for p in out.glob("run_*")) == sorted(
+        f"run_{i:02d}_seed{s}" for i, s in enumerate(seeds)
+    )
+
+
+def test_a_second_launch_on_a_running_study_is_refused(workdir, write_config):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(1, 2))
+    config["pl_trainer"]["max_epochs"] = 200
+    path = write_config(config)
+    first = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (out / ".xorch-launch.owner.json").exists(), what="launcher lock")
+        second = xorch("launch", str(path), "--resume", cwd=workdir)
+        assert second.returncode == 2
+        assert f"pid {first.pid}" in second.stderr and "host" in second.stderr
+        assert "in use by another xorch launch" in second.stderr
+        # SIGTERM stops the first one cleanly: the attempt is recorded as interrupted.
+        wait_for(lambda: running_attempt(out, 0) is not None, what="run 0 to start")
+        first.send_signal(signal.SIGTERM)
+        stdout, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 143, stdout
+    record = read_state(out)["runs"][0]
+    assert record["status"] == "interrupted"
+    assert record["attempts"][-1]["outcome"] == "interrupted"
+    assert not psutil.pid_exists(record["attempts"][-1]["pid"])
+
+
+def test_importing_the_orchestrator_and_help_load_no_torch():
+    code = (
+        "import sys, io, contextlib\n"
+        "import orchestrator, orchestrator.cli, orchestrator.study, orchestrator.scheduler\n"
+        "from orchestrator.cli import main\n"
+        "sys.argv = ['xorch', '--help']\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'launch' in out.getvalue()\n"
+        "print('torch' in sys.modules, 'pytorch_lightning' in sys.modules,"
+        " 'lightning' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False False"
