@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up .venv with xorch and its test tools. Safe to run again.
+# torch is installed first at a pinned release: on a CPU-only machine of ours
+# `pip install torch==2.13.0` takes the CPU wheel, while a bare `torch`
+# requirement could pull a multi-GB CUDA build. Set XORCH_TORCH to choose
+# another torch requirement (for example on a GPU box).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet "${XORCH_TORCH:-torch==2.13.0}"
+fi
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -c "import torch, pytorch_lightning; print('xorch setup: torch', torch.__version__, '- lightning', pytorch_lightning.__version__)"
