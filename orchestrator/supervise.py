@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -71,7 +73,7 @@ class AttemptWatch:
         the study is stopping, its wall limit passed or its heartbeat went quiet."""
         code = self.child.poll()
         if code is not None:
-            return classify_exit(code, self.run, self.peak_rss)
+            return classify_exit(code, self.run, self.peak_rss, self.child.pid)
         rss = self.child.rss_bytes()
         if rss:
             self.peak_rss = max(self.peak_rss, rss)
@@ -109,7 +111,7 @@ class AttemptWatch:
         )
 
 
-def classify_exit(code: int, run: RunPaths, peak_rss: int = 0) -> Verdict:
+def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None = None) -> Verdict:
     """The class of an attempt that ended by itself."""
     if code == 0:
         result = RunResult.read(run.metrics)
@@ -127,10 +129,15 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0) -> Verdict:
                 {},
             )
         short_type = report.type.rsplit(".", 1)[-1]
-        outcome = AttemptClass.CUDA_OOM if report.cuda_oom else AttemptClass.FAILED
+        reason = f"{short_type}: {report.message}"
+        outcome = AttemptClass.FAILED
+        if report.cuda_oom:
+            outcome = AttemptClass.CUDA_OOM
+        elif report.host_oom:
+            outcome, reason = AttemptClass.OOM_KILLED, f"out of host memory: {reason}"
         return Verdict(
             outcome,
-            f"{short_type}: {report.message}",
+            reason,
             code,
             None,
             {},
@@ -140,20 +147,44 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0) -> Verdict:
     signum = -code
     name = _signal_name(code) or f"signal {signum}"
     if signum == signal.SIGKILL:
-        return Verdict(AttemptClass.OOM_KILLED, _oom_evidence(peak_rss), code, name, {})
+        return Verdict(AttemptClass.OOM_KILLED, _oom_evidence(pid, peak_rss), code, name, {})
     return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
 
 
-def _oom_evidence(peak_rss: int) -> str:
+def _oom_evidence(pid: int | None, peak_rss: int) -> str:
     """Nobody but the kernel's OOM killer SIGKILLs a training run on its own; say
-    how sure we are."""
-    total = psutil.virtual_memory().total
-    if peak_rss and peak_rss > 0.8 * total:
+    how sure we are: the kernel's own record, the child's memory against the
+    limit, or neither."""
+    if pid is not None and _kernel_oom_record(pid):
+        return f"killed by the kernel's OOM killer (kernel log: Killed process {pid})"
+    limit = _memory_limit()
+    if peak_rss and peak_rss > 0.8 * limit:
         return (
-            f"killed by SIGKILL at {peak_rss / 2**30:.1f} GiB resident "
-            f"of {total / 2**30:.1f} GiB: out of memory"
+            f"killed by SIGKILL at {peak_rss / 2**30:.1f} GiB resident, near the "
+            f"{limit / 2**30:.1f} GiB memory limit: out of memory"
         )
     return "killed by SIGKILL, likely out of memory"
+
+
+def _kernel_oom_record(pid: int) -> bool:
+    """Whether the kernel log says it killed ``pid`` (often unreadable in containers)."""
+    try:
+        log = subprocess.run(
+            ["dmesg"], capture_output=True, text=True, timeout=2, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return f"Killed process {pid} " in log
+
+
+def _memory_limit() -> int:
+    """The cgroup's memory limit when there is one, else the machine's memory."""
+    total = psutil.virtual_memory().total
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        return min(total, int(text)) if text != "max" else total
+    except (OSError, ValueError):
+        return total
 
 
 def _signal_name(code: int | None) -> str | None:

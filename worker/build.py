@@ -102,13 +102,15 @@ def build_trainer_parts(
         dirpath = users_last[0].dirpath
         last = Path(dirpath) / LAST_CHECKPOINT_FILE if dirpath else None
     elif kwargs.get("enable_checkpointing", True):
-        # save_on_train_epoch_end: the checkpoint then holds the whole epoch,
-        # validation and train-epoch metrics included.
+        # One checkpoint named "last", rewritten every epoch. (save_last with
+        # save_top_k=0 would only write it when training ends.)
+        # save_on_train_epoch_end: it then holds the whole epoch, validation
+        # and train-epoch metrics included.
         callbacks.append(
             ModelCheckpoint(
                 dirpath=run_dir,
-                save_last=True,
-                save_top_k=0,
+                filename=Path(LAST_CHECKPOINT_FILE).stem,
+                save_top_k=1,
                 save_on_train_epoch_end=True,
                 enable_version_counter=False,
             )

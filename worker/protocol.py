@@ -128,6 +128,7 @@ class ErrorReport:
     message: str
     traceback: str = ""
     cuda_oom: bool = False
+    host_oom: bool = False  # an allocation in host memory failed (MemoryError, RLIMIT_AS)
     resumed_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

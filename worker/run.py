@@ -102,12 +102,16 @@ def run(spec: RunSpec) -> RunResult:
 
 
 def _error_report(exc: BaseException) -> ErrorReport:
-    cuda_oom = type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+    text = str(exc)
+    cuda_oom = type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text
+    # torch's CPU allocator reports a failed malloc as a RuntimeError, not MemoryError.
+    host_oom = not cuda_oom and (isinstance(exc, MemoryError) or "can't allocate memory" in text)
     return ErrorReport(
         type=f"{type(exc).__module__}.{type(exc).__qualname__}",
         message=str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
         traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
         cuda_oom=cuda_oom,
+        host_oom=host_oom,
     )
 
 

@@ -1,0 +1,190 @@
+"""Every failure class with a real child, retries, the failure policy, and runs
+left behind by a dead parent."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from orchestrator.paths import RunPaths, StudyPaths
+from orchestrator.state import Attempt, RunRecord, StudyState, load_state, save_state
+from tests.conftest import ROOT, read_state, tiny_config, xorch
+from worker.checkpoints import usable_checkpoint
+
+FAULTY = ROOT / "tests" / "fixtures" / "faulty.py"
+
+
+def faulty_config(workdir: Path, faults: dict[int, str], seeds, **runner) -> dict:
+    shutil.copy(FAULTY, workdir / "faulty.py")  # the user's own module, beside the config
+    config = tiny_config(workdir / "out", seeds=tuple(seeds), **runner)
+    config["model"]["class_path"] = "faulty.FaultyClassifier"
+    config["model"]["init_args"]["faults"] = {str(k): v for k, v in faults.items()}
+    return config
+
+
+def by_seed(out: Path) -> dict[int, dict]:
+    return {r["seed"]: r for r in read_state(out)["runs"]}
+
+
+def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
+    workdir, write_config
+):
+    faults = {1: "raise", 2: "sigkill", 3: "segfault", 4: "hang", 5: "exit0", 6: "memory",
+              8: "cuda_oom"}
+    config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5, 6, 7, 8], max_retries=0,
+                           hang_timeout=4, grace_period=1)
+    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    runs = by_seed(workdir / "out")
+    expected = {1: "failed", 2: "oom_killed", 3: "signal", 4: "hang", 5: "no_metrics",
+                6: "oom_killed", 8: "cuda_oom"}
+    for seed, outcome in expected.items():
+        record = runs[seed]
+        assert record["status"] == "failed", (seed, record)
+        assert record["failure"] == outcome, (seed, record)
+        (attempt,) = record["attempts"]  # max_retries 0
+        assert attempt["outcome"] == outcome and attempt["log"].endswith("train.log")
+        assert attempt["started_at"] and attempt["ended_at"]
+    assert "RuntimeError: boom on purpose (seed 1)" in runs[1]["attempts"][0]["reason"]
+    assert runs[2]["attempts"][0]["signal"] == "SIGKILL"
+    assert "likely out of memory" in runs[2]["attempts"][0]["reason"] or "OOM" in (
+        runs[2]["attempts"][0]["reason"])
+    assert runs[3]["attempts"][0]["signal"] == "SIGSEGV"
+    assert "killed by SIGSEGV" in runs[3]["attempts"][0]["reason"]
+    assert "no heartbeat" in runs[4]["attempts"][0]["reason"]
+    beat = json.loads((workdir / "out" / "run_03_seed4" / "heartbeat.json").read_text())
+    assert beat["phase"] == "fit" and beat["max_epochs"] == 2
+    assert "out of host memory" in runs[6]["attempts"][0]["reason"]
+    assert runs[7]["status"] == "completed"
+    # summary.csv holds the completed run only, and mean/std over it alone.
+    lines = (workdir / "out" / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["6", "mean", "std"]
+    # The closing table names every run that did not complete, with its class.
+    table = result.stdout[result.stdout.index("runs did not complete"):]
+    for outcome in expected.values():
+        assert outcome in table
+    # No child outlived its attempt (the hung one was stopped with its group).
+    for record in runs.values():
+        pid = record["attempts"][-1]["pid"]
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_run_timeout_stops_a_run_that_beats_but_never_ends(workdir, write_config):
+    config = faulty_config(workdir, {1: "slow"}, seeds=[1], max_retries=0, run_timeout=8,
+                           hang_timeout=None, grace_period=1)
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (attempt,) = by_seed(workdir / "out")[1]["attempts"]
+    assert attempt["outcome"] == "timeout"
+    assert "run_timeout (8 s)" in attempt["reason"]
+    assert attempt["duration_s"] < 30
+
+
+def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(
+    workdir, write_config
+):
+    config = faulty_config(workdir, {11: "raise_once"}, seeds=[11], max_retries=1)
+    config["model"]["init_args"]["at_epoch"] = 2
+    config["pl_trainer"]["max_epochs"] = 4
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = by_seed(workdir / "out")[11]
+    first, second = record["attempts"]
+    assert first["outcome"] == "failed" and second["outcome"] == "completed"
+    assert second["resumed_from"] == "run_00_seed11/last.ckpt"
+    assert (workdir / "out" / "run_00_seed11" / "error.attempt-1.json").is_file()
+    assert "retrying (attempt 2 of 2)" in result.stdout
+
+    # The same seed without the fault, never interrupted: the very same metrics.
+    reference = faulty_config(workdir, {}, seeds=[11])
+    reference["experiments_runner"]["output_base_dir"] = str(workdir / "reference")
+    reference["model"]["init_args"]["at_epoch"] = 2
+    reference["pl_trainer"]["max_epochs"] = 4
+    assert xorch("launch", str(write_config(reference, "ref.yaml")), cwd=workdir).returncode == 0
+    assert record["metrics"] == read_state(workdir / "reference")["runs"][0]["metrics"]
+
+
+def test_on_failure_stop_ends_the_study_after_a_run_fails_for_good(workdir, write_config):
+    config = faulty_config(workdir, {1: "raise"}, seeds=[1, 2], max_retries=0,
+                           on_failure="stop")
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 1
+    runs = by_seed(workdir / "out")
+    assert runs[1]["status"] == "failed" and runs[2]["status"] == "pending"
+    assert "on_failure is stop" in result.stdout
+    assert "not started" in result.stdout
+
+
+def test_a_class_path_that_does_not_import_stops_the_study_with_exit_2(workdir, write_config):
+    config = tiny_config(workdir / "out", seeds=(1, 2))
+    config["model"]["class_path"] = "no_such_module.Model"
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 2
+    runs = read_state(workdir / "out")["runs"]
+    assert len(runs[0]["attempts"]) == 1  # no retry: it cannot help
+    assert runs[1]["status"] == "pending"
+    assert "cannot import 'no_such_module'" in result.stdout
+
+
+def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
+    """A state left 'running' by a dead parent whose child survived: the child's
+    whole process group is stopped before the run is tried again."""
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(5,))
+    path = write_config(config)
+    from orchestrator.config import load_study
+
+    spec = load_study(path)
+    survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                start_new_session=True)
+    try:
+        process = psutil.Process(survivor.pid)
+        paths = StudyPaths(out)
+        out.mkdir()
+        state = StudyState(
+            config_fingerprint=spec.fingerprint, training_config=dict(spec.training),
+            seeds=(5,), runs=(RunRecord(index=0, seed=5, dir="run_00_seed5"),),
+        )
+        state = state.start_attempt(0, Attempt(number=1, started_at="t", log="x",
+                                               pid=survivor.pid,
+                                               pid_create_time=process.create_time()))
+        save_state(paths, state)
+        result = xorch("launch", str(path), "--resume", cwd=workdir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert survivor.wait(timeout=10) == -signal.SIGTERM
+        assert f"stopping its child {survivor.pid}" in result.stdout
+        record = load_state(paths).runs[0]  # type: ignore[union-attr]
+        assert [a.outcome.value for a in record.attempts] == ["interrupted", "completed"]
+    finally:
+        if survivor.poll() is None:
+            survivor.kill()
+
+
+def test_a_reused_pid_is_not_taken_for_our_child(tmp_path):
+    from orchestrator.study import _still_running
+
+    me = psutil.Process()
+    assert _still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
+    assert not _still_running(me.pid, me.create_time() - 100, host=me.name())
+    assert not _still_running(me.pid, me.create_time() - 100,
+                              host=__import__("socket").gethostname())
+
+
+def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
+    run = RunPaths(tmp_path)
+    torch.save({"state_dict": {"w": torch.ones(1000)}, "epoch": 3}, run.last_checkpoint)
+    assert usable_checkpoint(run.last_checkpoint) == str(run.last_checkpoint)
+    data = run.last_checkpoint.read_bytes()
+    run.last_checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="starting this run from scratch"):
+        assert usable_checkpoint(run.last_checkpoint) is None
+    assert not run.last_checkpoint.exists()
+    assert (tmp_path / "last.ckpt.damaged-1").read_bytes() == data[: len(data) // 2]
