@@ -175,7 +175,7 @@ def test_a_kill_at_any_point_of_a_write_leaves_the_old_or_the_new_state(tmp_path
         [sys.executable, "-c", CRASH_SCRIPT, str(paths.root), kind, str(nth)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 9, "the kill point was never reached: " + result.stdout + result.stderr
+    assert result.returncode == 9, "kill point never reached: " + result.stdout + result.stderr
     loaded = load_state(paths)
     assert loaded is not None
     on_disk = dataclasses.replace(loaded, created_at=old.created_at)
