@@ -141,7 +141,8 @@ def _settle_stale_runs(
 ) -> StudyState:
     """Runs that a dead parent left 'running': adopt a result the child finished,
     otherwise stop a child that outlived its parent and record it interrupted."""
-    for record in state.with_status(RunStatus.RUNNING):
+    stale = state.with_status(RunStatus.RUNNING)
+    for record in stale:
         attempt = record.current_attempt
         assert attempt is not None
         run = paths.run(record.dir)
@@ -157,7 +158,8 @@ def _settle_stale_runs(
         finished = dataclasses.replace(attempt, outcome=outcome, reason=reason, ended_at=now_iso())
         state = state.finish_attempt(record.index, finished, result.metrics if result else None)
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
-    save_state(paths, state)
+    if stale:
+        save_state(paths, state)
     return state
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,59 @@ def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
         assert usable_checkpoint(run.last_checkpoint) is None
     assert not run.last_checkpoint.exists()
     assert (tmp_path / "last.ckpt.damaged-1").read_bytes() == data[: len(data) // 2]
+
+
+def test_a_second_ctrl_c_does_not_wait_for_the_grace_period(workdir, write_config):
+    from tests.conftest import xorch_popen
+    from tests.test_e2e import running_attempt, wait_for
+
+    out = workdir / "out"
+    config = faulty_config(workdir, {1: "stubborn"}, seeds=[1], grace_period=120,
+                           hang_timeout=None)
+    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    try:
+        run = out / "run_00_seed1"
+        wait_for(lambda: (run / "faulty-attempts").exists(), what="the stubborn child")
+        child = running_attempt(out, 0)["pid"]
+        parent.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert parent.poll() is None  # waiting out the grace period for the child
+        parent.send_signal(signal.SIGINT)
+        stdout, _ = parent.communicate(timeout=20)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130, stdout
+    record = read_state(out)["runs"][0]
+    assert record["status"] == "interrupted"
+    assert record["attempts"][-1]["signal"] == "SIGKILL"
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+
+
+def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
+    workdir, write_config, monkeypatch
+):
+    import errno
+
+    import orchestrator.state as state_module
+    from orchestrator.errors import StateWriteError
+    from orchestrator.report import Reporter
+    from orchestrator.study import launch
+
+    out = workdir / "out"
+    path = write_config(tiny_config(out, seeds=(1, 2)))
+    real_write = state_module.atomic_write_text
+    calls = {"n": 0}
+
+    def write(target, text):
+        calls["n"] += 1
+        if calls["n"] == 4:  # new state, .bak + start of run 0, then the end of run 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(target, text)
+
+    monkeypatch.setattr(state_module, "atomic_write_text", write)
+    with pytest.raises(StateWriteError, match="No space left on device.*previous state is intact"):
+        launch(path, reporter=Reporter(stream=open(workdir / "log.txt", "w")))
+    state = load_state(StudyPaths(out))
+    assert state is not None and state.runs[0].status.value == "running"
+    assert state.runs[1].status.value == "pending"  # it did not train on without a record
