@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -66,6 +66,10 @@ class RunnerSpec:
     run_timeout: float | None = None
     hang_timeout: float | None = 1800.0
     grace_period: float = 30.0
+    gpus: Literal["auto"] | tuple[int, ...] = "auto"  # () means none
+    runs_per_gpu: int = 1
+    max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
+    min_free_gpu_mem_gb: float | None = None
 
     @property
     def run_count(self) -> int:
@@ -351,7 +355,17 @@ def _runner(block: Mapping[str, Any]) -> RunnerSpec:
         on_failure_enum = OnFailure(on_failure)
     except ValueError:
         raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
+    max_parallel = block.get("max_parallel")
     return RunnerSpec(
+        gpus=_gpus(block.get("gpus", "auto")),
+        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", minimum=1),
+        max_parallel=None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1),
+        min_free_gpu_mem_gb=_seconds(
+            block.get("min_free_gpu_mem_gb"),
+            f"{p}min_free_gpu_mem_gb",
+            optional=True,
+            unit="GB",
+        ),
         seeds=seed_tuple,
         n_runs=n_runs,
         output_base_dir=out,
@@ -387,13 +401,29 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-def _seconds(value: Any, where: str, optional: bool) -> float | None:
+def _seconds(value: Any, where: str, optional: bool, unit: str = "seconds") -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         also = " or null" if optional else ""
-        raise ConfigError(f"{where} must be a number of seconds >= 0{also}, not {value!r}")
+        raise ConfigError(f"{where} must be a number of {unit} >= 0{also}, not {value!r}")
     return float(value)
+
+
+def _gpus(value: Any) -> Literal["auto"] | tuple[int, ...]:
+    if value == "auto":
+        return "auto"
+    if value is None or value == "none" or value == []:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{RUNNER_KEY}.gpus lists a GPU twice: {value}")
+        return tuple(value)
+    raise ConfigError(f"{RUNNER_KEY}.gpus must be auto, none or a list of GPU ids like [0, 1]")
 
 
 def _kind(value: Any) -> str:

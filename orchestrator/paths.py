@@ -9,10 +9,12 @@
         train.log           the child's stdout and stderr
         last.ckpt           the newest checkpoint, for mid-run resume
         lightning_logs/
+            version_0/metrics.csv   the CSVLogger's log; one version_N per child start
     runner_state.json       the study's state; drives resume
     runner_state.json.bak   the previous good state
     summary.csv             completed runs, then mean and std rows
     xorch.log               what the parent printed
+    plots/                  curves.png and spread.png, written by orchestrator.plots
 """
 
 from __future__ import annotations
@@ -60,6 +62,26 @@ class RunPaths:
     @property
     def last_checkpoint(self) -> Path:
         return self.root / protocol.LAST_CHECKPOINT_FILE
+
+    @property
+    def lightning_logs(self) -> Path:
+        """Where the default CSVLogger writes (``name="lightning_logs"`` in worker.build)."""
+        return self.root / "lightning_logs"
+
+    def csv_metric_logs(self) -> list[Path]:
+        """Every ``lightning_logs/version_*/metrics.csv`` that exists, oldest first.
+
+        CSVLogger starts a new ``version_N`` each time the child starts, so a resumed
+        run has several. They are ordered by N as a number (``version_10`` after
+        ``version_9``); folders whose suffix is not a number come last, by name.
+        """
+
+        def order(folder: Path) -> tuple[int, int, str]:
+            suffix = folder.name.removeprefix("version_")
+            return (0, int(suffix), "") if suffix.isascii() and suffix.isdigit() else (1, 0, suffix)
+
+        folders = sorted(self.lightning_logs.glob("version_*"), key=order)
+        return [f / "metrics.csv" for f in folders if (f / "metrics.csv").is_file()]
 
     def previous_attempt_file(self, path: Path, attempt: int) -> Path:
         """``error.json`` of attempt 2 kept as ``error.attempt-2.json``."""
@@ -110,6 +132,18 @@ class StudyPaths:
     @property
     def log(self) -> Path:
         return self.root / "xorch.log"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def curves_plot(self) -> Path:
+        return self.plots / "curves.png"
+
+    @property
+    def spread_plot(self) -> Path:
+        return self.plots / "spread.png"
 
     def run(self, dir_name: str) -> RunPaths:
         return RunPaths(self.root / dir_name)

@@ -1,34 +1,39 @@
-"""The main loop: pending runs -> attempts -> verdicts -> state and summary.
+"""The main loop: pending runs -> free slots -> attempts -> verdicts -> state and summary.
 
-Runs go in index order, one at a time. Each attempt is: write its run spec,
-start the child, record it as running, watch it, record its verdict, rewrite
-summary.csv. A failed attempt is retried up to ``max_retries`` times; after a
-run fails for good, ``on_failure`` says whether the study goes on.
+Runs start in index order on free slots (one per GPU slot, or ``max_parallel``
+CPU slots). All bookkeeping happens here, in one thread: each verdict is
+recorded in the state and summary.csv at once, so completion order changes
+nothing on disk but the order of writes. A failed attempt goes back to the front
+of the queue until ``max_retries`` is spent; it may land on any free slot. After
+a run fails for good, ``on_failure: stop`` starts nothing new.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import os
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import OnFailure, StudySpec
+from orchestrator.gpus import Slot, detect_gpus, free_memory_gb, make_slots, resolve_gpus
 from orchestrator.interrupts import StopFlag
-from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.report import Reporter, format_metrics
-from orchestrator.state import Attempt, AttemptClass, StudyState, now_iso, save_state
+from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso, save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
 from worker.protocol import RunSpec
 
-__all__ = ["Scheduler", "SchedulerOutcome"]
+__all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
 
 POLL_MIN_S = 0.05
 POLL_MAX_S = 0.5
+GPU_MEMORY_RECHECK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,47 +44,121 @@ class SchedulerOutcome:
 
 
 @dataclass
+class _Active:
+    """An attempt in flight on a slot."""
+
+    index: int
+    attempt: Attempt
+    child: ChildProcess
+    watch: AttemptWatch
+
+
+def study_slots(spec: StudySpec) -> list[Slot]:
+    runner = spec.runner
+    gpus = resolve_gpus(runner.gpus, detect_gpus()) if runner.gpus != () else []
+    return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel)
+
+
+@dataclass
 class Scheduler:
     spec: StudySpec
     paths: StudyPaths
     launcher: Launcher
     reporter: Reporter
     stop: StopFlag
+    slots: list[Slot] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            self.slots = study_slots(self.spec)
+        self._gpu_wait_said: dict[str, float] = {}
 
     def run(self, state: StudyState) -> SchedulerOutcome:
         runner = self.spec.runner
-        for record in state.runs:
-            if record.status.value == "completed":
-                continue
-            tries = 0
-            while True:
-                if self.stop.requested:
-                    return SchedulerOutcome(state, stopped_by_signal=True)
-                state, verdict = self._attempt(state, record.index)
-                tries += 1
+        queue = deque(r.index for r in state.runs if r.status is not RunStatus.COMPLETED)
+        tries = dict.fromkeys(queue, 0)
+        active: dict[Slot, _Active] = {}
+        starting_allowed = True
+        config_error: str | None = None
+        if len(self.slots) > 1:
+            where = ", ".join(s.label for s in self.slots)
+            self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
+        poll = POLL_MIN_S
+        while active or (queue and starting_allowed and not self.stop.requested):
+            if self.stop.requested:
+                for running in active.values():  # all children stop together
+                    running.child.request_stop()
+            started = False
+            if starting_allowed and not self.stop.requested:
+                for slot in self.slots:
+                    if slot in active or not queue or not self._gpu_has_room(slot):
+                        continue
+                    index = queue.popleft()
+                    state, active[slot] = self._start(state, index, slot)
+                    started = True
+            finished = False
+            for slot, running in list(active.items()):
+                verdict = running.watch.check(self.stop.requested)
+                if verdict is None:
+                    continue
+                del active[slot]
+                finished = True
+                state = self._record(state, running, verdict)
+                tries[running.index] += 1
                 if verdict.outcome is AttemptClass.COMPLETED:
-                    break
-                if verdict.outcome is AttemptClass.INTERRUPTED and self.stop.requested:
-                    return SchedulerOutcome(state, stopped_by_signal=True)
+                    continue
                 if verdict.config_error:
-                    return SchedulerOutcome(state, config_error=verdict.reason)
-                if tries > runner.max_retries:
-                    break
-                self.reporter.say(
-                    f"run {record.index} seed {record.seed}: retrying "
-                    f"(attempt {tries + 1} of {runner.max_retries + 1})"
-                )
-            if state.runs[record.index].status.value != "completed" and (
-                runner.on_failure is OnFailure.STOP
-            ):
-                self.reporter.say("on_failure is stop: the study stops here")
-                break
-        return SchedulerOutcome(state)
+                    config_error = verdict.reason
+                    starting_allowed = False
+                elif self.stop.requested:
+                    continue
+                elif tries[running.index] <= runner.max_retries:
+                    queue.appendleft(running.index)
+                    record = state.runs[running.index]
+                    self.reporter.say(
+                        f"run {record.index} seed {record.seed}: retrying (attempt "
+                        f"{tries[running.index] + 1} of {runner.max_retries + 1})"
+                    )
+                elif runner.on_failure is OnFailure.STOP and starting_allowed:
+                    self.reporter.say("on_failure is stop: no new runs start")
+                    starting_allowed = False
+            poll = POLL_MIN_S if (started or finished) else min(POLL_MAX_S, poll * 1.5)
+            if active:
+                self.sleep(poll)
+            elif queue and starting_allowed and not self.stop.requested and not started:
+                self.sleep(POLL_MAX_S)  # every slot waits for GPU memory
+        return SchedulerOutcome(
+            state, stopped_by_signal=self.stop.requested, config_error=config_error
+        )
 
     # ------------------------------------------------------------------ one attempt
 
-    def _attempt(self, state: StudyState, index: int) -> tuple[StudyState, Verdict]:
+    def _child_env(self, slot: Slot) -> dict[str, str]:
+        env = {"CUDA_VISIBLE_DEVICES": slot.gpu if slot.gpu is not None else ""}
+        if len(self.slots) > 1:
+            # Runs sharing the CPU each get their share of the cores, so they do
+            # not oversubscribe it (torch would start one thread per core in each).
+            share = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
+            env.update(OMP_NUM_THREADS=share, MKL_NUM_THREADS=share)
+        return env
+
+    def _gpu_has_room(self, slot: Slot) -> bool:
+        need = self.spec.runner.min_free_gpu_mem_gb
+        if need is None or slot.gpu is None:
+            return True
+        free = free_memory_gb(slot.gpu)
+        if free is None or free >= need:
+            return True
+        last = self._gpu_wait_said.get(slot.gpu, 0.0)
+        if time.monotonic() - last > 300:
+            self.reporter.say(
+                f"GPU {slot.gpu}: waiting for {need:g} GB free memory (now {free:.1f} GB free)"
+            )
+            self._gpu_wait_said[slot.gpu] = time.monotonic()
+        return False
+
+    def _start(self, state: StudyState, index: int, slot: Slot) -> tuple[StudyState, _Active]:
         record = state.runs[index]
         run = self.paths.run(record.dir)
         number = len(record.attempts) + 1
@@ -92,20 +171,21 @@ class Scheduler:
             import_paths=self.spec.import_paths,
             heartbeat_interval_s=self.spec.runner.heartbeat_interval_s,
         ).write(run.run_spec)
-
+        on = f" on {slot.label}" if len(self.slots) > 1 or slot.gpu is not None else ""
         self.reporter.say(
-            f"run {index} seed {record.seed}: starting attempt {number} in {run.root.name}"
+            f"run {index} seed {record.seed}: starting attempt {number} in {run.root.name}{on}"
         )
         started_at = now_iso()
-        child = self.launcher.start(run)
+        child = self.launcher.start(run, self._child_env(slot))
         self.stop.active_groups.add(child.pid)
-        watch = AttemptWatch(child, run, self.spec.runner)
         attempt = Attempt(
             number=number,
             started_at=started_at,
             log=str(run.log.relative_to(self.paths.root)),
             pid=child.pid,
             pid_create_time=getattr(child, "create_time", None),
+            slot=slot.label,
+            gpu=slot.gpu,
         )
         state = state.start_attempt(index, attempt)
         try:
@@ -114,31 +194,26 @@ class Scheduler:
             # No record of this child can exist, so it must not train on.
             child.stop(0)
             raise
+        return state, _Active(index, attempt, child, AttemptWatch(child, run, self.spec.runner))
 
-        poll = POLL_MIN_S
-        verdict = watch.check(self.stop.requested)
-        while verdict is None:
-            self.sleep(poll)
-            poll = min(POLL_MAX_S, poll * 1.5)
-            verdict = watch.check(self.stop.requested)
-        self.stop.active_groups.discard(child.pid)
-
+    def _record(self, state: StudyState, running: _Active, verdict: Verdict) -> StudyState:
+        self.stop.active_groups.discard(running.child.pid)
         finished = dataclasses.replace(
-            attempt,
+            running.attempt,
             outcome=verdict.outcome,
             reason=verdict.reason,
             exit_code=verdict.exit_code,
             signal=verdict.signal,
             ended_at=now_iso(),
-            duration_s=round(time.monotonic() - watch.started, 3),
+            duration_s=round(time.monotonic() - running.watch.started, 3),
             resumed_from=_relative(verdict.resumed_from, self.paths.root),
         )
-        state = state.finish_attempt(index, finished, verdict.metrics)
+        state = state.finish_attempt(running.index, finished, verdict.metrics)
         save_state(self.paths, state)
         if self.spec.runner.save_summary:
             write_summary(self.paths, state)
-        self._report(state, index, finished)
-        return state, verdict
+        self._report(state, running.index, finished)
+        return state
 
     def _report(self, state: StudyState, index: int, attempt: Attempt) -> None:
         record = state.runs[index]
@@ -160,8 +235,7 @@ def _prepare_run_dir(run: RunPaths, number: int) -> None:
     for path in (run.metrics, run.error):
         if path.exists():
             path.replace(run.previous_attempt_file(path, number - 1))
-    with contextlib.suppress(FileNotFoundError):
-        run.heartbeat.unlink()
+    run.heartbeat.unlink(missing_ok=True)
     if number > 1:
         with open(run.log, "a", encoding="utf-8") as log:
             log.write(f"\n===== xorch: attempt {number} =====\n")

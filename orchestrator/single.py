@@ -51,7 +51,7 @@ def train_single(
         heartbeat_interval_s=spec.runner.heartbeat_interval_s,
     ).write(run.run_spec)
     reporter.say(f"train: seed {spec.train_seed} in {run.root}")
-    watch = AttemptWatch((launcher or LocalLauncher()).start(run), run, spec.runner)
+    watch = AttemptWatch((launcher or LocalLauncher()).start(run, {}), run, spec.runner)
     verdict = watch.check()
     while verdict is None:
         time.sleep(0.2)

@@ -95,6 +95,8 @@ class Attempt:
     ended_at: str | None = None
     duration_s: float | None = None
     resumed_from: str | None = None
+    slot: str | None = None  # e.g. gpu0#2 or cpu#1
+    gpu: str | None = None  # the child's CUDA_VISIBLE_DEVICES
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -41,7 +41,7 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
     faults = {1: "raise", 2: "sigkill", 3: "segfault", 4: "hang", 5: "exit0", 6: "memory",
               8: "cuda_oom"}
     config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5, 6, 7, 8], max_retries=0,
-                           hang_timeout=4, grace_period=1)
+                           hang_timeout=8, grace_period=1, gpus="none", max_parallel=2)
     result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
@@ -240,8 +240,11 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
         real_write(target, text)
 
     monkeypatch.setattr(state_module, "atomic_write_text", write)
-    with pytest.raises(StateWriteError, match="No space left on device.*previous state is intact"):
-        launch(path, reporter=Reporter(stream=open(workdir / "log.txt", "w")))
+    with (
+        open(workdir / "log.txt", "w") as log,
+        pytest.raises(StateWriteError, match=r"No space left on device.*previous state is intact"),
+    ):
+        launch(path, reporter=Reporter(stream=log))
     state = load_state(StudyPaths(out))
     assert state is not None and state.runs[0].status.value == "running"
     assert state.runs[1].status.value == "pending"  # it did not train on without a record

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from orchestrator.paths import RunPaths
-from worker.protocol import PARENT_PID_ENV, ErrorReport, RunResult, RunSpec
+from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
 
 __all__ = ["main", "run"]
 
@@ -33,6 +33,8 @@ def main(argv: list[str]) -> int:
     spec = RunSpec.read(Path(argv[0]))
     _die_with_parent()
     paths = RunPaths(Path(spec.run_dir))
+    # A first sign of life before the slow imports of torch and Lightning.
+    Heartbeat(pid=os.getpid(), time=time.time(), phase="starting").write(paths.heartbeat)
     try:
         result = run(spec)
     except BaseException as exc:  # every way out leaves its record
@@ -60,6 +62,11 @@ def run(spec: RunSpec) -> RunResult:
     cublas_env(deterministic)
 
     import pytorch_lightning as pl
+    import torch
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores for us
+        torch.set_num_threads(int(threads))
 
     from worker.build import build_data, build_model, build_trainer_parts
     from worker.callbacks import HeartbeatCallback, ResumeStateCallback, scalar_metrics
@@ -78,7 +85,7 @@ def run(spec: RunSpec) -> RunResult:
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
     heartbeat.resumed_from = resumed_from
-    heartbeat.beat(None, "starting", force=True)
+    heartbeat.beat(None, "setup", force=True)
 
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).

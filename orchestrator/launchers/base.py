@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from orchestrator.paths import RunPaths
@@ -19,6 +20,10 @@ class ChildProcess(Protocol):
         """None while it runs; then its exit status (negative: killed by that signal)."""
         ...
 
+    def request_stop(self) -> None:
+        """SIGTERM to its process group, without waiting (several children stop at once)."""
+        ...
+
     def stop(self, grace_period: float) -> int:
         """SIGTERM to its whole process group, ``grace_period`` seconds, then SIGKILL.
         Returns the exit status."""
@@ -30,6 +35,7 @@ class ChildProcess(Protocol):
 
 
 class Launcher(Protocol):
-    def start(self, run: RunPaths) -> ChildProcess:
-        """Start the worker on ``run.run_spec``; its output goes to ``run.log``."""
+    def start(self, run: RunPaths, env: Mapping[str, str]) -> ChildProcess:
+        """Start the worker on ``run.run_spec`` with ``env`` added to the environment
+        (CUDA_VISIBLE_DEVICES, thread counts); its output goes to ``run.log``."""
         ...

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psutil
 
@@ -46,6 +46,9 @@ class LocalChild:
             _signal_group(self.pid, signal.SIGKILL)
         return code
 
+    def request_stop(self) -> None:
+        _signal_group(self.pid, signal.SIGTERM)
+
     def stop(self, grace_period: float) -> int:
         stop_process_group(self.pid, grace_period, reap=self._popen.poll)
         return self._popen.wait()
@@ -64,8 +67,8 @@ class LocalChild:
 
 
 class LocalLauncher:
-    def start(self, run: RunPaths) -> LocalChild:
-        env = dict(os.environ)
+    def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
+        env = {**os.environ, **env}
         env[PARENT_PID_ENV] = str(os.getpid())
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(run.log, "ab") as log:

@@ -1,0 +1,105 @@
+"""Which GPUs runs may use, found without importing torch, and the slots they make.
+
+A slot is one place a run can go: ``runs_per_gpu`` slots per GPU, or plain CPU
+slots on a machine without GPUs. A child on a GPU slot gets
+``CUDA_VISIBLE_DEVICES`` set to that one GPU, so inside it the GPU is device 0.
+GPU ids in the config count within a ``CUDA_VISIBLE_DEVICES`` that is already
+set, the way torch counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from orchestrator.errors import ConfigError
+
+__all__ = ["Slot", "detect_gpus", "free_memory_gb", "make_slots", "resolve_gpus"]
+
+GpuChoice = Literal["auto"] | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a run can go: ``gpu`` is the value for CUDA_VISIBLE_DEVICES, or None."""
+
+    number: int
+    gpu: str | None
+
+    @property
+    def label(self) -> str:
+        return f"gpu{self.gpu}#{self.number}" if self.gpu is not None else f"cpu#{self.number}"
+
+
+def _visible_from_env(env: Mapping[str, str]) -> list[str] | None:
+    value = env.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
+
+
+def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else what
+    nvidia-smi lists; none on a machine without it."""
+    env = os.environ if env is None else env
+    visible = _visible_from_env(env)
+    if visible is not None:
+        return visible
+    return [row[0] for row in _nvidia_smi_rows("index")]
+
+
+def _nvidia_smi_rows(*fields: str) -> list[list[str]]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]
+
+
+def resolve_gpus(choice: GpuChoice, detected: Sequence[str]) -> list[str]:
+    """``auto``: every detected GPU. A list: those positions among the visible GPUs
+    (or the ids themselves when none is detected, as on a test machine)."""
+    if choice == "auto":
+        return list(detected)
+    if not detected:
+        return [str(i) for i in choice]
+    missing = [i for i in choice if i >= len(detected)]
+    if missing:
+        raise ConfigError(
+            f"experiments_runner.gpus lists GPU {missing[0]}, but only {len(detected)} "
+            f"are visible ({', '.join(detected)}); use ids 0..{len(detected) - 1} or auto"
+        )
+    return [detected[i] for i in choice]
+
+
+def make_slots(gpus: Sequence[str], runs_per_gpu: int, max_parallel: int | None) -> list[Slot]:
+    """GPU slots in round-robin order (one run per GPU before any GPU gets a
+    second), capped at max_parallel; CPU slots when there are no GPUs."""
+    if gpus:
+        ids = [gpu for _ in range(runs_per_gpu) for gpu in gpus]
+        cap = len(ids) if max_parallel is None else min(max_parallel, len(ids))
+        return [Slot(i, gpu) for i, gpu in enumerate(ids[:cap])]
+    return [Slot(i, None) for i in range(max_parallel or 1)]
+
+
+def free_memory_gb(gpu: str) -> float | None:
+    """Free memory of one GPU (by index or UUID) from nvidia-smi, None if unknown."""
+    for index, uuid, free_mib in _nvidia_smi_rows("index", "uuid", "memory.free"):
+        if gpu in (index, uuid):
+            try:
+                return float(free_mib) / 1024
+            except ValueError:
+                return None
+    return None

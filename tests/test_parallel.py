@@ -1,0 +1,122 @@
+"""Several runs at once: GPU slots (with fake GPU ids on this CPU machine), CPU
+slots with their share of the cores, and the crash guarantees with two children
+in flight."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import psutil
+
+from orchestrator.gpus import Slot, make_slots, resolve_gpus
+from tests.conftest import read_state, xorch, xorch_popen
+from tests.test_e2e import wait_for
+from tests.test_failures import faulty_config
+
+
+def probes(out: Path) -> dict[int, dict]:
+    found = {}
+    for path in out.glob("run_*/probe.json"):
+        probe = json.loads(path.read_text())
+        found[probe["seed"]] = probe
+    return found
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_slots_fill_each_gpu_once_before_any_gets_a_second():
+    assert make_slots(["0", "1"], 2, None) == [Slot(0, "0"), Slot(1, "1"), Slot(2, "0"),
+                                               Slot(3, "1")]
+    assert make_slots(["0", "1"], 2, 3) == [Slot(0, "0"), Slot(1, "1"), Slot(2, "0")]
+    assert make_slots([], 1, None) == [Slot(0, None)]
+    assert make_slots([], 1, 4) == [Slot(i, None) for i in range(4)]
+    assert resolve_gpus("auto", ["2", "3"]) == ["2", "3"]
+    assert resolve_gpus((1,), ["2", "3"]) == ["3"]  # ids count within CUDA_VISIBLE_DEVICES
+    assert resolve_gpus((0, 1), []) == ["0", "1"]
+
+
+def test_runs_on_fake_gpus_respect_runs_per_gpu(workdir, write_config):
+    out = workdir / "out"
+    config = faulty_config(workdir, {}, seeds=[1, 2, 3, 4, 5], gpus=[0, 1], runs_per_gpu=2,
+                           max_parallel=3)
+    config["model"]["init_args"]["probe"] = True
+    config["pl_trainer"]["max_epochs"] = 6
+    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    seen = probes(out)
+    assert sorted(seen) == [1, 2, 3, 4, 5]  # every seed ran, and each exactly once
+    per_gpu: dict[str, list[tuple[float, float]]] = {"0": [], "1": []}
+    for record in state["runs"]:
+        (attempt,) = record["attempts"]
+        probe = seen[record["seed"]]
+        assert probe["cuda_visible_devices"] == attempt["gpu"] in ("0", "1")
+        assert attempt["slot"].startswith(f"gpu{attempt['gpu']}#")
+        assert probe["omp_num_threads"] == "1" and probe["torch_threads"] == 1
+        assert Path(out / record["dir"]).name == f"run_{record['index']:02d}_seed{record['seed']}"
+        per_gpu[probe["cuda_visible_devices"]].append((probe["started"], probe["ended"]))
+    assert most_at_once(per_gpu["0"]) <= 2 and most_at_once(per_gpu["1"]) <= 2
+    everything = per_gpu["0"] + per_gpu["1"]
+    assert most_at_once(everything) <= 3
+    assert most_at_once(everything) >= 2  # it really ran in parallel
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3", "4", "mean", "std"]
+
+
+def test_sigkill_with_two_runs_in_flight_then_resume(workdir, write_config):
+    out = workdir / "out"
+    config = faulty_config(workdir, {}, seeds=[1, 2, 3], gpus="none", max_parallel=2)
+    config["model"]["init_args"]["probe"] = True
+    config["pl_trainer"]["max_epochs"] = 150
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        def two_training() -> bool:
+            try:
+                runs = read_state(out)["runs"]
+            except (OSError, ValueError):
+                return False
+            busy = [r for r in runs if r["status"] == "running"]
+            return len(busy) == 2 and all(
+                (out / r["dir"] / "probe.json").exists() for r in busy)
+
+        wait_for(two_training, what="two runs training at once")
+        pids = [r["attempts"][-1]["pid"] for r in read_state(out)["runs"]
+                if r["status"] == "running"]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+    def gone(pid: int) -> bool:
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+    wait_for(lambda: all(gone(p) for p in pids), timeout=15, what="both children to stop")
+    for probe in probes(out).values():
+        assert probe["cuda_visible_devices"] == "" and probe["omp_num_threads"] == "1"
+
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = read_state(out)["runs"]
+    assert [r["status"] for r in runs] == ["completed"] * 3
+    for record in runs:
+        outcomes = [a["outcome"] for a in record["attempts"]]
+        if record["attempts"][0]["pid"] in pids:
+            # Killed with the parent, and run again; or it had written its
+            # metrics just before, and the resume adopted them.
+            assert outcomes == ["interrupted", "completed"] or (
+                outcomes == ["completed"]
+                and record["attempts"][0]["reason"] == "finished while the parent was away"
+            ), record
+        else:
+            assert outcomes == ["completed"]  # started only after the resume

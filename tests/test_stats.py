@@ -1,0 +1,275 @@
+"""orchestrator.stats: the numbers agree with numpy and scipy, the edge cases are
+the documented ones, and every output format reads back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from orchestrator.errors import XorchError
+from orchestrator.paths import StudyPaths
+from orchestrator.state import RunRecord, RunStatus, StudyState, load_state, save_state
+from orchestrator.stats import (
+    COMPARISON_COLUMNS,
+    FORMATS,
+    STATS_COLUMNS,
+    compare_studies,
+    describe,
+    render_comparison,
+    render_stats,
+    study_metric_stats,
+)
+
+TOL = 1e-12
+
+
+def close(x: float, y: float) -> bool:
+    return abs(x - y) <= TOL * max(1.0, abs(y))
+
+
+def make_state(rows: list[dict[str, float]], extra: list[RunRecord] = ()) -> StudyState:
+    """Completed runs with ``rows`` as their final metrics, then ``extra`` records."""
+    runs = [
+        RunRecord(index=i, seed=100 + i, dir=f"run_{i:02d}_seed{100 + i}",
+                  status=RunStatus.COMPLETED, duration_s=1.0, metrics=m)
+        for i, m in enumerate(rows)
+    ]  # fmt: skip
+    for record in extra:
+        runs.append(RunRecord(index=len(runs), seed=100 + len(runs), dir=record.dir,
+                              status=record.status, metrics=record.metrics))  # fmt: skip
+    return StudyState(config_fingerprint="f", training_config={}, seeds=tuple(r.seed for r in runs),
+                      runs=tuple(runs))  # fmt: skip
+
+
+def state_of(values: dict[str, np.ndarray]) -> StudyState:
+    n = len(next(iter(values.values())))
+    return make_state([{k: float(v[i]) for k, v in values.items()} for i in range(n)])
+
+
+# --------------------------------------------------------------------------- describe
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 57])
+def test_describe_agrees_with_numpy_and_scipy(n):
+    data = np.random.default_rng(n).normal(0.3, 0.05, size=n)
+    s = describe(data.tolist())
+    sem = scipy_stats.sem(data)
+    low, high = scipy_stats.t.interval(0.95, n - 1, loc=np.mean(data), scale=sem)
+    assert s.n == n
+    assert close(s.mean, np.mean(data)) and close(s.std, np.std(data, ddof=1))
+    assert close(s.sem, sem) and close(s.ci_low, low) and close(s.ci_high, high)
+    assert (s.min, s.max) == (data.min(), data.max())
+    assert close(s.median, np.median(data))
+    assert s.ci_low < s.mean < s.ci_high
+
+
+def test_describe_of_one_value_has_no_interval():
+    s = describe([0.25])
+    assert (s.n, s.mean, s.std, s.min, s.median, s.max) == (1, 0.25, 0.0, 0.25, 0.25, 0.25)
+    assert math.isnan(s.sem) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
+
+
+def test_describe_of_nothing_is_an_error():
+    with pytest.raises(XorchError):
+        describe([])
+
+
+def test_a_nan_value_propagates_instead_of_vanishing():
+    s = describe([0.1, float("nan"), 0.3])
+    assert s.n == 3 and math.isnan(s.mean) and math.isnan(s.ci_high)
+
+
+# --------------------------------------------------------------------------- a study's stats
+
+
+def test_study_stats_use_completed_runs_only_and_sort_the_metrics(tmp_path):
+    state = make_state(
+        [{"val/loss": 0.34, "train/loss": 0.21}, {"val/loss": 0.33, "train/loss": 0.19},
+         {"val/loss": 0.35, "train/loss": 0.20, "test/acc": 0.9}],
+        extra=[RunRecord(index=0, seed=0, dir="run_03_seed103", status=RunStatus.FAILED,
+                         metrics={"val/loss": 100.0, "only/failed": 1.0}),
+               RunRecord(index=0, seed=0, dir="run_04_seed104")],
+    )  # fmt: skip
+    # Saved and loaded from a folder with a space in its name, as a user's study would be.
+    paths = StudyPaths(tmp_path / "my study")
+    paths.root.mkdir()
+    save_state(paths, state)
+    loaded = load_state(paths)
+    assert loaded is not None
+
+    rows = study_metric_stats(loaded)
+    assert [name for name, _ in rows] == ["test/acc", "train/loss", "val/loss"]
+    by_name = dict(rows)
+    assert by_name["val/loss"].n == 3 and close(by_name["val/loss"].mean, 0.34)
+    assert close(by_name["val/loss"].std, 0.01)
+    assert by_name["test/acc"].n == 1  # logged by one completed run only
+
+    chosen = study_metric_stats(loaded, ["val/loss", "train/loss", "val/loss"])
+    assert [name for name, _ in chosen] == ["val/loss", "train/loss"]
+
+
+def test_unknown_metric_names_the_available_ones():
+    state = make_state([{"val/loss": 0.3}, {"val/loss": 0.4, "val/acc": 0.8}])
+    with pytest.raises(XorchError, match=r"val/los\b.*available: val/acc, val/loss"):
+        study_metric_stats(state, ["val/los"])
+
+
+def test_a_study_without_completed_runs_is_an_error():
+    state = make_state([], extra=[RunRecord(index=0, seed=0, dir="r", status=RunStatus.FAILED)])
+    with pytest.raises(XorchError, match="no completed run"):
+        study_metric_stats(state)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+@pytest.mark.parametrize(("n_a", "n_b"), [(2, 2), (2, 5), (3, 7), (10, 4), (30, 30)])
+def test_compare_agrees_with_scipy_welch(n_a, n_b):
+    rng = np.random.default_rng(1000 * n_a + n_b)
+    a = rng.normal(0.50, 0.04, size=n_a)
+    b = rng.normal(0.47, 0.09, size=n_b)
+    rows = compare_studies(state_of({"val/loss": a, "val/acc": a * 2}),
+                           state_of({"val/loss": b, "val/acc": b * 2, "b/only": b}))  # fmt: skip
+    assert [c.metric for c in rows] == ["val/acc", "val/loss"]
+    c = rows[1]
+    reference = scipy_stats.ttest_ind(b, a, equal_var=False)
+    low, high = reference.confidence_interval(0.95)
+    assert close(c.diff, np.mean(b) - np.mean(a))
+    assert close(c.p_value, reference.pvalue)
+    assert close(c.diff_ci_low, low) and close(c.diff_ci_high, high)
+    assert (c.a.n, c.b.n) == (n_a, n_b) and close(c.a.mean, np.mean(a))
+
+
+def test_compare_with_a_single_run_gives_nan_test_but_a_difference():
+    (c,) = compare_studies(state_of({"m": np.array([0.5])}), state_of({"m": np.array([0.4, 0.6])}))
+    assert close(c.diff, 0.0)
+    assert math.isnan(c.p_value) and math.isnan(c.diff_ci_low) and math.isnan(c.diff_ci_high)
+
+
+def test_compare_without_any_spread_gives_nan_test():
+    (c,) = compare_studies(state_of({"m": np.array([0.5, 0.5])}),
+                           state_of({"m": np.array([0.7, 0.7, 0.7])}))  # fmt: skip
+    assert close(c.diff, 0.2) and math.isnan(c.p_value) and math.isnan(c.diff_ci_high)
+    assert c.b.std == 0.0  # not numpy's rounding noise
+
+
+def test_compare_needs_a_metric_in_common():
+    with pytest.raises(XorchError, match="no metric in common"):
+        compare_studies(state_of({"a": np.ones(2)}), state_of({"b": np.ones(2)}))
+    with pytest.raises(XorchError, match=r"x is not logged by both studies"):
+        compare_studies(state_of({"a": np.ones(2), "x": np.ones(2)}),
+                        state_of({"a": np.ones(2)}), ["x"])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- rendering
+
+TRICKY = "val/F1_score%&"  # LaTeX-special characters in a metric name
+
+
+def sample_stats():
+    state = make_state([{"val/loss": 0.34, TRICKY: 0.8}, {"val/loss": 0.33},
+                        {"val/loss": 0.35123456789}])  # fmt: skip
+    return study_metric_stats(state)
+
+
+def sample_comparison():
+    a = state_of({"val/loss": np.array([0.34, 0.33, 0.35]), TRICKY: np.array([0.8, 0.81, 0.79])})
+    b = state_of({"val/loss": np.array([0.30, 0.31]), TRICKY: np.array([0.85, 0.86])})
+    return compare_studies(a, b)
+
+
+def stats_values(rows):
+    return [[name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max]
+            for name, s in rows]  # fmt: skip
+
+
+def comparison_values(rows):
+    return [[c.metric, c.a.n, c.a.mean, c.a.std, c.b.n, c.b.mean, c.b.std, c.diff,
+             c.diff_ci_low, c.diff_ci_high, c.p_value] for c in rows]  # fmt: skip
+
+
+CASES = [
+    (render_stats, sample_stats, stats_values, STATS_COLUMNS),
+    (render_comparison, sample_comparison, comparison_values, COMPARISON_COLUMNS),
+]
+
+
+@pytest.mark.parametrize(("render", "sample", "values", "columns"), CASES)
+def test_csv_reads_back_exactly(render, sample, values, columns):
+    rows = sample()
+    parsed = list(csv.reader(io.StringIO(render(rows, "csv"))))
+    assert parsed[0] == list(columns)
+    for got, expected in zip(parsed[1:], values(rows), strict=True):
+        assert got[0] == expected[0] and int(got[1]) == expected[1]
+        for cell, number in zip(got[2:], expected[2:], strict=True):
+            if isinstance(number, float) and math.isnan(number):
+                assert cell == ""
+            else:
+                assert float(cell) == number  # full precision, not rounded
+
+
+@pytest.mark.parametrize(("render", "sample", "values", "columns"), CASES)
+def test_json_reads_back_exactly(render, sample, values, columns):
+    rows = sample()
+    parsed = json.loads(render(rows, "json"))
+    assert len(parsed) == len(rows)
+    for obj, expected in zip(parsed, values(rows), strict=True):
+        assert list(obj) == list(columns)
+        for got, number in zip(obj.values(), expected, strict=True):
+            if isinstance(number, float) and math.isnan(number):
+                assert got is None
+            else:
+                assert got == number
+
+
+@pytest.mark.parametrize(("render", "sample", "values", "columns"), CASES)
+def test_markdown_and_latex_carry_the_numbers(render, sample, values, columns):
+    rows = sample()
+    markdown = render(rows, "markdown").splitlines()
+    latex = render(rows, "latex")
+    assert markdown[0].startswith("| metric |") and set(markdown[1]) <= set("|:-")
+    assert len(markdown) == 2 + len(rows)
+    assert all(line.count("|") == len(columns) + 1 for line in markdown)
+    assert latex.startswith(r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}")
+    assert latex.rstrip().endswith(r"\end{tabular}")
+    assert r"val/F1\_score\%\&" in latex and "F1_score" not in latex
+    assert "ci\\_" in latex or "diff\\_ci" in latex  # headers are escaped too
+    for line, row in zip(markdown[2:], values(rows), strict=True):
+        for number in row[1:]:
+            if isinstance(number, int):
+                shown = str(number)
+            else:
+                shown = "n/a" if math.isnan(number) else f"{number:.6g}"
+            assert shown in line and shown in latex
+
+
+@pytest.mark.parametrize(("render", "sample", "values", "columns"), CASES)
+def test_table_is_plain_and_aligned(render, sample, values, columns):
+    rows = sample()
+    text = render(rows, "table")
+    assert "\x1b" not in text and "\r" not in text and "\t" not in text
+    lines = text.splitlines()
+    assert lines[0].split() == list(columns)
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    # Numbers are right-aligned up to the last column, so every line ends at one place.
+    assert len({len(line) for line in lines}) == 1
+    assert f"{values(rows)[1][2]:.6g}" in text
+
+
+@pytest.mark.parametrize("render", [render_stats, render_comparison])
+def test_unknown_format_is_an_error(render):
+    with pytest.raises(XorchError, match="html.*" + ", ".join(FORMATS)):
+        render([], "html")
+
+
+def test_every_format_renders_an_empty_list():
+    for fmt in FORMATS:
+        assert render_stats([], fmt).endswith("\n")
+    assert json.loads(render_stats([], "json")) == []
+
