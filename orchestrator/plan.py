@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.config import Mode, load_study
 from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
 from orchestrator.state import load_state
 
@@ -20,7 +21,13 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
     runner = spec.runner
     paths = StudyPaths(spec.output_dir)
     state = load_state(paths)
-    lines = [f"config ok: {config_path}", f"output: {paths.root}", "executor: local (serial)"]
+    slots = study_slots(spec)
+    where = ", ".join(slot.label for slot in slots)
+    lines = [
+        f"config ok: {config_path}",
+        f"output: {paths.root}",
+        f"executor: local, {len(slots)} runs at a time ({where})",
+    ]
     if state is not None:
         lines.append(
             f"existing study: {len(state.completed)} of {len(state.runs)} runs completed "

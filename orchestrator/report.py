@@ -1,28 +1,45 @@
-"""What the parent tells the user: timestamped lines on the terminal and in xorch.log.
+"""What the parent tells the user: timestamped lines, and on a terminal a live
+progress line.
 
-Plain lines only (no ANSI codes, no carriage returns), so the output reads the
-same under nohup, in a pipe and in the log file.
+Every event is one plain timestamped line, on the terminal and in xorch.log.
+When stdout is a terminal, a progress line (runs done of total, each running
+run's epoch, ETA) is redrawn below them with rich; under nohup, in a pipe or a
+file there is no progress line, no ANSI code and no carriage return.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["Reporter", "format_metrics"]
+__all__ = ["Reporter", "format_metrics", "progress_text"]
+
+PROGRESS_EVERY_S = 1.0
 
 
 class Reporter:
     def __init__(self, log_path: Path | None = None, stream: TextIO | None = None) -> None:
         self.log_path = log_path
         self.stream = stream if stream is not None else sys.stdout
+        self._live: Any = None
+        self._last_progress = 0.0
+
+    @property
+    def interactive(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
 
     def say(self, message: str) -> None:
         line = f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}"
-        print(line, file=self.stream, flush=True)
+        if self._live is not None:
+            self._live.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
         if self.log_path is not None:
             try:
                 with open(self.log_path, "a", encoding="utf-8") as log:
@@ -34,6 +51,63 @@ class Reporter:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
         for cells in (header, *rows):
             self.say("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+    @contextlib.contextmanager
+    def live_progress(self) -> Iterator[None]:
+        """Show ``progress`` updates on a terminal for the duration of the block."""
+        if not self.interactive:
+            yield
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        with Live(
+            Text(""), console=Console(file=self.stream), transient=True, refresh_per_second=4
+        ) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+    def progress_due(self) -> bool:
+        """Whether a progress line is shown and due for a redraw (at most once a second)."""
+        return self._live is not None and (
+            time.monotonic() - self._last_progress >= PROGRESS_EVERY_S
+        )
+
+    def progress(self, text: str) -> None:
+        """Redraw the progress line on a terminal."""
+        if self._live is None:
+            return
+        from rich.text import Text
+
+        self._last_progress = time.monotonic()
+        self._live.update(Text(text))
+
+
+def progress_text(
+    done: int,
+    total: int,
+    running: Sequence[tuple[int, str | None]],
+    durations: Sequence[float],
+    slots: int,
+) -> str:
+    """``3/10 done | run 3 epoch 4/50, run 4 starting | ETA 12m30s``"""
+    parts = [f"{done}/{total} done"]
+    if running:
+        parts.append(
+            ", ".join(
+                f"run {index} " + (f"epoch {epoch}" if epoch else "starting")
+                for index, epoch in running
+            )
+        )
+    if durations and done < total:
+        remaining = (total - done) * (sum(durations) / len(durations)) / max(1, slots)
+        minutes, seconds = divmod(int(remaining), 60)
+        parts.append(f"ETA {minutes}m{seconds:02d}s")
+    return " | ".join(parts)
 
 
 def format_metrics(metrics: Mapping[str, float], names: Sequence[str]) -> str:

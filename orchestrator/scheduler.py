@@ -23,11 +23,11 @@ from orchestrator.gpus import Slot, detect_gpus, free_memory_gb, make_slots, res
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.paths import RunPaths, StudyPaths
-from orchestrator.report import Reporter, format_metrics
+from orchestrator.report import Reporter, format_metrics, progress_text
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso, save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import RunSpec
+from worker.protocol import Heartbeat, RunSpec
 
 __all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
 
@@ -123,6 +123,7 @@ class Scheduler:
                 elif runner.on_failure is OnFailure.STOP and starting_allowed:
                     self.reporter.say("on_failure is stop: no new runs start")
                     starting_allowed = False
+            self._show_progress(state, active)
             poll = POLL_MIN_S if (started or finished) else min(POLL_MAX_S, poll * 1.5)
             if active:
                 self.sleep(poll)
@@ -130,6 +131,26 @@ class Scheduler:
                 self.sleep(POLL_MAX_S)  # every slot waits for GPU memory
         return SchedulerOutcome(
             state, stopped_by_signal=self.stop.requested, config_error=config_error
+        )
+
+    def _show_progress(self, state: StudyState, active: dict[Slot, _Active]) -> None:
+        if not self.reporter.progress_due():
+            return  # no heartbeat reads when nobody watches a progress line
+        running = []
+        for item in sorted(active.values(), key=lambda a: a.index):
+            beat = Heartbeat.read(item.watch.run.heartbeat)
+            epoch = None
+            if beat is not None and beat.phase not in ("starting", "setup"):
+                epoch = (
+                    f"{beat.epoch + 1}/{beat.max_epochs}"
+                    if beat.max_epochs
+                    else str(beat.epoch + 1)
+                )
+            running.append((item.index, epoch))
+        completed = state.completed
+        durations = [r.duration_s for r in completed if r.duration_s]
+        self.reporter.progress(
+            progress_text(len(completed), len(state.runs), running, durations, len(self.slots))
         )
 
     # ------------------------------------------------------------------ one attempt

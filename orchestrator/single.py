@@ -1,8 +1,7 @@
-"""``mode: train``: one training with one seed, the way a user replays a run.
+"""One training outside a study: ``mode: train`` and ``xorch replay``.
 
-Same child, same supervision as a study, but no state file: the run folder is
-``pl_trainer.default_root_dir`` (or ``outputs/train_seed<N>``), and a folder
-that already holds a result is never overwritten.
+Same child, same supervision as a study, but no state file. The run folder is
+never one that already holds a result: nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.config import StudySpec
+from orchestrator.config import RunnerSpec, StudySpec
 from orchestrator.errors import ExitCode, StudyExistsError
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
@@ -18,10 +17,10 @@ from orchestrator.paths import RunPaths
 from orchestrator.report import Reporter, format_metrics
 from orchestrator.result import LaunchResult
 from orchestrator.state import AttemptClass
-from orchestrator.supervise import AttemptWatch
+from orchestrator.supervise import AttemptWatch, Verdict
 from worker.protocol import RunSpec
 
-__all__ = ["single_run_dir", "train_single"]
+__all__ = ["run_one", "single_run_dir", "train_single"]
 
 
 def single_run_dir(spec: StudySpec) -> Path:
@@ -30,34 +29,45 @@ def single_run_dir(spec: StudySpec) -> Path:
     return Path(configured).expanduser().resolve()
 
 
-def train_single(
-    spec: StudySpec, reporter: Reporter | None = None, launcher: Launcher | None = None
-) -> LaunchResult:
-    assert spec.train_seed is not None
-    run = RunPaths(single_run_dir(spec))
+def run_one(
+    run_spec: RunSpec, runner: RunnerSpec, reporter: Reporter, launcher: Launcher | None = None
+) -> Verdict:
+    """Train ``run_spec`` in a fresh child in an empty (or new) folder and wait for it."""
+    run = RunPaths(Path(run_spec.run_dir))
     if run.metrics.exists():
         raise StudyExistsError(
-            f"{run.root} already holds a finished run; set pl_trainer.default_root_dir "
-            "to a new folder"
+            f"{run.root} already holds a finished run; choose a new folder "
+            "(pl_trainer.default_root_dir)"
         )
     run.root.mkdir(parents=True, exist_ok=True)
-    reporter = reporter or Reporter()
-    RunSpec(
-        run_index=0,
-        seed=spec.train_seed,
-        run_dir=str(run.root),
-        config=dict(spec.training),
-        import_paths=spec.import_paths,
-        heartbeat_interval_s=spec.runner.heartbeat_interval_s,
-    ).write(run.run_spec)
-    reporter.say(f"train: seed {spec.train_seed} in {run.root}")
-    watch = AttemptWatch((launcher or LocalLauncher()).start(run, {}), run, spec.runner)
+    run_spec.write(run.run_spec)
+    watch = AttemptWatch((launcher or LocalLauncher()).start(run, {}), run, runner)
     verdict = watch.check()
     while verdict is None:
         time.sleep(0.2)
         verdict = watch.check()
     if verdict.outcome is AttemptClass.COMPLETED:
         reporter.say("completed  " + format_metrics(verdict.metrics, sorted(verdict.metrics)))
-        return LaunchResult(run.root, 1, 1, ExitCode.OK)
-    reporter.say(f"{verdict.outcome.value}: {verdict.reason} (log: {run.log})")
-    return LaunchResult(run.root, 0, 1, ExitCode.RUNS_FAILED)
+    else:
+        reporter.say(f"{verdict.outcome.value}: {verdict.reason} (log: {run.log})")
+    return verdict
+
+
+def train_single(
+    spec: StudySpec, reporter: Reporter | None = None, launcher: Launcher | None = None
+) -> LaunchResult:
+    assert spec.train_seed is not None
+    reporter = reporter or Reporter()
+    root = single_run_dir(spec)
+    run_spec = RunSpec(
+        run_index=0,
+        seed=spec.train_seed,
+        run_dir=str(root),
+        config=dict(spec.training),
+        import_paths=spec.import_paths,
+        heartbeat_interval_s=spec.runner.heartbeat_interval_s,
+    )
+    reporter.say(f"train: seed {spec.train_seed} in {root}")
+    verdict = run_one(run_spec, spec.runner, reporter, launcher)
+    completed = verdict.outcome is AttemptClass.COMPLETED
+    return LaunchResult(root, int(completed), 1, ExitCode.OK if completed else ExitCode.RUNS_FAILED)

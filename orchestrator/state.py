@@ -126,6 +126,8 @@ class StudyState:
     runs: tuple[RunRecord, ...]
     created_at: str = field(default_factory=lambda: now_iso())
     schema_version: int = SCHEMA_VERSION
+    # The latest launch's summary_metrics, for ``xorch status`` (may change on resume).
+    summary_metrics: tuple[str, ...] = ("val/loss",)
 
     # -- the only code that changes a run's status --------------------------------
 
@@ -218,6 +220,7 @@ def state_from_payload(payload: Any) -> StudyState:
         runs=runs,
         created_at=str(payload["created_at"]),
         schema_version=int(payload["schema_version"]),
+        summary_metrics=tuple(str(m) for m in payload.get("summary_metrics", ("val/loss",))),
     )
     if [r.index for r in runs] != list(range(len(runs))):
         raise ValueError("run indexes are not 0..n-1")

@@ -77,7 +77,7 @@ def launch_spec(
         )
         state = _settle_stale_runs(paths, state, reporter, spec.runner.grace_period)
         flag = StopFlag()
-        with stop_on_signals(flag):
+        with stop_on_signals(flag), reporter.live_progress():
             outcome = Scheduler(spec, paths, launcher or LocalLauncher(), reporter, flag).run(state)
         return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
 
@@ -111,6 +111,7 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
                 RunRecord(index=i, seed=s, dir=run_dir_name(i, s, len(seeds)))
                 for i, s in enumerate(seeds)
             ),
+            summary_metrics=spec.runner.summary_metrics,
         )
         save_state(paths, state)  # random seeds are on disk before any run starts
         return state
@@ -133,6 +134,9 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
             f"experiments_runner.n_runs is {runner.n_runs} but the study has "
             f"{len(existing.seeds)} runs; resume with n_runs: {len(existing.seeds)}"
         )
+    if existing.summary_metrics != runner.summary_metrics:
+        existing = dataclasses.replace(existing, summary_metrics=runner.summary_metrics)
+        save_state(paths, existing)
     return existing
 
 

@@ -98,3 +98,31 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file()}
+
+
+# Runs xorch in-process and reports at exit whether the parent imported torch.
+TORCH_WATCH = (
+    "import sys, atexit\n"
+    "atexit.register(lambda: print('PARENT-IMPORTED', 'torch' in sys.modules,"
+    " 'pytorch_lightning' in sys.modules, file=sys.stderr))\n"
+    "from orchestrator.cli import main\n"
+    "sys.argv = ['xorch', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """One real 3-seed study, shared by the tests that only read it."""
+    workdir = tmp_path_factory.mktemp("e2e") / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = tiny_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    config["test_dataset"] = {"size": 32}
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_WATCH, "launch", str(path)],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )
+    return path, out, result

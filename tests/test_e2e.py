@@ -18,33 +18,6 @@ import yaml
 
 from tests.conftest import ROOT, read_state, snapshot, tiny_config, xorch, xorch_popen
 
-# Runs xorch in-process and reports at exit whether the parent imported torch.
-TORCH_WATCH = (
-    "import sys, atexit\n"
-    "atexit.register(lambda: print('PARENT-IMPORTED', 'torch' in sys.modules,"
-    " 'pytorch_lightning' in sys.modules, file=sys.stderr))\n"
-    "from orchestrator.cli import main\n"
-    "sys.argv = ['xorch', *sys.argv[1:]]\n"
-    "main()\n"
-)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
-    """One real 3-seed study, shared by the tests that only read it."""
-    workdir = tmp_path_factory.mktemp("e2e") / "a study's folder"
-    workdir.mkdir()
-    out = workdir / "outputs" / "my_study"
-    config = tiny_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
-    config["test_dataset"] = {"size": 32}
-    path = workdir / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-c", TORCH_WATCH, "launch", str(path)],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
-    )
-    return path, out, result
-
 
 def test_study_completes_with_the_seed_layout(study):
     _, out, result = study

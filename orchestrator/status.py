@@ -1,0 +1,99 @@
+"""``xorch status DIR``: where a study stands, readable while it runs.
+
+It only reads: runner_state.json (replaced atomically, so never seen half
+written; no lock taken, so the study is never blocked) and the heartbeat of each
+running run for its current epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.errors import StateError
+from orchestrator.paths import StudyPaths
+from orchestrator.state import RunStatus, load_state
+from worker.protocol import Heartbeat
+
+__all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run: int
+    seed: int
+    status: str  # pending, running, completed, interrupted, or the failure class
+    attempt: int
+    duration_s: float | None
+    epoch: str | None  # "3/50" for a running run, from its heartbeat
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    root: Path
+    total: int
+    counts: dict[str, int]
+    summary_metrics: tuple[str, ...]
+    rows: tuple[RunRow, ...]
+
+
+def study_status(study_dir: Path) -> StudyStatus:
+    paths = StudyPaths(Path(study_dir).resolve())
+    state = load_state(paths)
+    if state is None:
+        raise StateError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    rows = []
+    counts: dict[str, int] = {}
+    for record in state.runs:
+        status = record.failure.value if record.failure else record.status.value
+        counts[status] = counts.get(status, 0) + 1
+        duration = record.duration_s
+        epoch = None
+        if record.status is RunStatus.RUNNING:
+            beat = Heartbeat.read(paths.run(record.dir).heartbeat)
+            if beat is not None and beat.phase not in ("starting", "setup"):
+                total = f"/{beat.max_epochs}" if beat.max_epochs else ""
+                epoch = f"{beat.epoch + 1}{total}"
+            if record.current_attempt and record.current_attempt.pid:
+                duration = None
+        metrics = {m: record.metrics[m] for m in state.summary_metrics if m in record.metrics}
+        rows.append(
+            RunRow(
+                record.index, record.seed, status, len(record.attempts), duration, epoch, metrics
+            )
+        )
+    return StudyStatus(paths.root, len(state.runs), counts, state.summary_metrics, tuple(rows))
+
+
+def render_status(status: StudyStatus, as_json: bool = False) -> str:
+    if as_json:
+        payload = asdict(status)
+        payload["root"] = str(status.root)
+        return json.dumps(payload, indent=1)
+    header = ["run", "seed", "status", "attempt", "duration_s", "epoch", *status.summary_metrics]
+    lines = [header]
+    for row in status.rows:
+        lines.append(
+            [
+                str(row.run),
+                str(row.seed),
+                row.status,
+                str(row.attempt),
+                f"{row.duration_s:.1f}" if row.duration_s is not None else "-",
+                row.epoch or "-",
+                *(
+                    f"{row.metrics[m]:.6f}" if m in row.metrics else "-"
+                    for m in status.summary_metrics
+                ),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    body = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    ]
+    counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body])
