@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,32 @@ from typing import Any
 __all__ = ["atomic_write_json", "atomic_write_text"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = None) -> None:
+    """Replace ``path`` with ``text`` atomically.
+
+    ``keep_previous_as``: the file being replaced becomes that file (a hard
+    link, so no copy is made however big it is). At every instant ``path``
+    holds the old or the new text, and the backup an older or the old one.
+    """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    backup_tmp: str | None = None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous_as is not None and path.exists():
+            backup_tmp = str(path.parent / f".{keep_previous_as.name}.{secrets.token_hex(4)}.tmp")
+            os.link(path, backup_tmp)
+            os.replace(backup_tmp, keep_previous_as)
+            backup_tmp = None
         os.replace(tmp_name, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        for leftover in (tmp_name, backup_tmp):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
         raise
     _fsync_dir(path.parent)
 

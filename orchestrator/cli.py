@@ -194,7 +194,7 @@ def replay(
 def _study_state(study_dir: Path) -> StudyState:
     from orchestrator.errors import StateError
     from orchestrator.paths import StudyPaths
-    from orchestrator.state import load_state
+    from orchestrator.state_store import load_state
 
     state = load_state(StudyPaths(Path(study_dir).resolve()))
     if state is None:

@@ -9,7 +9,7 @@ from orchestrator.config import Mode, load_study
 from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
-from orchestrator.state import load_state
+from orchestrator.state_store import load_state
 
 __all__ = ["describe_plan"]
 

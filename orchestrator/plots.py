@@ -44,7 +44,8 @@ import pandas as pd
 
 from orchestrator.errors import XorchError
 from orchestrator.paths import RunPaths, StudyPaths
-from orchestrator.state import RunRecord, load_state
+from orchestrator.state import RunRecord
+from orchestrator.state_store import load_state
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -18,7 +18,8 @@ from orchestrator.errors import StateError, XorchError
 from orchestrator.paths import StudyPaths
 from orchestrator.report import Reporter
 from orchestrator.single import run_one
-from orchestrator.state import AttemptClass, RunStatus, load_state
+from orchestrator.state import AttemptClass, RunStatus
+from orchestrator.state_store import load_state
 from worker.protocol import RunSpec
 
 __all__ = ["ReplayResult", "replay_run"]

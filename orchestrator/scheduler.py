@@ -24,7 +24,8 @@ from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.report import Reporter, format_metrics, progress_text
-from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso, save_state
+from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
+from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
 from worker.protocol import Heartbeat, RunSpec

@@ -1,28 +1,19 @@
-"""runner_state.json: its schema, the allowed status changes, load and save.
+"""runner_state.json's schema and the allowed status changes.
 
 This is the only module that changes a run's status, and only along
 ``TRANSITIONS``. The state is immutable: every change returns a new
-``StudyState``, which the scheduler saves at once. Saving validates, keeps the
-previous file as ``runner_state.json.bak`` and replaces the file atomically
-under a short lock; loading refuses a broken file or a newer schema without
-touching it.
+``StudyState``, which the scheduler saves at once (``state_store``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-
-from orchestrator.atomic import atomic_write_text
-from orchestrator.errors import StateError, StateWriteError
-from orchestrator.locks import state_lock
-from orchestrator.paths import StudyPaths
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,9 +22,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "StudyState",
-    "load_state",
     "now_iso",
-    "save_state",
 ]
 
 SCHEMA_VERSION = 1
@@ -189,116 +178,3 @@ class StudyState:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
-
-
-# --------------------------------------------------------------------------- (de)serialising
-
-
-def state_to_json(state: StudyState) -> str:
-    return json.dumps(_plain(dataclasses.asdict(state)), indent=1) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def state_from_payload(payload: Any) -> StudyState:
-    """Build and check a state from parsed JSON; raises ValueError/TypeError/KeyError."""
-    if not isinstance(payload, dict):
-        raise ValueError("top level is not an object")
-    runs = tuple(_record(r) for r in payload["runs"])
-    state = StudyState(
-        config_fingerprint=str(payload["config_fingerprint"]),
-        training_config=dict(payload["training_config"]),
-        seeds=tuple(int(s) for s in payload["seeds"]),
-        runs=runs,
-        created_at=str(payload["created_at"]),
-        schema_version=int(payload["schema_version"]),
-        summary_metrics=tuple(str(m) for m in payload.get("summary_metrics", ("val/loss",))),
-    )
-    if [r.index for r in runs] != list(range(len(runs))):
-        raise ValueError("run indexes are not 0..n-1")
-    if tuple(r.seed for r in runs) != state.seeds:
-        raise ValueError("run seeds do not match the seed list")
-    return state
-
-
-def _record(payload: Mapping[str, Any]) -> RunRecord:
-    attempts = tuple(
-        Attempt(**{**a, "outcome": AttemptClass(a["outcome"]) if a.get("outcome") else None})
-        for a in payload.get("attempts", ())
-    )
-    failure = payload.get("failure")
-    return RunRecord(
-        **{
-            **payload,
-            "status": RunStatus(payload["status"]),
-            "failure": AttemptClass(failure) if failure else None,
-            "metrics": {str(k): float(v) for k, v in payload.get("metrics", {}).items()},
-            "attempts": attempts,
-        }
-    )
-
-
-# Migrations from older schema versions: {old_version: function(payload) -> payload}.
-MIGRATIONS: dict[int, Any] = {}
-
-
-def load_state(paths: StudyPaths) -> StudyState | None:
-    """The saved state, None when there is none. Never modifies the file."""
-    try:
-        text = paths.state.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read {paths.state}: {exc.strerror}") from None
-    recover = (
-        f"; the previous good state is {paths.state_backup}: check it and copy it over "
-        f"{paths.state.name} to recover"
-        if paths.state_backup.exists()
-        else "; move it aside to start the study over"
-    )
-    try:
-        payload = json.loads(text)
-        version = payload.get("schema_version") if isinstance(payload, dict) else None
-        if not isinstance(version, int):
-            raise ValueError("schema_version is missing")
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{paths.state} has schema_version {version}, newer than this xorch "
-                f"understands ({SCHEMA_VERSION}); upgrade xorch to resume it"
-            )
-        while version < SCHEMA_VERSION:
-            payload = MIGRATIONS[version](payload)
-            version = payload["schema_version"]
-        return state_from_payload(payload)
-    except StateError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise StateError(f"{paths.state} is damaged ({exc}){recover}") from None
-
-
-def save_state(paths: StudyPaths, state: StudyState) -> None:
-    """Validate, back up the previous file, replace atomically. Raises StateWriteError."""
-    text = state_to_json(state)
-    state_from_payload(json.loads(text))  # never write what we could not read back
-    try:
-        with state_lock(paths):
-            try:
-                previous = paths.state.read_bytes()
-            except FileNotFoundError:
-                previous = None
-            if previous is not None:
-                atomic_write_text(paths.state_backup, previous.decode("utf-8"))
-            atomic_write_text(paths.state, text)
-    except OSError as exc:
-        raise StateWriteError(
-            f"could not write {paths.state} ({exc.strerror or exc}); the previous state is "
-            "intact. Free disk space or fix permissions, then resume with --resume"
-        ) from None

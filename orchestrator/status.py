@@ -14,7 +14,8 @@ from pathlib import Path
 
 from orchestrator.errors import StateError
 from orchestrator.paths import StudyPaths
-from orchestrator.state import RunStatus, load_state
+from orchestrator.state import RunStatus
+from orchestrator.state_store import load_state
 from worker.protocol import Heartbeat
 
 __all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]

@@ -35,10 +35,9 @@ from orchestrator.state import (
     RunRecord,
     RunStatus,
     StudyState,
-    load_state,
     now_iso,
-    save_state,
 )
+from orchestrator.state_store import load_state, save_state
 from orchestrator.summary import write_summary
 from worker.protocol import RunResult
 

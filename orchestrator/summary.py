@@ -3,49 +3,78 @@
 The format is the seed document's: ``run,seed,duration_s``, then every metric
 any completed run logged, sorted by name; metrics with 6 decimals, durations
 with 2; std is the sample standard deviation (ddof=1), and 0 for a single run.
+A metric a run did not log is an empty cell, and mean and std skip it.
+
+The file is rewritten after every run, so the rewrite must stay cheap at 10,000
+runs: a run's row text is formatted once and reused while its record object and
+the columns are unchanged; mean and std come from one NumPy matrix.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
-import pandas as pd
+import numpy as np
 
 from orchestrator.atomic import atomic_write_text
 from orchestrator.paths import StudyPaths
 from orchestrator.state import RunRecord, StudyState
 
-__all__ = ["summary_frame", "summary_text", "write_summary"]
+__all__ = ["summary_text", "write_summary"]
 
-
-def summary_frame(runs: list[RunRecord]) -> pd.DataFrame:
-    """Completed runs as numbers: index ``run``, columns seed, duration_s, metrics..."""
-    names = sorted({name for r in runs for name in r.metrics})
-    rows = [
-        {"run": r.index, "seed": r.seed, "duration_s": r.duration_s, **dict(r.metrics)}
-        for r in runs
-    ]
-    frame = pd.DataFrame(rows, columns=["run", "seed", "duration_s", *names])
-    return frame.set_index("run")
+_row_texts: dict[int, tuple[RunRecord, tuple[str, ...], str]] = {}
 
 
 def summary_text(runs: list[RunRecord]) -> str:
-    frame = summary_frame(runs)
-    values = frame.drop(columns=["seed"]).astype(float)
-    mean = values.mean()
-    std = values.std(ddof=1) if len(values) > 1 else values.mean() * 0.0
-    lines = [",".join(["run", "seed", *values.columns])]
-    for run, row in frame.iterrows():
-        cells = [str(run), str(int(row["seed"]))]
-        cells += [_cell(row[c], c) for c in values.columns]
-        lines.append(",".join(cells))
+    names = tuple(sorted({name for r in runs for name in r.metrics}))
+    columns = ("duration_s", *names)
+    lines = [",".join(["run", "seed", *columns])]
+    lines += [_row(r, names) for r in runs]
+    nan = math.nan
+    matrix = np.array(
+        [
+            [
+                r.duration_s if r.duration_s is not None else nan,
+                *(r.metrics.get(n, nan) for n in names),
+            ]
+            for r in runs
+        ],
+        dtype=float,
+    ).reshape(len(runs), len(columns))
+    with warnings.catch_warnings():  # a column with no value at all is simply empty
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(matrix, axis=0)
+        counts = np.sum(~np.isnan(matrix), axis=0)
+        std = np.where(counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, nan))
     for label, stats in (("mean", mean), ("std", std)):
-        lines.append(",".join([label, "-", *(_cell(stats[c], c) for c in values.columns)]))
+        lines.append(
+            ",".join([label, "-", *(_cell(v, c) for v, c in zip(stats, columns, strict=True))])
+        )
+    _forget_missing(runs)
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: float, column: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _row(record: RunRecord, names: tuple[str, ...]) -> str:
+    hit = _row_texts.get(id(record))
+    if hit is not None and hit[0] is record and hit[1] == names:
+        return hit[2]
+    cells = [str(record.index), str(record.seed), _cell(record.duration_s, "duration_s")]
+    cells += [_cell(record.metrics.get(n), n) for n in names]
+    text = ",".join(cells)
+    _row_texts[id(record)] = (record, names, text)
+    return text
+
+
+def _forget_missing(runs: list[RunRecord]) -> None:
+    if len(_row_texts) > 2 * len(runs) + 16:
+        live = {id(r) for r in runs}
+        for key in [k for k in _row_texts if k not in live]:
+            del _row_texts[key]
+
+
+def _cell(value: float | None, column: str) -> str:
+    if value is None or math.isnan(value):
         return ""
     return f"{value:.2f}" if column == "duration_s" else f"{value:.6f}"
 

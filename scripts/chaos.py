@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.paths import StudyPaths  # noqa: E402
-from orchestrator.state import StudyState, load_state  # noqa: E402
+from orchestrator.state import StudyState  # noqa: E402
+from orchestrator.state_store import load_state  # noqa: E402
 
 # Run xorch in this interpreter, SIGKILLing itself at the k-th os.replace onto a
 # file with the given name (the last step of an atomic write).

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from orchestrator.paths import RunPaths, StudyPaths
-from orchestrator.state import Attempt, RunRecord, StudyState, load_state, save_state
+from orchestrator.state import Attempt, RunRecord, StudyState
+from orchestrator.state_store import load_state, save_state
 from tests.conftest import ROOT, read_state, tiny_config, xorch
 from worker.checkpoints import usable_checkpoint
 
@@ -223,7 +224,7 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
 ):
     import errno
 
-    import orchestrator.state as state_module
+    import orchestrator.state_store as state_module
     from orchestrator.errors import StateWriteError
     from orchestrator.report import Reporter
     from orchestrator.study import launch
@@ -235,7 +236,7 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
 
     def write(target, text):
         calls["n"] += 1
-        if calls["n"] == 4:  # new state, .bak + start of run 0, then the end of run 0
+        if calls["n"] == 3:  # the new state, the start of run 0, then the end of run 0
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(target, text)
 

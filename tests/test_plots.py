@@ -17,7 +17,8 @@ from matplotlib.collections import PathCollection, PolyCollection
 from orchestrator.errors import XorchError
 from orchestrator.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.plots import _study_figures, plot_study, run_epoch_metrics
-from orchestrator.state import RunRecord, RunStatus, StudyState, save_state
+from orchestrator.state import RunRecord, RunStatus, StudyState
+from orchestrator.state_store import save_state
 from tests.conftest import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -212,7 +213,7 @@ def test_stats_and_plots_never_import_torch(study):
         "from pathlib import Path\n"
         "import orchestrator.plots, orchestrator.stats\n"
         "lazy = {m: m in sys.modules for m in ('scipy', 'matplotlib')}\n"
-        "from orchestrator.state import load_state\n"
+        "from orchestrator.state_store import load_state\n"
         "from orchestrator.paths import StudyPaths\n"
         "root = Path(sys.argv[1])\n"
         "orchestrator.plots.plot_study(root)\n"

@@ -14,7 +14,8 @@ from scipy import stats as scipy_stats
 
 from orchestrator.errors import XorchError
 from orchestrator.paths import StudyPaths
-from orchestrator.state import RunRecord, RunStatus, StudyState, load_state, save_state
+from orchestrator.state import RunRecord, RunStatus, StudyState
+from orchestrator.state_store import load_state, save_state
 from orchestrator.stats import (
     COMPARISON_COLUMNS,
     FORMATS,
