@@ -27,6 +27,7 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "MAX_SEED",
+    "LauncherKind",
     "Mode",
     "OnFailure",
     "RunnerSpec",
@@ -51,6 +52,11 @@ class OnFailure(str, enum.Enum):
     STOP = "stop"
 
 
+class LauncherKind(str, enum.Enum):
+    SPAWN = "spawn"  # a fresh Python per run
+    FORKSERVER = "forkserver"  # forked from a helper that imported torch once
+
+
 @dataclass(frozen=True)
 class RunnerSpec:
     """The validated ``experiments_runner`` block."""
@@ -70,6 +76,7 @@ class RunnerSpec:
     runs_per_gpu: int = 1
     max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
     min_free_gpu_mem_gb: float | None = None
+    launcher: LauncherKind = LauncherKind.SPAWN
 
     @property
     def run_count(self) -> int:
@@ -356,7 +363,13 @@ def _runner(block: Mapping[str, Any]) -> RunnerSpec:
     except ValueError:
         raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
     max_parallel = block.get("max_parallel")
+    launcher = block.get("launcher", LauncherKind.SPAWN.value)
+    try:
+        launcher_kind = LauncherKind(launcher)
+    except ValueError:
+        raise ConfigError(f"{p}launcher must be spawn or forkserver, not {launcher!r}") from None
     return RunnerSpec(
+        launcher=launcher_kind,
         gpus=_gpus(block.get("gpus", "auto")),
         runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", minimum=1),
         max_parallel=None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1),

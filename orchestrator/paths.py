@@ -14,6 +14,7 @@
     runner_state.json.bak   the previous good state
     summary.csv             completed runs, then mean and std rows
     xorch.log               what the parent printed
+    forkserver.log          the fork server's own output (launcher: forkserver)
     plots/                  curves.png and spread.png, written by orchestrator.plots
 """
 
@@ -124,6 +125,10 @@ class StudyPaths:
     @property
     def launcher_owner(self) -> Path:
         return self.root / ".xorch-launch.owner.json"
+
+    @property
+    def forkserver_log(self) -> Path:
+        return self.root / "forkserver.log"
 
     @property
     def summary(self) -> Path:

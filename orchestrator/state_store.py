@@ -76,8 +76,7 @@ def state_to_json(state: StudyState) -> str:
 def _record_payload(record: RunRecord) -> dict[str, Any]:
     payload = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
     payload["attempts"] = [
-        {f.name: _plain(getattr(a, f.name)) for f in dataclasses.fields(a)}
-        for a in record.attempts
+        {f.name: _plain(getattr(a, f.name)) for f in dataclasses.fields(a)} for a in record.attempts
     ]
     return payload
 

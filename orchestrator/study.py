@@ -18,10 +18,11 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.config import Mode, StudySpec, changed_keys, load_study
+from orchestrator.config import LauncherKind, Mode, StudySpec, changed_keys, load_study
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher, stop_process_group
 from orchestrator.locks import launcher_lock
 from orchestrator.paths import StudyPaths, run_dir_name
@@ -76,9 +77,21 @@ def launch_spec(
         )
         state = _settle_stale_runs(paths, state, reporter, spec.runner.grace_period)
         flag = StopFlag()
-        with stop_on_signals(flag), reporter.live_progress():
-            outcome = Scheduler(spec, paths, launcher or LocalLauncher(), reporter, flag).run(state)
+        chosen = launcher or _make_launcher(spec, paths, reporter)
+        try:
+            with stop_on_signals(flag), reporter.live_progress():
+                outcome = Scheduler(spec, paths, chosen, reporter, flag).run(state)
+        finally:
+            if isinstance(chosen, ForkserverLauncher):
+                chosen.close()
         return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
+
+
+def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> Launcher:
+    if spec.runner.launcher is LauncherKind.FORKSERVER:
+        preload = preload_modules(spec.training, spec.import_paths)
+        return ForkserverLauncher(preload, paths.forkserver_log, reporter.say)
+    return LocalLauncher()
 
 
 def _refuse_existing(paths: StudyPaths) -> None:

@@ -32,6 +32,7 @@ class HeartbeatCallback(pl.Callback):
         self.path = path
         self.interval_s = interval_s
         self.resumed_from = resumed_from
+        self.first_batch_time: float | None = None
         self._last = 0.0
 
     def beat(self, trainer: pl.Trainer | None, phase: str, force: bool = False) -> None:
@@ -47,10 +48,16 @@ class HeartbeatCallback(pl.Callback):
             global_step=trainer.global_step if trainer else 0,
             max_epochs=trainer.max_epochs if trainer else None,
             resumed_from=self.resumed_from,
+            first_batch_time=self.first_batch_time,
         ).write(self.path)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.beat(trainer, "fit", force=True)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.first_batch_time is None:
+            self.first_batch_time = time.time()
+            self.beat(trainer, "train", force=True)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self.beat(trainer, "train")

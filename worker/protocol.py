@@ -81,6 +81,7 @@ class Heartbeat:
     global_step: int = 0
     max_epochs: int | None = None
     resumed_from: str | None = None
+    first_batch_time: float | None = None  # when training really began
 
     def write(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.launchers.base import ChildProcess, Launcher
+from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher
 
-__all__ = ["ChildProcess", "Launcher", "LocalLauncher"]
+__all__ = ["ChildProcess", "ForkserverLauncher", "Launcher", "LocalLauncher", "preload_modules"]

@@ -54,11 +54,16 @@ class LocalChild:
         return self._popen.wait()
 
     def rss_bytes(self) -> int | None:
-        if self._process is None:
+        return self.tree_rss(self._process)
+
+    @staticmethod
+    def tree_rss(process: psutil.Process | None) -> int | None:
+        """Resident memory of a process and all its descendants (DataLoader workers)."""
+        if process is None:
             return None
         try:
-            total = self._process.memory_info().rss
-            for child in self._process.children(recursive=True):
+            total = process.memory_info().rss
+            for child in process.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
             return total

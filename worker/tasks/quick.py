@@ -54,7 +54,7 @@ class QuickClassifier(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=float(self.hparams['lr']), momentum=0.9)
+        return torch.optim.SGD(self.parameters(), lr=float(self.hparams["lr"]), momentum=0.9)
 
 
 class QuickDataModule(pl.LightningDataModule):

@@ -24,6 +24,7 @@ __all__ = ["FolderSegmentationDataset", "ShapesDataModule", "ShapesDataset"]
 Sample = tuple[Tensor, Tensor]
 _SUFFIXES = {".npy", ".png", ".jpg", ".jpeg"}
 
+
 def _item_seed(base_seed: int, split: str, index: int) -> int:
     """A 63-bit seed from (base seed, split, index); unlike hash() it is stable across runs."""
     digest = hashlib.blake2b(f"{base_seed}|{split}|{index}".encode(), digest_size=8).digest()
@@ -38,7 +39,11 @@ class ShapesDataset(Dataset[Sample]):
     """
 
     def __init__(
-        self, size: int, image_size: int = 256, in_channels: int = 3, split: str = "train",
+        self,
+        size: int,
+        image_size: int = 256,
+        in_channels: int = 3,
+        split: str = "train",
         seed: int = 0,
     ) -> None:
         if image_size < 8:
@@ -76,8 +81,10 @@ class ShapesDataset(Dataset[Sample]):
                 start, r = uniform(0.0, 2 * math.pi), 1.3 * size * s
                 angles = [start + k * 2 * math.pi / 3 + uniform(-0.5, 0.5) for k in range(3)]
                 pts = [(cy + r * math.sin(a), cx + r * math.cos(a)) for a in angles]
-                sides = [(x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)
-                         for (y0, x0), (y1, x1) in zip(pts, pts[1:] + pts[:1], strict=True)]
+                sides = [
+                    (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)
+                    for (y0, x0), (y1, x1) in zip(pts, pts[1:] + pts[:1], strict=True)
+                ]
                 shape = torch.stack(sides).ge(0).all(0) | torch.stack(sides).le(0).all(0)
             shape[min(int(cy), s - 1), min(int(cx), s - 1)] = True  # never empty, even if tiny
             image = torch.where(shape, 0.55 + 0.45 * torch.rand(c, 1, 1, generator=g), image)
@@ -92,8 +99,10 @@ def _read(path: Path, *, mask: bool = False, shape_only: bool = False) -> np.nda
     try:
         from PIL import Image
     except ImportError as exc:
-        raise ImportError(f"Reading {path} needs Pillow, which is not installed: run "
-                          "`pip install pillow` (or convert the files to .npy).") from exc
+        raise ImportError(
+            f"Reading {path} needs Pillow, which is not installed: run "
+            "`pip install pillow` (or convert the files to .npy)."
+        ) from exc
     with Image.open(path) as img:
         if mask or img.mode not in ("L", "RGB", "RGBA", "I;16", "I", "F"):
             img = img.convert("L" if mask else "RGB")
@@ -108,8 +117,9 @@ class FolderSegmentationDataset(Dataset[Sample]):
     maximum, float images are kept as they are; masks become ``mask > 0``.
     """
 
-    def __init__(self, images_dir: str | Path, masks_dir: str | Path,
-                 in_channels: int | None = None) -> None:
+    def __init__(
+        self, images_dir: str | Path, masks_dir: str | Path, in_channels: int | None = None
+    ) -> None:
         self.images, self.masks = self._by_stem(Path(images_dir)), self._by_stem(Path(masks_dir))
         unpaired = sorted(set(self.images) ^ set(self.masks))
         if unpaired:
@@ -117,11 +127,14 @@ class FolderSegmentationDataset(Dataset[Sample]):
         if not self.images:
             raise ValueError(f"no .npy/.png/.jpg/.jpeg files in {images_dir}")
         self.stems, self.in_channels = sorted(self.images), in_channels
-        sizes = {stem: _read(self.masks[stem], mask=True, shape_only=True).shape
-                 for stem in self.stems}
+        sizes = {
+            stem: _read(self.masks[stem], mask=True, shape_only=True).shape for stem in self.stems
+        }
         if len(set(sizes.values())) != 1:
-            raise ValueError(f"all images and masks must have one size (and masks be HxW); "
-                             f"found {sorted(set(sizes.values()))}")
+            raise ValueError(
+                f"all images and masks must have one size (and masks be HxW); "
+                f"found {sorted(set(sizes.values()))}"
+            )
         self.hw = next(iter(sizes.values()))
         if len(self.hw) != 2:
             raise ValueError(f"masks must be HxW arrays, found shape {self.hw}")
@@ -168,10 +181,19 @@ class ShapesDataModule(pl.LightningDataModule):
     """
 
     def __init__(
-        self, image_size: int = 256, in_channels: int = 3, train_size: int = 64,
-        val_size: int = 16, test_size: int = 0, batch_size: int = 8, num_workers: int = 0,
-        data_seed: int = 0, seed: int | None = None, images_dir: str | None = None,
-        masks_dir: str | None = None, val_fraction: float = 0.2,
+        self,
+        image_size: int = 256,
+        in_channels: int = 3,
+        train_size: int = 64,
+        val_size: int = 16,
+        test_size: int = 0,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        data_seed: int = 0,
+        seed: int | None = None,
+        images_dir: str | None = None,
+        masks_dir: str | None = None,
+        val_fraction: float = 0.2,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -193,18 +215,23 @@ class ShapesDataModule(pl.LightningDataModule):
         if self.folders is not None:
             full = FolderSegmentationDataset(*self.folders, in_channels=self.in_channels)
             n_test = self.sizes["test"]
-            n_val = min(max(round(self.val_fraction * (len(full) - n_test)), 1),
-                        len(full) - n_test - 1)
+            n_val = min(
+                max(round(self.val_fraction * (len(full) - n_test)), 1), len(full) - n_test - 1
+            )
             if n_val < 1:
                 raise ValueError(f"{len(full)} images are too few for train, val and test splits")
             order = torch.randperm(len(full), generator=loader_generator(self.data_seed)).tolist()
             val, test = order[:n_val], order[n_val : n_val + n_test]
-            self.splits = {"train": Subset(full, order[n_val + n_test :]),
-                           "val": Subset(full, val), "test": Subset(full, test or val)}
+            self.splits = {
+                "train": Subset(full, order[n_val + n_test :]),
+                "val": Subset(full, val),
+                "test": Subset(full, test or val),
+            }
             return
         self.splits = {
             split: ShapesDataset(n, self.image_size, self.in_channels, split, self.data_seed)
-            for split, n in self.sizes.items() if n > 0 or split != "test"
+            for split, n in self.sizes.items()
+            if n > 0 or split != "test"
         }
         if stage == "test":
             self._loader("test")
@@ -212,15 +239,20 @@ class ShapesDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader[Sample]:
         if split not in self.splits:
             if split == "test" and self.sizes["test"] == 0 and self.folders is None:
-                raise ValueError("ShapesDataModule has no test data: set test_size > 0 (a "
-                                 "`test_dataset: {size: N}` block in the study config does so)")
+                raise ValueError(
+                    "ShapesDataModule has no test data: set test_size > 0 (a "
+                    "`test_dataset: {size: N}` block in the study config does so)"
+                )
             raise RuntimeError(f"no {split} split: call setup() first")
         dataset = self.splits[split]
         n = len(dataset)  # type: ignore[arg-type]
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=False,
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
             sampler=EpochSeededSampler(n, self.seed) if split == "train" else None,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
             generator=loader_generator(self.seed),
         )
 

@@ -18,6 +18,7 @@ __all__ = ["BasicBlock", "ResNet34Encoder", "UNetResNet34"]
 
 Sample = tuple[Tensor, Tensor]
 
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers and a shortcut (1x1 conv-BN when stride or width changes)."""
 
@@ -109,8 +110,12 @@ class UNetResNet34(pl.LightningModule):
     """
 
     def __init__(
-        self, classes: int = 1, in_channels: int = 3, max_lr: float = 1e-3,
-        decoder_width: int = 32, epochs: int | None = None,
+        self,
+        classes: int = 1,
+        in_channels: int = 3,
+        max_lr: float = 1e-3,
+        decoder_width: int = 32,
+        epochs: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -187,12 +192,13 @@ class UNetResNet34(pl.LightningModule):
         if trainer_steps > total:
             if not math.isfinite(trainer_steps):
                 raise ValueError("OneCycleLR needs a finite run: set max_epochs or max_steps")
-            rank_zero_warn(f"epochs={self.epochs} is shorter than the trainer's run: the OneCycleLR"
-                           f" schedule is stretched to {int(trainer_steps)} steps.")
+            rank_zero_warn(
+                f"epochs={self.epochs} is shorter than the trainer's run: the OneCycleLR"
+                f" schedule is stretched to {int(trainer_steps)} steps."
+            )
             total = int(trainer_steps)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.max_lr, total_steps=total)
         return {
-            "optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-

@@ -1,0 +1,205 @@
+"""``launcher: forkserver``: runs forked from a helper that imported torch once.
+
+The helper (``worker.forkserver``, never this process) pays the import of
+torch, Lightning and the config's modules once; each run is then a fork of it,
+in its own session, started in a fraction of a second. This side only speaks
+JSON lines with it: a reader thread collects the helper's messages, so polling a
+run never blocks. A helper that died is started again for the next run; where
+forking is not safe (not Linux, or CUDA already started in the helper) runs fall
+back to spawn, and the reporter says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
+from orchestrator.paths import RunPaths
+from worker.protocol import PARENT_PID_ENV
+
+__all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
+
+READY_TIMEOUT_S = 300.0  # importing torch on a slow shared disk can take a while
+
+
+class _Helper:
+    """One running fork server and what it has told us."""
+
+    def __init__(self, preload: Mapping[str, Any], log_path: Path) -> None:
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.forkserver", json.dumps(preload)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        self._lock = threading.Condition()
+        self._messages: list[dict[str, Any]] = []
+        self.exits: dict[int, int] = {}
+        self._reader = threading.Thread(target=self._read, name="xorch-forkserver", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                with self._lock:
+                    if "exited" in message:
+                        self.exits[int(message["exited"])] = int(message["status"])
+                    else:
+                        self._messages.append(message)
+                    self._lock.notify_all()
+        with self._lock:
+            self._lock.notify_all()
+
+    def next_message(self, timeout: float) -> dict[str, Any] | None:
+        with self._lock:
+            self._lock.wait_for(lambda: self._messages or not self.alive, timeout=timeout)
+            return self._messages.pop(0) if self._messages else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, request: Mapping[str, Any]) -> None:
+        stdin: IO[bytes] | None = self.process.stdin
+        assert stdin is not None
+        stdin.write((json.dumps(request) + "\n").encode())
+        stdin.flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin:
+                self.process.stdin.close()  # the helper stops on end of input
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class ForkedChild:
+    """A run forked by the helper. Its exit status comes from the helper, which
+    is its parent and reaps it."""
+
+    def __init__(self, pid: int, helper: _Helper) -> None:
+        self._pid = pid
+        self._helper = helper
+        try:
+            self._process: psutil.Process | None = psutil.Process(pid)
+            self.create_time: float | None = self._process.create_time()
+        except psutil.Error:
+            self._process, self.create_time = None, None
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def poll(self) -> int | None:
+        code = self._helper.exits.get(self._pid)
+        if code is None and not self._helper.alive:
+            # The helper died and took the run with it (parent-death signal).
+            code = -signal.SIGKILL
+        if code is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pid, signal.SIGKILL)  # DataLoader workers left behind
+        return code
+
+    def request_stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pid, signal.SIGTERM)
+
+    def stop(self, grace_period: float) -> int:
+        stop_process_group(self._pid, grace_period, reap=self.poll)
+        with self._helper._lock:
+            self._helper._lock.wait_for(lambda: self.poll() is not None, timeout=10)
+        code = self.poll()
+        return code if code is not None else -signal.SIGKILL
+
+    def rss_bytes(self) -> int | None:
+        return LocalChild.tree_rss(self._process)
+
+
+class ForkserverLauncher:
+    def __init__(
+        self,
+        preload: Mapping[str, Any],
+        log_path: Path,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.preload = preload
+        self.log_path = log_path
+        self.say = say
+        self._helper: _Helper | None = None
+        self._fallback: LocalLauncher | None = None
+        if not sys.platform.startswith("linux"):
+            self._fall_back("forking is only used on Linux")
+
+    def _fall_back(self, why: str) -> None:
+        self.say(f"launcher forkserver: {why}; starting runs with spawn instead")
+        self._fallback = LocalLauncher()
+
+    def _ready_helper(self) -> _Helper | None:
+        if self._helper is not None and self._helper.alive:
+            return self._helper
+        if self._helper is not None:
+            self.say("launcher forkserver: the fork server died; starting it again")
+        helper = _Helper(self.preload, self.log_path)
+        ready = helper.next_message(READY_TIMEOUT_S)
+        if not ready or not ready.get("ready"):
+            helper.close()
+            self._fall_back(f"the fork server did not start (see {self.log_path})")
+            return None
+        if ready.get("cuda_started"):
+            helper.close()
+            self._fall_back("CUDA was started while importing the config's modules")
+            return None
+        self._helper = helper
+        return helper
+
+    def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild | ForkedChild:
+        helper = None if self._fallback else self._ready_helper()
+        if helper is None:
+            assert self._fallback is not None
+            return self._fallback.start(run, env)
+        helper.send({"run_spec": str(run.run_spec), "log": str(run.log), "env": dict(env)})
+        message = helper.next_message(60.0)
+        if not message or "started" not in message:
+            self._helper = None
+            self._fall_back("the fork server stopped answering")
+            assert self._fallback is not None
+            return self._fallback.start(run, env)
+        return ForkedChild(int(message["started"]), helper)
+
+    def close(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
+
+
+def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> dict[str, Any]:
+    """The modules a fork server imports up front: those the config's class_paths name."""
+    entries = [config.get("model"), config.get("data"), *(config.get("callbacks") or [])]
+    modules = sorted(
+        {
+            str(e["class_path"]).rpartition(".")[0]
+            for e in entries
+            if isinstance(e, Mapping) and "class_path" in e
+        }
+    )
+    return {"modules": modules, "import_paths": list(import_paths)}

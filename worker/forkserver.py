@@ -1,0 +1,135 @@
+"""The fork server: import torch, Lightning and the config's modules once, then
+fork one fresh process per run.
+
+    python -m worker.forkserver PRELOAD_JSON
+
+It talks to the parent with JSON lines: on stdin ``{"run_spec", "log", "env"}``
+asks for a run; on stdout it answers ``{"ready": ...}`` once, ``{"started":
+pid}`` per run and ``{"exited": pid, "status": code}`` when a run ends (code as
+``Popen.returncode``: negative for a signal). It is single-threaded on purpose:
+a fork copies only the calling thread, and a lock held by any other thread
+would stay locked forever in the child.
+
+It never starts CUDA; each forked run starts its own, so runs stay as isolated
+as spawned ones: each gets its own session and process group, closes what it
+inherited, takes its environment (CUDA_VISIBLE_DEVICES, thread counts), and
+reseeds everything in ``worker.run`` exactly as a spawned run does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import select
+import signal
+import sys
+from typing import Any
+
+from worker.protocol import PARENT_PID_ENV
+
+__all__ = ["main"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> int:
+    preload = json.loads(argv[0]) if argv else {}
+    _die_with_parent()
+    for path in reversed(preload.get("import_paths", [])):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import pytorch_lightning  # noqa: F401 - the point is to have it imported
+    import torch
+
+    import worker.run  # noqa: F401 - and our own worker with it
+
+    loaded = []
+    for module in preload.get("modules", []):
+        with contextlib.suppress(Exception):  # the run itself reports a bad class_path
+            importlib.import_module(module)
+            loaded.append(module)
+    cuda_started = bool(torch.cuda.is_available() and torch.cuda.is_initialized())
+    _send({"ready": True, "modules": loaded, "cuda_started": cuda_started})
+    if cuda_started:
+        return 3  # forking a CUDA context is unsafe: the parent falls back to spawn
+
+    children: set[int] = set()
+    stdin = sys.stdin.buffer
+    while True:
+        readable, _, _ = select.select([stdin], [], [], 0.1)
+        if readable:
+            line = stdin.readline()
+            if not line:  # the parent closed the pipe: stop and take the runs along
+                for pid in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                return 0
+            request = json.loads(line)
+            pid = _fork_run(request)
+            children.add(pid)
+            _send({"started": pid})
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.discard(pid)
+                _send({"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _fork_run(request: dict[str, Any]) -> int:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()  # its own group: the parent stops the run with its workers
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 65536)  # the server's pipes and anything else inherited
+        os.environ.update(request["env"])
+        os.environ[PARENT_PID_ENV] = str(os.getppid())
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0 lives on
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from worker.run import main as run_main
+
+        code = run_main([request["run_spec"]])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _send(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _die_with_parent() -> None:
+    """The server lives only as long as the xorch that started it; its runs get
+    the parent-death signal from it in turn (see ``worker.run``)."""
+    expected = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if expected and os.getppid() != expected:
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
