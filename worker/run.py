@@ -33,10 +33,9 @@ def main(argv: list[str]) -> int:
     spec = RunSpec.read(Path(argv[0]))
     _die_with_parent()
     paths = RunPaths(Path(spec.run_dir))
-    # A first sign of life before the slow imports of torch and Lightning.
-    Heartbeat(pid=os.getpid(), time=time.time(), phase="starting").write(paths.heartbeat)
+    startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)
     try:
-        result = run(spec)
+        result = run(spec, startup)
     except BaseException as exc:  # every way out leaves its record
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
@@ -47,7 +46,33 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def run(spec: RunSpec) -> RunResult:
+class _StartupBeats:
+    """Heartbeats from a thread while the run starts up: importing torch and
+    Lightning can take longer than a short hang_timeout on a loaded machine.
+    It stops when training begins; from then on only the training loop's own
+    hooks beat, so a stuck DataLoader or a deadlock is still seen as a hang."""
+
+    def __init__(self, path: Path, interval_s: float) -> None:
+        self._path = path
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._beat()
+        self._thread = threading.Thread(target=self._loop, name="xorch-startup", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        Heartbeat(pid=os.getpid(), time=time.time(), phase="starting").write(self._path)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
     config = spec.config
     paths = RunPaths(Path(spec.run_dir))
     run_dir = paths.root
@@ -89,6 +114,8 @@ def run(spec: RunSpec) -> RunResult:
 
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
+    if startup is not None:
+        startup.stop()  # from here on, only training hooks beat
     trainer.fit(model, datamodule=data, ckpt_path=resumed_from, weights_only=False)
     fit_metrics, skipped = scalar_metrics(trainer.callback_metrics)
     # A run resumed from a checkpoint of its final epoch trains nothing more;
