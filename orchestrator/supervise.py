@@ -73,6 +73,9 @@ class AttemptWatch:
         the study is stopping, its wall limit passed or its heartbeat went quiet."""
         code = self.child.poll()
         if code is not None:
+            lost = self.child.lost_because()
+            if lost is not None:
+                return Verdict(AttemptClass.INTERRUPTED, lost, code, _signal_name(code), {})
             return classify_exit(code, self.run, self.peak_rss, self.child.pid)
         rss = self.child.rss_bytes()
         if rss:

@@ -76,3 +76,24 @@ def test_sigkill_of_the_parent_leaves_no_server_and_no_run(workdir, write_config
     result = xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [r["status"] for r in read_state(out)["runs"]] == ["completed", "completed"]
+
+
+def test_a_dead_fork_server_is_started_again(workdir, write_config):
+    out = workdir / "out"
+    config = faulty_config(workdir, {}, seeds=[1, 2], launcher="forkserver", max_retries=1)
+    config["pl_trainer"]["max_epochs"] = 300
+    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "run_00_seed1" / "heartbeat.json").exists()
+                 and running_attempt(out, 0), what="a forked run training")
+        for server in servers_for(str(workdir)):
+            server.kill()
+        stdout, _ = parent.communicate(timeout=400)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 0, stdout
+    assert "the fork server died; starting it again" in stdout
+    first, second = read_state(out)["runs"][0]["attempts"]
+    assert first["outcome"] == "interrupted" and "fork server died" in first["reason"]
+    assert second["outcome"] == "completed"

@@ -20,6 +20,11 @@ class ChildProcess(Protocol):
         """None while it runs; then its exit status (negative: killed by that signal)."""
         ...
 
+    def lost_because(self) -> str | None:
+        """Why the attempt was lost through no fault of its own (the launcher's
+        helper died, say), or None. Such an attempt counts as interrupted."""
+        ...
+
     def request_stop(self) -> None:
         """SIGTERM to its process group, without waiting (several children stop at once)."""
         ...

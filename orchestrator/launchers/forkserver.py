@@ -110,6 +110,11 @@ class ForkedChild:
     def pid(self) -> int:
         return self._pid
 
+    def lost_because(self) -> str | None:
+        if self._pid not in self._helper.exits and not self._helper.alive:
+            return "the fork server died, and this run with it"
+        return None
+
     def poll(self) -> int | None:
         code = self._helper.exits.get(self._pid)
         if code is None and not self._helper.alive:

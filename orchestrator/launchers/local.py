@@ -46,6 +46,9 @@ class LocalChild:
             _signal_group(self.pid, signal.SIGKILL)
         return code
 
+    def lost_because(self) -> str | None:
+        return None
+
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)
 
