@@ -56,6 +56,8 @@ class _RunTexts:
         return text
 
     def keep_only(self, state: StudyState) -> None:
+        if len(self._texts) <= 2 * len(state.runs) + 16:
+            return  # old texts are dropped in batches, not on every save
         live = {id(r) for r in state.runs}
         for key in [k for k in self._texts if k not in live]:
             del self._texts[key]
@@ -66,8 +68,14 @@ _RUN_TEXTS = _RunTexts()
 
 def state_to_json(state: StudyState) -> str:
     _check(state)
-    header = {f.name: _plain(getattr(state, f.name)) for f in dataclasses.fields(state)}
-    del header["runs"]
+    header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
+    # Plain types already but for the tuples; converting the seeds here rather
+    # than through _plain saves a call per run at 10,000 runs.
+    header.update(
+        seeds=list(state.seeds),
+        summary_metrics=list(state.summary_metrics),
+        training_config=_plain(state.training_config),
+    )
     runs = ",\n".join(_RUN_TEXTS.text(r) for r in state.runs)
     _RUN_TEXTS.keep_only(state)
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"

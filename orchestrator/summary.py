@@ -23,54 +23,48 @@ from orchestrator.state import RunRecord, StudyState
 
 __all__ = ["summary_text", "write_summary"]
 
-_row_texts: dict[int, tuple[RunRecord, tuple[str, ...], str]] = {}
+# id(record) -> (record, metric names, row text, row values)
+_rows: dict[int, tuple[RunRecord, tuple[str, ...], str, list[float]]] = {}
 
 
 def summary_text(runs: list[RunRecord]) -> str:
     names = tuple(sorted({name for r in runs for name in r.metrics}))
     columns = ("duration_s", *names)
-    lines = [",".join(["run", "seed", *columns])]
-    lines += [_row(r, names) for r in runs]
-    nan = math.nan
-    matrix = np.array(
-        [
-            [
-                r.duration_s if r.duration_s is not None else nan,
-                *(r.metrics.get(n, nan) for n in names),
-            ]
-            for r in runs
-        ],
-        dtype=float,
-    ).reshape(len(runs), len(columns))
+    rows = [_row(r, names) for r in runs]
+    lines = [",".join(["run", "seed", *columns]), *(text for text, _ in rows)]
+    matrix = np.array([values for _, values in rows], dtype=float).reshape(len(runs), len(columns))
     with warnings.catch_warnings():  # a column with no value at all is simply empty
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(matrix, axis=0)
         counts = np.sum(~np.isnan(matrix), axis=0)
-        std = np.where(counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, nan))
-    for label, stats in (("mean", mean), ("std", std)):
-        lines.append(
-            ",".join([label, "-", *(_cell(v, c) for v, c in zip(stats, columns, strict=True))])
+        std = np.where(
+            counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, math.nan)
         )
+    for label, stats in (("mean", mean), ("std", std)):
+        cells = (_cell(v, c) for v, c in zip(stats, columns, strict=True))
+        lines.append(",".join([label, "-", *cells]))
     _forget_missing(runs)
     return "\n".join(lines) + "\n"
 
 
-def _row(record: RunRecord, names: tuple[str, ...]) -> str:
-    hit = _row_texts.get(id(record))
+def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, list[float]]:
+    hit = _rows.get(id(record))
     if hit is not None and hit[0] is record and hit[1] == names:
-        return hit[2]
-    cells = [str(record.index), str(record.seed), _cell(record.duration_s, "duration_s")]
-    cells += [_cell(record.metrics.get(n), n) for n in names]
+        return hit[2], hit[3]
+    duration = record.duration_s if record.duration_s is not None else math.nan
+    values = [duration, *(record.metrics.get(n, math.nan) for n in names)]
+    cells = [str(record.index), str(record.seed), _cell(duration, "duration_s")]
+    cells += [_cell(v, n) for v, n in zip(values[1:], names, strict=True)]
     text = ",".join(cells)
-    _row_texts[id(record)] = (record, names, text)
-    return text
+    _rows[id(record)] = (record, names, text, values)
+    return text, values
 
 
 def _forget_missing(runs: list[RunRecord]) -> None:
-    if len(_row_texts) > 2 * len(runs) + 16:
+    if len(_rows) > 2 * len(runs) + 16:
         live = {id(r) for r in runs}
-        for key in [k for k in _row_texts if k not in live]:
-            del _row_texts[key]
+        for key in [k for k in _rows if k not in live]:
+            del _rows[key]
 
 
 def _cell(value: float | None, column: str) -> str:
