@@ -55,6 +55,14 @@ def launch(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the study in output_base_dir.")
     ] = False,
+    cancel_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-jobs",
+            help="executor slurm: cancel the study's jobs when xorch is stopped "
+            "(by default they keep running and --resume watches them again).",
+        ),
+    ] = False,
 ) -> None:
     """Run the study: one child process per seed, state in runner_state.json,
     results in summary.csv.
@@ -63,7 +71,9 @@ def launch(
     """
     from orchestrator.study import launch as launch_study
 
-    result = _guard(lambda: launch_study(config, overrides or (), resume=resume))
+    result = _guard(
+        lambda: launch_study(config, overrides or (), resume=resume, cancel_jobs=cancel_jobs)
+    )
     raise typer.Exit(int(result.exit_code))
 
 

@@ -19,78 +19,42 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from orchestrator.errors import ConfigError
+from orchestrator.runner_spec import (
+    MAX_SEED,
+    RUNNER_KEY,
+    Executor,
+    LauncherKind,
+    OnFailure,
+    RunnerSpec,
+    SlurmSpec,
+    kind_of,
+    parse_runner,
+    parse_seed,
+)
 
 __all__ = [
     "MAX_SEED",
+    "Executor",
     "LauncherKind",
     "Mode",
     "OnFailure",
     "RunnerSpec",
+    "SlurmSpec",
     "StudySpec",
     "apply_overrides",
     "changed_keys",
     "load_study",
 ]
 
-MAX_SEED = 2**31 - 1
-DEFAULT_OUTPUT_DIR = "outputs/experiments_runner"
-RUNNER_KEY = "experiments_runner"
-
 
 class Mode(str, enum.Enum):
     RUN_EXPERIMENTS = "run-experiments"
     TRAIN = "train"
-
-
-class OnFailure(str, enum.Enum):
-    CONTINUE = "continue"
-    STOP = "stop"
-
-
-class LauncherKind(str, enum.Enum):
-    SPAWN = "spawn"  # a fresh Python per run
-    FORKSERVER = "forkserver"  # forked from a helper that imported torch once
-
-
-@dataclass(frozen=True)
-class RunnerSpec:
-    """The validated ``experiments_runner`` block."""
-
-    seeds: tuple[int, ...] | None = None
-    n_runs: int | None = None
-    output_base_dir: str = DEFAULT_OUTPUT_DIR
-    save_summary: bool = True
-    summary_metrics: tuple[str, ...] = ("val/loss",)
-    resume: bool = False
-    on_failure: OnFailure = OnFailure.CONTINUE
-    max_retries: int = 1
-    run_timeout: float | None = None
-    hang_timeout: float | None = 1800.0
-    grace_period: float = 30.0
-    gpus: Literal["auto"] | tuple[int, ...] = "auto"  # () means none
-    runs_per_gpu: int = 1
-    max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
-    min_free_gpu_mem_gb: float | None = None
-    launcher: LauncherKind = LauncherKind.SPAWN
-
-    @property
-    def run_count(self) -> int:
-        if self.seeds is not None:
-            return len(self.seeds)
-        assert self.n_runs is not None
-        return self.n_runs
-
-    @property
-    def heartbeat_interval_s(self) -> float:
-        # Several beats per hang window, so one slow write is never a "hang".
-        if self.hang_timeout is None:
-            return 2.0
-        return max(0.05, min(2.0, self.hang_timeout / 4))
 
 
 @dataclass(frozen=True)
@@ -187,7 +151,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not a {_kind(loaded)}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not a {kind_of(loaded)}"
+        )
     return loaded
 
 
@@ -214,7 +180,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
                 raise ConfigError(
-                    f"override {key}: {where} is a {_kind(child)}, not a mapping; "
+                    f"override {key}: {where} is a {kind_of(child)}, not a mapping; "
                     f"set {where}=... instead"
                 )
             node = child
@@ -256,7 +222,7 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
     trainer = raw.get("pl_trainer", raw.get("trainer"))
     if trainer is not None and not isinstance(trainer, dict):
         raise ConfigError(
-            f"pl_trainer must be a mapping of Trainer arguments, not a {_kind(trainer)}"
+            f"pl_trainer must be a mapping of Trainer arguments, not a {kind_of(trainer)}"
         )
     for key in ("model", "data"):
         if key in raw or key == "model":
@@ -279,7 +245,7 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
 
     train_seed = None
     if mode is Mode.TRAIN:
-        train_seed = _seed(raw.get("seed"), "seed")
+        train_seed = parse_seed(raw.get("seed"), "seed")
         runner = RunnerSpec(seeds=(train_seed,))
     else:
         block = raw.get(RUNNER_KEY)
@@ -288,8 +254,8 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
                 f"mode run-experiments needs an {RUNNER_KEY} block with seeds or n_runs"
             )
         if not isinstance(block, dict):
-            raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {_kind(block)}")
-        runner = _runner(block)
+            raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
+        runner = parse_runner(block)
     return StudySpec(
         config_path=path, mode=mode, runner=runner, training=training, train_seed=train_seed
     )
@@ -320,125 +286,3 @@ def _class_entry(entry: Any, where: str) -> None:
         )
     if not isinstance(entry.get("init_args", {}), dict):
         raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments")
-
-
-def _runner(block: Mapping[str, Any]) -> RunnerSpec:
-    known = tuple(RunnerSpec.__dataclass_fields__)
-    for key in block:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigError(f"{RUNNER_KEY}: unknown key {key!r}{hint}")
-    p = f"{RUNNER_KEY}."
-    seeds = block.get("seeds")
-    n_runs = block.get("n_runs")
-    if seeds is None and n_runs is None:
-        raise ConfigError(f"{RUNNER_KEY} needs seeds: [42, 101, 28] or n_runs: 5")
-    seed_tuple: tuple[int, ...] | None = None
-    if seeds is not None:
-        if not isinstance(seeds, list) or not seeds:
-            raise ConfigError(f"{p}seeds must be a non-empty list of integers, like [42, 101, 28]")
-        seed_tuple = tuple(_seed(s, f"{p}seeds[{i}]") for i, s in enumerate(seeds))
-        dupes = sorted({s for s in seed_tuple if seed_tuple.count(s) > 1})
-        if dupes:
-            raise ConfigError(f"{p}seeds has {dupes[0]} more than once; seeds must be unique")
-    if n_runs is not None:
-        n_runs = _int(n_runs, f"{p}n_runs", minimum=1)
-        if seed_tuple is not None and n_runs != len(seed_tuple):
-            raise ConfigError(
-                f"{p}n_runs is {n_runs} but seeds lists {len(seed_tuple)}; "
-                "they must agree (or drop n_runs)"
-            )
-    out = block.get("output_base_dir", DEFAULT_OUTPUT_DIR)
-    if not isinstance(out, str) or not out.strip():
-        raise ConfigError(f"{p}output_base_dir must be a folder path, like outputs/my_study")
-    metrics = block.get("summary_metrics", ["val/loss"])
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
-        raise ConfigError(f"{p}summary_metrics must be a list of metric names, like [val/loss]")
-    on_failure = block.get("on_failure", OnFailure.CONTINUE.value)
-    try:
-        on_failure_enum = OnFailure(on_failure)
-    except ValueError:
-        raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
-    max_parallel = block.get("max_parallel")
-    launcher = block.get("launcher", LauncherKind.SPAWN.value)
-    try:
-        launcher_kind = LauncherKind(launcher)
-    except ValueError:
-        raise ConfigError(f"{p}launcher must be spawn or forkserver, not {launcher!r}") from None
-    return RunnerSpec(
-        launcher=launcher_kind,
-        gpus=_gpus(block.get("gpus", "auto")),
-        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", minimum=1),
-        max_parallel=None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1),
-        min_free_gpu_mem_gb=_seconds(
-            block.get("min_free_gpu_mem_gb"),
-            f"{p}min_free_gpu_mem_gb",
-            optional=True,
-            unit="GB",
-        ),
-        seeds=seed_tuple,
-        n_runs=n_runs,
-        output_base_dir=out,
-        save_summary=_bool(block.get("save_summary", True), f"{p}save_summary"),
-        summary_metrics=tuple(metrics),
-        resume=_bool(block.get("resume", False), f"{p}resume"),
-        on_failure=on_failure_enum,
-        max_retries=_int(block.get("max_retries", 1), f"{p}max_retries", minimum=0),
-        run_timeout=_seconds(block.get("run_timeout"), f"{p}run_timeout", optional=True),
-        hang_timeout=_seconds(block.get("hang_timeout", 1800), f"{p}hang_timeout", optional=True),
-        grace_period=_seconds(block.get("grace_period", 30), f"{p}grace_period", optional=False)
-        or 0.0,
-    )
-
-
-def _seed(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: {value!r} is not an integer seed; use a whole number like 42")
-    if not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{where}: {value} is outside 0..{MAX_SEED} (2**31-1)")
-    return value
-
-
-def _int(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where} must be an integer >= {minimum}, not {value!r}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
-    return value
-
-
-def _seconds(value: Any, where: str, optional: bool, unit: str = "seconds") -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        also = " or null" if optional else ""
-        raise ConfigError(f"{where} must be a number of {unit} >= 0{also}, not {value!r}")
-    return float(value)
-
-
-def _gpus(value: Any) -> Literal["auto"] | tuple[int, ...]:
-    if value == "auto":
-        return "auto"
-    if value is None or value == "none" or value == []:
-        return ()
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
-        if len(set(value)) != len(value):
-            raise ConfigError(f"{RUNNER_KEY}.gpus lists a GPU twice: {value}")
-        return tuple(value)
-    raise ConfigError(f"{RUNNER_KEY}.gpus must be auto, none or a list of GPU ids like [0, 1]")
-
-
-def _kind(value: Any) -> str:
-    names: dict[type, str] = {list: "list", dict: "mapping", str: "string"}
-    return names.get(type(value), type(value).__name__)

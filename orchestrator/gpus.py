@@ -29,9 +29,12 @@ class Slot:
 
     number: int
     gpu: str | None
+    cluster: bool = False  # a place in a cluster's queue, not on this machine
 
     @property
     def label(self) -> str:
+        if self.cluster:
+            return f"job#{self.number}"
         return f"gpu{self.gpu}#{self.number}" if self.gpu is not None else f"cpu#{self.number}"
 
 

@@ -127,6 +127,11 @@ class StudyPaths:
         return self.root / ".xorch-launch.owner.json"
 
     @property
+    def slurm_jobs(self) -> Path:
+        """submitit's folder: one sub-folder per Slurm job (its script and logs)."""
+        return self.root / "slurm_jobs"
+
+    @property
     def forkserver_log(self) -> Path:
         return self.root / "forkserver.log"
 

@@ -14,11 +14,11 @@ import dataclasses
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import OnFailure, StudySpec
+from orchestrator.config import Executor, OnFailure, StudySpec
 from orchestrator.gpus import Slot, detect_gpus, free_memory_gb, make_slots, resolve_gpus
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher
@@ -56,6 +56,8 @@ class _Active:
 
 def study_slots(spec: StudySpec) -> list[Slot]:
     runner = spec.runner
+    if runner.executor is Executor.SLURM:  # the cluster places jobs; this caps the queue
+        return [Slot(i, None, cluster=True) for i in range(runner.slurm.max_concurrent)]
     gpus = resolve_gpus(runner.gpus, detect_gpus()) if runner.gpus != () else []
     return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel)
 
@@ -69,17 +71,36 @@ class Scheduler:
     stop: StopFlag
     slots: list[Slot] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
+    # Cluster jobs outlive the parent: on a stop signal, leave them running
+    # (resume re-attaches) unless asked to cancel them.
+    leave_running_on_stop: bool = False
 
     def __post_init__(self) -> None:
         if not self.slots:
             self.slots = study_slots(self.spec)
         self._gpu_wait_said: dict[str, float] = {}
 
-    def run(self, state: StudyState) -> SchedulerOutcome:
+    def run(
+        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]] = ()
+    ) -> SchedulerOutcome:
+        """Run every run not completed; ``reattach``: attempts still running on a
+        cluster from an earlier launch, watched again instead of submitted again."""
         runner = self.spec.runner
-        queue = deque(r.index for r in state.runs if r.status is not RunStatus.COMPLETED)
-        tries = dict.fromkeys(queue, 0)
+        adopted = {index for index, _ in reattach}
+        queue = deque(
+            r.index
+            for r in state.runs
+            if r.status is not RunStatus.COMPLETED and r.index not in adopted
+        )
+        tries = dict.fromkeys([*adopted, *queue], 0)
         active: dict[Slot, _Active] = {}
+        free = iter(self.slots)
+        for extra, (index, child) in enumerate(reattach):
+            attempt = state.runs[index].attempts[-1]
+            watch = AttemptWatch(child, self.paths.run(state.runs[index].dir), runner)
+            slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
+            active[slot] = _Active(index, attempt, child, watch)
+            self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
         starting_allowed = True
         config_error: str | None = None
         if len(self.slots) > 1:
@@ -87,6 +108,13 @@ class Scheduler:
             self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
         poll = POLL_MIN_S
         while active or (queue and starting_allowed and not self.stop.requested):
+            if self.stop.requested and self.leave_running_on_stop:
+                if active:
+                    self.reporter.say(
+                        f"leaving {len(active)} job(s) running; --resume watches them "
+                        "again (or launch with --cancel-jobs to cancel them on a stop)"
+                    )
+                break
             if self.stop.requested:
                 for running in active.values():  # all children stop together
                     running.child.request_stop()
@@ -199,7 +227,8 @@ class Scheduler:
         )
         started_at = now_iso()
         child = self.launcher.start(run, self._child_env(slot))
-        self.stop.active_groups.add(child.pid)
+        if child.pid is not None:
+            self.stop.active_groups.add(child.pid)
         attempt = Attempt(
             number=number,
             started_at=started_at,
@@ -208,6 +237,7 @@ class Scheduler:
             pid_create_time=getattr(child, "create_time", None),
             slot=slot.label,
             gpu=slot.gpu,
+            job_id=getattr(child, "job_id", None),
         )
         state = state.start_attempt(index, attempt)
         try:
@@ -219,7 +249,8 @@ class Scheduler:
         return state, _Active(index, attempt, child, AttemptWatch(child, run, self.spec.runner))
 
     def _record(self, state: StudyState, running: _Active, verdict: Verdict) -> StudyState:
-        self.stop.active_groups.discard(running.child.pid)
+        if running.child.pid is not None:
+            self.stop.active_groups.discard(running.child.pid)
         finished = dataclasses.replace(
             running.attempt,
             outcome=verdict.outcome,

@@ -86,6 +86,7 @@ class Attempt:
     resumed_from: str | None = None
     slot: str | None = None  # e.g. gpu0#2 or cpu#1
     gpu: str | None = None  # the child's CUDA_VISIBLE_DEVICES
+    job_id: str | None = None  # the Slurm job, for executor: slurm
 
 
 @dataclass(frozen=True)

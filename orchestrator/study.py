@@ -18,10 +18,17 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.config import LauncherKind, Mode, StudySpec, changed_keys, load_study
+from orchestrator.config import (
+    Executor,
+    LauncherKind,
+    Mode,
+    StudySpec,
+    changed_keys,
+    load_study,
+)
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
-from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher, stop_process_group
 from orchestrator.locks import launcher_lock
@@ -51,9 +58,12 @@ def launch(
     resume: bool = False,
     reporter: Reporter | None = None,
     launcher: Launcher | None = None,
+    cancel_jobs: bool = False,
 ) -> LaunchResult:
     spec = load_study(config_path, overrides)
-    return launch_spec(spec, resume=resume, reporter=reporter, launcher=launcher)
+    return launch_spec(
+        spec, resume=resume, reporter=reporter, launcher=launcher, cancel_jobs=cancel_jobs
+    )
 
 
 def launch_spec(
@@ -61,6 +71,7 @@ def launch_spec(
     resume: bool = False,
     reporter: Reporter | None = None,
     launcher: Launcher | None = None,
+    cancel_jobs: bool = False,
 ) -> LaunchResult:
     if spec.mode is Mode.TRAIN:
         return train_single(spec, reporter=reporter, launcher=launcher)
@@ -75,12 +86,22 @@ def launch_spec(
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
-        state = _settle_stale_runs(paths, state, reporter, spec.runner.grace_period)
-        flag = StopFlag()
         chosen = launcher or _make_launcher(spec, paths, reporter)
+        state, reattach = _settle_stale_runs(
+            paths, state, reporter, spec.runner.grace_period, chosen
+        )
+        flag = StopFlag()
+        on_cluster = spec.runner.executor is Executor.SLURM
         try:
             with stop_on_signals(flag), reporter.live_progress():
-                outcome = Scheduler(spec, paths, chosen, reporter, flag).run(state)
+                outcome = Scheduler(
+                    spec,
+                    paths,
+                    chosen,
+                    reporter,
+                    flag,
+                    leave_running_on_stop=on_cluster and not cancel_jobs,
+                ).run(state, reattach)
         finally:
             if isinstance(chosen, ForkserverLauncher):
                 chosen.close()
@@ -88,6 +109,10 @@ def launch_spec(
 
 
 def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> Launcher:
+    if spec.runner.executor is Executor.SLURM:
+        from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
+
+        return SlurmLauncher(spec.runner.slurm, paths.slurm_jobs)
     if spec.runner.launcher is LauncherKind.FORKSERVER:
         preload = preload_modules(spec.training, spec.import_paths)
         return ForkserverLauncher(preload, paths.forkserver_log, reporter.say)
@@ -153,14 +178,27 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
 
 
 def _settle_stale_runs(
-    paths: StudyPaths, state: StudyState, reporter: Reporter, grace_period: float
-) -> StudyState:
-    """Runs that a dead parent left 'running': adopt a result the child finished,
-    otherwise stop a child that outlived its parent and record it interrupted."""
+    paths: StudyPaths,
+    state: StudyState,
+    reporter: Reporter,
+    grace_period: float,
+    launcher: Launcher,
+) -> tuple[StudyState, list[tuple[int, ChildProcess]]]:
+    """Runs that a dead parent left 'running': a cluster job is watched again
+    (it may still run, or have finished meanwhile); otherwise adopt a result the
+    child finished, or stop a child that outlived its parent and record it
+    interrupted."""
     stale = state.with_status(RunStatus.RUNNING)
+    reattach: list[tuple[int, ChildProcess]] = []
+    settled = False
     for record in stale:
         attempt = record.current_attempt
         assert attempt is not None
+        attach = getattr(launcher, "attach", None)
+        if attempt.job_id is not None and attach is not None:
+            reattach.append((record.index, attach(attempt.job_id)))
+            continue
+        settled = True
         run = paths.run(record.dir)
         result = RunResult.read(run.metrics)
         if result is not None:
@@ -174,9 +212,9 @@ def _settle_stale_runs(
         finished = dataclasses.replace(attempt, outcome=outcome, reason=reason, ended_at=now_iso())
         state = state.finish_attempt(record.index, finished, result.metrics if result else None)
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
-    if stale:
+    if settled:
         save_state(paths, state)
-    return state
+    return state, reattach
 
 
 def _still_running(pid: int | None, create_time: float | None, host: str) -> bool:

@@ -73,10 +73,14 @@ class AttemptWatch:
         the study is stopping, its wall limit passed or its heartbeat went quiet."""
         code = self.child.poll()
         if code is not None:
-            lost = self.child.lost_because()
-            if lost is not None:
-                return Verdict(AttemptClass.INTERRUPTED, lost, code, _signal_name(code), {})
+            ended = self.child.ended_as()
+            if ended is not None:
+                outcome, reason = ended
+                return Verdict(outcome, reason, code, _signal_name(code), {})
             return classify_exit(code, self.run, self.peak_rss, self.child.pid)
+        if self.child.queued():  # the clocks start when the job does
+            self.started, self._started_wall = self._clock(), self._wall()
+            return None
         rss = self.child.rss_bytes()
         if rss:
             self.peak_rss = max(self.peak_rss, rss)

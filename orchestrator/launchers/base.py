@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from orchestrator.paths import RunPaths
+from orchestrator.state import AttemptClass
 
 __all__ = ["ChildProcess", "Launcher"]
 
@@ -14,15 +15,21 @@ class ChildProcess(Protocol):
     """A started attempt, seen from the parent."""
 
     @property
-    def pid(self) -> int: ...
+    def pid(self) -> int | None:
+        """The local process (and process group) id; None for a job on a cluster."""
+        ...
 
     def poll(self) -> int | None:
         """None while it runs; then its exit status (negative: killed by that signal)."""
         ...
 
-    def lost_because(self) -> str | None:
-        """Why the attempt was lost through no fault of its own (the launcher's
-        helper died, say), or None. Such an attempt counts as interrupted."""
+    def ended_as(self) -> tuple[AttemptClass, str] | None:
+        """A verdict the launcher knows better than the exit status (Slurm's
+        TIMEOUT, a fork server that died with the run), or None."""
+        ...
+
+    def queued(self) -> bool:
+        """Whether it still waits in a queue (timeouts and hang checks wait too)."""
         ...
 
     def request_stop(self) -> None:

@@ -26,6 +26,7 @@ import psutil
 
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
 from orchestrator.paths import RunPaths
+from orchestrator.state import AttemptClass
 from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
@@ -110,10 +111,13 @@ class ForkedChild:
     def pid(self) -> int:
         return self._pid
 
-    def lost_because(self) -> str | None:
+    def ended_as(self) -> tuple[AttemptClass, str] | None:
         if self._pid not in self._helper.exits and not self._helper.alive:
-            return "the fork server died, and this run with it"
+            return AttemptClass.INTERRUPTED, "the fork server died, and this run with it"
         return None
+
+    def queued(self) -> bool:
+        return False
 
     def poll(self) -> int | None:
         code = self._helper.exits.get(self._pid)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import psutil
 
 from orchestrator.paths import RunPaths
+from orchestrator.state import AttemptClass
 from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group"]
@@ -46,8 +47,11 @@ class LocalChild:
             _signal_group(self.pid, signal.SIGKILL)
         return code
 
-    def lost_because(self) -> str | None:
+    def ended_as(self) -> tuple[AttemptClass, str] | None:
         return None
+
+    def queued(self) -> bool:
+        return False
 
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)

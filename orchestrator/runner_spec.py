@@ -1,0 +1,262 @@
+"""The ``experiments_runner`` block: how to run a study (seeds, output, failure
+policy, parallel slots, launcher, executor), validated into a frozen ``RunnerSpec``.
+
+Every mistake is a ``ConfigError`` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_OUTPUT_DIR",
+    "MAX_SEED",
+    "RUNNER_KEY",
+    "Executor",
+    "LauncherKind",
+    "OnFailure",
+    "RunnerSpec",
+    "SlurmSpec",
+    "kind_of",
+    "parse_runner",
+    "parse_seed",
+]
+
+MAX_SEED = 2**31 - 1
+DEFAULT_OUTPUT_DIR = "outputs/experiments_runner"
+RUNNER_KEY = "experiments_runner"
+
+
+class OnFailure(str, enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class LauncherKind(str, enum.Enum):
+    SPAWN = "spawn"  # a fresh Python per run
+    FORKSERVER = "forkserver"  # forked from a helper that imported torch once
+
+
+class Executor(str, enum.Enum):
+    LOCAL = "local"  # children on this machine
+    SLURM = "slurm"  # one Slurm job per run, through submitit
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """The ``experiments_runner.slurm`` block."""
+
+    partition: str | None = None
+    time_min: int = 60
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    max_concurrent: int = 4  # runs in the queue at once
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """The validated ``experiments_runner`` block."""
+
+    seeds: tuple[int, ...] | None = None
+    n_runs: int | None = None
+    output_base_dir: str = DEFAULT_OUTPUT_DIR
+    save_summary: bool = True
+    summary_metrics: tuple[str, ...] = ("val/loss",)
+    resume: bool = False
+    on_failure: OnFailure = OnFailure.CONTINUE
+    max_retries: int = 1
+    run_timeout: float | None = None
+    hang_timeout: float | None = 1800.0
+    grace_period: float = 30.0
+    gpus: Literal["auto"] | tuple[int, ...] = "auto"  # () means none
+    runs_per_gpu: int = 1
+    max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
+    min_free_gpu_mem_gb: float | None = None
+    launcher: LauncherKind = LauncherKind.SPAWN
+    executor: Executor = Executor.LOCAL
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+
+    @property
+    def run_count(self) -> int:
+        if self.seeds is not None:
+            return len(self.seeds)
+        assert self.n_runs is not None
+        return self.n_runs
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        # Several beats per hang window, so one slow write is never a "hang".
+        if self.hang_timeout is None:
+            return 2.0
+        return max(0.05, min(2.0, self.hang_timeout / 4))
+
+
+def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
+    known = tuple(RunnerSpec.__dataclass_fields__)
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            raise ConfigError(f"{RUNNER_KEY}: unknown key {key!r}{hint}")
+    p = f"{RUNNER_KEY}."
+    seeds = block.get("seeds")
+    n_runs = block.get("n_runs")
+    if seeds is None and n_runs is None:
+        raise ConfigError(f"{RUNNER_KEY} needs seeds: [42, 101, 28] or n_runs: 5")
+    seed_tuple: tuple[int, ...] | None = None
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds:
+            raise ConfigError(f"{p}seeds must be a non-empty list of integers, like [42, 101, 28]")
+        seed_tuple = tuple(parse_seed(s, f"{p}seeds[{i}]") for i, s in enumerate(seeds))
+        dupes = sorted({s for s in seed_tuple if seed_tuple.count(s) > 1})
+        if dupes:
+            raise ConfigError(f"{p}seeds has {dupes[0]} more than once; seeds must be unique")
+    if n_runs is not None:
+        n_runs = _int(n_runs, f"{p}n_runs", minimum=1)
+        if seed_tuple is not None and n_runs != len(seed_tuple):
+            raise ConfigError(
+                f"{p}n_runs is {n_runs} but seeds lists {len(seed_tuple)}; "
+                "they must agree (or drop n_runs)"
+            )
+    out = block.get("output_base_dir", DEFAULT_OUTPUT_DIR)
+    if not isinstance(out, str) or not out.strip():
+        raise ConfigError(f"{p}output_base_dir must be a folder path, like outputs/my_study")
+    metrics = block.get("summary_metrics", ["val/loss"])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
+        raise ConfigError(f"{p}summary_metrics must be a list of metric names, like [val/loss]")
+    on_failure = block.get("on_failure", OnFailure.CONTINUE.value)
+    try:
+        on_failure_enum = OnFailure(on_failure)
+    except ValueError:
+        raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
+    max_parallel = block.get("max_parallel")
+    launcher = block.get("launcher", LauncherKind.SPAWN.value)
+    try:
+        launcher_kind = LauncherKind(launcher)
+    except ValueError:
+        raise ConfigError(f"{p}launcher must be spawn or forkserver, not {launcher!r}") from None
+    executor = block.get("executor", Executor.LOCAL.value)
+    try:
+        executor_kind = Executor(executor)
+    except ValueError:
+        raise ConfigError(f"{p}executor must be local or slurm, not {executor!r}") from None
+    return RunnerSpec(
+        executor=executor_kind,
+        slurm=_slurm(block.get("slurm") or {}),
+        launcher=launcher_kind,
+        gpus=_gpus(block.get("gpus", "auto")),
+        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", minimum=1),
+        max_parallel=None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1),
+        min_free_gpu_mem_gb=_seconds(
+            block.get("min_free_gpu_mem_gb"),
+            f"{p}min_free_gpu_mem_gb",
+            optional=True,
+            unit="GB",
+        ),
+        seeds=seed_tuple,
+        n_runs=n_runs,
+        output_base_dir=out,
+        save_summary=_bool(block.get("save_summary", True), f"{p}save_summary"),
+        summary_metrics=tuple(metrics),
+        resume=_bool(block.get("resume", False), f"{p}resume"),
+        on_failure=on_failure_enum,
+        max_retries=_int(block.get("max_retries", 1), f"{p}max_retries", minimum=0),
+        run_timeout=_seconds(block.get("run_timeout"), f"{p}run_timeout", optional=True),
+        hang_timeout=_seconds(block.get("hang_timeout", 1800), f"{p}hang_timeout", optional=True),
+        grace_period=_seconds(block.get("grace_period", 30), f"{p}grace_period", optional=False)
+        or 0.0,
+    )
+
+
+def parse_seed(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {value!r} is not an integer seed; use a whole number like 42")
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{where}: {value} is outside 0..{MAX_SEED} (2**31-1)")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    return value
+
+
+def _seconds(value: Any, where: str, optional: bool, unit: str = "seconds") -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        also = " or null" if optional else ""
+        raise ConfigError(f"{where} must be a number of {unit} >= 0{also}, not {value!r}")
+    return float(value)
+
+
+def _gpus(value: Any) -> Literal["auto"] | tuple[int, ...]:
+    if value == "auto":
+        return "auto"
+    if value is None or value == "none" or value == []:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{RUNNER_KEY}.gpus lists a GPU twice: {value}")
+        return tuple(value)
+    raise ConfigError(f"{RUNNER_KEY}.gpus must be auto, none or a list of GPU ids like [0, 1]")
+
+
+def kind_of(value: Any) -> str:
+    names: dict[type, str] = {list: "list", dict: "mapping", str: "string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _slurm(block: Any) -> SlurmSpec:
+    where = f"{RUNNER_KEY}.slurm"
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where} must be a mapping (partition: ..., time_min: ...)")
+    known = tuple(SlurmSpec.__dataclass_fields__)
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    for key in ("partition", "account", "qos"):
+        if block.get(key) is not None and not isinstance(block[key], str):
+            raise ConfigError(f"{where}.{key} must be a string, not {block[key]!r}")
+    optional_ints = {
+        k: None if block.get(k) is None else _int(block[k], f"{where}.{k}", minimum=1)
+        for k in ("gpus_per_task", "cpus_per_task")
+    }
+    extra = block.get("additional_parameters") or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}.additional_parameters must be a mapping of sbatch options")
+    return SlurmSpec(
+        partition=block.get("partition"),
+        time_min=_int(block.get("time_min", 60), f"{where}.time_min", minimum=1),
+        mem_gb=_seconds(block.get("mem_gb"), f"{where}.mem_gb", optional=True, unit="GB"),
+        account=block.get("account"),
+        qos=block.get("qos"),
+        max_concurrent=_int(block.get("max_concurrent", 4), f"{where}.max_concurrent", 1),
+        additional_parameters=dict(extra),
+        **optional_ints,
+    )

@@ -1,0 +1,155 @@
+"""executor: slurm against a real one-node Slurm (scripts/slurm_local.sh).
+
+Skipped on a machine where Slurm is not up, except in CI, where .ci/run starts
+it and a missing Slurm must fail loudly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from orchestrator.launchers.slurm import query_state, slurm_verdict
+from orchestrator.state import AttemptClass
+from tests.conftest import read_state, tiny_config, xorch, xorch_popen
+from tests.test_e2e import wait_for
+from tests.test_failures import faulty_config
+
+
+def slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mix", "alloc"))
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        not os.environ.get("CI") and not slurm_up(),
+        reason="no local Slurm: run scripts/slurm_local.sh",
+    ),
+]
+
+SLURM = {"executor": "slurm", "slurm": {"cpus_per_task": 1, "time_min": 10, "max_concurrent": 2}}
+
+
+def job_ids(out) -> list[str]:
+    return [a["job_id"] for r in read_state(out)["runs"] for a in r["attempts"]]
+
+
+def in_queue(job_id: str) -> bool:
+    return query_state(job_id)[0] in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
+
+
+def test_verdicts_map_onto_failure_classes():
+    assert slurm_verdict("OUT_OF_MEMORY") == (AttemptClass.OOM_KILLED, "Slurm: OUT_OF_MEMORY")
+    assert slurm_verdict("TIMEOUT")[0] is AttemptClass.TIMEOUT
+    for state in ("PREEMPTED", "NODE_FAIL", "CANCELLED", "CANCELLED by 0"):
+        assert slurm_verdict(state)[0] is AttemptClass.INTERRUPTED
+    assert slurm_verdict("FAILED") is None  # error.json says why
+    assert slurm_verdict("COMPLETED") is None  # metrics.json decides
+
+
+def test_a_study_through_slurm_looks_like_a_local_one(workdir, write_config):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(42, 101, 28), **SLURM)
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    ids = job_ids(out)
+    assert len(ids) == 3 and len(set(ids)) == 3 and all(ids)
+    for record in state["runs"]:
+        assert (out / record["dir"] / "metrics.json").is_file()
+        assert (out / record["dir"] / "lightning_logs").is_dir()
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "mean", "std"]
+
+
+def test_a_failed_job_is_classified_from_its_error_file(workdir, write_config):
+    config = faulty_config(workdir, {1: "raise"}, seeds=[1], max_retries=0, **SLURM)
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 1
+    (attempt,) = read_state(workdir / "out")["runs"][0]["attempts"]
+    assert attempt["outcome"] == "failed" and "boom on purpose" in attempt["reason"]
+
+
+def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(
+    workdir, write_config
+):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(1, 2, 3), **SLURM)
+    config["pl_trainer"]["max_epochs"] = 30
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "runner_state.json").exists() and len(
+            [j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    submitted = job_ids(out)
+    assert any(in_queue(j) for j in submitted)  # the jobs outlive the parent
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "watching job" in result.stdout
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    ids = job_ids(out)
+    assert ids[:2] == submitted[:2] and len(ids) == 3  # nothing submitted twice
+    jobs = [p for p in (out / "slurm_jobs").iterdir() if not p.name.startswith(".")]
+    assert len(jobs) == 3
+
+
+def test_scancel_of_a_running_job_is_interrupted_and_retried(workdir, write_config):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(7,), max_retries=1, **SLURM)
+    config["pl_trainer"]["max_epochs"] = 300
+    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "run_00_seed7" / "heartbeat.json").exists(),
+                 what="the job to run")
+        (first_job,) = job_ids(out)
+        subprocess.run(["scancel", first_job], check=True)
+        stdout, _ = parent.communicate(timeout=300)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 0, stdout
+    first, second = read_state(out)["runs"][0]["attempts"]
+    assert first["outcome"] == "interrupted" and "CANCELLED" in first["reason"]
+    assert second["outcome"] == "completed" and second["job_id"] != first_job
+
+
+def test_a_stopped_parent_leaves_jobs_running_and_resume_collects_them(workdir, write_config):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(4, 5), **SLURM)
+    config["pl_trainer"]["max_epochs"] = 40
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "runner_state.json").exists()
+                 and len([j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        parent.send_signal(signal.SIGTERM)
+        stdout, _ = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 143
+    assert "leaving 2 job(s) running" in stdout
+    assert all(r["status"] == "running" for r in read_state(out)["runs"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(in_queue(j) for j in job_ids(out)):
+        time.sleep(1)  # let them finish while nobody watches
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed", "completed"]
+    assert all(len(r["attempts"]) == 1 for r in state["runs"])

@@ -1,0 +1,41 @@
+"""What a Slurm job runs: the same worker entry, with the same run spec, as a
+local child, writing into the same run directory on the shared filesystem.
+
+submitit pickles a ``SlurmRun`` and calls it on the node. It is checkpointable:
+when Slurm preempts the job or its time limit comes near, submitit asks it for
+a resubmission and requeues the job, and the worker continues from the run's
+last.ckpt like any resumed run. Torch-free: the parent pickles it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from submitit.helpers import Checkpointable
+
+from worker.protocol import PARENT_PID_ENV
+
+__all__ = ["SlurmRun"]
+
+
+class SlurmRun(Checkpointable):
+    def __init__(self, run_spec: str, log: str) -> None:
+        self.run_spec = run_spec
+        self.log = log
+
+    def __call__(self) -> int:
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as log:
+            code = subprocess.call(
+                [sys.executable, "-m", "worker.train_one", self.run_spec],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        if code != 0:
+            # A failed job: Slurm's verdict FAILED, and error.json says why.
+            raise RuntimeError(f"worker exited with status {code} (see {self.log})")
+        return code
