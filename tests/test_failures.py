@@ -63,7 +63,9 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
     assert "killed by SIGSEGV" in runs[3]["attempts"][0]["reason"]
     assert "no heartbeat" in runs[4]["attempts"][0]["reason"]
     beat = json.loads((workdir / "out" / "run_03_seed4" / "heartbeat.json").read_text())
-    assert beat["phase"] == "fit" and beat["max_epochs"] == 2
+    # The last beat came at the first training batch, before the step that hangs.
+    assert beat["phase"] == "train" and beat["epoch"] == 0 and beat["max_epochs"] == 2
+    assert beat["first_batch_time"] is not None
     assert "out of host memory" in runs[6]["attempts"][0]["reason"]
     assert runs[7]["status"] == "completed"
     # summary.csv holds the completed run only, and mean/std over it alone.
@@ -234,11 +236,11 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
     real_write = state_module.atomic_write_text
     calls = {"n": 0}
 
-    def write(target, text):
+    def write(target, text, keep_previous_as=None):
         calls["n"] += 1
         if calls["n"] == 3:  # the new state, the start of run 0, then the end of run 0
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(target, text)
+        real_write(target, text, keep_previous_as=keep_previous_as)
 
     monkeypatch.setattr(state_module, "atomic_write_text", write)
     with (
