@@ -48,3 +48,61 @@ for run in state["runs"]:
 print("PART 1", "PASS" if ok else "FAIL")
 PYEOF
 echo "part 1 wall: $(( $(date +%s) - start )) s"
+
+echo "== part 2: 4 small runs, runs_per_gpu 2 against 1 (parallel slots)"
+for rpg in 1 2; do
+  cat > "$work/rpg$rpg.yaml" <<YAML
+mode: run-experiments
+experiments_runner:
+  seeds: [1, 2, 3, 4]
+  output_base_dir: $work/rpg$rpg
+  gpus: [0]
+  runs_per_gpu: $rpg
+model:
+  class_path: worker.tasks.quick.QuickClassifier
+  init_args: {features: 64, hidden: 1024}
+data:
+  class_path: worker.tasks.quick.QuickDataModule
+  init_args: {features: 64, train_size: 20000, val_size: 2000, batch_size: 256}
+pl_trainer: {max_epochs: 3, accelerator: gpu, devices: 1, enable_progress_bar: false, logger: false}
+YAML
+  s=$(date +%s.%N)
+  "$PY" -m orchestrator launch "$work/rpg$rpg.yaml" > "$work/rpg$rpg.out" 2>&1 || echo "runs_per_gpu $rpg: exit $?"
+  e=$(date +%s.%N)
+  echo "runs_per_gpu $rpg: wall $(echo "$e - $s" | bc) s"
+  for f in "$work"/rpg$rpg/run_*/metrics.json; do
+    "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print('  ', sys.argv[1].split('/')[-2], 'peak GPU MB', r.get('peak_gpu_mem_mb'))" "$f"
+  done
+done
+
+echo "== part 3: per-run overhead with CUDA start, spawn against forkserver"
+for launcher in spawn forkserver; do
+  cat > "$work/$launcher.yaml" <<YAML
+mode: run-experiments
+experiments_runner:
+  seeds: [1, 2, 3, 4, 5]
+  output_base_dir: $work/$launcher
+  launcher: $launcher
+model:
+  class_path: worker.tasks.quick.QuickClassifier
+  init_args: {features: 8, hidden: 8}
+data:
+  class_path: worker.tasks.quick.QuickDataModule
+  init_args: {features: 8, train_size: 64, val_size: 32}
+pl_trainer: {max_epochs: 1, accelerator: gpu, devices: 1, logger: false, enable_checkpointing: false, enable_progress_bar: false}
+YAML
+  "$PY" -m orchestrator launch "$work/$launcher.yaml" > "$work/$launcher.out" 2>&1 || echo "$launcher: exit $?"
+  "$PY" - "$work/$launcher" "$launcher" <<'PYEOF'
+import json, statistics, sys
+from datetime import datetime
+from pathlib import Path
+study, launcher = Path(sys.argv[1]), sys.argv[2]
+state = json.loads((study / "runner_state.json").read_text())
+over = []
+for run in state["runs"]:
+    beat = json.loads((study / run["dir"] / "heartbeat.json").read_text())
+    started = datetime.fromisoformat(run["attempts"][-1]["started_at"]).timestamp()
+    over.append(beat["first_batch_time"] - started)
+print(f"{launcher}: first run {over[0]:.2f} s; median of the others {statistics.median(over[1:]):.2f} s")
+PYEOF
+done

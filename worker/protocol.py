@@ -104,6 +104,7 @@ class RunResult:
     metrics: dict[str, float]
     skipped_metrics: tuple[str, ...] = ()
     resumed_from: str | None = None
+    peak_gpu_mem_mb: float | None = None  # torch's peak allocation, when the run used CUDA
 
     def write(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))
@@ -118,6 +119,7 @@ class RunResult:
             metrics=metrics,
             skipped_metrics=tuple(payload.get("skipped_metrics", ())),
             resumed_from=payload.get("resumed_from"),
+            peak_gpu_mem_mb=payload.get("peak_gpu_mem_mb"),
         )
 
 

@@ -128,10 +128,14 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
         test_metrics, test_skipped = scalar_metrics(trainer.callback_metrics)
         metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test")})
         skipped += test_skipped
+    peak = None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return RunResult(
         metrics=dict(sorted(metrics.items())),
         skipped_metrics=tuple(skipped),
         resumed_from=resumed_from,
+        peak_gpu_mem_mb=peak,
     )
 
 
