@@ -69,7 +69,7 @@ YAML
   s=$(date +%s.%N)
   "$PY" -m orchestrator launch "$work/rpg$rpg.yaml" > "$work/rpg$rpg.out" 2>&1 || echo "runs_per_gpu $rpg: exit $?"
   e=$(date +%s.%N)
-  echo "runs_per_gpu $rpg: wall $(echo "$e - $s" | bc) s"
+  echo "runs_per_gpu $rpg: wall $("$PY" -c "print(round($e - $s, 1))") s"
   for f in "$work"/rpg$rpg/run_*/metrics.json; do
     "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print('  ', sys.argv[1].split('/')[-2], 'peak GPU MB', r.get('peak_gpu_mem_mb'))" "$f"
   done
