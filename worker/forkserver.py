@@ -19,7 +19,6 @@ reseeds everything in ``worker.run`` exactly as a spawned run does.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -28,11 +27,11 @@ import signal
 import sys
 from typing import Any
 
+from worker.lifeline import die_with_parent
 from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["main"]
 
-PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
@@ -124,11 +123,8 @@ def _die_with_parent() -> None:
     """The server lives only as long as the xorch that started it; its runs get
     the parent-death signal from it in turn (see ``worker.run``)."""
     expected = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if expected and os.getppid() != expected:
-        os._exit(1)
+    if expected:
+        die_with_parent(expected)
 
 
 if __name__ == "__main__":

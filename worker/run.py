@@ -8,8 +8,6 @@ atomically as the very last step.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -19,11 +17,11 @@ import traceback
 from pathlib import Path
 
 from orchestrator.paths import RunPaths
+from worker.lifeline import die_with_parent
 from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
 
 __all__ = ["main", "run"]
 
-PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
@@ -161,12 +159,7 @@ def _die_with_parent() -> None:
     if not expected:
         return  # started by hand: nobody to follow
     parent = int(expected)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)
+    die_with_parent(parent)
 
     def watch() -> None:
         while True:
