@@ -131,6 +131,10 @@ class StudyPaths:
         """submitit's folder: one sub-folder per Slurm job (its script and logs)."""
         return self.root / "slurm_jobs"
 
+    def slurm_job_log(self, job_id: str) -> Path:
+        """submitit's stdout (and stderr) of one job."""
+        return self.slurm_jobs / job_id / f"{job_id}_0_log.out"
+
     @property
     def forkserver_log(self) -> Path:
         return self.root / "forkserver.log"

@@ -60,6 +60,7 @@ class SlurmSpec:
     account: str | None = None
     qos: str | None = None
     max_concurrent: int = 4  # runs in the queue at once
+    requeue: bool = True  # on preemption or near the time limit, requeue and continue
     additional_parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -257,6 +258,7 @@ def _slurm(block: Any) -> SlurmSpec:
         account=block.get("account"),
         qos=block.get("qos"),
         max_concurrent=_int(block.get("max_concurrent", 4), f"{where}.max_concurrent", 1),
+        requeue=_bool(block.get("requeue", True), f"{where}.requeue"),
         additional_parameters=dict(extra),
         **optional_ints,
     )

@@ -112,7 +112,7 @@ def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> La
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
-        return SlurmLauncher(spec.runner.slurm, paths.slurm_jobs)
+        return SlurmLauncher(spec.runner.slurm, paths)
     if spec.runner.launcher is LauncherKind.FORKSERVER:
         preload = preload_modules(spec.training, spec.import_paths)
         return ForkserverLauncher(preload, paths.forkserver_log, reporter.say)

@@ -153,3 +153,16 @@ def test_a_stopped_parent_leaves_jobs_running_and_resume_collects_them(workdir, 
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["completed", "completed"]
     assert all(len(r["attempts"]) == 1 for r in state["runs"])
+
+
+def test_a_job_past_its_time_limit_is_classified_timeout(workdir, write_config):
+    """With requeue off, the time-limit signal ends the job; xorch reads why from
+    submitit's log (the job itself ends FAILED, not TIMEOUT)."""
+    out = workdir / "out"
+    config = faulty_config(workdir, {1: "slow"}, seeds=[1], max_retries=0, hang_timeout=None,
+                           executor="slurm",
+                           slurm={"cpus_per_task": 1, "time_min": 1, "requeue": False})
+    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (attempt,) = read_state(out)["runs"][0]["attempts"]
+    assert attempt["outcome"] == "timeout" and "time limit" in attempt["reason"]

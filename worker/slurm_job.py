@@ -17,10 +17,13 @@ from submitit.helpers import Checkpointable
 
 from worker.protocol import PARENT_PID_ENV
 
-__all__ = ["SlurmRun"]
+__all__ = ["SlurmRun", "SlurmRunOnce"]
 
 
-class SlurmRun(Checkpointable):
+class SlurmRunOnce:
+    """The job's work; without a ``checkpoint`` method submitit never requeues
+    it, so a time limit ends it as Slurm's TIMEOUT."""
+
     def __init__(self, run_spec: str, log: str) -> None:
         self.run_spec = run_spec
         self.log = log
@@ -39,3 +42,9 @@ class SlurmRun(Checkpointable):
             # A failed job: Slurm's verdict FAILED, and error.json says why.
             raise RuntimeError(f"worker exited with status {code} (see {self.log})")
         return code
+
+
+class SlurmRun(Checkpointable, SlurmRunOnce):
+    """The same work, requeued by submitit on preemption or near the time limit
+    (``Checkpointable.checkpoint`` resubmits it as it is; the worker then
+    continues from last.ckpt)."""

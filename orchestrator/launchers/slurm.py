@@ -19,9 +19,8 @@ import logging
 import subprocess
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
-from orchestrator.paths import RunPaths
+from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.runner_spec import SlurmSpec
 from orchestrator.state import AttemptClass
 
@@ -81,9 +80,9 @@ def query_state(job_id: str) -> tuple[str, int | None]:
 class SlurmChild:
     """A submitted job, seen like a child process."""
 
-    def __init__(self, job_id: str, folder: Path) -> None:
+    def __init__(self, job_id: str, paths: StudyPaths) -> None:
         self.job_id = job_id
-        self.folder = folder
+        self.paths = paths
         self._state: tuple[str, int | None] = ("PENDING", None)
         self._checked = 0.0
 
@@ -107,7 +106,20 @@ class SlurmChild:
         return code if code else 1
 
     def ended_as(self) -> tuple[AttemptClass, str] | None:
-        return slurm_verdict(self.state())
+        state = self.state()
+        if state == "FAILED" and self._timed_out_in_submitit():
+            return AttemptClass.TIMEOUT, "Slurm: time limit reached and the job was not requeued"
+        return slurm_verdict(state)
+
+    def _timed_out_in_submitit(self) -> bool:
+        """submitit answers Slurm's time-limit signal itself: a job it does not
+        requeue (requeue off, or too many requeues) ends FAILED, not TIMEOUT,
+        and says why in its log."""
+        try:
+            text = self.paths.slurm_job_log(self.job_id).read_text(errors="replace")
+        except OSError:
+            return False
+        return "UncompletedJobError" in text and "timed-out" in text
 
     def queued(self) -> bool:
         return self.state() in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "UNKNOWN")
@@ -131,14 +143,15 @@ class SlurmChild:
 
 
 class SlurmLauncher:
-    def __init__(self, slurm: SlurmSpec, folder: Path) -> None:
+    def __init__(self, slurm: SlurmSpec, paths: StudyPaths) -> None:
         import submitit
 
         # submitit warns at every status check when sacct is missing (no
         # accounting); we ask squeue and scontrol ourselves, so keep it quiet.
         logging.getLogger("submitit").setLevel(logging.ERROR)
-        self.folder = folder
-        self.executor = submitit.SlurmExecutor(folder=folder / "%j")
+        self.paths = paths
+        self.requeue = slurm.requeue
+        self.executor = submitit.SlurmExecutor(folder=paths.slurm_jobs / "%j")
         parameters: dict[str, object] = {
             "time": slurm.time_min,
             "job_name": "xorch",
@@ -160,10 +173,11 @@ class SlurmLauncher:
 
     def start(self, run: RunPaths, env: Mapping[str, str]) -> SlurmChild:
         # env is for local slots (CUDA_VISIBLE_DEVICES, threads): Slurm sets its own.
-        from worker.slurm_job import SlurmRun
+        from worker.slurm_job import SlurmRun, SlurmRunOnce
 
-        job = self.executor.submit(SlurmRun(str(run.run_spec), str(run.log)))
-        return SlurmChild(str(job.job_id), self.folder)
+        work = SlurmRun if self.requeue else SlurmRunOnce
+        job = self.executor.submit(work(str(run.run_spec), str(run.log)))
+        return SlurmChild(str(job.job_id), self.paths)
 
     def attach(self, job_id: str) -> SlurmChild:
-        return SlurmChild(job_id, self.folder)
+        return SlurmChild(job_id, self.paths)
