@@ -102,13 +102,16 @@ class RunnerSpec:
         return max(0.05, min(2.0, self.hang_timeout / 4))
 
 
-def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
-    known = tuple(RunnerSpec.__dataclass_fields__)
+def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
     for key in block:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigError(f"{RUNNER_KEY}: unknown key {key!r}{hint}")
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
+    _refuse_unknown_keys(block, tuple(RunnerSpec.__dataclass_fields__), RUNNER_KEY)
     p = f"{RUNNER_KEY}."
     seeds = block.get("seeds")
     n_runs = block.get("n_runs")
@@ -235,12 +238,7 @@ def _slurm(block: Any) -> SlurmSpec:
     where = f"{RUNNER_KEY}.slurm"
     if not isinstance(block, dict):
         raise ConfigError(f"{where} must be a mapping (partition: ..., time_min: ...)")
-    known = tuple(SlurmSpec.__dataclass_fields__)
-    for key in block:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    _refuse_unknown_keys(block, tuple(SlurmSpec.__dataclass_fields__), where)
     for key in ("partition", "account", "qos"):
         if block.get(key) is not None and not isinstance(block[key], str):
             raise ConfigError(f"{where}.{key} must be a string, not {block[key]!r}")
