@@ -71,6 +71,12 @@ def test_defaults_are_the_documented_ones(write_config, workdir):
         ({"seeds": [1], "summary_metrics": [1]}, "summary_metrics must be a list"),
         ({"seeds": [1], "on_failure": "abort"}, "on_failure must be continue or stop"),
         ({"seeds": [1], "run_timeout": -3}, "run_timeout must be a number of seconds"),
+        ({"seeds": [1], "executor": "k8s"}, "executor must be local or slurm"),
+        ({"seeds": [1], "slurm": {"partiton": "gpu"}}, "did you mean 'partition'?"),
+        ({"seeds": [1], "slurm": {"time_min": 0}}, "slurm.time_min must be an integer >= 1"),
+        ({"seeds": [1], "launcher": "fork"}, "launcher must be spawn or forkserver"),
+        ({"seeds": [1], "gpus": "all"}, "gpus must be auto, none or a list"),
+        ({"seeds": [1], "runs_per_gpu": 0}, "runs_per_gpu must be an integer >= 1"),
     ],
 )
 def test_bad_runner_blocks_are_refused(write_config, workdir, block, expected):
