@@ -7,7 +7,7 @@ file is a JSON object written atomically; the dataclasses here are its shape.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,6 @@ class ErrorReport:
     cuda_oom: bool = False
     host_oom: bool = False  # an allocation in host memory failed (MemoryError, RLIMIT_AS)
     resumed_from: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))
