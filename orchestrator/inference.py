@@ -282,7 +282,9 @@ def contrast(
         d = x - y
         if np.any(d != 0):  # Wilcoxon drops zero differences; it needs one left
             result = replace(result, p_wilcoxon=float(stats.wilcoxon(x, y).pvalue))
-        if np.ptp(d) == 0:
+        # Differences come from subtraction: a constant shift leaves rounding noise
+        # (~1e-17) that would give an absurd t, so noise below 1e-12 counts as none.
+        if np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d)))):
             notes.append("the paired differences do not vary: no t-test")
             return replace(result, note="; ".join(notes))
         t = stats.ttest_rel(x, y)
