@@ -80,6 +80,9 @@ class PowerFigures:
 
 
 def _solver(design: Design) -> object:
+    # sm_exceptions installs "always" filters for its warnings when first imported; import
+    # it here, not first inside _solve's catch_warnings, where they would beat our "ignore".
+    import statsmodels.tools.sm_exceptions  # noqa: F401
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
     return TTestIndPower() if design is Design.TWO_SAMPLE else TTestPower()
