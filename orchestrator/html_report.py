@@ -67,9 +67,9 @@ def write_report(study_dir: Path, out: Path | None = None) -> Path:
     """Write the page (default ``DIR/report.html``) atomically; return its path."""
     paths = StudyPaths(Path(study_dir).resolve())
     target = Path(out) if out is not None else paths.root / REPORT_NAME
+    page = render_report(paths)
     if not target.parent.is_dir():
         raise XorchError(f"--out {target}: folder {target.parent} does not exist; create it first")
-    page = render_report(paths)
     try:
         atomic_write_text(target, page)
         os.chmod(target, 0o644)  # the temp file was private; a report is meant to be shared
@@ -127,7 +127,7 @@ def render_report(paths: StudyPaths) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<h1>{_e(title)}</h1><p class='meta'>{_e(str(paths.root))} · written {written}</p>"
         + "".join(sections)
-        + "</main></body></html>\n"
+        + f"</main><script>{_SELF_CHECK}</script></body></html>\n"
     )
 
 
@@ -294,6 +294,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
+
+# Marks on <body> what the browser made of the page, for a headless check (--dump-dom):
+# how many images decoded, how many did not, and any script error. Needs no network.
+_SELF_CHECK = """
+window.addEventListener("error", function (e) {
+  document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + ";";
+});
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  document.body.dataset.imagesLoaded = images.filter(i => i.naturalWidth > 0).length;
+  document.body.dataset.imagesBroken = images.filter(i => i.naturalWidth === 0).length;
+});
+"""
 
 _CSS = """
 body { margin: 0; background: #f6f7f9; color: #1d232b;
