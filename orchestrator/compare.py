@@ -207,7 +207,8 @@ def latex_table(table: ComparisonTable) -> str:
 def _latex_column(table: ComparisonTable, metric: str) -> list[str]:
     stats = [table.described[(g, metric)] for g in table.groups]
     halves = [s.ci_high - s.mean for s in stats]
-    decimals = max((_decimals(h) for h in halves), default=4)
+    # One decimal count per column, enough for the narrowest defined interval.
+    decimals = max((_decimals(h) for h in halves if math.isfinite(h) and h > 0), default=4)
     finite = [s.mean for s in stats if math.isfinite(s.mean)]
     best_value = None
     if finite:
