@@ -23,7 +23,8 @@ Against a reference group (``contrast``), ``diff = mean(group) - mean(reference)
 - seeds in common (at least two): **paired** on those seeds. The interval of
   ``diff`` and the p-value are ``scipy.stats.ttest_rel``'s; the Wilcoxon
   signed-rank test (``scipy.stats.wilcoxon``, zero differences dropped as
-  Wilcoxon proposed, exact p-values for small n) is given beside it.
+  Wilcoxon proposed, scipy's default choice of exact or normal p-value) is given
+  beside it; with 4 pairs its smallest possible p is 0.125.
 - otherwise **Welch**: ``scipy.stats.ttest_ind(equal_var=False)``; no Wilcoxon.
 - ``hedges_g``: the difference over a standardiser, times the exact small-sample
   correction ``J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2))``. Unpaired: the
