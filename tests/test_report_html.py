@@ -196,3 +196,28 @@ def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_
     kept = os.environ.get("XORCH_REPORT_SCREENSHOT")
     if kept:  # to look at it: XORCH_REPORT_SCREENSHOT=/tmp/report.png pytest ...
         shutil.copyfile(shot, kept)
+
+
+def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatch):
+    import errno
+
+    from orchestrator import atomic
+    from orchestrator.errors import ExitCode
+    from orchestrator.html_report import ReportWriteError
+
+    paths = StudyPaths(tmp_path / "full disk")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=1))
+    target = write_report(paths.root)
+    previous = target.read_bytes()
+    save_state(paths, running_state(completed=2))
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", disk_full)
+    with pytest.raises(ReportWriteError, match="No space left on device") as caught:
+        write_report(paths.root)
+    assert caught.value.exit_code is ExitCode.STATE_WRITE
+    assert target.read_bytes() == previous
+    assert not [p.name for p in paths.root.iterdir() if p.name.endswith(".tmp")]
