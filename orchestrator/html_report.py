@@ -324,6 +324,7 @@ table { border-collapse: collapse; font-size: 14px; }
 th, td { padding: 5px 12px; border-bottom: 1px solid #e6e9ee; text-align: left;
   vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
+td:last-child { min-width: 14em; }  /* notes and reasons: wrap, but not to a sliver */
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 figure { margin: 0 0 18px; }

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.compare import state_groups
 from orchestrator.errors import XorchError
 from orchestrator.state import StudyState
 from orchestrator.stats import Cell, _render
@@ -129,7 +130,7 @@ def power_figures(
     effect_value = math.nan if effect is None else abs(effect)
     figures = PowerFigures(metric, design, n, std, effect_value, alpha, power, None, math.nan)
     if not math.isfinite(std):
-        return _with(figures, note="the std is undefined (a NaN value, or fewer than two)")
+        return _with(figures, note="no std yet: fewer than two seeds, or a NaN value")
     detectable = detectable_effect(design, std, n, alpha, power, ratio)
     figures = _with(figures, detectable=detectable)
     if effect is None:
@@ -163,14 +164,6 @@ def _std(values: Sequence[float]) -> float:
     return 0.0 if np.ptp(data) == 0 else float(np.std(data, ddof=1))
 
 
-def _metric_values(state: StudyState) -> dict[str, dict[int, float]]:
-    values: dict[str, dict[int, float]] = {}
-    for run in state.completed:
-        for name, value in run.metrics.items():
-            values.setdefault(name, {})[run.seed] = float(value)
-    return values
-
-
 def _check_metrics(metrics: Sequence[str], available: Mapping[str, object], where: str) -> None:
     unknown = [m for m in metrics if m not in available]
     if unknown:
@@ -191,7 +184,7 @@ def power_for_study(
     _check_levels(alpha, power)
     if not state.completed:
         raise XorchError("the study has no completed run yet: there is no spread to work from")
-    values = _metric_values(state)
+    values = state_groups(state)
     chosen = list(dict.fromkeys(metrics or [m for m in state.summary_metrics if m in values]))
     _check_metrics(chosen, values, "the study's completed runs")
     rows = []
@@ -218,7 +211,7 @@ def power_for_studies(
     for label, state in (("first (A)", state_a), ("second (B)", state_b)):
         if not state.completed:
             raise XorchError(f"the {label} study has no completed run yet")
-    values_a, values_b = _metric_values(state_a), _metric_values(state_b)
+    values_a, values_b = state_groups(state_a), state_groups(state_b)
     common = {m: None for m in values_a if m in values_b}
     default = [m for m in state_a.summary_metrics if m in common] or sorted(common)
     chosen = list(dict.fromkeys(metrics or default))

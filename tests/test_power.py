@@ -61,7 +61,7 @@ def test_edge_cases_say_why():
     flat = power_figures("m", Design.PAIRED, 0.0, 4, 0.01)
     assert flat.seeds_needed == 2 and flat.detectable == 0.0 and "no spread" in flat.note
     nan = power_figures("m", Design.PAIRED, math.nan, 4, 0.01)
-    assert nan.seeds_needed is None and math.isnan(nan.detectable) and "undefined" in nan.note
+    assert nan.seeds_needed is None and math.isnan(nan.detectable) and "no std yet" in nan.note
     huge = power_figures("m", Design.TWO_SAMPLE, 0.001, 4, 1.0)
     assert huge.seeds_needed == 2 and "2 seeds already" in huge.note
     no_effect = power_figures("m", Design.TWO_SAMPLE, 0.01, 4, None)
