@@ -204,10 +204,12 @@ def _power(state: StudyState) -> str:
         return "<p class='empty'>No completed run of a summary metric yet.</p>"
     header = ["metric", "seeds now", "std", "detectable now",
               *(f"with {n} seeds" for n in SEED_COUNTS)]  # fmt: skip
-    body = []
+    body, notes = [], []
     for r in rows:
         more = [_human(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, str(r.n), _human(r.std), _human(r.detectable), *more, r.note])
+        body.append([r.metric, str(r.n), _human(r.std), _human(r.detectable), *more])
+        if r.note:
+            notes.append(f"<li>{_e(r.metric)}: {_e(r.note)}</li>")
     explain = (
         "<p class='note'>The smallest difference between this config and another one, run "
         "on as many independent seeds each, that Student's two-sample t-test detects with "
@@ -215,7 +217,8 @@ def _power(state: StudyState) -> str:
         "usually needs fewer; <code>xorch power</code> gives paired figures and the seeds "
         "needed for a given effect.</p>"
     )
-    return _table([*header, "note"], body) + explain
+    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
+    return _table(header, body, numeric=range(1, len(header))) + listed + explain
 
 
 def _unfinished(state: StudyState) -> str:
@@ -324,7 +327,6 @@ table { border-collapse: collapse; font-size: 14px; }
 th, td { padding: 5px 12px; border-bottom: 1px solid #e6e9ee; text-align: left;
   vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
-td:last-child { min-width: 14em; }  /* notes and reasons: wrap, but not to a sliver */
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 figure { margin: 0 0 18px; }
