@@ -151,25 +151,127 @@ def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOp
     typer.echo(_guard(run))
 
 
+GoalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--goal",
+        help="Which way a metric is better, METRIC=min or METRIC=max (repeat the option); "
+        "default: min for names with loss or error, max otherwise.",
+    ),
+]
+PairedOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--paired/--unpaired",
+        help="Pair runs by seed, or treat the studies as independent; "
+        "default: paired when the studies share two or more seeds.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def compare(
-    study_a: Annotated[Path, typer.Argument(help="The baseline study.", show_default=False)],
+    study_a: Annotated[Path, typer.Argument(help="The reference study.", show_default=False)],
     study_b: Annotated[Path, typer.Argument(help="The study compared to it.", show_default=False)],
     fmt: FormatOpt = "table",
     metrics: MetricsOpt = None,
+    goal: GoalOpt = None,
+    paired: PairedOpt = None,
 ) -> None:
-    """Two studies side by side: means ± std, B - A with its 95% CI (Welch), and
-    Welch's t-test p-value.
+    """B against A per metric: each study's mean, 95% t and bootstrap intervals, median and
+    IQM; B - A with its 95% CI, the paired t-test and Wilcoxon test when the studies share
+    seeds (Welch's t-test otherwise), Holm-corrected p-values, Hedges' g and the
+    probability of improvement. --format latex gives a table for a paper.
 
-    Example: xorch compare outputs/baseline outputs/ablation -m val/loss
+    Example: xorch compare outputs/baseline outputs/ablation -m val/loss --format latex
     """
-    from orchestrator.stats import compare_studies, render_comparison
+    from orchestrator.compare import compare_studies, render_comparison
+    from orchestrator.inference import parse_goals
 
     def run() -> str:
-        rows = compare_studies(_study_state(study_a), _study_state(study_b), metrics or None)
-        return render_comparison(rows, fmt)
+        names = (Path(study_a).resolve().name, Path(study_b).resolve().name)
+        goals = parse_goals(goal or [])
+        table = compare_studies(
+            _study_state(study_a), _study_state(study_b), names, metrics or None, goals, paired
+        )
+        return render_comparison(table, fmt)
 
-    typer.echo(_guard(run))
+    typer.echo(_guard(run), nl=False)
+
+
+@app.command()
+def power(
+    studies: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One study (figures for a future comparison with it) or two studies "
+            "(figures for comparing them).",
+            show_default=False,
+        ),
+    ],
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metric (repeat); default the summary_metrics."),
+    ] = None,
+    effect: Annotated[
+        float | None,
+        typer.Option(help="The difference to detect, in the metric's units.", show_default=False),
+    ] = None,
+    power_level: Annotated[float, typer.Option("--power", help="Wanted power.")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    paired: PairedOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """How many seeds a t-test needs to detect --effect, and the smallest difference the
+    current seeds detect, from the observed spread (of the per-seed differences when
+    paired).
+
+    Example: xorch power outputs/quickstart --metric val/loss --effect 0.01
+    """
+    from orchestrator.power import power_for_studies, power_for_study, render_power
+
+    def run() -> str:
+        if len(studies) not in (1, 2):
+            raise XorchError(f"give one or two study folders, not {len(studies)}")
+        if len(studies) == 1:
+            if paired:
+                raise XorchError(
+                    "--paired needs two studies on the same seeds (the spread of their "
+                    "differences); one study gives two-sample and one-sample figures"
+                )
+            rows = power_for_study(_study_state(studies[0]), metrics, effect, alpha, power_level)
+        else:
+            state_a, state_b = (_study_state(s) for s in studies)
+            rows = power_for_studies(state_a, state_b, metrics, effect, alpha, power_level, paired)
+        return render_power(rows, fmt)
+
+    typer.echo(_guard(run), nl=False)
+
+
+@app.command()
+def report(
+    study_dir: StudyDirArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The HTML file to write; default DIR/report.html.", show_default=False),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Rewrite the report whenever the state changes.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 2.0,
+) -> None:
+    """One self-contained HTML page: config and environment, learning curves, the spread
+    of final metrics, statistics, power figures and the runs that did not complete.
+
+    Example: xorch report outputs/quickstart --watch
+    """
+    from orchestrator.html_report import watch_report, write_report
+
+    if watch:
+        _guard(lambda: watch_report(study_dir, out, interval, typer.echo))
+    else:
+        typer.echo(str(_guard(lambda: write_report(study_dir, out))))
 
 
 @app.command()

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from tests.conftest import read_state, snapshot, tiny_config, xorch, xorch_popen
 
-COMMANDS = ["launch", "validate", "status", "summary", "compare", "plot", "replay"]
+COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "report", "plot",
+            "replay"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -66,8 +67,8 @@ def test_compare_a_study_with_itself_finds_no_difference(study):
     _, out, _ = study
     result = xorch("compare", str(out), str(out), "--format", "csv", "-m", "val/loss")
     assert result.returncode == 0, result.stderr
-    (row,) = list(pd.read_csv(io.StringIO(result.stdout)).itertuples())
-    assert row.diff == 0.0
+    reference, row = list(pd.read_csv(io.StringIO(result.stdout)).itertuples())
+    assert row.diff == 0.0 and row.vs == reference.group
 
 
 def test_plot_and_replay_on_a_copy_of_the_study(study, tmp_path):

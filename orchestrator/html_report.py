@@ -1,0 +1,341 @@
+"""``xorch report``: one self-contained HTML page about a study.
+
+The page needs no network and no other file: CSS is inline, figures are PNGs
+drawn on matplotlib's Agg canvas (the same figures ``xorch plot`` saves) and
+embedded as base64 ``data:`` URLs. It shows what exists when it is written, so
+it works on a study that is still running; ``watch_report`` rewrites it each
+time runner_state.json changes (every run that starts or ends rewrites that
+file). The page is replaced atomically, so a browser never loads half of it.
+
+Sections: progress, config, environment, learning curves, spread of the final
+metrics, descriptive statistics per metric (``orchestrator.inference``), power
+figures per summary metric (``orchestrator.power``), the runs that did not
+complete with their failure classes.
+
+The environment is that of the machine writing the report (package versions
+from ``importlib.metadata``, so torch is never imported here) next to what the
+runs recorded: the hosts and GPUs of their attempts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+import io
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from orchestrator.atomic import atomic_write_text
+from orchestrator.compare import state_groups
+from orchestrator.errors import ExitCode, XorchError
+from orchestrator.inference import describe_sample
+from orchestrator.paths import StudyPaths
+from orchestrator.power import Design, detectable_effect, power_for_study
+from orchestrator.state import RunStatus, StudyState
+from orchestrator.state_store import load_state
+from orchestrator.stats import _human
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["REPORT_NAME", "ReportWriteError", "render_report", "watch_report", "write_report"]
+
+REPORT_NAME = "report.html"
+PACKAGES: tuple[str, ...] = (
+    "torch", "pytorch-lightning", "lightning", "numpy", "scipy", "statsmodels", "matplotlib",
+)  # fmt: skip
+SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N seeds" columns of the power table
+
+
+class ReportWriteError(XorchError):
+    """The report file could not be written (disk full, permissions)."""
+
+    exit_code = ExitCode.STATE_WRITE
+
+
+def write_report(study_dir: Path, out: Path | None = None) -> Path:
+    """Write the page (default ``DIR/report.html``) atomically; return its path."""
+    paths = StudyPaths(Path(study_dir).resolve())
+    target = Path(out) if out is not None else paths.root / REPORT_NAME
+    page = render_report(paths)
+    if not target.parent.is_dir():
+        raise XorchError(f"--out {target}: folder {target.parent} does not exist; create it first")
+    try:
+        atomic_write_text(target, page)
+        os.chmod(target, 0o644)  # the temp file was private; a report is meant to be shared
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return target
+
+
+def watch_report(
+    study_dir: Path,
+    out: Path | None = None,
+    interval: float = 2.0,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Rewrite the page whenever runner_state.json changes, until Ctrl-C."""
+    paths = StudyPaths(Path(study_dir).resolve())
+    seen: int | None = None
+    try:
+        while True:
+            try:
+                mtime = paths.state.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime is not None and mtime != seen:
+                seen = mtime
+                target = write_report(study_dir, out)
+                say(f"{datetime.now().strftime('%H:%M:%S')} wrote {target}")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def render_report(paths: StudyPaths) -> str:
+    """The whole HTML page for the study in ``paths``."""
+    state = load_state(paths)
+    if state is None:
+        raise XorchError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    title = f"xorch report: {paths.root.name}"
+    written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        _section("Progress", _progress(state)),
+        _section("Learning curves and spread of final metrics", _figures(paths)),
+        _section("Statistics over seeds (completed runs)", _statistics(state)),
+        _section("Power: how many seeds are enough", _power(state)),
+        _section("Runs that did not complete", _unfinished(state)),
+        _section("Environment", _environment(state)),
+        _section("Training config", f"<pre>{_e(_config_text(state))}</pre>"),
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<h1>{_e(title)}</h1><p class='meta'>{_e(str(paths.root))} · written {written}</p>"
+        + "".join(sections)
+        + f"</main><script>{_SELF_CHECK}</script></body></html>\n"
+    )
+
+
+def _section(heading: str, body: str) -> str:
+    anchor = heading.split(":")[0].lower().replace(" ", "-")
+    return f"<section id='{_e(anchor)}'><h2>{_e(heading)}</h2>{body}</section>"
+
+
+def _progress(state: StudyState) -> str:
+    counts = {status: len(state.with_status(status)) for status in RunStatus}
+    cells = "".join(
+        f"<span class='pill {status.value}'>{_e(status.value)}: {count}</span>"
+        for status, count in counts.items()
+        if count
+    )
+    return f"<p>{len(state.runs)} runs planned. {cells}</p>"
+
+
+def _figures(paths: StudyPaths) -> str:
+    from orchestrator.plots import _study_figures
+
+    try:
+        figures = _study_figures(paths.root)
+    except XorchError as exc:
+        return f"<p class='empty'>No figures yet: {_e(str(exc))}.</p>"
+    images = []
+    for target, figure in figures:
+        alt = "learning curves" if target == paths.curves_plot else "spread of final metrics"
+        images.append(f"<figure><img alt='{alt}' src='{_png_data_url(figure)}'>"
+                      f"<figcaption>{_e(_FIGURE_NOTES[alt])}</figcaption></figure>")  # fmt: skip
+    return "".join(images)
+
+
+_FIGURE_NOTES = {
+    "learning curves": "Per epoch: each seed as a faint line, the mean in bold, "
+    "the band is mean ± std across seeds.",
+    "spread of final metrics": "Each seed's final value as a point over a box plot.",
+}
+
+
+def _png_data_url(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _statistics(state: StudyState) -> str:
+    values = state_groups(state)
+    if not values:
+        return "<p class='empty'>No completed run yet.</p>"
+    metrics = _ordered_metrics(state, values)
+    header = ["metric", "n", "mean", "std", "95% CI (t)", "median", "IQM",
+              "95% CI (bootstrap)", "note"]  # fmt: skip
+    rows = []
+    for metric in metrics:
+        s = describe_sample(values[metric])
+        boot = f"{_interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
+        rows.append([metric, str(s.n), _human(s.mean), _human(s.std),
+                     _interval(s.ci_low, s.ci_high), _human(s.median), _human(s.iqm),
+                     boot if s.bootstrap_method != "n/a" else "n/a", s.note])  # fmt: skip
+    note = (
+        "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
+        "highest quarter of the seeds). Bootstrap: 9999 resamples, seed 0; BCa where it is "
+        "defined, else percentile.</p>"
+    )
+    return _table(header, rows) + note
+
+
+def _power(state: StudyState) -> str:
+    values = state_groups(state)
+    rows = power_for_study(state, None, None) if values else []
+    rows = [r for r in rows if r.design is Design.TWO_SAMPLE]
+    if not rows:
+        return "<p class='empty'>No completed run of a summary metric yet.</p>"
+    header = ["metric", "seeds now", "std", "detectable now",
+              *(f"with {n} seeds" for n in SEED_COUNTS)]  # fmt: skip
+    body, notes = [], []
+    for r in rows:
+        more = [_human(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
+        body.append([r.metric, str(r.n), _human(r.std), _human(r.detectable), *more])
+        if r.note:
+            notes.append(f"<li>{_e(r.metric)}: {_e(r.note)}</li>")
+    explain = (
+        "<p class='note'>The smallest difference between this config and another one, run "
+        "on as many independent seeds each, that Student's two-sample t-test detects with "
+        "power 0.8 at alpha 0.05 (two-sided), from the std observed here. Pairing the seeds "
+        "usually needs fewer; <code>xorch power</code> gives paired figures and the seeds "
+        "needed for a given effect.</p>"
+    )
+    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
+    return _table(header, body, numeric=range(1, len(header))) + listed + explain
+
+
+def _unfinished(state: StudyState) -> str:
+    runs = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
+    if not runs:
+        return "<p>Every run completed.</p>"
+    rows = []
+    for r in runs:
+        last = r.attempts[-1] if r.attempts else None
+        failure = r.failure.value if r.failure is not None else ""
+        reason = last.reason if last is not None else ""
+        rows.append([str(r.index), str(r.seed), r.dir, r.status.value, failure,
+                     str(len(r.attempts)), reason])  # fmt: skip
+    header = ["run", "seed", "folder", "status", "class", "attempts", "reason"]
+    return _table(header, rows, numeric=(0, 1, 5))
+
+
+def _environment(state: StudyState) -> str:
+    rows = [
+        ["python", f"{platform.python_version()} ({sys.executable})"],
+        ["platform", platform.platform()],
+        ["report written on", socket.gethostname()],
+    ]
+    for package in PACKAGES:
+        rows.append([package, _version(package)])
+    from orchestrator.gpus import _nvidia_smi_rows
+
+    gpus = [" ".join(row) for row in _nvidia_smi_rows("index", "name", "memory.total")]
+    rows.append(["GPUs here (nvidia-smi)", "; ".join(gpus) or "none found"])
+    attempts = [a for r in state.runs for a in r.attempts]
+    hosts = sorted({a.host for a in attempts})
+    used = sorted({a.gpu for a in attempts if a.gpu})
+    rows.append(["runs' hosts", ", ".join(hosts) or "no attempt yet"])
+    rows.append(["runs' GPUs (CUDA_VISIBLE_DEVICES)", ", ".join(used) or "none (CPU)"])
+    return _table(["", "value"], rows, numeric=())
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _config_text(state: StudyState) -> str:
+    return yaml.safe_dump(dict(state.training_config), sort_keys=False, default_flow_style=False)
+
+
+def _ordered_metrics(state: StudyState, values: dict[str, dict[int, float]]) -> list[str]:
+    """The summary metrics first, in their order, then the rest sorted."""
+    first = [m for m in state.summary_metrics if m in values]
+    return first + sorted(m for m in values if m not in first)
+
+
+def _interval(low: float, high: float) -> str:
+    if low != low or high != high:  # nan
+        return "n/a"
+    return f"[{_human(low)}, {_human(high)}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
+           numeric: Sequence[int] | None = None) -> str:  # fmt: skip
+    """An HTML table; ``numeric`` columns (default: all but the first and last) align right."""
+    right = set(range(1, len(header) - 1)) if numeric is None else set(numeric)
+
+    def cells(row: Sequence[str], tag: str) -> str:
+        return "".join(
+            f"<{tag}{' class=num' if i in right else ''}>{_e(c)}</{tag}>" for i, c in enumerate(row)
+        )
+
+    head = f"<thead><tr>{cells(header, 'th')}</tr></thead>"
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return f"<div class='scroll'><table>{head}<tbody>{body}</tbody></table></div>"
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+# Marks on <body> what the browser made of the page, for a headless check (--dump-dom):
+# how many images decoded, how many did not, and any script error. Needs no network.
+_SELF_CHECK = """
+window.addEventListener("error", function (e) {
+  document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + ";";
+});
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  document.body.dataset.imagesLoaded = images.filter(i => i.naturalWidth > 0).length;
+  document.body.dataset.imagesBroken = images.filter(i => i.naturalWidth === 0).length;
+});
+"""
+
+_CSS = """
+body { margin: 0; background: #f6f7f9; color: #1d232b;
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }
+h1 { font-size: 26px; margin: 0 0 2px; }
+h2 { font-size: 19px; margin: 0 0 12px; padding-bottom: 6px; border-bottom: 2px solid #dde2e8; }
+section { background: #fff; border: 1px solid #e1e5ea; border-radius: 8px;
+  padding: 16px 20px; margin: 18px 0; }
+.meta { color: #5b6573; margin: 0; font-size: 13px; }
+.note, figcaption { color: #5b6573; font-size: 13px; margin: 8px 0 0; }
+.empty { color: #8a5a00; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { padding: 5px 12px; border-bottom: 1px solid #e6e9ee; text-align: left;
+  vertical-align: top; }
+th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+figure { margin: 0 0 18px; }
+img { max-width: 100%; height: auto; border: 1px solid #eceff3; border-radius: 4px; }
+pre { background: #f3f5f8; padding: 12px; border-radius: 6px; overflow-x: auto;
+  font-size: 13px; margin: 0; }
+code { background: #f3f5f8; padding: 0 4px; border-radius: 3px; }
+.pill { display: inline-block; padding: 1px 10px; margin: 0 6px 4px 0; border-radius: 12px;
+  background: #e8ecf1; font-size: 13px; }
+.pill.completed { background: #dcf3e3; } .pill.failed { background: #fbe0e0; }
+.pill.running { background: #e0ecfb; } .pill.interrupted { background: #fdf0d5; }
+"""

@@ -1,0 +1,223 @@
+"""``xorch compare``: paired statistics when the studies share seeds, every format carries the
+same numbers, the LaTeX table marks the best and the significant, and two real studies
+(one with a learning rate far too small) are told apart in the right direction."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats as sps
+
+from orchestrator.compare import COMPARE_COLUMNS, build_comparison, render_comparison
+from orchestrator.inference import Goal
+from tests.conftest import tiny_config, xorch
+
+TOL = 1e-10
+SEEDS = (42, 101, 28, 7)
+
+
+def close(x: float, y: float) -> bool:
+    return abs(x - y) <= TOL * max(1.0, abs(y))
+
+
+def fixed_groups():
+    """Three groups on the same seeds: one clearly worse, one with a diverged seed."""
+    return {
+        "baseline": {"val/loss": dict(zip(SEEDS, [0.40, 0.42, 0.41, 0.43], strict=True)),
+                     "val/F1_score%": dict(zip(SEEDS, [0.80, 0.82, 0.81, 0.80], strict=True))},
+        "tiny_lr": {"val/loss": dict(zip(SEEDS, [0.90, 0.95, 0.93, 0.99], strict=True)),
+                    "val/F1_score%": dict(zip(SEEDS, [0.51, 0.50, 0.55, 0.52], strict=True))},
+        "diverged": {"val/loss": dict(zip(SEEDS, [0.41, math.nan, 0.40, 0.44], strict=True)),
+                     "val/F1_score%": dict(zip(SEEDS, [0.81, 0.83, 0.80, 0.81], strict=True))},
+    }  # fmt: skip
+
+
+def parse_latex(text: str) -> dict[str, list[tuple[str, bool, bool]]]:
+    """group -> per metric: (cell text without markup, bold, dagger)."""
+    rows = {}
+    body = text.split(r"\hline")[2]  # between the header's rule and the closing rule
+    for line in body.strip().splitlines():
+        name, *cells = (c.strip() for c in line.removesuffix(r"\\").split("&"))
+        parsed = []
+        for cell in cells:
+            bold, dagger = r"\textbf{" in cell, r"$^{\dagger}$" in cell
+            plain = re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell).replace(r"$^{\dagger}$", "")
+            parsed.append((plain.replace(r"$\pm$", "±"), bold, dagger))
+        rows[name.replace(r"\_", "_")] = parsed
+    return rows
+
+
+def machine_rows(text: str, fmt: str) -> list[dict[str, object]]:
+    if fmt == "json":
+        return json.loads(text)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    converted = []
+    for row in rows:
+        out: dict[str, object] = {}
+        for key, cell in row.items():
+            if cell == "":
+                out[key] = None
+            elif key in ("n", "n_pairs"):
+                out[key] = int(cell)
+            else:
+                try:
+                    out[key] = float(cell)
+                except ValueError:
+                    out[key] = cell
+        converted.append(out)
+    return converted
+
+
+def assert_same_rows(from_csv, from_json) -> None:
+    """CSV and JSON rows hold the same cells; text cells may be empty ("") or null (None)."""
+    assert len(from_csv) == len(from_json)
+    for a, b in zip(from_csv, from_json, strict=True):
+        assert list(b) == list(COMPARE_COLUMNS)
+        for key in COMPARE_COLUMNS:
+            if key in ("note", "vs", "test", "better", "boot_method", "goal", "group", "metric"):
+                assert (a[key] or "") == (b[key] or ""), key
+            else:
+                assert a[key] == b[key], key  # floats read back exactly
+
+
+def test_csv_and_json_carry_the_same_full_precision_numbers():
+    table = build_comparison(fixed_groups(), "baseline", ["val/loss", "val/F1_score%"])
+    from_csv = machine_rows(render_comparison(table, "csv"), "csv")
+    from_json = machine_rows(render_comparison(table, "json"), "json")
+    assert len(from_csv) == len(from_json) == 6
+    assert_same_rows(from_csv, from_json)
+    loss_tiny = next(r for r in from_json if r["group"] == "tiny_lr" and r["metric"] == "val/loss")
+    t = sps.ttest_rel([0.90, 0.95, 0.93, 0.99], [0.40, 0.42, 0.41, 0.43])
+    assert loss_tiny["test"] == "paired t" and loss_tiny["n_pairs"] == 4
+    assert close(loss_tiny["p"], t.pvalue) and loss_tiny["better"] == "no"
+    assert loss_tiny["goal"] == "min" and loss_tiny["p_improve"] == 0.0
+    diverged = next(r for r in from_json if r["group"] == "diverged" and r["metric"] == "val/loss")
+    assert diverged["mean"] is None and diverged["p"] is None and "NaN" in diverged["note"]
+    text = render_comparison(table, "table")
+    assert "n/a" in text and "paired t" in text
+
+
+def test_latex_table_marks_the_best_and_the_significant():
+    table = build_comparison(fixed_groups(), "baseline", ["val/loss", "val/F1_score%"])
+    latex = render_comparison(table, "latex")
+    assert latex.startswith(r"\begin{table}") and latex.rstrip().endswith(r"\end{table}")
+    assert r"val/F1\_score\% $\uparrow$" in latex and r"val/loss $\downarrow$" in latex
+    assert "Holm-corrected over 4 comparisons" in latex and "paired t-test" in latex
+    rows = parse_latex(latex)
+    assert list(rows) == ["baseline", "tiny_lr", "diverged"]
+    # Bold: the lowest loss (baseline) and the highest F1 (diverged; its loss is n/a).
+    assert [bold for _, bold, _ in rows["baseline"]] == [True, False]
+    assert [bold for _, bold, _ in rows["diverged"]] == [False, True]
+    assert rows["diverged"][0][0] == "n/a"
+    # The dagger follows the Holm-corrected t-test p-value.
+    for group in ("tiny_lr", "diverged"):
+        for metric, (_, _, dagger) in zip(table.metrics, rows[group], strict=True):
+            c = table.contrast_of(group, metric)
+            assert dagger == (c is not None and c.p_holm < 0.05), (group, metric)
+    assert rows["tiny_lr"][0][2] and not rows["baseline"][0][2]
+    # mean ± half-width, two significant digits of the narrowest half-width in the column.
+    s = table.described[("tiny_lr", "val/loss")]
+    assert rows["tiny_lr"][0][0] == f"{s.mean:.3f} ± {s.ci_high - s.mean:.3f}"
+
+
+def test_goal_option_flips_the_bold_and_the_direction():
+    goals = {"val/loss": Goal.MAX}
+    table = build_comparison(fixed_groups(), "baseline", ["val/loss"], goals)
+    rows = parse_latex(render_comparison(table, "latex"))
+    assert rows["tiny_lr"][0][1] and not rows["baseline"][0][1]
+    assert table.contrast_of("tiny_lr", "val/loss").better == "yes"
+
+
+# --------------------------------------------------------------------------- two real studies
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory) -> tuple[Path, Path]:
+    """The same 4 seeds twice: a working learning rate and one far too small."""
+    root = tmp_path_factory.mktemp("compare") / "two studies"
+    root.mkdir()
+    outs = []
+    for name, lr in (("baseline", 0.05), ("tiny_lr", 1e-5)):
+        out = root / name
+        config = tiny_config(out, seeds=SEEDS, summary_metrics=["val/loss", "val/acc"])
+        config["model"]["init_args"]["lr"] = lr
+        # Enough data and steps that the working rate learns something in 3 epochs.
+        config["data"]["init_args"].update(train_size=256, val_size=128, batch_size=32)
+        config["pl_trainer"]["max_epochs"] = 3
+        path = root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run([sys.executable, "-m", "orchestrator", "launch", str(path)],
+                              cwd=root, capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outs.append(out)
+    return outs[0], outs[1]
+
+
+@pytest.mark.slow
+def test_two_real_studies_the_tiny_learning_rate_is_found_worse(two_studies):
+    base, tiny = two_studies
+    outputs = {}
+    for fmt in ("csv", "json", "latex", "table"):
+        result = xorch("compare", str(base), str(tiny), "-m", "val/loss", "-m", "val/acc",
+                       "--format", fmt)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[fmt] = result.stdout
+    rows = machine_rows(outputs["json"], "json")
+    assert_same_rows(machine_rows(outputs["csv"], "csv"), rows)
+    by_key = {(r["metric"], r["group"]): r for r in rows}
+    loss = by_key[("val/loss", "tiny_lr")]
+    acc = by_key[("val/acc", "tiny_lr")]
+    # Paired by seed, and the right direction: higher loss, lower accuracy, both worse.
+    assert loss["test"] == "paired t" and loss["n_pairs"] == 4 and loss["vs"] == "baseline"
+    assert loss["diff"] > 0 and acc["diff"] < 0
+    assert loss["better"] == "no" and acc["better"] == "no"
+    assert loss["p_holm"] < 0.05 and loss["diff_ci_low"] > 0
+    # The paired t-test on the runs' own values, independently.
+    values = {}
+    for name, folder in (("baseline", base), ("tiny_lr", tiny)):
+        state = json.loads((folder / "runner_state.json").read_text())
+        values[name] = {r["seed"]: r["metrics"]["val/loss"] for r in state["runs"]}
+    t = sps.ttest_rel([values["tiny_lr"][s] for s in SEEDS], [values["baseline"][s] for s in SEEDS])
+    assert close(loss["p"], t.pvalue)
+    assert close(loss["mean"], np.mean(list(values["tiny_lr"].values())))
+    # The LaTeX table says the same: baseline bold on both, tiny_lr daggered on the loss.
+    latex = parse_latex(outputs["latex"])
+    assert [bold for _, bold, _ in latex["baseline"]] == [True, True]
+    assert latex["tiny_lr"][0][2] is True
+    for i, metric in enumerate(("val/loss", "val/acc")):
+        for group in ("baseline", "tiny_lr"):
+            row = by_key[(metric, group)]
+            mean_text, half_text = latex[group][i][0].split(" ± ")
+            decimals = len(mean_text.split(".")[1])
+            assert mean_text == f"{row['mean']:.{decimals}f}"
+            assert half_text == f"{row['ci_high'] - row['mean']:.{decimals}f}"
+    assert "paired t" in outputs["table"]
+
+
+@pytest.mark.slow
+def test_unpaired_and_bad_goals_on_real_studies(two_studies):
+    base, tiny = two_studies
+    welch = xorch("compare", str(base), str(tiny), "-m", "val/loss", "--unpaired", "-f", "json")
+    assert welch.returncode == 0, welch.stderr
+    row = json.loads(welch.stdout)[1]
+    assert row["test"] == "Welch t" and row["n_pairs"] is None and row["p_wilcoxon"] is None
+    bad_goals = [("val/loss=down", "METRIC=min or METRIC=max"),
+                 ("val/acc=max", "--goal names val/acc, which is not compared")]  # fmt: skip
+    for goal, message in bad_goals:
+        bad = xorch("compare", str(base), str(tiny), "-m", "val/loss", "--goal", goal)
+        assert bad.returncode == 2 and message in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    same = xorch("compare", str(base), str(base), "-m", "val/loss", "-f", "json")
+    rows = json.loads(same.stdout)
+    assert [r["group"] for r in rows] == ["A: baseline", "B: baseline"]
+    assert rows[1]["diff"] == 0 and rows[1]["better"] == "equal" and rows[1]["p"] is None

@@ -1,0 +1,223 @@
+"""``xorch report``: one self-contained HTML page, written atomically, on finished and running
+studies, rewritten by --watch, and loaded by a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.html_report import write_report
+from orchestrator.inference import describe_sample
+from orchestrator.paths import StudyPaths
+from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
+from orchestrator.state_store import save_state
+from orchestrator.stats import _human
+from tests.conftest import TORCH_WATCH, snapshot, xorch, xorch_popen
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def embedded_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"src='data:image/png;base64,([^']+)'", page)]
+
+
+def running_state(completed: int) -> StudyState:
+    """Four seeds: ``completed`` done, then one running, one that ran out of GPU memory,
+    the rest pending; no CSV logs on disk."""
+    runs = []
+    for i, seed in enumerate((42, 101, 28, 7)):
+        attempt = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log")
+        if i < completed:
+            record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
+                               status=RunStatus.COMPLETED, metrics={"val/loss": 0.5 + i / 10},
+                               attempts=(attempt,))  # fmt: skip
+        elif i == completed:
+            record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
+                               status=RunStatus.RUNNING, attempts=(attempt,))  # fmt: skip
+        elif i == completed + 1:
+            oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
+                          outcome=AttemptClass.CUDA_OOM,
+                          reason="CUDA out of memory <at> batch 3")  # fmt: skip
+            record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
+                               status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
+                               attempts=(oom,))  # fmt: skip
+        else:
+            record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}")
+        runs.append(record)
+    return StudyState(config_fingerprint="f", training_config={"model": {"lr": 0.05}},
+                      seeds=(42, 101, 28, 7), runs=tuple(runs))  # fmt: skip
+
+
+def test_report_of_a_finished_study_has_every_section_and_no_torch(study, tmp_path):
+    _, out, launched = study
+    assert launched.returncode == 0, launched.stderr
+    target = tmp_path / "my report's page.html"
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_WATCH, "report", str(out), "--out", str(target)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "PARENT-IMPORTED False False" in result.stderr  # the parent never imports torch
+    assert result.stdout.strip() == str(target)
+    page = target.read_text(encoding="utf-8")
+    assert (target.stat().st_mode & 0o777) == 0o644
+    for heading in ("Progress", "Learning curves", "Statistics over seeds", "Power",
+                    "Runs that did not complete", "Environment", "Training config"):  # fmt: skip
+        assert f"<h2>{heading}" in page
+    images = embedded_pngs(page)
+    assert len(images) == 2 and all(png.startswith(PNG) for png in images)
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    # The statistics are the inference module's, for the study's own values.
+    state = json.loads((out / "runner_state.json").read_text())
+    losses = [r["metrics"]["val/loss"] for r in state["runs"]]
+    stats = describe_sample(losses)
+    assert f"<td class=num>{_human(stats.mean)}</td>" in page
+    assert f"[{_human(stats.ci_low)}, {_human(stats.ci_high)}]" in page
+    assert "Every run completed." in page and "completed: 3" in page
+    assert "pytorch-lightning" in page and "QuickClassifier" in page
+
+
+def test_report_of_a_running_study_shows_what_exists_so_far(tmp_path):
+    paths = StudyPaths(tmp_path / "running study")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=2))
+    target = write_report(paths.root)
+    assert target == paths.root / "report.html"
+    page = target.read_text(encoding="utf-8")
+    assert "No figures yet" in page  # no CSV logs yet: said, not a crash
+    assert "completed: 2" in page and "running: 1" in page and "failed: 1" in page
+    assert "<td>cuda_oom</td>" in page
+    assert "CUDA out of memory &lt;at&gt; batch 3" in page  # escaped, not markup
+    assert "<td>run_02_seed28</td><td>running</td>" in page.replace(" class=num", "")
+    assert not [p.name for p in paths.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_of_a_study_with_nothing_completed(tmp_path):
+    paths = StudyPaths(tmp_path / "fresh")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=0))
+    page = write_report(paths.root).read_text(encoding="utf-8")
+    assert page.count("No completed run") == 2 and "No figures yet" in page
+
+
+def test_bad_out_folder_is_one_line_and_exit_2(tmp_path):
+    paths = StudyPaths(tmp_path / "s")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=1))
+    before = snapshot(tmp_path)
+    result = xorch("report", str(paths.root), "--out", str(tmp_path / "no such dir" / "r.html"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    missing = xorch("report", str(tmp_path / "nothing here"))
+    assert missing.returncode == 2 and "no runner_state.json" in missing.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_watch_rewrites_the_page_as_runs_finish_and_stops_on_ctrl_c(tmp_path):
+    paths = StudyPaths(tmp_path / "watched study")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=1))
+    target = tmp_path / "page.html"
+    proc = xorch_popen("report", str(paths.root), "--out", str(target), "--watch",
+                       "--interval", "0.2")  # fmt: skip
+    try:
+        page = _wait_for(target, "completed: 1")
+        assert "running: 1" in page
+        time.sleep(0.05)  # a new mtime even on coarse-clock file systems
+        save_state(paths, running_state(completed=2))
+        _wait_for(target, "completed: 2")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stdout.count("wrote") >= 2
+
+
+def _wait_for(path: Path, text: str, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            page = path.read_text(encoding="utf-8")
+            if text in page:
+                return page
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never showed {text!r}")
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    # --no-sandbox: the sandbox cannot start as root in a container; the page is our own.
+    return subprocess.run(
+        [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--hide-scrollbars", "--virtual-time-budget=10000", *args],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, "HOME": os.environ.get("HOME", "/tmp")},
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
+)
+def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_path):
+    from PIL import Image
+
+    _, out, launched = study
+    assert launched.returncode == 0, launched.stderr
+    target = write_report(out, tmp_path / "report.html")
+    dom = chromium("--dump-dom", target.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body is not None
+    assert 'data-images-loaded="2"' in body.group(0)  # both PNGs decoded in the browser
+    assert 'data-images-broken="0"' in body.group(0) and "data-errors" not in body.group(0)
+    assert dom.stdout.count("<table>") == 3  # statistics, power, environment
+    shot = tmp_path / "report.png"
+    taken = chromium("--window-size=1280,3000", f"--screenshot={shot}", target.as_uri())
+    assert taken.returncode == 0 and shot.exists(), taken.stderr
+    with Image.open(shot) as image:
+        assert image.size == (1280, 3000)
+        # A page of text, tables and plots has many colours; a blank or error page few.
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 200
+    kept = os.environ.get("XORCH_REPORT_SCREENSHOT")
+    if kept:  # to look at it: XORCH_REPORT_SCREENSHOT=/tmp/report.png pytest ...
+        shutil.copyfile(shot, kept)
+
+
+def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatch):
+    import errno
+
+    from orchestrator import atomic
+    from orchestrator.errors import ExitCode
+    from orchestrator.html_report import ReportWriteError
+
+    paths = StudyPaths(tmp_path / "full disk")
+    paths.root.mkdir()
+    save_state(paths, running_state(completed=1))
+    target = write_report(paths.root)
+    previous = target.read_bytes()
+    save_state(paths, running_state(completed=2))
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", disk_full)
+    with pytest.raises(ReportWriteError, match="No space left on device") as caught:
+        write_report(paths.root)
+    assert caught.value.exit_code is ExitCode.STATE_WRITE
+    assert target.read_bytes() == previous
+    assert not [p.name for p in paths.root.iterdir() if p.name.endswith(".tmp")]
