@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from orchestrator.errors import XorchError
+from orchestrator.errors import ENVIRONMENT_ERRNOS, ExitCode, XorchError, os_error_line
 
 if TYPE_CHECKING:
     from orchestrator.state import StudyState
@@ -40,12 +40,21 @@ OverridesArg = Annotated[
 ]
 
 
-def _guard(call: Callable[[], T]) -> T:
+def _guard(call: Callable[[], T], on_write_error: str = "") -> T:
+    """Run one command; ``on_write_error`` is added to a machine fault's line
+    (launch says how to go on once the disk is fixed)."""
     try:
         return call()
     except XorchError as exc:
         typer.echo(f"xorch: error: {exc}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
+    except OSError as exc:
+        # A fault of the machine (disk full, read-only folder) at a write that
+        # has no message of its own: still one line naming the path and the fix.
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        typer.echo(f"xorch: error: {os_error_line(exc)}{on_write_error}", err=True)
+        raise typer.Exit(int(ExitCode.STATE_WRITE)) from None
 
 
 @app.command()
@@ -69,10 +78,15 @@ def launch(
 
     Example: xorch launch conf/examples/quickstart.yaml pl_trainer.max_epochs=3
     """
-    from orchestrator.study import launch as launch_study
+    from orchestrator.config import load_study
+    from orchestrator.study import launch_spec
 
+    spec = _guard(lambda: load_study(config, overrides or ()))
+    for warning in spec.warnings:
+        typer.echo(f"xorch: warning: {warning}", err=True)
     result = _guard(
-        lambda: launch_study(config, overrides or (), resume=resume, cancel_jobs=cancel_jobs)
+        lambda: launch_spec(spec, resume=resume, cancel_jobs=cancel_jobs),
+        on_write_error="; what was written before is intact: then resume with --resume",
     )
     raise typer.Exit(int(result.exit_code))
 

@@ -66,6 +66,7 @@ class StudySpec:
     runner: RunnerSpec
     training: Mapping[str, Any]
     train_seed: int | None = None  # mode: train only
+    warnings: tuple[str, ...] = ()  # one line each, shown by launch and validate
 
     @property
     def output_dir(self) -> Path:
@@ -108,9 +109,32 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; researchers
-    write learning rates that way and mean a float, as YAML 1.2 does."""
+# libyaml's parser when PyYAML has it (10x faster on a 100,000-seed list); the
+# resolvers and constructors below are Python either way.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# A config expands to at most this many YAML nodes, aliases counted each time
+# they are used. Ample for 100,000 seeds; a "billion laughs" file of ten lines
+# that expands to 10**9 nodes is refused before anything is built from it.
+MAX_CONFIG_NODES = 2_000_000
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """A safe loader (no arbitrary objects) with two changes.
+
+    PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; researchers
+    write learning rates that way and mean a float, as YAML 1.2 does.
+
+    Aliases are shared when loaded, but everything after loading (overrides,
+    the fingerprint, the run's JSON) walks them once per use; so the node
+    graph's expanded size is measured before it is constructed."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node)
+        return self.construct_document(node)
 
 
 _Loader.add_implicit_resolver(
@@ -127,8 +151,57 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _TooBig(Exception):
+    pass
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes ``root`` stands for once every alias is expanded, in time
+    linear in the nodes actually written (each shared node is sized once)."""
+    size: dict[int, int] = {}  # collections only; a scalar counts 1
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            total = 1 + sum([size.get(id(c), 1) for c in children])
+            if total > MAX_CONFIG_NODES:
+                raise _TooBig(
+                    f"it expands to over {MAX_CONFIG_NODES:,} values (aliases counted "
+                    "each time they are used); write the values out or use fewer aliases"
+                )
+            size[key] = total
+            continue
+        if key in size or isinstance(node, yaml.ScalarNode):
+            continue
+        if key in open_nodes:  # reached again from inside itself: DFS order proves it
+            raise _TooBig("an alias refers to a block that contains it; remove the loop")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend(
+            (c, False) for c in children if not isinstance(c, yaml.ScalarNode) and id(c) not in size
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    """Raises yaml.YAMLError, or ConfigError for a file that expands too far."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except _TooBig as exc:
+        raise ConfigError(str(exc)) from None
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply; flatten it") from None
 
 
 def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
@@ -139,17 +212,41 @@ def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudyS
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (give the path to a YAML file)")
     try:
-        loaded = parse_yaml(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (give the path to a YAML file)") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a folder, not a config file; give the path to a YAML file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the config {path} ({exc.strerror}); check its permissions"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); is it really the YAML config?"
+        ) from None
+    if not text.strip():
+        raise ConfigError(
+            f"{path} is empty; write a config in it (see conf/examples/quickstart.yaml)"
+        )
+    try:
+        loaded = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: {problem}{where}; fix the YAML syntax there") from None
     if loaded is None:
-        loaded = {}
+        raise ConfigError(
+            f"{path} holds only comments; write a config in it (see conf/examples/quickstart.yaml)"
+        )
     if not isinstance(loaded, dict):
         raise ConfigError(
             f"{path}: the top level must be a mapping of keys, not a {kind_of(loaded)}"
@@ -204,18 +301,69 @@ TOP_LEVEL_KEYS = (
     "run_test",
 )
 
+# Keys that belong one level down: written at the top level they would be
+# passed along and never used (a max_epochs that silently does nothing).
+_NESTED_HOMES = {
+    **{
+        k: "pl_trainer"
+        for k in (
+            "max_epochs",
+            "min_epochs",
+            "max_steps",
+            "accelerator",
+            "devices",
+            "precision",
+            "strategy",
+            "num_nodes",
+            "gradient_clip_val",
+            "accumulate_grad_batches",
+            "check_val_every_n_epoch",
+            "log_every_n_steps",
+            "default_root_dir",
+            "logger",
+            "enable_checkpointing",
+            "enable_progress_bar",
+            "limit_train_batches",
+            "limit_val_batches",
+            "val_check_interval",
+            "deterministic",
+            "benchmark",
+        )
+    },
+    **{k: RUNNER_KEY for k in RunnerSpec.__dataclass_fields__},
+}
 
-def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
+
+def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
+    """Refuse near-misses of our keys; the warnings for any other unknown block.
+
+    Other blocks (a user's ``hyperparameters:`` that the config refers to) are
+    passed to the worker as they are, so they are only warned about."""
+    warnings = []
     for key in raw:
         if not isinstance(key, str):
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
-        # Other top-level blocks (a user's own hyperparameters:) pass through
-        # to the worker; only near-misses of our own keys are typos.
-        if key not in TOP_LEVEL_KEYS:
-            close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
-            if close:
-                raise ConfigError(f"unknown top-level key {key!r}: did you mean {close[0]!r}?")
+        if key in TOP_LEVEL_KEYS:
+            continue
+        close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(f"unknown top-level key {key!r}: did you mean {close[0]!r}?")
+        nested = difflib.get_close_matches(key, list(_NESTED_HOMES), n=1, cutoff=0.8)
+        if nested:
+            home = f"{_NESTED_HOMES[nested[0]]}.{nested[0]}"
+            raise ConfigError(
+                f"unknown top-level key {key!r}: did you mean {home!r}? "
+                f"(move it into the {_NESTED_HOMES[nested[0]]} block)"
+            )
+        warnings.append(
+            f"top-level key {key!r} is not one xorch knows; it is passed to the run's "
+            "config unused unless the config refers to it (remove it if it is a typo)"
+        )
+    return tuple(warnings)
 
+
+def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
+    warnings = _top_level_keys(path, raw)
     mode = _mode(raw)
     if "pl_trainer" in raw and "trainer" in raw:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
@@ -256,9 +404,46 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
         if not isinstance(block, dict):
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
+        _check_output_dir(runner.output_base_dir)
     return StudySpec(
-        config_path=path, mode=mode, runner=runner, training=training, train_seed=train_seed
+        config_path=path,
+        mode=mode,
+        runner=runner,
+        training=training,
+        train_seed=train_seed,
+        warnings=warnings,
     )
+
+
+def _check_output_dir(value: str) -> None:
+    """Only reads: the folder must be one that could be made (no file in the
+    way, no symlink loop), so launch fails here and not after writing."""
+    where = f"{RUNNER_KEY}.output_base_dir"
+    path = Path(value).expanduser()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise ConfigError(
+            f"{where} {value}: a symlink in it points back to itself; fix the link or "
+            "choose another folder"
+        ) from None
+    for candidate in (resolved, *resolved.parents):
+        if candidate.is_dir():
+            return
+        if candidate.is_symlink():  # dangling or looping: resolve() stopped at it
+            raise ConfigError(
+                f"{where} {value}: {candidate} is a broken or looping symlink; fix the link "
+                "or choose another folder"
+            )
+        if candidate.exists():
+            if candidate == resolved:
+                raise ConfigError(
+                    f"{where} {value} is a file, not a folder; choose a folder path "
+                    "(or move the file away)"
+                )
+            raise ConfigError(
+                f"{where} {value} cannot be made: {candidate} is a file; choose another folder"
+            )
 
 
 def _mode(raw: Mapping[str, Any]) -> Mode:
