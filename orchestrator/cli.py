@@ -136,8 +136,9 @@ def status(
 
     from orchestrator.status import render_status, study_status
 
+    folder = _guard(lambda: _study_folder(study_dir))
     while True:
-        text = render_status(_guard(lambda: study_status(study_dir)), as_json=as_json)
+        text = render_status(_guard(lambda: study_status(folder)), as_json=as_json)
         if watch and sys.stdout.isatty():
             typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, only on a terminal
         typer.echo(text)
@@ -195,7 +196,8 @@ def plot(study_dir: StudyDirArg, metrics: MetricsOpt = None) -> None:
     """
     from orchestrator.plots import plot_study
 
-    for path in _guard(lambda: plot_study(study_dir, metrics or None)):
+    folder = _guard(lambda: _study_folder(study_dir))
+    for path in _guard(lambda: plot_study(folder, metrics or None)):
         typer.echo(str(path))
 
 
@@ -211,7 +213,8 @@ def replay(
     """
     from orchestrator.replay import replay_run
 
-    result = _guard(lambda: replay_run(study_dir, run))
+    folder = _guard(lambda: _study_folder(study_dir))
+    result = _guard(lambda: replay_run(folder, run))
     raise typer.Exit(0 if result.identical else 1)
 
 
@@ -220,10 +223,26 @@ def _study_state(study_dir: Path) -> StudyState:
     from orchestrator.paths import StudyPaths
     from orchestrator.state_store import load_state
 
-    state = load_state(StudyPaths(Path(study_dir).resolve()))
+    state = load_state(StudyPaths(_study_folder(study_dir)))
     if state is None:
         raise StateError(f"{study_dir} holds no runner_state.json: is it a study folder?")
     return state
+
+
+def _study_folder(study_dir: Path) -> Path:
+    """The study folder argument, resolved; a path that cannot be one is bad input."""
+    from orchestrator.errors import StateError
+
+    try:
+        folder = Path(study_dir).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise StateError(
+            f"{study_dir}: a symlink in it points back to itself; fix the link or give "
+            "the study folder itself"
+        ) from None
+    if folder.exists() and not folder.is_dir():
+        raise StateError(f"{study_dir} is a file, not a study folder; give the output_base_dir")
+    return folder
 
 
 def main() -> None:
