@@ -177,7 +177,9 @@ def one_epoch(output: Path, seeds: tuple[int, ...], **runner: object) -> dict:
 def test_a_real_study_that_fills_the_disk_stops_with_exit_3_then_resumes(workdir):
     disk = workdir / "small disk"
     out = disk / "out"
-    config = write_yaml(workdir / "study.yaml", one_epoch(out, seeds=(0, 1)))
+    # spawn: the sizes below fill the disk in the first run's checkpoint, then
+    # the state write; a fork server's own log would fill it elsewhere first.
+    config = write_yaml(workdir / "study.yaml", one_epoch(out, seeds=(0, 1), launcher="spawn"))
     with tmpfs(disk, "48k"):
         result = xorch("launch", str(config), cwd=workdir)
         line = one_error_line(result, 3, "No space left on device", str(out))
@@ -306,6 +308,20 @@ def test_plot_into_a_read_only_study_fails_with_exit_3(study, workdir):
         result = xorch("plot", str(ro), cwd=workdir)
         one_error_line(result, 3, str(ro), "Read-only file system")
         assert snapshot(ro) == before
+
+
+@pytest.mark.parametrize("command", ["status", "summary", "plot", "replay"])
+def test_a_study_folder_argument_that_cannot_be_one_is_refused(workdir, command):
+    (workdir / "a").symlink_to(workdir / "b")
+    (workdir / "b").symlink_to(workdir / "a")
+    (workdir / "notes.txt").write_text("hi\n")
+    before = snapshot(workdir)
+    extra = ["0"] if command == "replay" else []
+    result = xorch(command, str(workdir / "a"), *extra, cwd=workdir)
+    one_error_line(result, 2, str(workdir / "a"), "points back to itself")
+    result = xorch(command, str(workdir / "notes.txt"), *extra, cwd=workdir)
+    one_error_line(result, 2, "notes.txt is a file, not a study folder")
+    assert snapshot(workdir) == before
 
 
 # ----------------------------------------------------------------------------- bad state
@@ -501,7 +517,11 @@ def test_any_other_unknown_top_level_block_is_a_warning(workdir):
     assert result.stdout.splitlines()[0].startswith(
         "warning: top-level key 'hyperparameters' is not one xorch knows"
     )
-    assert load_study(path).warnings and load_study(path).training["hyperparameters"]
+    assert load_study(path).training["hyperparameters"] == {"lr": 0.1}
+    made_study(path, completed=True)  # launch says it too, on stderr, and goes on
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.startswith("xorch: warning: top-level key 'hyperparameters'")
 
 
 @pytest.mark.parametrize(
