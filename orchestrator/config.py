@@ -270,6 +270,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             raise ConfigError(
                 f"override {key}: {text!r} is not a YAML value; quote it or fix the brackets"
             ) from None
+        except ConfigError as exc:
+            raise ConfigError(f"override {key}: {exc}") from None
         node = result
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):

@@ -39,6 +39,12 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
             "(launch with --resume to continue it)"
         )
         seeds: tuple[int | None, ...] = state.seeds
+    elif paths.state_backup.exists():
+        lines.append(
+            f"found {paths.state_backup.name} without {paths.state.name}: launch with --resume "
+            "to recover that study (a launch without it is refused)"
+        )
+        seeds = runner.seeds if runner.seeds is not None else (None,) * runner.run_count
     elif runner.seeds is not None:
         seeds = runner.seeds
     else:

@@ -410,6 +410,8 @@ def test_launch_without_resume_with_only_the_backup_is_refused(workdir):
     before = snapshot(workdir)
     result = xorch("launch", str(config), cwd=workdir)
     one_error_line(result, 2, "runner_state.json.bak but no runner_state.json", "--resume")
+    plan = xorch("validate", str(config), cwd=workdir)
+    assert "found runner_state.json.bak without runner_state.json" in plan.stdout
     assert snapshot(workdir) == before
 
 
