@@ -86,7 +86,7 @@ def launch(
         typer.echo(f"xorch: warning: {warning}", err=True)
     result = _guard(
         lambda: launch_spec(spec, resume=resume, cancel_jobs=cancel_jobs),
-        on_write_error="; what was written before is intact: then resume with --resume",
+        on_write_error="; files written before are as they were: fix it, then --resume",
     )
     raise typer.Exit(int(result.exit_code))
 
