@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
     runner = spec.runner
     paths = StudyPaths(spec.output_dir)
     state = load_state(paths)
+    warnings += _unwritable(paths.root)
     lines = [
         *warnings,
         f"config ok: {config_path}",
@@ -60,6 +62,15 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
         lines.append(f"  run {i}: seed {seed if seed is not None else '?'} -> {name}")
     lines.append(f"{len(seeds)} runs")
     return lines
+
+
+def _unwritable(root: Path) -> list[str]:
+    """A warning when launch could not write the output folder (read-only, no
+    permission): launch would stop at its first write with exit 3."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None or os.access(existing, os.W_OK):
+        return []
+    return [f"warning: {existing} is not writable; launch would stop with exit 3 there"]
 
 
 def _where_runs_go(spec: StudySpec) -> list[str]:

@@ -291,6 +291,8 @@ def test_a_read_only_folder_fails_launch_and_resume_with_exit_3(workdir):
         before = snapshot(ro)
         result = xorch("launch", str(fresh), cwd=workdir)
         one_error_line(result, 3, str(ro / "new study"), "Read-only file system", "writable")
+        plan = xorch("validate", str(fresh), cwd=workdir)
+        assert f"warning: {ro} is not writable; launch would stop with exit 3" in plan.stdout
         result = xorch("launch", str(existing), "--resume", cwd=workdir)
         one_error_line(result, 3, str(ro / "old study"), "Read-only file system")
         assert snapshot(ro) == before
