@@ -1,9 +1,14 @@
-"""Crash-safe file replacement.
+"""Crash-safe file replacement: the one writer of every file xorch replaces.
 
 A reader (a resumed parent, ``xorch status``) must only ever see the old file or
 the new one, never a half-written one, even if the machine loses power: write a
 temp file in the same folder, flush and fsync it, ``os.replace`` it over the
 target, then fsync the folder so the rename itself is durable.
+
+The temp file is created with mode 0666 and the kernel applies the user's umask,
+so a replaced file gets the permissions of any file the user makes (0644 under
+umask 022): ``tempfile.mkstemp`` would make every state, summary and plot file
+0600, unreadable to colleagues on a shared box.
 """
 
 from __future__ import annotations
@@ -12,26 +17,28 @@ import contextlib
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+_NEW_FILE_MODE = 0o666  # less the umask, as open() and the shell do
 
 
-def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = None) -> None:
-    """Replace ``path`` with ``text`` atomically.
+def atomic_write_bytes(path: Path, data: bytes, keep_previous_as: Path | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically.
 
     ``keep_previous_as``: the file being replaced becomes that file (a hard
     link, so no copy is made however big it is). At every instant ``path``
-    holds the old or the new text, and the backup an older or the old one.
+    holds the old or the new bytes, and the backup an older or the old one.
+    On any error the temp files are removed and ``path`` is as it was.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _create_temp(path)
     backup_tmp: str | None = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if keep_previous_as is not None and path.exists():
@@ -40,17 +47,37 @@ def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = Non
             os.replace(backup_tmp, keep_previous_as)
             backup_tmp = None
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         for leftover in (tmp_name, backup_tmp):
             if leftover is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
+        if isinstance(exc, OSError) and exc.filename != str(path):
+            # A failed write() names no file, a failed rename the temp file:
+            # name the file the caller asked for, which is the one the user knows.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     _fsync_dir(path.parent)
 
 
+def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), keep_previous_as)
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temp file next to ``path``; O_EXCL, so never someone else's."""
+    while True:
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE), name
+        except FileExistsError:  # 48 random bits: practically never
+            continue
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def _fsync_dir(folder: Path) -> None:

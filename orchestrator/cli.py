@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from orchestrator.errors import XorchError
+from orchestrator.errors import ENVIRONMENT_ERRNOS, ExitCode, XorchError, os_error_line
 
 if TYPE_CHECKING:
     from orchestrator.state import StudyState
@@ -40,12 +40,21 @@ OverridesArg = Annotated[
 ]
 
 
-def _guard(call: Callable[[], T]) -> T:
+def _guard(call: Callable[[], T], on_write_error: str = "") -> T:
+    """Run one command; ``on_write_error`` is added to a machine fault's line
+    (launch says how to go on once the disk is fixed)."""
     try:
         return call()
     except XorchError as exc:
         typer.echo(f"xorch: error: {exc}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
+    except OSError as exc:
+        # A fault of the machine (disk full, read-only folder) at a write that
+        # has no message of its own: still one line naming the path and the fix.
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        typer.echo(f"xorch: error: {os_error_line(exc)}{on_write_error}", err=True)
+        raise typer.Exit(int(ExitCode.STATE_WRITE)) from None
 
 
 @app.command()
@@ -69,10 +78,15 @@ def launch(
 
     Example: xorch launch conf/examples/quickstart.yaml pl_trainer.max_epochs=3
     """
-    from orchestrator.study import launch as launch_study
+    from orchestrator.config import load_study
+    from orchestrator.study import launch_spec
 
+    spec = _guard(lambda: load_study(config, overrides or ()))
+    for warning in spec.warnings:
+        typer.echo(f"xorch: warning: {warning}", err=True)
     result = _guard(
-        lambda: launch_study(config, overrides or (), resume=resume, cancel_jobs=cancel_jobs)
+        lambda: launch_spec(spec, resume=resume, cancel_jobs=cancel_jobs),
+        on_write_error="; files written before are as they were: fix it, then --resume",
     )
     raise typer.Exit(int(result.exit_code))
 
@@ -122,8 +136,9 @@ def status(
 
     from orchestrator.status import render_status, study_status
 
+    folder = _guard(lambda: _study_folder(study_dir))
     while True:
-        text = render_status(_guard(lambda: study_status(study_dir)), as_json=as_json)
+        text = render_status(_guard(lambda: study_status(folder)), as_json=as_json)
         if watch and sys.stdout.isatty():
             typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, only on a terminal
         typer.echo(text)
@@ -283,7 +298,8 @@ def plot(study_dir: StudyDirArg, metrics: MetricsOpt = None) -> None:
     """
     from orchestrator.plots import plot_study
 
-    for path in _guard(lambda: plot_study(study_dir, metrics or None)):
+    folder = _guard(lambda: _study_folder(study_dir))
+    for path in _guard(lambda: plot_study(folder, metrics or None)):
         typer.echo(str(path))
 
 
@@ -299,7 +315,8 @@ def replay(
     """
     from orchestrator.replay import replay_run
 
-    result = _guard(lambda: replay_run(study_dir, run))
+    folder = _guard(lambda: _study_folder(study_dir))
+    result = _guard(lambda: replay_run(folder, run))
     raise typer.Exit(0 if result.identical else 1)
 
 
@@ -308,10 +325,26 @@ def _study_state(study_dir: Path) -> StudyState:
     from orchestrator.paths import StudyPaths
     from orchestrator.state_store import load_state
 
-    state = load_state(StudyPaths(Path(study_dir).resolve()))
+    state = load_state(StudyPaths(_study_folder(study_dir)))
     if state is None:
         raise StateError(f"{study_dir} holds no runner_state.json: is it a study folder?")
     return state
+
+
+def _study_folder(study_dir: Path) -> Path:
+    """The study folder argument, resolved; a path that cannot be one is bad input."""
+    from orchestrator.errors import StateError
+
+    try:
+        folder = Path(study_dir).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise StateError(
+            f"{study_dir}: a symlink in it points back to itself; fix the link or give "
+            "the study folder itself"
+        ) from None
+    if folder.exists() and not folder.is_dir():
+        raise StateError(f"{study_dir} is a file, not a study folder; give the output_base_dir")
+    return folder
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import enum
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from orchestrator.runner_spec import (
     parse_runner,
     parse_seed,
 )
+from orchestrator.yaml_file import parse_yaml, read_config_file
 
 __all__ = [
     "MAX_SEED",
@@ -66,6 +66,7 @@ class StudySpec:
     runner: RunnerSpec
     training: Mapping[str, Any]
     train_seed: int | None = None  # mode: train only
+    warnings: tuple[str, ...] = ()  # one line each, shown by launch and validate
 
     @property
     def output_dir(self) -> Path:
@@ -108,53 +109,11 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; researchers
-    write learning rates that way and mean a float, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-
-
 def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
     """Read, override and validate a config. Touches nothing on disk."""
     path = Path(config_path)
-    raw = apply_overrides(_read_yaml(path), overrides)
+    raw = apply_overrides(read_config_file(path), overrides)
     return _validate(path, raw)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (give the path to a YAML file)")
-    try:
-        loaded = parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {problem}{where}; fix the YAML syntax there") from None
-    if loaded is None:
-        loaded = {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, not a {kind_of(loaded)}"
-        )
-    return loaded
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -173,6 +132,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             raise ConfigError(
                 f"override {key}: {text!r} is not a YAML value; quote it or fix the brackets"
             ) from None
+        except ConfigError as exc:
+            raise ConfigError(f"override {key}: {exc}") from None
         node = result
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -204,18 +165,69 @@ TOP_LEVEL_KEYS = (
     "run_test",
 )
 
+# Keys that belong one level down: written at the top level they would be
+# passed along and never used (a max_epochs that silently does nothing).
+_NESTED_HOMES = {
+    **{
+        k: "pl_trainer"
+        for k in (
+            "max_epochs",
+            "min_epochs",
+            "max_steps",
+            "accelerator",
+            "devices",
+            "precision",
+            "strategy",
+            "num_nodes",
+            "gradient_clip_val",
+            "accumulate_grad_batches",
+            "check_val_every_n_epoch",
+            "log_every_n_steps",
+            "default_root_dir",
+            "logger",
+            "enable_checkpointing",
+            "enable_progress_bar",
+            "limit_train_batches",
+            "limit_val_batches",
+            "val_check_interval",
+            "deterministic",
+            "benchmark",
+        )
+    },
+    **{k: RUNNER_KEY for k in RunnerSpec.__dataclass_fields__},
+}
 
-def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
+
+def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
+    """Refuse near-misses of our keys; the warnings for any other unknown block.
+
+    Other blocks (a user's ``hyperparameters:`` that the config refers to) are
+    passed to the worker as they are, so they are only warned about."""
+    warnings = []
     for key in raw:
         if not isinstance(key, str):
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
-        # Other top-level blocks (a user's own hyperparameters:) pass through
-        # to the worker; only near-misses of our own keys are typos.
-        if key not in TOP_LEVEL_KEYS:
-            close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
-            if close:
-                raise ConfigError(f"unknown top-level key {key!r}: did you mean {close[0]!r}?")
+        if key in TOP_LEVEL_KEYS:
+            continue
+        close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(f"unknown top-level key {key!r}: did you mean {close[0]!r}?")
+        nested = difflib.get_close_matches(key, list(_NESTED_HOMES), n=1, cutoff=0.8)
+        if nested:
+            home = f"{_NESTED_HOMES[nested[0]]}.{nested[0]}"
+            raise ConfigError(
+                f"unknown top-level key {key!r}: did you mean {home!r}? "
+                f"(move it into the {_NESTED_HOMES[nested[0]]} block)"
+            )
+        warnings.append(
+            f"top-level key {key!r} is not one xorch knows; it is passed to the run's "
+            "config unused unless the config refers to it (remove it if it is a typo)"
+        )
+    return tuple(warnings)
 
+
+def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
+    warnings = _top_level_keys(path, raw)
     mode = _mode(raw)
     if "pl_trainer" in raw and "trainer" in raw:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
@@ -256,9 +268,46 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
         if not isinstance(block, dict):
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
+        _check_output_dir(runner.output_base_dir)
     return StudySpec(
-        config_path=path, mode=mode, runner=runner, training=training, train_seed=train_seed
+        config_path=path,
+        mode=mode,
+        runner=runner,
+        training=training,
+        train_seed=train_seed,
+        warnings=warnings,
     )
+
+
+def _check_output_dir(value: str) -> None:
+    """Only reads: the folder must be one that could be made (no file in the
+    way, no symlink loop), so launch fails here and not after writing."""
+    where = f"{RUNNER_KEY}.output_base_dir"
+    path = Path(value).expanduser()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise ConfigError(
+            f"{where} {value}: a symlink in it points back to itself; fix the link or "
+            "choose another folder"
+        ) from None
+    for candidate in (resolved, *resolved.parents):
+        if candidate.is_dir():
+            return
+        if candidate.is_symlink():  # dangling or looping: resolve() stopped at it
+            raise ConfigError(
+                f"{where} {value}: {candidate} is a broken or looping symlink; fix the link "
+                "or choose another folder"
+            )
+        if candidate.exists():
+            if candidate == resolved:
+                raise ConfigError(
+                    f"{where} {value} is a file, not a folder; choose a folder path "
+                    "(or move the file away)"
+                )
+            raise ConfigError(
+                f"{where} {value} cannot be made: {candidate} is a file; choose another folder"
+            )
 
 
 def _mode(raw: Mapping[str, Any]) -> Mode:

@@ -44,7 +44,11 @@ def launcher_lock(paths: StudyPaths) -> Iterator[None]:
             "wait for it to finish or stop it first"
         ) from None
     try:
-        atomic_write_json(paths.launcher_owner, {"pid": os.getpid(), "host": socket.gethostname()})
+        # Only a hint for the message above: on a full disk the state write,
+        # which comes next, is the one that reports it.
+        with contextlib.suppress(OSError):
+            owner = {"pid": os.getpid(), "host": socket.gethostname()}
+            atomic_write_json(paths.launcher_owner, owner)
         yield
     finally:
         with contextlib.suppress(OSError):

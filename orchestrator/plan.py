@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.config import Mode, load_study
+from orchestrator.config import Executor, Mode, StudySpec, load_study
 from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
@@ -13,20 +14,26 @@ from orchestrator.state_store import load_state
 
 __all__ = ["describe_plan"]
 
+# A plan longer than this shows its first and last runs and the count between,
+# so validating 100,000 runs prints a screenful, not 100,000 lines.
+PLAN_HEAD = 10
+PLAN_TAIL = 3
+
 
 def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> list[str]:
     spec = load_study(config_path, overrides)
+    warnings = [f"warning: {w}" for w in spec.warnings]
     if spec.mode is Mode.TRAIN:
-        return [f"mode train: seed {spec.train_seed} in {single_run_dir(spec)}"]
+        return [*warnings, f"mode train: seed {spec.train_seed} in {single_run_dir(spec)}"]
     runner = spec.runner
     paths = StudyPaths(spec.output_dir)
     state = load_state(paths)
-    slots = study_slots(spec)
-    where = ", ".join(slot.label for slot in slots)
+    warnings += _unwritable(paths.root)
     lines = [
+        *warnings,
         f"config ok: {config_path}",
         f"output: {paths.root}",
-        f"executor: local, {len(slots)} runs at a time ({where})",
+        *_where_runs_go(spec),
     ]
     if state is not None:
         lines.append(
@@ -34,12 +41,55 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
             "(launch with --resume to continue it)"
         )
         seeds: tuple[int | None, ...] = state.seeds
+    elif paths.state_backup.exists():
+        lines.append(
+            f"found {paths.state_backup.name} without {paths.state.name}: launch with --resume "
+            "to recover that study (a launch without it is refused)"
+        )
+        seeds = runner.seeds if runner.seeds is not None else (None,) * runner.run_count
     elif runner.seeds is not None:
         seeds = runner.seeds
     else:
         seeds = (None,) * runner.run_count
         lines.append(f"{runner.run_count} random seeds, drawn when the study starts")
-    for i, seed in enumerate(seeds):
+    hidden = len(seeds) - PLAN_HEAD - PLAN_TAIL
+    for i in range(len(seeds)) if hidden <= 1 else [*range(PLAN_HEAD), *range(-PLAN_TAIL, 0)]:
+        if i == -PLAN_TAIL:
+            lines.append(f"  ... {hidden} more runs ...")
+        i %= len(seeds)
+        seed = seeds[i]
         name = run_dir_name(i, seed, len(seeds)) if seed is not None else f"run_{i:02d}_seed?"
         lines.append(f"  run {i}: seed {seed if seed is not None else '?'} -> {name}")
+    lines.append(f"{len(seeds)} runs")
     return lines
+
+
+def _unwritable(root: Path) -> list[str]:
+    """A warning when launch could not write the output folder (read-only, no
+    permission): launch would stop at its first write with exit 3."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None or os.access(existing, os.W_OK):
+        return []
+    return [f"warning: {existing} is not writable; launch would stop with exit 3 there"]
+
+
+def _where_runs_go(spec: StudySpec) -> list[str]:
+    """The executor and launcher launch will really use, and how many runs at once."""
+    runner = spec.runner
+    if runner.executor is Executor.SLURM:
+        slurm = runner.slurm
+        parts = [f"partition {slurm.partition}" if slurm.partition else "default partition"]
+        parts.append(f"{slurm.time_min} min per job")
+        if slurm.gpus_per_task:
+            parts.append(f"{slurm.gpus_per_task} GPU(s) per job")
+        return [
+            f"executor: slurm, one job per run, up to {slurm.max_concurrent} in the queue "
+            f"at once ({', '.join(parts)}; requeue {'on' if slurm.requeue else 'off'})",
+            "launcher: submitit (sbatch)",
+        ]
+    slots = study_slots(spec)
+    where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")
+    return [
+        f"executor: local, {len(slots)} runs at a time ({where})",
+        f"launcher: {runner.launcher.value}",
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,9 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "DEFAULT_OUTPUT_DIR",
+    "MAX_RUNS",
     "MAX_SEED",
+    "MAX_SLOTS",
     "RUNNER_KEY",
     "Executor",
     "LauncherKind",
@@ -29,6 +32,11 @@ __all__ = [
 ]
 
 MAX_SEED = 2**31 - 1
+# Documented limits (README, "Limits"). Bookkeeping grows with the run count
+# (the state is rewritten after every attempt), and a slot list is built up
+# front, so past these a study would crawl or exhaust memory instead of running.
+MAX_RUNS = 100_000
+MAX_SLOTS = 10_000  # max_parallel, runs_per_gpu, slurm.max_concurrent
 DEFAULT_OUTPUT_DIR = "outputs/experiments_runner"
 RUNNER_KEY = "experiments_runner"
 
@@ -121,12 +129,21 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
     if seeds is not None:
         if not isinstance(seeds, list) or not seeds:
             raise ConfigError(f"{p}seeds must be a non-empty list of integers, like [42, 101, 28]")
+        if len(seeds) > MAX_RUNS:
+            raise ConfigError(
+                f"{p}seeds lists {len(seeds):,} seeds; the limit is {MAX_RUNS:,} runs per "
+                "study: split it into several studies"
+            )
         seed_tuple = tuple(parse_seed(s, f"{p}seeds[{i}]") for i, s in enumerate(seeds))
-        dupes = sorted({s for s in seed_tuple if seed_tuple.count(s) > 1})
-        if dupes:
-            raise ConfigError(f"{p}seeds has {dupes[0]} more than once; seeds must be unique")
+        seen: set[int] = set()
+        for i, s in enumerate(seed_tuple):  # a set, not list.count: linear at 100,000 seeds
+            if s in seen:
+                raise ConfigError(
+                    f"{p}seeds has {s} more than once (again at seeds[{i}]); seeds must be unique"
+                )
+            seen.add(s)
     if n_runs is not None:
-        n_runs = _int(n_runs, f"{p}n_runs", minimum=1)
+        n_runs = _int(n_runs, f"{p}n_runs", minimum=1, maximum=MAX_RUNS)
         if seed_tuple is not None and n_runs != len(seed_tuple):
             raise ConfigError(
                 f"{p}n_runs is {n_runs} but seeds lists {len(seed_tuple)}; "
@@ -161,8 +178,10 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
         slurm=_slurm(block.get("slurm") or {}),
         launcher=launcher_kind,
         gpus=_gpus(block.get("gpus", "auto")),
-        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", minimum=1),
-        max_parallel=None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1),
+        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", 1, MAX_SLOTS),
+        max_parallel=(
+            None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1, MAX_SLOTS)
+        ),
         min_free_gpu_mem_gb=_seconds(
             block.get("min_free_gpu_mem_gb"),
             f"{p}min_free_gpu_mem_gb",
@@ -177,8 +196,12 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
         resume=_bool(block.get("resume", False), f"{p}resume"),
         on_failure=on_failure_enum,
         max_retries=_int(block.get("max_retries", 1), f"{p}max_retries", minimum=0),
-        run_timeout=_seconds(block.get("run_timeout"), f"{p}run_timeout", optional=True),
-        hang_timeout=_seconds(block.get("hang_timeout", 1800), f"{p}hang_timeout", optional=True),
+        run_timeout=_seconds(
+            block.get("run_timeout"), f"{p}run_timeout", optional=True, positive=True
+        ),
+        hang_timeout=_seconds(
+            block.get("hang_timeout", 1800), f"{p}hang_timeout", optional=True, positive=True
+        ),
         grace_period=_seconds(block.get("grace_period", 30), f"{p}grace_period", optional=False)
         or 0.0,
     )
@@ -192,10 +215,19 @@ def parse_seed(value: Any, where: str) -> int:
     return value
 
 
-def _int(value: Any, where: str, minimum: int) -> int:
+def _int(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where} must be an integer >= {minimum}, not {value!r}")
+        raise ConfigError(f"{where} must be an integer >= {minimum}, not {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(
+            f"{where} is {value:,}; the limit is {maximum:,} (see the README's Limits)"
+        )
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -204,12 +236,18 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-def _seconds(value: Any, where: str, optional: bool, unit: str = "seconds") -> float | None:
+def _seconds(
+    value: Any, where: str, optional: bool, unit: str = "seconds", positive: bool = False
+) -> float | None:
+    """A finite number >= 0 (> 0 with ``positive``: a zero timeout would fail
+    every run at once; null is how a config says "no limit")."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        also = " or null" if optional else ""
-        raise ConfigError(f"{where} must be a number of {unit} >= 0{also}, not {value!r}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        also = " (null for no limit)" if optional else ""
+        raise ConfigError(f"{where} must be a number of {unit} {bound}{also}, not {_short(value)}")
     return float(value)
 
 
@@ -255,7 +293,9 @@ def _slurm(block: Any) -> SlurmSpec:
         mem_gb=_seconds(block.get("mem_gb"), f"{where}.mem_gb", optional=True, unit="GB"),
         account=block.get("account"),
         qos=block.get("qos"),
-        max_concurrent=_int(block.get("max_concurrent", 4), f"{where}.max_concurrent", 1),
+        max_concurrent=_int(
+            block.get("max_concurrent", 4), f"{where}.max_concurrent", 1, MAX_SLOTS
+        ),
         requeue=_bool(block.get("requeue", True), f"{where}.requeue"),
         additional_parameters=dict(extra),
         **optional_ints,

@@ -11,11 +11,9 @@ __all__ = ["random_seeds", "study_seeds"]
 
 def random_seeds(count: int) -> tuple[int, ...]:
     """``count`` distinct seeds from the OS's cryptographic source, in 0..2**31-1."""
-    chosen: list[int] = []
+    chosen: dict[int, None] = {}  # insertion-ordered set: linear, keeps the draw order
     while len(chosen) < count:
-        seed = secrets.randbelow(MAX_SEED + 1)
-        if seed not in chosen:
-            chosen.append(seed)
+        chosen.setdefault(secrets.randbelow(MAX_SEED + 1))
     return tuple(chosen)
 
 

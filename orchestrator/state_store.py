@@ -17,10 +17,11 @@ import dataclasses
 import enum
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from orchestrator.atomic import atomic_write_text
-from orchestrator.errors import StateError, StateWriteError
+from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
 from orchestrator.paths import StudyPaths
 from orchestrator.state import (
@@ -32,7 +33,7 @@ from orchestrator.state import (
     StudyState,
 )
 
-__all__ = ["load_state", "save_state", "state_from_payload", "state_to_json"]
+__all__ = ["load_backup", "load_state", "save_state", "state_from_payload", "state_to_json"]
 
 # Migrations from older schema versions: {old_version: function(payload) -> payload}.
 MIGRATIONS: dict[int, Any] = {}
@@ -49,7 +50,10 @@ class _RunTexts:
         if hit is not None and hit[0] is record:
             return hit[1]
         text = json.dumps(_record_payload(record), separators=(",", ":"), allow_nan=True)
-        again = json.dumps(_record_payload(_record(json.loads(text))), separators=(",", ":"))
+        again = json.dumps(
+            _record_payload(_record(json.loads(text), f"runs[{record.index}]")),
+            separators=(",", ":"),
+        )
         if again != text:  # never write what does not read back (compared as text: NaN)
             raise ValueError(f"run {record.index} does not survive a round trip through JSON")
         self._texts[id(record)] = (record, text)
@@ -106,72 +110,202 @@ def _check(state: StudyState) -> None:
         raise ValueError("run seeds do not match the seed list")
 
 
+class _Bad(ValueError):
+    """A value of the wrong kind, with the dotted key it sits at."""
+
+
 def state_from_payload(payload: Any) -> StudyState:
-    """Build and check a state from parsed JSON; raises ValueError/TypeError/KeyError."""
+    """Build and check a state from parsed JSON; raises ValueError naming the key."""
     if not isinstance(payload, dict):
-        raise ValueError("top level is not an object")
+        raise _Bad(f"the top level is a {_kind(payload)}, not an object")
+    runs = _get(payload, "runs", list, "")
     state = StudyState(
-        config_fingerprint=str(payload["config_fingerprint"]),
-        training_config=dict(payload["training_config"]),
-        seeds=tuple(int(s) for s in payload["seeds"]),
-        runs=tuple(_record(r) for r in payload["runs"]),
-        created_at=str(payload["created_at"]),
-        schema_version=int(payload["schema_version"]),
-        summary_metrics=tuple(str(m) for m in payload.get("summary_metrics", ("val/loss",))),
+        config_fingerprint=_get(payload, "config_fingerprint", str, ""),
+        training_config=_get(payload, "training_config", dict, ""),
+        seeds=tuple(_each(_get(payload, "seeds", list, ""), int, "seeds")),
+        runs=tuple(_record(r, f"runs[{i}]") for i, r in enumerate(runs)),
+        created_at=_get(payload, "created_at", str, ""),
+        schema_version=_get(payload, "schema_version", int, ""),
+        summary_metrics=tuple(
+            _each(_get(payload, "summary_metrics", list, "", ["val/loss"]), str, "summary_metrics")
+        ),
     )
     _check(state)
     return state
 
 
-def _record(payload: Mapping[str, Any]) -> RunRecord:
-    attempts = tuple(
-        Attempt(**{**a, "outcome": AttemptClass(a["outcome"]) if a.get("outcome") else None})
-        for a in payload.get("attempts", ())
-    )
-    failure = payload.get("failure")
+_MISSING = object()
+
+
+def _get(
+    payload: Mapping[str, Any], key: str, kind: Any, where: str, default: Any = _MISSING
+) -> Any:
+    """``payload[key]``, checked to be of ``kind`` (a type, a tuple of types, or an
+    enum class: its value); a wrong one names the key (``runs[3].seed``)."""
+    dotted = f"{where}.{key}" if where else key
+    if key not in payload:
+        if default is _MISSING:
+            raise _Bad(f"{dotted} is missing")
+        return default
+    value = payload[key]
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in kind)
+            raise _Bad(f"{dotted} is {_short(value)}, not one of {choices}") from None
+    return _typed(value, kind, dotted)
+
+
+def _typed(value: Any, kind: Any, dotted: str) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds and type(value) is int:
+        return float(value)
+    if type(value) not in kinds:  # exact: JSON true is not a number here
+        raise _Bad(f"{dotted} is {_short(value)}, not {_name(kinds)}")
+    return value
+
+
+def _each(values: list[Any], kind: Any, where: str) -> list[Any]:
+    return [_typed(v, kind, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _name(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", dict: "an object",
+             list: "a list", type(None): "null"}  # fmt: skip
+    shown = [k for k in kinds if not (k is int and float in kinds)]
+    return " or ".join(names.get(k, k.__name__) for k in shown)
+
+
+def _kind(value: Any) -> str:
+    return _name((type(value),)).removeprefix("an ").removeprefix("a ")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_NONE = type(None)
+_INT = (int,)
+_STR = (str,)
+_OPT_INT = (int, _NONE)
+_OPT_NUMBER = (float, int, _NONE)
+_OPT_STR = (str, _NONE)
+# The JSON kinds each field of a record may hold (checked by exact type, in one
+# pass per record: loading 10,000 runs for ``xorch status`` must stay fast).
+_ATTEMPT_KINDS: dict[str, tuple[type, ...]] = {
+    "number": _INT, "started_at": _STR, "log": _STR, "pid": _OPT_INT,
+    "pid_create_time": _OPT_NUMBER, "host": _STR, "outcome": _OPT_STR, "reason": _STR,
+    "exit_code": _OPT_INT, "signal": _OPT_STR, "ended_at": _OPT_STR,
+    "duration_s": _OPT_NUMBER, "resumed_from": _OPT_STR, "slot": _OPT_STR, "gpu": _OPT_STR,
+    "job_id": _OPT_STR,
+}  # fmt: skip
+_RUN_KINDS: dict[str, tuple[type, ...]] = {
+    "index": _INT, "seed": _INT, "dir": _STR, "status": _STR, "started_at": _OPT_STR,
+    "ended_at": _OPT_STR, "duration_s": _OPT_NUMBER, "metrics": (dict,), "exit_code": _OPT_INT,
+    "failure": _OPT_STR, "attempts": (list,),
+}  # fmt: skip
+
+
+def _checked(payload: Any, kinds: Mapping[str, tuple[type, ...]], required: tuple[str, ...],
+             where: str) -> dict[str, Any]:  # fmt: skip
+    if type(payload) is not dict:
+        raise _Bad(f"{where} is {_short(payload)}, not an object")
+    for key, value in payload.items():
+        allowed = kinds.get(key)
+        if allowed is None:
+            raise _Bad(f"{where} has an unknown key {key!r}")
+        if type(value) not in allowed:
+            raise _Bad(f"{where}.{key} is {_short(value)}, not {_name(allowed)}")
+    for key in required:
+        if key not in payload:
+            raise _Bad(f"{where}.{key} is missing")
+    return payload
+
+
+def _record(payload: Any, where: str) -> RunRecord:
+    fields = _checked(payload, _RUN_KINDS, ("index", "seed", "dir", "status"), where)
+    metrics = fields.get("metrics", {})
+    for name, value in metrics.items():
+        if type(value) is not float and type(value) is not int:
+            raise _Bad(f"{where}.metrics.{name} is {_short(value)}, not a number")
     return RunRecord(
         **{
-            **payload,
-            "status": RunStatus(payload["status"]),
-            "failure": AttemptClass(failure) if failure else None,
-            "metrics": {str(k): float(v) for k, v in payload.get("metrics", {}).items()},
-            "attempts": attempts,
+            **fields,
+            "status": _get(fields, "status", RunStatus, where),
+            "failure": _optional_class(fields, "failure", where),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "attempts": tuple(
+                _attempt(a, f"{where}.attempts[{i}]")
+                for i, a in enumerate(fields.get("attempts", ()))
+            ),
         }
     )
 
 
+def _attempt(payload: Any, where: str) -> Attempt:
+    fields = _checked(payload, _ATTEMPT_KINDS, ("number", "started_at", "log"), where)
+    return Attempt(**{**fields, "outcome": _optional_class(fields, "outcome", where)})
+
+
+def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> AttemptClass | None:
+    if payload.get(key) is None:
+        return None
+    return _get(payload, key, AttemptClass, where)
+
+
 def load_state(paths: StudyPaths) -> StudyState | None:
     """The saved state, None when there is none. Never modifies the file."""
+    return _load(paths, paths.state)
+
+
+def load_backup(paths: StudyPaths) -> StudyState | None:
+    """The previous good state (runner_state.json.bak), None when there is none."""
+    return _load(paths, paths.state_backup)
+
+
+def _load(paths: StudyPaths, source: Path) -> StudyState | None:
     try:
-        text = paths.state.read_text(encoding="utf-8")
+        data = source.read_bytes()
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise StateError(f"{source} is a folder, not a state file; move it away") from None
     except OSError as exc:
-        raise StateError(f"cannot read {paths.state}: {exc.strerror}") from None
-    recover = (
-        f"; the previous good state is {paths.state_backup}: check it and copy it over "
-        f"{paths.state.name} to recover"
-        if paths.state_backup.exists()
-        else "; move it aside to start the study over"
-    )
+        raise StateError(f"cannot read {source} ({exc.strerror}); {os_error_fix(exc)}") from None
+    if source == paths.state and paths.state_backup.exists():
+        recover = (
+            f"; the previous good state is {paths.state_backup}: resume with --resume after "
+            f"moving {paths.state.name} aside, and xorch recovers the study from it"
+        )
+    else:
+        recover = "; move it aside to start the study over"
     try:
-        payload = json.loads(text)
+        payload = json.loads(data.decode("utf-8"))
         version = payload.get("schema_version") if isinstance(payload, dict) else None
-        if not isinstance(version, int):
-            raise ValueError("schema_version is missing")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _Bad("schema_version is missing or not an integer")
         if version > SCHEMA_VERSION:
             raise StateError(
-                f"{paths.state} has schema_version {version}, newer than this xorch "
+                f"{source} has schema_version {version}, newer than this xorch "
                 f"understands ({SCHEMA_VERSION}); upgrade xorch to resume it"
             )
         while version < SCHEMA_VERSION:
+            if version not in MIGRATIONS:
+                raise _Bad(f"schema_version {version} is not one xorch ever wrote")
             payload = MIGRATIONS[version](payload)
             version = payload["schema_version"]
         return state_from_payload(payload)
     except StateError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise StateError(f"{paths.state} is damaged ({exc}){recover}") from None
+    except UnicodeDecodeError:
+        raise StateError(f"{source} is damaged (not text: binary data){recover}") from None
+    except json.JSONDecodeError as exc:
+        problem = f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise StateError(f"{source} is damaged ({problem}){recover}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise StateError(f"{source} is damaged ({exc}){recover}") from None
 
 
 def save_state(paths: StudyPaths, state: StudyState) -> None:
@@ -183,5 +317,5 @@ def save_state(paths: StudyPaths, state: StudyState) -> None:
     except OSError as exc:
         raise StateWriteError(
             f"could not write {paths.state} ({exc.strerror or exc}); the previous state is "
-            "intact. Free disk space or fix permissions, then resume with --resume"
+            f"intact: {os_error_fix(exc)}, then resume with --resume"
         ) from None

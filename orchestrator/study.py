@@ -45,7 +45,7 @@ from orchestrator.state import (
     StudyState,
     now_iso,
 )
-from orchestrator.state_store import load_state, save_state
+from orchestrator.state_store import load_backup, load_state, save_state
 from orchestrator.summary import write_summary
 from worker.protocol import RunResult
 
@@ -127,6 +127,14 @@ def _refuse_existing(paths: StudyPaths) -> None:
             "runs completed); resume it with --resume (or resume: true), "
             "or choose another output_base_dir"
         )
+    if paths.state_backup.exists():
+        # Starting over here would write a new state over the only record of
+        # the finished runs; --resume recovers from the .bak instead.
+        raise StudyExistsError(
+            f"{paths.root} holds {paths.state_backup.name} but no {paths.state.name}; "
+            "recover that study with: xorch launch <config> --resume, "
+            "or choose another output_base_dir"
+        )
     if paths.root.is_dir() and any(
         p.name.startswith("run_") or p == paths.summary for p in paths.root.iterdir()
     ):
@@ -138,6 +146,13 @@ def _refuse_existing(paths: StudyPaths) -> None:
 
 def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:
     existing = load_state(paths)
+    recovered = False
+    if existing is None and resume:
+        # runner_state.json is gone (deleted, or moved aside as damaged) but the
+        # previous good state is there: continue from it, never start over.
+        # A run it still shows running is settled from its folder like any other.
+        existing = load_backup(paths)
+        recovered = existing is not None
     if existing is None:
         seeds = study_seeds(spec.runner)
         state = StudyState(
@@ -174,6 +189,14 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
     if existing.summary_metrics != runner.summary_metrics:
         existing = dataclasses.replace(existing, summary_metrics=runner.summary_metrics)
         save_state(paths, existing)
+    elif recovered:
+        save_state(paths, existing)  # the .bak is left as it is: nothing is replaced
+    if recovered:
+        Reporter(paths.log).say(
+            f"{paths.state.name} was missing: recovered the study from "
+            f"{paths.state_backup.name} ({len(existing.completed)} of {len(existing.runs)} "
+            "runs completed)"
+        )
     return existing
 
 
