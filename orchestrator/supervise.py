@@ -124,7 +124,10 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None =
         result = RunResult.read(run.metrics)
         if result is None:
             return Verdict(AttemptClass.NO_METRICS, "exited 0 without metrics.json", 0, None, {})
-        return Verdict(AttemptClass.COMPLETED, "", 0, None, result.metrics, result.resumed_from)
+        # note: values in metrics.json that were not numbers, left out (never a crash)
+        return Verdict(
+            AttemptClass.COMPLETED, result.note, 0, None, result.metrics, result.resumed_from
+        )
     if code > 0:
         report = ErrorReport.read(run.error)
         if report is None:
