@@ -19,8 +19,8 @@ from typing import Any
 __all__ = ["atomic_write_json", "atomic_write_text"]
 
 
-def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = None) -> None:
-    """Replace ``path`` with ``text`` atomically.
+def atomic_write_text(path: Path, text: str | bytes, keep_previous_as: Path | None = None) -> None:
+    """Replace ``path`` with ``text`` (UTF-8; bytes as they are, e.g. a PNG) atomically.
 
     ``keep_previous_as``: the file being replaced becomes that file (a hard
     link, so no copy is made however big it is). At every instant ``path``
@@ -30,8 +30,8 @@ def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = Non
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     backup_tmp: str | None = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         if keep_previous_as is not None and path.exists():
