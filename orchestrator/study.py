@@ -9,7 +9,6 @@ complete.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import socket
 from collections.abc import Iterable
@@ -250,9 +249,17 @@ def _finish(
     flag: StopFlag,
     config_error: str | None,
 ) -> LaunchResult:
+    summary_written = False
     if spec.runner.save_summary:
-        with contextlib.suppress(OSError):
+        try:
             write_summary(paths, state)
+            summary_written = True
+        except OSError as exc:
+            # Every result is safe in runner_state.json; only this copy is missing.
+            reporter.say(
+                f"could not write {paths.summary} ({exc.strerror or exc}); the results are "
+                "in runner_state.json: fix that, then launch again with --resume to write it"
+            )
     completed = state.completed
     _report_means(spec, completed, reporter)
     unfinished = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
@@ -279,7 +286,7 @@ def _finish(
         code = ExitCode.USAGE
     else:
         code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK
-    reporter.say(f"summary: {paths.summary}" if spec.runner.save_summary else "done")
+    reporter.say(f"summary: {paths.summary}" if summary_written else "done")
     return LaunchResult(paths.root, len(completed), len(state.runs), code)
 
 
