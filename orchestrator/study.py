@@ -195,7 +195,7 @@ def _settle_stale_runs(
         assert attempt is not None
         attach = getattr(launcher, "attach", None)
         if attempt.job_id is not None and attach is not None:
-            reattach.append((record.index, attach(attempt.job_id)))
+            reattach.append((record.index, attach(attempt.job_id, paths.run(record.dir))))
             continue
         settled = True
         run = paths.run(record.dir)
