@@ -86,17 +86,20 @@ def query_state(job_id: str) -> tuple[str, int | None]:
     """(state, exit code) from scontrol (it keeps a finished job for MinJobAge),
     else squeue; (FORGOTTEN, None) when the controller says it does not know the
     job, (UNREACHABLE, None) when it could not be asked."""
-    answers: list[tuple[str, str]] = []
-    for command in (
-        ["scontrol", "-o", "show", "job", job_id],
-        ["squeue", "-h", "-j", job_id, "-o", "%T"],
-    ):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        answers.append((done.stdout, done.stderr))
-    return parse_state(answers[0] if answers else None, answers[1] if len(answers) > 1 else None)
+    scontrol = _ask(["scontrol", "-o", "show", "job", job_id])
+    state = parse_state(scontrol, None)
+    if state[0] not in (FORGOTTEN, UNREACHABLE):
+        return state
+    return parse_state(scontrol, _ask(["squeue", "-h", "-j", job_id, "-o", "%T"]))
+
+
+def _ask(command: list[str]) -> tuple[str, str] | None:
+    """(stdout, stderr) of a Slurm command; None when it could not run."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout, done.stderr
 
 
 def parse_state(
@@ -202,7 +205,7 @@ class SlurmChild:
         self,
         job_id: str,
         paths: StudyPaths,
-        run: RunPaths | None = None,
+        run: RunPaths,
         query: Callable[[str], tuple[str, int | None]] = query_state,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -242,7 +245,7 @@ class SlurmChild:
         return code if code else 1
 
     def _settle_forgotten(self) -> int | None:
-        if self._settled is None and self.run is not None:
+        if self._settled is None:
             assert self._forgotten_since is not None
             self._settled = forgotten_job_verdict(
                 self.job_id,
@@ -327,5 +330,5 @@ class SlurmLauncher:
         job = self.executor.submit(work(str(run.run_spec), str(run.log)))
         return SlurmChild(str(job.job_id), self.paths, run)
 
-    def attach(self, job_id: str, run: RunPaths | None = None) -> SlurmChild:
+    def attach(self, job_id: str, run: RunPaths) -> SlurmChild:
         return SlurmChild(job_id, self.paths, run)
