@@ -117,7 +117,5 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     ]
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    notes = [f"{name}: {text}" for name, text in status.not_finite.items()]
-    if notes:
-        notes[-1] += " (left out of the mean in summary.csv)"
+    notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
     return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body, *notes])
