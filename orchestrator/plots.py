@@ -30,10 +30,8 @@ left registered in pyplot's global list.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from orchestrator.atomic import atomic_write_bytes
 from orchestrator.errors import XorchError
 from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.state import RunRecord
@@ -276,14 +275,8 @@ def _spread_panel(axes: Axes, values: np.ndarray, rng: np.random.Generator) -> N
 
 
 def _save_png(figure: Figure, path: Path) -> None:
-    # Write beside the target and rename, so a reader never sees half a PNG.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a plot is meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    # Drawn in memory, then written beside the target and renamed (atomic.py),
+    # so a reader never sees half a PNG.
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())

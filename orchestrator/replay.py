@@ -80,6 +80,6 @@ def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) ->
 def _difference(original: float, replayed: float | None) -> float:
     if replayed is None:
         return math.inf
-    if math.isnan(original) and math.isnan(replayed):
-        return 0.0  # a run that diverged the same way twice reproduced
+    if replayed == original or (math.isnan(original) and math.isnan(replayed)):
+        return 0.0  # equal, or diverged the same way twice (inf - inf would be nan)
     return abs(replayed - original)

@@ -5,6 +5,12 @@ runs logged (a run that did not log it is left out, not counted as zero).
 
 Conventions, chosen so the numbers agree with summary.csv and with scipy:
 
+- Values that are not numbers (nan, inf, -inf: a diverged seed) are left out of
+  every statistic and counted instead, in ``not_finite`` (a column of its own,
+  and a note under the table): ``n``, mean, std and the rest are over the finite
+  values, exactly as summary.csv's mean and std rows are. A metric with no
+  finite value at all has ``n`` 0 and nan statistics. A comparison uses the
+  finite values of each study the same way.
 - ``std`` is the sample standard deviation (ddof=1); it is 0.0 for a single
   run, as summary.csv prints it, and exactly 0.0 when all values are equal.
 - ``sem`` is ``std / sqrt(n)``; the 95% interval is ``mean ± t(0.975, n-1) * sem``.
@@ -15,8 +21,6 @@ Conventions, chosen so the numbers agree with summary.csv and with scipy:
   (unequal variances) and the Welch–Satterthwaite 95% interval for ``diff``.
   When a group has fewer than two runs, or neither group varies at all, there is
   no variance to test against, so ``p_value`` and the interval are nan.
-- NaN metric values (a diverged seed) are kept and propagate into every
-  statistic of that metric rather than silently vanishing from a mean.
 
 scipy is imported inside the functions that need it, so that importing this
 module (for instance by the CLI, to list its options) stays cheap.
@@ -29,13 +33,14 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import numpy as np
 
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, StudyState
+from orchestrator.summary import NotFinite, split_finite
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -54,6 +59,7 @@ FORMATS: tuple[str, ...] = ("table", "markdown", "latex", "csv", "json")
 
 STATS_COLUMNS: tuple[str, ...] = (
     "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "median", "max",
+    "not_finite",
 )  # fmt: skip
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
@@ -69,7 +75,8 @@ _UPPER_QUANTILE = 0.5 + _CONFIDENCE / 2  # 0.975: two-sided interval
 
 @dataclass(frozen=True)
 class MetricStats:
-    """One metric over the completed runs of a study."""
+    """One metric over the completed runs of a study: ``n`` finite values, and
+    the runs whose value was nan or inf, left out of every number here."""
 
     n: int
     mean: float
@@ -80,6 +87,7 @@ class MetricStats:
     min: float
     median: float
     max: float
+    not_finite: NotFinite = field(default_factory=NotFinite)
 
 
 @dataclass(frozen=True)
@@ -99,11 +107,17 @@ class Comparison:
 
 
 def describe(values: Iterable[float]) -> MetricStats:
-    """Count, mean, spread, 95% t interval and five-number-ish summary of ``values``."""
-    data = np.asarray(list(values), dtype=float)
-    if data.size == 0:
+    """Count, mean, spread, 95% t interval and five-number-ish summary of the
+    finite ``values``; nan and inf are counted in ``not_finite`` instead."""
+    given = list(values)
+    if not given:
         raise XorchError("cannot describe a metric with no values")
+    finite, not_finite = split_finite(float(v) for v in given)
+    data = np.asarray(finite, dtype=float)
     n = int(data.size)
+    if n == 0:
+        nan = math.nan
+        return MetricStats(0, nan, nan, nan, nan, nan, nan, nan, nan, not_finite)
     mean = float(np.mean(data))
     if n == 1:
         std, sem, ci_low, ci_high = 0.0, math.nan, math.nan, math.nan
@@ -125,6 +139,7 @@ def describe(values: Iterable[float]) -> MetricStats:
         min=float(np.min(data)),
         median=float(np.median(data)),
         max=float(np.max(data)),
+        not_finite=not_finite,
     )
 
 
@@ -139,7 +154,7 @@ def study_metric_stats(
     runs = state.completed
     if not runs:
         raise XorchError("the study has no completed run yet: there is nothing to describe")
-    values = _metric_values(runs)
+    values = _metric_values(runs, finite_only=False)
     names = _choose(metrics, sorted(values), "logged by the completed runs")
     return [(name, describe(values[name])) for name in names]
 
@@ -194,12 +209,16 @@ def _variance(values: Sequence[float], described: MetricStats) -> float:
     return float(np.var(np.asarray(values, dtype=float), ddof=1))
 
 
-def _metric_values(runs: Sequence[RunRecord]) -> dict[str, list[float]]:
-    """Each metric's values, in run order, from the runs that logged it."""
+def _metric_values(runs: Sequence[RunRecord], finite_only: bool = True) -> dict[str, list[float]]:
+    """Each metric's values, in run order, from the runs that logged it; only the
+    finite ones unless ``finite_only`` is False (describe counts the others)."""
     values: dict[str, list[float]] = {}
     for run in runs:
         for name, value in run.metrics.items():
-            values.setdefault(name, []).append(float(value))
+            number = float(value)
+            if finite_only and not math.isfinite(number):
+                continue
+            values.setdefault(name, []).append(number)
     return values
 
 
@@ -222,10 +241,16 @@ def _choose(requested: Sequence[str] | None, available: list[str], where: str) -
 def render_stats(rows: Sequence[tuple[str, MetricStats]], fmt: str = "table") -> str:
     """``rows`` from study_metric_stats as ``fmt`` (one of FORMATS), ending in a newline."""
     records: list[list[Cell]] = [
-        [name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max]
+        [name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max,
+         s.not_finite.count]
         for name, s in rows
-    ]
-    return _render(STATS_COLUMNS, records, fmt)
+    ]  # fmt: skip
+    text = _render(STATS_COLUMNS, records, fmt)
+    if fmt == "table":  # people read the table: say which values were left out, and why
+        notes = [f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count]
+        if notes:
+            text += "".join(f"{note}; left out of the statistics\n" for note in notes)
+    return text
 
 
 def render_comparison(rows: Sequence[Comparison], fmt: str = "table") -> str:

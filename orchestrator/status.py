@@ -3,19 +3,26 @@
 It only reads: runner_state.json (replaced atomically, so never seen half
 written; no lock taken, so the study is never blocked) and the heartbeat of each
 running run for its current epoch.
+
+A metric that is not a number (a diverged seed) shows as ``nan``, ``inf`` or
+``-inf``, and a line under the table counts such runs per summary metric, as
+summary.csv's mean row leaves them out. ``--json`` stays strict JSON: those
+values are the strings ``"nan"``, ``"inf"`` and ``"-inf"`` there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import StateError
 from orchestrator.paths import StudyPaths
 from orchestrator.state import RunStatus
 from orchestrator.state_store import load_state
+from orchestrator.summary import format_number, split_finite
 from worker.protocol import Heartbeat
 
 __all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]
@@ -39,6 +46,8 @@ class StudyStatus:
     counts: dict[str, int]
     summary_metrics: tuple[str, ...]
     rows: tuple[RunRow, ...]
+    # summary metric -> "1 run not finite: inf", for those with such values
+    not_finite: dict[str, str] = field(default_factory=dict)
 
 
 def study_status(study_dir: Path) -> StudyStatus:
@@ -66,14 +75,25 @@ def study_status(study_dir: Path) -> StudyStatus:
                 record.index, record.seed, status, len(record.attempts), duration, epoch, metrics
             )
         )
-    return StudyStatus(paths.root, len(state.runs), counts, state.summary_metrics, tuple(rows))
+    not_finite = {}
+    for name in state.summary_metrics:
+        _, left_out = split_finite(r.metrics[name] for r in state.completed if name in r.metrics)
+        if left_out.count:
+            not_finite[name] = left_out.describe()
+    return StudyStatus(
+        paths.root, len(state.runs), counts, state.summary_metrics, tuple(rows), not_finite
+    )
 
 
 def render_status(status: StudyStatus, as_json: bool = False) -> str:
     if as_json:
         payload = asdict(status)
         payload["root"] = str(status.root)
-        return json.dumps(payload, indent=1)
+        for row in payload["rows"]:  # strict JSON has no nan or inf: spell them out
+            row["metrics"] = {
+                k: v if math.isfinite(v) else format_number(v) for k, v in row["metrics"].items()
+            }
+        return json.dumps(payload, indent=1, allow_nan=False)
     header = ["run", "seed", "status", "attempt", "duration_s", "epoch", *status.summary_metrics]
     lines = [header]
     for row in status.rows:
@@ -86,7 +106,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
                 f"{row.duration_s:.1f}" if row.duration_s is not None else "-",
                 row.epoch or "-",
                 *(
-                    f"{row.metrics[m]:.6f}" if m in row.metrics else "-"
+                    format_number(row.metrics[m]) if m in row.metrics else "-"
                     for m in status.summary_metrics
                 ),
             ]
@@ -97,4 +117,5 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     ]
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body])
+    notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
+    return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body, *notes])

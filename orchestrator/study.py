@@ -9,11 +9,10 @@ complete.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import socket
-import statistics
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -46,8 +45,8 @@ from orchestrator.state import (
     now_iso,
 )
 from orchestrator.state_store import load_backup, load_state, save_state
-from orchestrator.summary import write_summary
-from worker.protocol import RunResult
+from orchestrator.summary import mean_std_line, write_summary
+from worker.protocol import Heartbeat, RunResult
 
 __all__ = ["launch", "launch_spec"]
 
@@ -219,20 +218,31 @@ def _settle_stale_runs(
         assert attempt is not None
         attach = getattr(launcher, "attach", None)
         if attempt.job_id is not None and attach is not None:
-            reattach.append((record.index, attach(attempt.job_id)))
+            reattach.append((record.index, attach(attempt.job_id, paths.run(record.dir))))
             continue
         settled = True
         run = paths.run(record.dir)
         result = RunResult.read(run.metrics)
         if result is not None:
-            outcome, reason = AttemptClass.COMPLETED, "finished while the parent was away"
+            outcome = AttemptClass.COMPLETED
+            reason = "; ".join(filter(None, ["finished while the parent was away", result.note]))
+            ended = _file_time(run.metrics)  # the child's last act: its end, not ours
         else:
             outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
+            beat = Heartbeat.read(run.heartbeat)
+            ended = beat.time if beat is not None else None  # its last sign of life
             if _still_running(attempt.pid, attempt.pid_create_time, attempt.host):
                 assert attempt.pid is not None
                 reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
                 stop_process_group(attempt.pid, grace_period)
-        finished = dataclasses.replace(attempt, outcome=outcome, reason=reason, ended_at=now_iso())
+        duration = _seconds_since(attempt.started_at, ended)
+        finished = dataclasses.replace(
+            attempt,
+            outcome=outcome,
+            reason=reason,
+            ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
+            duration_s=duration,
+        )
         state = state.finish_attempt(record.index, finished, result.metrics if result else None)
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
     if settled:
@@ -262,9 +272,17 @@ def _finish(
     flag: StopFlag,
     config_error: str | None,
 ) -> LaunchResult:
+    summary_written = False
     if spec.runner.save_summary:
-        with contextlib.suppress(OSError):
+        try:
             write_summary(paths, state)
+            summary_written = True
+        except OSError as exc:
+            # Every result is safe in runner_state.json; only this copy is missing.
+            reporter.say(
+                f"could not write {paths.summary} ({exc.strerror or exc}); the results are "
+                "in runner_state.json: fix that, then launch again with --resume to write it"
+            )
     completed = state.completed
     _report_means(spec, completed, reporter)
     unfinished = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
@@ -291,14 +309,41 @@ def _finish(
         code = ExitCode.USAGE
     else:
         code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK
-    reporter.say(f"summary: {paths.summary}" if spec.runner.save_summary else "done")
+    reporter.say(f"summary: {paths.summary}" if summary_written else "done")
     return LaunchResult(paths.root, len(completed), len(state.runs), code)
 
 
 def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporter) -> None:
+    """Mean ± std of each summary metric over its finite values, as summary.csv has
+    them; a diverged seed (nan, inf) is counted, never averaged (nor a crash)."""
     for name in spec.runner.summary_metrics:
         values = [r.metrics[name] for r in completed if name in r.metrics]
-        if not values:
-            continue
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        reporter.say(f"{name}: {statistics.fmean(values):.6g} ± {std:.6g} (n={len(values)})")
+        if values:
+            reporter.say(mean_std_line(name, values))
+
+
+def _file_time(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _iso(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, timezone.utc)
+        .astimezone()
+        .isoformat(timespec="milliseconds")
+    )
+
+
+def _seconds_since(started_at: str, ended: float | None) -> float | None:
+    """The attempt's length from its recorded start to ``ended`` (a Unix time);
+    None when either is unknown or they disagree (a clock that went back)."""
+    if ended is None:
+        return None
+    try:
+        started = datetime.fromisoformat(started_at).timestamp()
+    except ValueError:
+        return None
+    return round(ended - started, 3) if ended >= started else None

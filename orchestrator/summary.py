@@ -2,8 +2,17 @@
 
 The format is the seed document's: ``run,seed,duration_s``, then every metric
 any completed run logged, sorted by name; metrics with 6 decimals, durations
-with 2; std is the sample standard deviation (ddof=1), and 0 for a single run.
-A metric a run did not log is an empty cell, and mean and std skip it.
+with 2. A metric a run did not log is an empty cell.
+
+Values that are not numbers (a diverged seed's ``inf`` loss) are written as they
+are, ``nan``, ``inf`` or ``-inf``, which pandas and Python's ``float`` read back.
+The mean and std rows are over the finite values only: what pandas gives for
+``frame[col][np.isfinite(frame[col])].mean()`` and ``.std()`` (ddof=1), so one
+diverged seed does not turn the whole column into ``inf`` or ``nan``; std is 0
+for a single finite value, and both are empty where a column has no finite
+value at all. How many runs were left out this way is told by the closing lines
+of ``xorch launch``, by ``xorch status`` and by ``xorch summary``
+(``orchestrator.stats`` uses the same rule and the same count).
 
 The file is rewritten after every run, so the rewrite must stay cheap at 10,000
 runs: a run's row text is formatted once and reused while its record object and
@@ -14,6 +23,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,10 +32,71 @@ from orchestrator.atomic import atomic_write_text
 from orchestrator.paths import StudyPaths
 from orchestrator.state import RunRecord, StudyState
 
-__all__ = ["summary_text", "write_summary"]
+__all__ = [
+    "NotFinite",
+    "format_number",
+    "mean_std_line",
+    "split_finite",
+    "summary_text",
+    "write_summary",
+]
 
 # id(record) -> (record, metric names, row text, row values)
 _rows: dict[int, tuple[RunRecord, tuple[str, ...], str, list[float]]] = {}
+
+
+@dataclass(frozen=True)
+class NotFinite:
+    """How many values of one metric were nan, inf and -inf: left out of means."""
+
+    nan: int = 0
+    inf: int = 0
+    neg_inf: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.nan + self.inf + self.neg_inf
+
+    def describe(self) -> str:
+        """``1 run not finite: inf``, ``3 runs not finite: 2 nan, 1 -inf``; "" if none."""
+        if not self.count:
+            return ""
+        kinds = [(self.nan, "nan"), (self.inf, "inf"), (self.neg_inf, "-inf")]
+        parts = [name if n == self.count else f"{n} {name}" for n, name in kinds if n]
+        runs = "run" if self.count == 1 else "runs"
+        return f"{self.count} {runs} not finite: {', '.join(parts)}"
+
+
+def split_finite(values: Iterable[float]) -> tuple[list[float], NotFinite]:
+    """The finite values, in order, and a count of the others."""
+    finite: list[float] = []
+    nan = inf = neg_inf = 0
+    for value in values:
+        if math.isfinite(value):
+            finite.append(value)
+        elif math.isnan(value):
+            nan += 1
+        elif value > 0:
+            inf += 1
+        else:
+            neg_inf += 1
+    return finite, NotFinite(nan, inf, neg_inf)
+
+
+def format_number(value: float, spec: str = ".6f") -> str:
+    """``value`` in ``spec``; ``nan``, ``inf`` and ``-inf`` for the values that are not numbers."""
+    return format(value, spec)  # Python spells them so in every format spec
+
+
+def mean_std_line(name: str, values: Iterable[float]) -> str:
+    """``val/loss: 0.41 ± 0.02 (n=2; 1 run not finite: inf)``, over the finite values."""
+    finite, not_finite = split_finite(values)
+    note = f"; {not_finite.describe()}" if not_finite.count else ""
+    if not finite:
+        return f"{name}: no finite value (n=0{note})"
+    mean = float(np.mean(finite))
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return f"{name}: {mean:.6g} ± {std:.6g} (n={len(finite)}{note})"
 
 
 def summary_text(runs: list[RunRecord]) -> str:
@@ -33,7 +105,9 @@ def summary_text(runs: list[RunRecord]) -> str:
     rows = [_row(r, names) for r in runs]
     lines = [",".join(["run", "seed", *columns]), *(text for text, _ in rows)]
     matrix = np.array([values for _, values in rows], dtype=float).reshape(len(runs), len(columns))
-    with warnings.catch_warnings():  # a column with no value at all is simply empty
+    # Missing cells are nan already; nan, inf and -inf values are left out the same way.
+    matrix[~np.isfinite(matrix)] = math.nan
+    with warnings.catch_warnings():  # a column with no finite value at all is simply empty
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(matrix, axis=0)
         counts = np.sum(~np.isnan(matrix), axis=0)
@@ -41,7 +115,7 @@ def summary_text(runs: list[RunRecord]) -> str:
             counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, math.nan)
         )
     for label, stats in (("mean", mean), ("std", std)):
-        cells = (_cell(v, c) for v, c in zip(stats, columns, strict=True))
+        cells = ("" if math.isnan(v) else _cell(v, c) for v, c in zip(stats, columns, strict=True))
         lines.append(",".join([label, "-", *cells]))
     _forget_missing(runs)
     return "\n".join(lines) + "\n"
@@ -51,11 +125,12 @@ def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, list[float]]:
     hit = _rows.get(id(record))
     if hit is not None and hit[0] is record and hit[1] == names:
         return hit[2], hit[3]
-    duration = record.duration_s if record.duration_s is not None else math.nan
-    values = [duration, *(record.metrics.get(n, math.nan) for n in names)]
+    duration = record.duration_s
+    logged = [record.metrics.get(n) for n in names]
     cells = [str(record.index), str(record.seed), _cell(duration, "duration_s")]
-    cells += [_cell(v, n) for v, n in zip(values[1:], names, strict=True)]
+    cells += [_cell(v, n) for v, n in zip(logged, names, strict=True)]
     text = ",".join(cells)
+    values = [math.nan if v is None else v for v in (duration, *logged)]
     _rows[id(record)] = (record, names, text, values)
     return text, values
 
@@ -68,9 +143,10 @@ def _forget_missing(runs: list[RunRecord]) -> None:
 
 
 def _cell(value: float | None, column: str) -> str:
-    if value is None or math.isnan(value):
+    """A value as summary.csv writes it: empty when not logged, ``nan``/``inf`` visibly."""
+    if value is None:
         return ""
-    return f"{value:.2f}" if column == "duration_s" else f"{value:.6f}"
+    return format_number(value, ".2f" if column == "duration_s" else ".6f")
 
 
 def write_summary(paths: StudyPaths, state: StudyState) -> None:

@@ -7,6 +7,7 @@ status and the files the child left, never from its stdout.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import signal
 import subprocess
@@ -27,6 +28,10 @@ __all__ = ["AttemptWatch", "StopReason", "Verdict", "classify_exit"]
 
 # The worker's exception for a config that cannot be built (bad class_path).
 BUILD_ERROR_TYPE = "worker.build.BuildError"
+
+# A launcher that says only "it completed" or "it failed" (a Slurm job settled
+# from its files) leaves the class and the metrics to the run's own files.
+_FILES_DECIDE = (AttemptClass.COMPLETED, AttemptClass.FAILED)
 
 
 class StopReason(str, enum.Enum):
@@ -74,10 +79,14 @@ class AttemptWatch:
         code = self.child.poll()
         if code is not None:
             ended = self.child.ended_as()
-            if ended is not None:
+            if ended is not None and ended[0] not in _FILES_DECIDE:
                 outcome, reason = ended
                 return Verdict(outcome, reason, code, _signal_name(code), {})
-            return classify_exit(code, self.run, self.peak_rss, self.child.pid)
+            verdict = classify_exit(code, self.run, self.peak_rss, self.child.pid)
+            if ended is not None:  # metrics.json or error.json decide; the launcher's note first
+                reason = "; ".join(filter(None, [ended[1], verdict.reason]))
+                verdict = dataclasses.replace(verdict, reason=reason)
+            return verdict
         if self.child.queued():  # the clocks start when the job does
             self.started, self._started_wall = self._clock(), self._wall()
             return None
@@ -124,7 +133,10 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None =
         result = RunResult.read(run.metrics)
         if result is None:
             return Verdict(AttemptClass.NO_METRICS, "exited 0 without metrics.json", 0, None, {})
-        return Verdict(AttemptClass.COMPLETED, "", 0, None, result.metrics, result.resumed_from)
+        # note: values in metrics.json that were not numbers, left out (never a crash)
+        return Verdict(
+            AttemptClass.COMPLETED, result.note, 0, None, result.metrics, result.resumed_from
+        )
     if code > 0:
         report = ErrorReport.read(run.error)
         if report is None:

@@ -5,8 +5,13 @@
 # Needs root (CI and the dev machines run as root). Installs Debian's slurm-wlm
 # and munge when missing. Accounting is off, so `sacct` fails and tools fall
 # back to `squeue`. State and spool live under $XORCH_SLURM_DIR (a temp folder).
+# XORCH_SLURM_MIN_JOB_AGE sets MinJobAge, the seconds Slurm keeps a finished job
+# (default 300, as in CI); a small value makes scontrol and squeue forget jobs
+# soon after they end (slurmctld purges about once a minute), as a cluster
+# without accounting does: the tests of jobs that Slurm no longer knows use it.
 set -euo pipefail
 dir=${XORCH_SLURM_DIR:-/tmp/xorch-slurm}
+min_job_age=${XORCH_SLURM_MIN_JOB_AGE:-300}
 conf=/etc/slurm/slurm.conf
 
 stop() {
@@ -67,7 +72,7 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
-MinJobAge=300
+MinJobAge=$min_job_age
 Waittime=0
 NodeName=$node CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP

@@ -42,7 +42,7 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
     faults = {1: "raise", 2: "sigkill", 3: "segfault", 4: "hang", 5: "exit0", 6: "memory",
               8: "cuda_oom"}
     config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5, 6, 7, 8], max_retries=0,
-                           hang_timeout=8, grace_period=1, gpus="none", max_parallel=2)
+                           hang_timeout=30, grace_period=1, gpus="none", max_parallel=2)
     result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")

@@ -41,7 +41,7 @@ def test_forkserver_runs_give_the_same_metrics_as_spawned_runs(study, tmp_path):
 def test_failure_classes_hold_for_forked_runs(workdir, write_config):
     faults = {1: "raise", 2: "sigkill", 3: "hang", 4: "segfault"}
     config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5], max_retries=0,
-                           hang_timeout=6, grace_period=1, launcher="forkserver")
+                           hang_timeout=30, grace_period=1, launcher="forkserver")
     result = xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")

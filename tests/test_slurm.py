@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from orchestrator.launchers.slurm import query_state, slurm_verdict
+from orchestrator.launchers.slurm import FORGOTTEN, query_state, slurm_verdict
 from orchestrator.state import AttemptClass
 from tests.conftest import read_state, tiny_config, xorch, xorch_popen
 from tests.test_e2e import wait_for
@@ -166,3 +166,53 @@ def test_a_job_past_its_time_limit_is_classified_timeout(workdir, write_config):
     assert result.returncode == 1, result.stdout + result.stderr
     (attempt,) = read_state(out)["runs"][0]["attempts"]
     assert attempt["outcome"] == "timeout" and "time limit" in attempt["reason"]
+
+
+def min_job_age() -> int | None:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.split("=")[0].strip() == "MinJobAge":
+            digits = "".join(ch for ch in line.split("=", 1)[1] if ch.isdigit())
+            return int(digits) if digits else None
+    return None
+
+
+def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_config):
+    """Without accounting, a finished job vanishes from scontrol and squeue after
+    MinJobAge. A resume must not wait on such a job forever: it settles each one
+    from the files the job left (here metrics.json and error.json) and says so."""
+    age = min_job_age()
+    if age is None or age > 30:
+        pytest.skip(f"MinJobAge is {age}: start Slurm with XORCH_SLURM_MIN_JOB_AGE=2 "
+                    "bash scripts/slurm_local.sh")
+    out = workdir / "out"
+    config = faulty_config(workdir, {2: "raise"}, seeds=[1, 2], max_retries=0, **SLURM)
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "runner_state.json").exists()
+                 and len([j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        parent.send_signal(signal.SIGTERM)  # the jobs stay; the parent goes
+        parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    ids = job_ids(out)
+    # slurmctld purges finished jobs about once a minute once MinJobAge has passed.
+
+    def forgotten() -> bool:
+        time.sleep(2)  # each check runs scontrol and squeue: not in a tight loop
+        return all(query_state(j)[0] == FORGOTTEN for j in ids)
+
+    wait_for(forgotten, timeout=300, what="Slurm to forget both jobs")
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 1, result.stdout + result.stderr  # seed 2 failed on purpose
+    first, second = (r["attempts"] for r in read_state(out)["runs"])
+    assert [a["job_id"] for a in (*first, *second)] == ids  # nothing submitted again
+    assert first[0]["outcome"] == "completed"
+    assert first[0]["reason"] == (
+        f"Slurm no longer knows job {ids[0]} (MinJobAge passed); settled from metrics.json")
+    assert second[0]["outcome"] == "failed"
+    assert second[0]["reason"].startswith(
+        f"Slurm no longer knows job {ids[1]} (MinJobAge passed); settled from error.json")
+    assert "boom on purpose" in second[0]["reason"]

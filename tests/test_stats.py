@@ -26,6 +26,7 @@ from orchestrator.stats import (
     render_stats,
     study_metric_stats,
 )
+from orchestrator.summary import NotFinite, summary_text
 
 TOL = 1e-12
 
@@ -81,9 +82,35 @@ def test_describe_of_nothing_is_an_error():
         describe([])
 
 
-def test_a_nan_value_propagates_instead_of_vanishing():
-    s = describe([0.1, float("nan"), 0.3])
-    assert s.n == 3 and math.isnan(s.mean) and math.isnan(s.ci_high)
+def test_values_that_are_not_numbers_are_counted_and_left_out_as_in_summary_csv():
+    s = describe([0.1, float("nan"), 0.3, float("inf")])
+    finite = describe([0.1, 0.3])
+    assert s.n == 2 and s.not_finite == NotFinite(nan=1, inf=1)
+    assert (s.mean, s.std, s.ci_low, s.max) == (finite.mean, finite.std, finite.ci_low, 0.3)
+    assert s.not_finite.describe() == "2 runs not finite: 1 nan, 1 inf"
+    none = describe([float("-inf")])
+    assert none.n == 0 and none.not_finite.count == 1 and math.isnan(none.mean)
+
+
+def test_study_stats_and_summary_csv_agree_on_a_diverged_seed():
+    import pandas as pd
+
+    rows = [{"val/loss": 0.34}, {"val/loss": float("inf")}, {"val/loss": 0.36},
+            {"val/loss": float("nan")}, {"val/loss": 0.35}]  # fmt: skip
+    state = make_state(rows)
+    frame = pd.read_csv(io.StringIO(summary_text(state.completed)), dtype={"run": str})
+    ((name, s),) = study_metric_stats(state)
+    assert name == "val/loss" and s.n == 3 and s.not_finite.count == 2
+    mean = float(frame.loc[frame["run"] == "mean", "val/loss"].iloc[0])
+    std = float(frame.loc[frame["run"] == "std", "val/loss"].iloc[0])
+    assert abs(s.mean - mean) < 5e-7 and abs(s.std - std) < 5e-7
+    (compared,) = compare_studies(state, make_state([{"val/loss": 0.30}, {"val/loss": 0.31}]))
+    assert compared.a.n == 3 and close(compared.a.mean, s.mean)
+    assert not math.isnan(compared.p_value)  # the finite values are tested, as they are averaged
+    table = render_stats([(name, s)], "table")
+    assert table.splitlines()[-1] == (
+        "val/loss: 2 runs not finite: 1 nan, 1 inf; left out of the statistics")
+    assert json.loads(render_stats([(name, s)], "json"))[0]["not_finite"] == 2
 
 
 # --------------------------------------------------------------------------- a study's stats
@@ -186,8 +213,8 @@ def sample_comparison():
 
 
 def stats_values(rows):
-    return [[name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max]
-            for name, s in rows]  # fmt: skip
+    return [[name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max,
+             s.not_finite.count] for name, s in rows]  # fmt: skip
 
 
 def comparison_values(rows):

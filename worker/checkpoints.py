@@ -7,6 +7,7 @@ we load it once here, and move it aside when it does not load.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -32,7 +33,29 @@ def usable_checkpoint(path: Path) -> str | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise ValueError("no state_dict in it")
-    except Exception as exc:  # any failure to load means "start over"
+    except (ImportError, AttributeError) as exc:
+        # A class pickled in the checkpoint (a user's hyperparameter, callback or
+        # module) no longer imports: the file is fine, the code or the import
+        # path changed. Moving the file aside would throw away good training, so
+        # this is a config error (no retry), not damage.
+        from worker.build import BuildError
+
+        raise BuildError(
+            f"{path} holds a class that does not import now ({type(exc).__name__}: {exc}); "
+            "put that module back on the import path, or move the file away to start "
+            "this run over"
+        ) from exc
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        pickle.UnpicklingError,
+    ) as exc:
+        # What a truncated or overwritten file raises: torch's zip reader
+        # (RuntimeError), an empty file (EOFError), the unpickler on bytes that
+        # are not a pickle (UnpicklingError and friends), our own ValueError.
         aside = aside_path(path, "damaged")
         path.replace(aside)
         warnings.warn(

@@ -25,13 +25,13 @@ import os
 import select
 import signal
 import sys
+import traceback
 from typing import Any
 
 from worker.lifeline import die_with_parent
 from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["main"]
-
 
 
 def main(argv: list[str]) -> int:
@@ -45,13 +45,9 @@ def main(argv: list[str]) -> int:
 
     import worker.run  # noqa: F401 - and our own worker with it
 
-    loaded = []
-    for module in preload.get("modules", []):
-        with contextlib.suppress(Exception):  # the run itself reports a bad class_path
-            importlib.import_module(module)
-            loaded.append(module)
+    loaded, failed = _preload(preload.get("modules", []))
     cuda_started = bool(torch.cuda.is_available() and torch.cuda.is_initialized())
-    _send({"ready": True, "modules": loaded, "cuda_started": cuda_started})
+    _send({"ready": True, "modules": loaded, "failed": failed, "cuda_started": cuda_started})
     if cuda_started:
         return 3  # forking a CUDA context is unsafe: the parent falls back to spawn
 
@@ -75,6 +71,30 @@ def main(argv: list[str]) -> int:
             if done:
                 children.discard(pid)
                 _send({"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Import the config's modules; those that fail are named with their error.
+
+    A user's module may raise anything while it is imported, so everything is
+    caught here, but nothing is hidden: the traceback goes to the fork server's
+    log and the one-line error to the parent, which prints it. The server goes
+    on without the module: each run imports it again and, if it still fails,
+    reports a config error of its own.
+    """
+    loaded: list[str] = []
+    failed: dict[str, str] = {}
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any error a module raises on import: reported, see above
+            failed[module] = f"{type(exc).__name__}: {exc}"
+            print(f"xorch forkserver: could not preload {module}:", file=sys.stderr)
+            traceback.print_exc()
+            sys.stderr.flush()
+        else:
+            loaded.append(module)
+    return loaded, failed
 
 
 def _fork_run(request: dict[str, Any]) -> int:
@@ -104,11 +124,9 @@ def _fork_run(request: dict[str, Any]) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
-        import traceback
-
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, ValueError):  # a full disk, a closed stream
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)

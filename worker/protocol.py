@@ -99,28 +99,61 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The child's final word on a run that trained to the end."""
+    """The child's final word on a run that trained to the end.
+
+    Metric values are numbers; nan, inf and -inf are kept (Python's json writes
+    them as NaN and Infinity, and reads them back). A value that is not a
+    number at all (a string, a list, null) cannot come from our worker, only
+    from a file written by other hands: reading drops it, lists its name in
+    ``not_numbers`` and says so in ``note``, rather than failing the run.
+    """
 
     metrics: dict[str, float]
-    skipped_metrics: tuple[str, ...] = ()
+    skipped_metrics: tuple[str, ...] = ()  # the worker's: logged, but not scalars
     resumed_from: str | None = None
     peak_gpu_mem_mb: float | None = None  # torch's peak allocation, when the run used CUDA
+    not_numbers: tuple[str, ...] = ()  # the reader's: in the file, but not numbers
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, asdict(self))
+        payload = asdict(self)
+        del payload["not_numbers"]  # the reader's finding, not the worker's to write
+        atomic_write_json(path, payload)
 
     @classmethod
     def read(cls, path: Path) -> RunResult | None:
+        """The result in ``path``; None if it is missing or not a JSON object with
+        a ``metrics`` object. Fields of the wrong type are read as absent."""
         payload = read_json_object(path)
         if payload is None or not isinstance(payload.get("metrics"), dict):
             return None
-        metrics = {str(k): float(v) for k, v in payload["metrics"].items() if _is_number(v)}
+        metrics: dict[str, float] = {}
+        dropped: list[str] = []
+        for name, value in payload["metrics"].items():
+            number = _as_float(value)
+            if number is None:
+                dropped.append(str(name))
+            else:
+                metrics[str(name)] = number
+        skipped = payload.get("skipped_metrics")
+        if not isinstance(skipped, list) or not all(isinstance(n, str) for n in skipped):
+            skipped = []
+        resumed = payload.get("resumed_from")
+        peak = _as_float(payload.get("peak_gpu_mem_mb"))
         return cls(
             metrics=metrics,
-            skipped_metrics=tuple(payload.get("skipped_metrics", ())),
-            resumed_from=payload.get("resumed_from"),
-            peak_gpu_mem_mb=payload.get("peak_gpu_mem_mb"),
+            skipped_metrics=tuple(skipped),
+            resumed_from=resumed if isinstance(resumed, str) else None,
+            peak_gpu_mem_mb=peak,
+            not_numbers=tuple(dropped),
         )
+
+    @property
+    def note(self) -> str:
+        """A line for the run's record about metrics that were left out; "" if none."""
+        if not self.not_numbers:
+            return ""
+        names = ", ".join(self.not_numbers)
+        return f"{METRICS_FILE}: left out values that are not numbers: {names}"
 
 
 @dataclass(frozen=True)
@@ -143,10 +176,19 @@ class ErrorReport:
         if payload is None:
             return None
         try:
-            return cls(**payload)
+            report = cls(**payload)
         except TypeError:
             return None
+        if not isinstance(report.type, str) or not isinstance(report.message, str):
+            return None  # not ours: the parent falls back to the exit status
+        return report
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float if it is a JSON number (nan and inf included), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer past a float's range, e.g. 10**400
+        return None

@@ -25,7 +25,9 @@ class ChildProcess(Protocol):
 
     def ended_as(self) -> tuple[AttemptClass, str] | None:
         """A verdict the launcher knows better than the exit status (Slurm's
-        TIMEOUT, a fork server that died with the run), or None."""
+        TIMEOUT, a fork server that died with the run), or None. COMPLETED and
+        FAILED only add their reason: metrics.json or error.json still decide
+        the class (a Slurm job settled from its files)."""
         ...
 
     def queued(self) -> bool:

@@ -174,6 +174,11 @@ class ForkserverLauncher:
             helper.close()
             self._fall_back(f"the fork server did not start (see {self.log_path})")
             return None
+        for module, error in (ready.get("failed") or {}).items():
+            self.say(
+                f"launcher forkserver: could not preload {module} ({error}; traceback in "
+                f"{self.log_path}); each run imports it again itself"
+            )
         if ready.get("cuda_started"):
             helper.close()
             self._fall_back("CUDA was started while importing the config's modules")
