@@ -188,13 +188,15 @@ def _limit(folder: Path) -> int | None:
     v1, v2 = _cgroup_mounts()
     limits = []
     for current in (folder, *folder.parents):
-        if current in (v1, v2) or current == Path("/"):
-            break
         for name in ("memory.max", "memory.limit_in_bytes"):
             with contextlib.suppress(OSError, ValueError):
                 text = (current / name).read_text().strip()
                 if text != "max" and int(text) < _NO_LIMIT:
                     limits.append(int(text))
+        # In a container the mount's root is the container's own cgroup, with
+        # its limit; above the mount there is nothing of ours.
+        if current in (v1, v2) or current == Path("/"):
+            break
     return min(limits) if limits else None
 
 
