@@ -175,12 +175,15 @@ def _take_back(
     """A new study whose runs could not even be built leaves nothing behind: a
     config error is bad input, and bad input leaves the disk as it was. The
     state, run folders and logs this launch created are removed, so the same
-    command works once the config is fixed; what was there before stays."""
+    command works once the config is fixed. Only names xorch itself gives are
+    removed, and only those that were not there before: output_base_dir may be
+    a folder shared with other files."""
     reporter.say(f"a run could not be built from the config: {config_error}")
     reporter.log_path = None  # xorch.log is about to go
-    keep = (before or frozenset()) | {paths.launcher_lock.name, paths.launcher_owner.name}
-    for entry in paths.root.iterdir():
-        if entry.name in keep:
+    ours = [paths.state, paths.state_backup, paths.state_lock, paths.summary, paths.log]
+    ours += [paths.forkserver_log, paths.slurm_jobs, *(paths.root / r.dir for r in state.runs)]
+    for entry in ours:
+        if entry.name in (before or ()):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
