@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["MemoryBaseline", "MemoryEvidence", "oom_evidence"]
+__all__ = ["MemoryBaseline", "MemoryEvidence", "dataloader_worker_pids", "oom_evidence"]
 
 # Peak RSS above this share of the limit counts as memory pressure. The RSS is
 # sampled every 50-500 ms, so the last sample before a kill is usually lower
@@ -116,6 +116,23 @@ def oom_evidence(pid: int | None, peak_rss: int, baseline: MemoryBaseline | None
             f"{limit / 2**30:.2f} GiB memory limit: out of memory",
         )
     return MemoryEvidence(False, "SIGKILL from outside xorch; no sign of memory pressure")
+
+
+# torch's words when a DataLoader worker dies under the main process (the C++
+# SIGCHLD handler, and the Python check that notices a worker gone).
+_WORKER_DIED = re.compile(
+    r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\) "
+    r"(?:is killed by signal: Killed|exited unexpectedly)"
+)
+
+
+def dataloader_worker_pids(message: str) -> list[int]:
+    """The pids of DataLoader workers that an error message says died, if any:
+    the kernel's OOM killer picks the biggest process, often such a worker."""
+    found = _WORKER_DIED.search(message)
+    if found is None:
+        return []
+    return [int(p) for p in re.findall(r"\d+", found.group(1))]
 
 
 # ----------------------------------------------------------------- cgroup files

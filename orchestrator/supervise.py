@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import RunnerSpec
 from orchestrator.launchers.base import ChildProcess
-from orchestrator.oom import MemoryBaseline, oom_evidence
+from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
 from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
 from worker.protocol import ErrorReport, Heartbeat, RunResult
@@ -145,8 +145,11 @@ def classify_exit(
         reason = f"{short_type}: {report.message}"
         config_error = report.type == BUILD_ERROR_TYPE
         outcome = AttemptClass.FAILED
+        workers = dataloader_worker_pids(report.message)
         if config_error:
             outcome, reason = AttemptClass.CONFIG_ERROR, report.message
+        elif workers and (worker_oom := _worker_oom(workers, peak_rss, memory)) is not None:
+            outcome, reason = AttemptClass.OOM_KILLED, f"a DataLoader worker was {worker_oom}"
         elif report.cuda_oom:
             outcome = AttemptClass.CUDA_OOM
         elif report.host_oom:
@@ -168,6 +171,15 @@ def classify_exit(
         outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
         return Verdict(outcome, evidence.reason, code, name, {})
     return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
+
+
+def _worker_oom(pids: list[int], peak_rss: int, memory: MemoryBaseline | None) -> str | None:
+    """The evidence that one of the dead DataLoader workers was killed for memory."""
+    for pid in pids:
+        evidence = oom_evidence(pid, peak_rss, memory)
+        if evidence.oom:
+            return evidence.reason
+    return None
 
 
 def _signal_name(code: int | None) -> str | None:

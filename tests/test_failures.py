@@ -321,23 +321,31 @@ def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
 
 
 def test_a_real_kernel_oom_kill_is_oom_killed_with_the_cgroups_evidence(workdir, write_config):
-    """The whole of xorch runs in a memory cgroup of 1 GiB; one run's memory grows
-    until the kernel's OOM killer SIGKILLs it. The verdict cites the cgroup's
-    oom_kill counter, which rose during the attempt."""
-    config = faulty_config(workdir, {4: "hog"}, seeds=[4], max_retries=0, hang_timeout=None)
+    """The whole of xorch runs in a memory cgroup of 1 GiB. Seed 4's training
+    process grows until the kernel's OOM killer SIGKILLs it; seed 5's DataLoader
+    worker does, and the training process raises. Both verdicts cite the
+    cgroup's oom_kill counter, which rose during that attempt."""
+    config = faulty_config(workdir, {4: "hog"}, seeds=[4, 5], max_retries=0, hang_timeout=None)
+    config["data"]["class_path"] = "faulty.HoggingWorkerData"
+    config["data"]["init_args"]["hog_seed"] = 5
     path = write_config(config)
     with memory_cgroup(2**30) as folder:
         procs = folder / "cgroup.procs"
         command = (f"echo $$ > {shlex.quote(str(procs))} && exec {shlex.quote(sys.executable)} "
                    f"-m orchestrator launch {shlex.quote(str(path))}")
         result = subprocess.run(["sh", "-c", command], cwd=ROOT, capture_output=True, text=True,
-                                timeout=300)
+                                timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
-    (attempt,) = read_state(workdir / "out")["runs"][0]["attempts"]
+    runs = by_seed(workdir / "out")
+    (attempt,) = runs[4]["attempts"]
     assert (attempt["outcome"], attempt["signal"]) == ("oom_killed", "SIGKILL"), attempt
     assert attempt["reason"].startswith("killed by the kernel's OOM killer")
     assert f"memory cgroup {folder}" in attempt["reason"]
     assert "oom_kill 0 -> 1 during this attempt" in attempt["reason"]
+    (worker,) = runs[5]["attempts"]
+    assert (worker["outcome"], worker["exit_code"]) == ("oom_killed", 1), worker
+    assert worker["reason"].startswith("a DataLoader worker was killed by the kernel's OOM killer")
+    assert "oom_kill 1 -> 2 during this attempt" in worker["reason"]
 
 
 def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
@@ -364,6 +372,17 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     near = oom.MemoryBaseline((), 2**30, 0.0)
     rss = classify_exit(-signal.SIGKILL, run, int(0.95 * 2**30), None, near)
     assert rss.outcome.value == "oom_killed" and "near the 1.00 GiB memory limit" in rss.reason
+
+    # A DataLoader worker that died: an OOM kill only if a counter rose meanwhile.
+    from worker.protocol import ErrorReport
+
+    died = "DataLoader worker (pid 999999) is killed by signal: Killed. "
+    ErrorReport(type="builtins.RuntimeError", message=died).write(run.error)
+    quiet = oom.MemoryBaseline((oom.CgroupCounter(tmp_path, events, 2),), None, 0.0)
+    assert classify_exit(1, run, 0, None, quiet).outcome.value == "failed"
+    worker = classify_exit(1, run, 0, None, baseline)
+    assert worker.outcome.value == "oom_killed"
+    assert worker.reason.startswith("a DataLoader worker was killed by the kernel's OOM killer")
 
     monkeypatch.setattr(oom, "_kernel_oom_record", lambda pid, baseline: True)
     logged = classify_exit(-signal.SIGKILL, run, 0, 4321, None)
