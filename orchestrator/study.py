@@ -152,6 +152,8 @@ def _entries(folder: Path) -> frozenset[str] | None:
         return frozenset(p.name for p in folder.iterdir())
     except FileNotFoundError:
         return None
+    except OSError:  # not a folder, or unreadable: the launch itself will say so
+        return frozenset()
 
 
 def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | None) -> bool:

@@ -92,6 +92,26 @@ def test_class_path_must_name_a_class_of_the_expected_kind_before_anything_is_ca
                     pl.Callback)
 
 
+def test_a_users_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+
+    from worker.build import BuildError, instantiate
+
+    (tmp_path / "needs_dep.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "broken_syntax.py").write_text("class Model(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BuildError, match=r"^model.class_path 'needs_dep.Model': cannot import "
+                                         r"'no_such_dependency_xyz' \(imported by needs_dep\)$"):
+        instantiate({"class_path": "needs_dep.Model"}, "model", pl.LightningModule)
+    with pytest.raises(BuildError, match=r"^model.class_path 'broken_syntax.Model': importing "
+                                         r"broken_syntax failed: SyntaxError: "):
+        instantiate({"class_path": "broken_syntax.Model"}, "model", pl.LightningModule)
+    with pytest.raises(BuildError, match=r"worker.tasks.quick has no 'QuickClasifier' "
+                                         r"\(did you mean 'QuickClassifier'\?\)"):
+        instantiate({"class_path": "worker.tasks.quick.QuickClasifier"}, "model",
+                    pl.LightningModule)
+
+
 def test_validate_builds_the_run_in_one_child_and_names_every_mistake(workdir, write_config):
     out = workdir / "out"
     marker = workdir / "ran"

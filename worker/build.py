@@ -56,7 +56,8 @@ def resolve_class(entry: Mapping[str, Any], where: str, kind: type) -> type:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or module_name
-        inside = "" if module_name.startswith(missing) else f" (imported by {module_name})"
+        named = missing == module_name or module_name.startswith(missing + ".")
+        inside = "" if named else f" (imported by {module_name})"
         raise BuildError(
             f"{where}.class_path {class_path!r}: cannot import {missing!r}{inside}"
         ) from exc
