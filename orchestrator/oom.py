@@ -96,9 +96,14 @@ class MemoryEvidence:
 def oom_evidence(pid: int | None, peak_rss: int, baseline: MemoryBaseline | None) -> MemoryEvidence:
     """Whether a SIGKILLed child was killed for memory, and the evidence in words."""
     found: list[str] = []
-    if pid is not None and _kernel_oom_record(pid, baseline):
+    victims = _kernel_oom_victims(baseline)
+    if pid is not None and victims is not None and pid in victims:
         found.append(f"kernel log: Killed process {pid}")
-    for counter in baseline.counters if baseline else ():
+    # With runs side by side in one cgroup, its counter also counts the OOM
+    # kill of a sibling; when the kernel log names victims, and not this one,
+    # a risen counter is theirs, not evidence against this child.
+    others_only = bool(victims) and pid not in (victims or set())
+    for counter in baseline.counters if baseline and not others_only else ():
         now = _oom_kill_count(counter.counter_file)
         if now is not None and now > counter.oom_kills:
             found.append(
@@ -220,24 +225,26 @@ def _limit(folder: Path) -> int | None:
 # ------------------------------------------------------------------ kernel log
 
 _LOG_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
+_KILLED = re.compile(r"Killed process (\d+) ")
 
 
-def _kernel_oom_record(pid: int, baseline: MemoryBaseline | None) -> bool:
-    """Whether the kernel log says it killed ``pid`` during this attempt (often
-    unreadable in containers, then simply no evidence)."""
+def _kernel_oom_victims(baseline: MemoryBaseline | None) -> set[int] | None:
+    """The pids the kernel log says the OOM killer killed during this attempt;
+    None when the log cannot be read (often so in containers): no evidence."""
     try:
-        log = subprocess.run(
-            ["dmesg"], capture_output=True, text=True, timeout=2, check=False
-        ).stdout
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=2, check=False)
     except (OSError, subprocess.SubprocessError):
-        return False
-    needle = f"Killed process {pid} "
-    for line in reversed(log.splitlines()):
-        if needle not in line:
+        return None
+    if log.returncode != 0:
+        return None
+    since = baseline.started_monotonic - _KERNEL_CLOCK_SLACK_S if baseline else None
+    victims = set()
+    for line in log.stdout.splitlines():
+        killed = _KILLED.search(line)
+        if killed is None:
             continue
         stamp = _LOG_TIME.match(line)
-        if stamp is None or baseline is None:
-            return True  # no timestamps to compare: the record is all we have
-        # The same pid may have been killed long ago, as another process.
-        return float(stamp.group(1)) >= baseline.started_monotonic - _KERNEL_CLOCK_SLACK_S
-    return False
+        # A record from before the attempt may name the same pid, reused.
+        if since is None or stamp is None or float(stamp.group(1)) >= since:
+            victims.add(int(killed.group(1)))
+    return victims

@@ -354,7 +354,7 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     from orchestrator.supervise import classify_exit
 
     run = RunPaths(tmp_path)
-    monkeypatch.setattr(oom, "_kernel_oom_record", lambda pid, baseline: False)
+    monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: None)  # unreadable
     plain = classify_exit(-signal.SIGKILL, run, peak_rss=50 * 2**20, pid=None)
     assert plain.outcome.value == "killed"
     assert plain.reason == "SIGKILL from outside xorch; no sign of memory pressure"
@@ -384,7 +384,11 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     assert worker.outcome.value == "oom_killed"
     assert worker.reason.startswith("a DataLoader worker was killed by the kernel's OOM killer")
 
-    monkeypatch.setattr(oom, "_kernel_oom_record", lambda pid, baseline: True)
+    monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: {4321})
     logged = classify_exit(-signal.SIGKILL, run, 0, 4321, None)
     assert logged.outcome.value == "oom_killed"
     assert "kernel log: Killed process 4321" in logged.reason
+    # A sibling run in the same cgroup was the OOM victim, this one was kill -9'd:
+    # the risen counter is the sibling's, not evidence against this child.
+    sibling = classify_exit(-signal.SIGKILL, run, 0, 1234, baseline)
+    assert sibling.outcome.value == "killed"
