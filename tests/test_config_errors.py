@@ -177,3 +177,15 @@ def test_after_fixing_the_typo_the_same_launch_just_works(workdir, write_config)
     assert [r["status"] for r in runs] == ["completed", "completed"]
     assert [len(r["attempts"]) for r in runs] == [1, 1]  # no trace of the failed launch
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_validate_says_so_when_the_build_child_dies(workdir, write_config):
+    """A user's module that ends the process while it is imported: one line, exit 2."""
+    (workdir / "crashy.py").write_text("import os, sys\nprint('bye', file=sys.stderr)\n"
+                                       "os._exit(3)\n")
+    config = tiny_config(workdir / "out", seeds=(1,))
+    config["data"]["class_path"] = "crashy.Data"
+    result = xorch("validate", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "xorch: error: building the run failed (exit status 3): bye" in result.stderr
+    assert "Traceback" not in result.stderr
