@@ -95,15 +95,35 @@ def launch(
 def validate(
     config: Annotated[Path, typer.Argument(help="The study's YAML file.", show_default=False)],
     overrides: OverridesArg = None,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast",
+            help="Only the checks that need no torch: skip building model, data, "
+            "callbacks and Trainer in a child process.",
+        ),
+    ] = False,
 ) -> None:
-    """Check a config and show the plan, without running or writing anything.
+    """Check a config and show the plan, without training or writing anything.
+    By default one child process also builds the model, data module, callbacks
+    and Trainer (no fit), which catches a class_path or init_args mistake.
 
     Example: xorch validate conf/examples/quickstart.yaml experiments_runner.n_runs=5
     """
+    from orchestrator.build_check import check_build
+    from orchestrator.config import load_study
     from orchestrator.plan import describe_plan
 
     for line in _guard(lambda: describe_plan(config, overrides or ())):
         typer.echo(line)
+    if fast:
+        return
+    check = check_build(_guard(lambda: load_study(config, overrides or ())))
+    for problem in check.problems:
+        typer.echo(f"xorch: error: {problem}", err=True)
+    if check.problems:
+        raise typer.Exit(2)
+    typer.echo(f"built in a child process: {', '.join(check.built)}")
 
 
 StudyDirArg = Annotated[

@@ -70,4 +70,7 @@ def train_single(
     reporter.say(f"train: seed {spec.train_seed} in {root}")
     verdict = run_one(run_spec, spec.runner, reporter, launcher)
     completed = verdict.outcome is AttemptClass.COMPLETED
-    return LaunchResult(root, int(completed), 1, ExitCode.OK if completed else ExitCode.RUNS_FAILED)
+    code = ExitCode.OK if completed else ExitCode.RUNS_FAILED
+    if verdict.config_error:  # bad input, as for a study
+        code = ExitCode.USAGE
+    return LaunchResult(root, int(completed), 1, code)

@@ -50,8 +50,10 @@ class AttemptClass(str, enum.Enum):
 
     COMPLETED = "completed"
     FAILED = "failed"  # a Python exception in the child
+    CONFIG_ERROR = "config_error"  # the run could not be built from the config
     CUDA_OOM = "cuda_oom"
-    OOM_KILLED = "oom_killed"
+    OOM_KILLED = "oom_killed"  # the kernel killed it for memory (with evidence)
+    KILLED = "killed"  # SIGKILL from outside xorch, with no sign of memory pressure
     SIGNAL = "signal"
     TIMEOUT = "timeout"
     HANG = "hang"

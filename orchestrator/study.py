@@ -9,7 +9,9 @@ complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import socket
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -78,8 +80,10 @@ def launch_spec(
     paths = StudyPaths(spec.output_dir)
     if not resume:
         _refuse_existing(paths)  # before the folder is even created
+    before = _entries(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with launcher_lock(paths):
+        fresh = not (paths.state.exists() or paths.state_backup.exists())
         state = _initial_state(spec, paths, resume)
         reporter = reporter or Reporter(paths.log)
         reporter.say(
@@ -104,7 +108,14 @@ def launch_spec(
         finally:
             if isinstance(chosen, ForkserverLauncher):
                 chosen.close()
-        return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
+        if not (fresh and _only_config_errors(outcome.state, flag, outcome.config_error)):
+            return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
+        result = _take_back(spec, paths, outcome.state, before, reporter, outcome.config_error)
+    if before is None:  # the folder is ours: it goes too, once its lock is released
+        with contextlib.suppress(OSError):
+            paths.launcher_lock.unlink()
+            paths.root.rmdir()
+    return result
 
 
 def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> Launcher:
@@ -141,6 +152,59 @@ def _refuse_existing(paths: StudyPaths) -> None:
             f"{paths.root} holds run folders but no runner_state.json; "
             "choose another output_base_dir or move those folders away"
         )
+
+
+def _entries(folder: Path) -> frozenset[str] | None:
+    """The names in ``folder`` before this launch; None if it did not exist."""
+    try:
+        return frozenset(p.name for p in folder.iterdir())
+    except FileNotFoundError:
+        return None
+    except OSError:  # not a folder, or unreadable: the launch itself will say so
+        return frozenset()
+
+
+def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | None) -> bool:
+    attempts = [a for r in state.runs for a in r.attempts]
+    return (
+        config_error is not None
+        and flag.signum is None
+        and bool(attempts)
+        and all(a.outcome is AttemptClass.CONFIG_ERROR for a in attempts)
+    )
+
+
+def _take_back(
+    spec: StudySpec,
+    paths: StudyPaths,
+    state: StudyState,
+    before: frozenset[str] | None,
+    reporter: Reporter,
+    config_error: str | None,
+) -> LaunchResult:
+    """A new study whose runs could not even be built leaves nothing behind: a
+    config error is bad input, and bad input leaves the disk as it was. The
+    state, run folders and logs this launch created are removed, so the same
+    command works once the config is fixed. Only names xorch itself gives are
+    removed, and only those that were not there before: output_base_dir may be
+    a folder shared with other files."""
+    reporter.say(f"a run could not be built from the config: {config_error}")
+    reporter.log_path = None  # xorch.log is about to go
+    ours = [paths.state, paths.state_backup, paths.state_lock, paths.summary, paths.log]
+    ours += [paths.forkserver_log, paths.slurm_jobs, *(paths.root / r.dir for r in state.runs)]
+    for entry in ours:
+        if entry.name in (before or ()):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    reporter.say(
+        f"nothing was trained; removed what this launch created in {paths.root}. "
+        f"Fix the config and launch again (xorch validate {spec.config_path} checks it)"
+    )
+    return LaunchResult(paths.root, 0, len(state.runs), ExitCode.USAGE)
 
 
 def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:

@@ -10,16 +10,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-import psutil
 
 from orchestrator.config import RunnerSpec
 from orchestrator.launchers.base import ChildProcess
+from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
 from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
 from worker.protocol import ErrorReport, Heartbeat, RunResult
@@ -72,6 +69,9 @@ class AttemptWatch:
         self.started = clock()
         self._started_wall = wall_clock()
         self.peak_rss = 0
+        # The memory cgroups' OOM kill counts now, to tell at a SIGKILL whether
+        # the kernel killed the child for memory during this attempt.
+        self.memory = MemoryBaseline.take(child.pid)
 
     def check(self, stop_requested: bool = False) -> Verdict | None:
         """The verdict once the attempt is over, else None. Stops the child when
@@ -82,7 +82,7 @@ class AttemptWatch:
             if ended is not None and ended[0] not in _FILES_DECIDE:
                 outcome, reason = ended
                 return Verdict(outcome, reason, code, _signal_name(code), {})
-            verdict = classify_exit(code, self.run, self.peak_rss, self.child.pid)
+            verdict = classify_exit(code, self.run, self.peak_rss, self.child.pid, self.memory)
             if ended is not None:  # metrics.json or error.json decide; the launcher's note first
                 reason = "; ".join(filter(None, [ended[1], verdict.reason]))
                 verdict = dataclasses.replace(verdict, reason=reason)
@@ -127,7 +127,13 @@ class AttemptWatch:
         )
 
 
-def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None = None) -> Verdict:
+def classify_exit(
+    code: int,
+    run: RunPaths,
+    peak_rss: int = 0,
+    pid: int | None = None,
+    memory: MemoryBaseline | None = None,
+) -> Verdict:
     """The class of an attempt that ended by itself."""
     if code == 0:
         result = RunResult.read(run.metrics)
@@ -149,8 +155,14 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None =
             )
         short_type = report.type.rsplit(".", 1)[-1]
         reason = f"{short_type}: {report.message}"
+        config_error = report.type == BUILD_ERROR_TYPE
         outcome = AttemptClass.FAILED
-        if report.cuda_oom:
+        workers = dataloader_worker_pids(report.message)
+        if config_error:
+            outcome, reason = AttemptClass.CONFIG_ERROR, report.message
+        elif workers and (worker_oom := _worker_oom(workers, peak_rss, memory)) is not None:
+            outcome, reason = AttemptClass.OOM_KILLED, f"a DataLoader worker was {worker_oom}"
+        elif report.cuda_oom:
             outcome = AttemptClass.CUDA_OOM
         elif report.host_oom:
             outcome, reason = AttemptClass.OOM_KILLED, f"out of host memory: {reason}"
@@ -161,49 +173,25 @@ def classify_exit(code: int, run: RunPaths, peak_rss: int = 0, pid: int | None =
             None,
             {},
             report.resumed_from,
-            config_error=report.type == BUILD_ERROR_TYPE,
+            config_error=config_error,
         )
     signum = -code
     name = _signal_name(code) or f"signal {signum}"
     if signum == signal.SIGKILL:
-        return Verdict(AttemptClass.OOM_KILLED, _oom_evidence(pid, peak_rss), code, name, {})
+        # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.
+        evidence = oom_evidence(pid, peak_rss, memory)
+        outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
+        return Verdict(outcome, evidence.reason, code, name, {})
     return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
 
 
-def _oom_evidence(pid: int | None, peak_rss: int) -> str:
-    """Nobody but the kernel's OOM killer SIGKILLs a training run on its own; say
-    how sure we are: the kernel's own record, the child's memory against the
-    limit, or neither."""
-    if pid is not None and _kernel_oom_record(pid):
-        return f"killed by the kernel's OOM killer (kernel log: Killed process {pid})"
-    limit = _memory_limit()
-    if peak_rss and peak_rss > 0.8 * limit:
-        return (
-            f"killed by SIGKILL at {peak_rss / 2**30:.1f} GiB resident, near the "
-            f"{limit / 2**30:.1f} GiB memory limit: out of memory"
-        )
-    return "killed by SIGKILL, likely out of memory"
-
-
-def _kernel_oom_record(pid: int) -> bool:
-    """Whether the kernel log says it killed ``pid`` (often unreadable in containers)."""
-    try:
-        log = subprocess.run(
-            ["dmesg"], capture_output=True, text=True, timeout=2, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return f"Killed process {pid} " in log
-
-
-def _memory_limit() -> int:
-    """The cgroup's memory limit when there is one, else the machine's memory."""
-    total = psutil.virtual_memory().total
-    try:
-        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        return min(total, int(text)) if text != "max" else total
-    except (OSError, ValueError):
-        return total
+def _worker_oom(pids: list[int], peak_rss: int, memory: MemoryBaseline | None) -> str | None:
+    """The evidence that one of the dead DataLoader workers was killed for memory."""
+    for pid in pids:
+        evidence = oom_evidence(pid, peak_rss, memory)
+        if evidence.oom:
+            return evidence.reason
+    return None
 
 
 def _signal_name(code: int | None) -> str | None:

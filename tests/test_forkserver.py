@@ -45,8 +45,7 @@ def test_failure_classes_hold_for_forked_runs(workdir, write_config):
     result = xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
-    assert [runs[s]["failure"] for s in (1, 2, 3, 4)] == ["failed", "oom_killed", "hang",
-                                                          "signal"]
+    assert [runs[s]["failure"] for s in (1, 2, 3, 4)] == ["failed", "killed", "hang", "signal"]
     assert "boom on purpose" in runs[1]["attempts"][0]["reason"]
     assert runs[5]["status"] == "completed"
     assert "fork server" not in result.stdout  # no fallback to spawn was needed

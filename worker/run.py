@@ -20,8 +20,10 @@ from orchestrator.paths import RunPaths
 from worker.lifeline import die_with_parent
 from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
 
-__all__ = ["main", "run"]
+__all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
+# ``worker.build.BuildError`` by name: this module imports no torch before it must.
+BUILD_ERROR_TYPE = "worker.build.BuildError"
 
 
 def main(argv: list[str]) -> int:
@@ -37,7 +39,11 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # every way out leaves its record
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
-        _error_report(exc).write(paths.error)
+        report = _error_report(exc)
+        report.write(paths.error)
+        if report.type == BUILD_ERROR_TYPE:  # a config mistake: one line, no traceback
+            print(f"xorch: config error: {report.message}", file=sys.stderr)
+            return 2
         traceback.print_exc()
         return 1
     result.write(paths.metrics)

@@ -2,7 +2,8 @@
 
 One process trains one run and exits. Everything it learns goes into files in
 the run directory (see ``worker.protocol``); the exit status is 0 when
-metrics.json was written, 1 when error.json was.
+metrics.json was written, 1 when error.json was, 2 when error.json says the
+config could not be built (``worker.build.BuildError``).
 """
 
 from __future__ import annotations
