@@ -129,3 +129,31 @@ def test_a_run_finished_while_the_parent_was_dead_is_adopted_with_its_real_durat
     assert adopted["reason"] == ("finished while the parent was away; metrics.json: left out "
                                  "values that are not numbers: val/acc")
     assert "42.50" in (out / "summary.csv").read_text().splitlines()[1]
+
+
+def test_a_run_interrupted_by_the_parents_death_is_timed_to_its_last_heartbeat(
+    workdir, write_config
+):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(6,))
+    config["pl_trainer"]["max_epochs"] = 1
+    config_path = write_config(config)
+    spec = load_study(config_path)
+    paths = StudyPaths(out)
+    paths.root.mkdir(parents=True)
+    started = datetime.now(timezone.utc) - timedelta(seconds=100)
+    attempt = Attempt(number=1, started_at=started.astimezone().isoformat(timespec="milliseconds"),
+                      log="run_0_seed6/train.log", pid=2**22 + 12346, pid_create_time=1.0)
+    record = RunRecord(index=0, seed=6, dir=run_dir_name(0, 6, 1))
+    save_state(paths, StudyState(spec.fingerprint, dict(spec.training), (6,), (record,))
+               .start_attempt(0, attempt))
+    run = paths.run(record.dir)
+    run.root.mkdir()
+    run.heartbeat.write_text(json.dumps({"pid": 1, "time": started.timestamp() + 30.0,
+                                         "phase": "train"}))
+    result = xorch("launch", str(config_path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = read_state(out)["runs"][0]["attempts"]
+    assert first["outcome"] == "interrupted"
+    assert first["duration_s"] == pytest.approx(30.0, abs=0.01)
+    assert second["outcome"] == "completed"
