@@ -52,9 +52,11 @@ def usable_checkpoint(path: Path) -> str | None:
         KeyError,
         IndexError,
         pickle.UnpicklingError,
+        OSError,
     ) as exc:
         # What a truncated or overwritten file raises: torch's zip reader
-        # (RuntimeError), an empty file (EOFError), the unpickler on bytes that
+        # (RuntimeError; OSError EINVAL for a file cut a few bytes short of its
+        # end, as a full disk leaves it), an empty file (EOFError), the unpickler on bytes that
         # are not a pickle (UnpicklingError and friends), our own ValueError.
         aside = aside_path(path, "damaged")
         path.replace(aside)
