@@ -52,6 +52,7 @@ class AttemptClass(str, enum.Enum):
     FAILED = "failed"  # a Python exception in the child
     CUDA_OOM = "cuda_oom"
     OOM_KILLED = "oom_killed"
+    KILLED = "killed"  # SIGKILL with no sign of memory pressure
     SIGNAL = "signal"
     TIMEOUT = "timeout"
     HANG = "hang"

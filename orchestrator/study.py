@@ -20,7 +20,6 @@ import psutil
 
 from orchestrator.config import (
     Executor,
-    LauncherKind,
     Mode,
     StudySpec,
     changed_keys,
@@ -28,9 +27,9 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
+from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import ChildProcess, Launcher
-from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
-from orchestrator.launchers.local import LocalLauncher, stop_process_group
+from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
 from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.report import Reporter
@@ -86,7 +85,7 @@ def launch_spec(
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
-        chosen = launcher or _make_launcher(spec, paths, reporter)
+        chosen = launcher or make_launcher(spec, paths, reporter.say)
         state, reattach = _settle_stale_runs(
             paths, state, reporter, spec.runner.grace_period, chosen
         )
@@ -103,20 +102,8 @@ def launch_spec(
                     leave_running_on_stop=on_cluster and not cancel_jobs,
                 ).run(state, reattach)
         finally:
-            if isinstance(chosen, ForkserverLauncher):
-                chosen.close()
+            chosen.close()
         return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
-
-
-def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> Launcher:
-    if spec.runner.executor is Executor.SLURM:
-        from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
-
-        return SlurmLauncher(spec.runner.slurm, paths)
-    if spec.runner.launcher is LauncherKind.FORKSERVER:
-        preload = preload_modules(spec.training, spec.import_paths)
-        return ForkserverLauncher(preload, paths.forkserver_log, reporter.say)
-    return LocalLauncher()
 
 
 def _refuse_existing(paths: StudyPaths) -> None:
@@ -194,9 +181,8 @@ def _settle_stale_runs(
     for record in stale:
         attempt = record.current_attempt
         assert attempt is not None
-        attach = getattr(launcher, "attach", None)
-        if attempt.job_id is not None and attach is not None:
-            reattach.append((record.index, attach(attempt.job_id)))
+        if attempt.job_id is not None and launcher.reattaches_jobs:
+            reattach.append((record.index, launcher.attach(attempt.job_id)))
             continue
         settled = True
         run = paths.run(record.dir)

@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 
+from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.runner_spec import SlurmSpec
 from orchestrator.state import AttemptClass
@@ -77,8 +78,10 @@ def query_state(job_id: str) -> tuple[str, int | None]:
     return "UNKNOWN", None
 
 
-class SlurmChild:
+class SlurmChild(ChildProcess):
     """A submitted job, seen like a child process."""
+
+    job_id: str  # always set: a job is named by its Slurm id
 
     def __init__(self, job_id: str, paths: StudyPaths) -> None:
         self.job_id = job_id
@@ -142,7 +145,9 @@ class SlurmChild:
         return None
 
 
-class SlurmLauncher:
+class SlurmLauncher(Launcher):
+    reattaches_jobs = True  # jobs outlive the parent; a resume watches them again
+
     def __init__(self, slurm: SlurmSpec, paths: StudyPaths) -> None:
         import submitit
 
