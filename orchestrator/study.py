@@ -34,7 +34,7 @@ from orchestrator.locks import launcher_lock
 from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
-from orchestrator.scheduler import Scheduler
+from orchestrator.scheduler import Scheduler, study_slots
 from orchestrator.seeds import study_seeds
 from orchestrator.single import train_single
 from orchestrator.state import (
@@ -76,6 +76,8 @@ def launch_spec(
         return train_single(spec, reporter=reporter, launcher=launcher)
     resume = resume or spec.runner.resume
     paths = StudyPaths(spec.output_dir)
+    # GPUs named in the config that are not there: refused before anything is written.
+    slots = study_slots(spec)
     if not resume:
         _refuse_existing(paths)  # before the folder is even created
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,7 @@ def launch_spec(
                     chosen,
                     reporter,
                     flag,
+                    slots=slots,
                     leave_running_on_stop=on_cluster and not cancel_jobs,
                 ).run(state, reattach)
         finally:
