@@ -168,7 +168,7 @@ class Scheduler:
                         config_error = verdict.reason
                     else:
                         self.reporter.say("on_failure is stop: no new runs start")
-            if starting_allowed and not stopping:
+            if starting_allowed and not self.stop.requested:  # (a signal may have just come)
                 for slot in self.slots:
                     if slot in active or not queue or not self._gpu_has_room(slot):
                         continue

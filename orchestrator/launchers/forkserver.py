@@ -220,6 +220,11 @@ class ForkserverLauncher(Launcher):
         if self._helper is not None:
             self._helper.close()
             self._helper = None
+        # An empty log says nothing; as the default launcher it would sit in
+        # every study folder.
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
 
 
 def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> dict[str, Any]:
