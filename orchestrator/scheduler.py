@@ -160,7 +160,7 @@ class Scheduler:
                     study_stopping=stopping,
                 )
                 if decision is Decision.RETRY:
-                    queue.appendleft(running.index)
+                    queue.appendleft(running.index)  # the front: retried before new runs
                     self._say_retry(state, running.index, tally[running.index])
                 elif decision is Decision.STOP_STUDY and starting_allowed:
                     starting_allowed = False
