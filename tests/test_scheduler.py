@@ -10,6 +10,7 @@ import io
 import itertools
 import os
 import signal
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,3 +376,24 @@ def test_the_failure_policy_when_stopping_or_when_the_config_is_broken():
         Decision.STOP_STUDY)
     assert AttemptTally().counting(AttemptClass.TIMEOUT).counting(
         AttemptClass.INTERRUPTED) == AttemptTally(1, 1)
+
+
+def test_a_wakeup_wakes_once_per_burst_and_writes_nothing_once_closed():
+    wakeup = Wakeup()
+    assert wakeup.wait(0) is False
+    wakeup.set()
+    wakeup.set()
+    assert wakeup.wait(0) is True
+    assert wakeup.wait(0) is False  # drained: one wake-up for the burst
+    threading.Timer(0.05, wakeup.set).start()
+    assert wakeup.wait(30) is True  # woken by another thread, not by the timeout
+    wakeup.close()
+    read_end, write_end = os.pipe()  # likely the numbers the closed pipe had
+    try:
+        wakeup.set()  # a late set from a launcher's thread
+        os.set_blocking(read_end, False)
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -11,6 +11,7 @@ import abc
 import contextlib
 import os
 import select
+import threading
 from collections.abc import Mapping
 
 from orchestrator.paths import RunPaths
@@ -28,11 +29,20 @@ class Wakeup:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        # Threads may set it after the loop ended (the fork server's reader sees
+        # its end of output at close): once closed, its fd numbers may belong to
+        # another file, so nothing is written. Reentrant, because a signal
+        # handler may call ``set`` on the main thread in the middle of ``close``.
+        self._lock = threading.RLock()
+        self._closed = False
 
     def set(self) -> None:
-        # A full pipe already means "wake up": dropping the byte loses nothing.
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._write, b"!")
+        with self._lock:
+            if self._closed:
+                return
+            # A full pipe already means "wake up": dropping the byte loses nothing.
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._write, b"!")
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until ``set`` or ``timeout`` seconds; True when woken. Drains the pipe."""
@@ -45,9 +55,13 @@ class Wakeup:
         return True
 
     def close(self) -> None:
-        for fd in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._read, self._write):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class ChildProcess(abc.ABC):
