@@ -12,13 +12,25 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["Slot", "detect_gpus", "free_memory_gb", "make_slots", "resolve_gpus"]
+__all__ = [
+    "GPU_MEMORY_RECHECK_S",
+    "GpuMemoryGate",
+    "Slot",
+    "detect_gpus",
+    "free_memory_gb",
+    "make_slots",
+    "resolve_gpus",
+    "slot_env",
+]
+
+GPU_MEMORY_RECHECK_S = 10.0  # how often a slot waiting for GPU memory asks nvidia-smi
 
 GpuChoice = Literal["auto"] | tuple[int, ...]
 
@@ -106,3 +118,59 @@ def free_memory_gb(gpu: str) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def slot_env(slot: Slot, slot_count: int, cpu_count: int | None = None) -> dict[str, str]:
+    """What a child on ``slot`` adds to its environment: its GPU (or none), and
+    when several runs share the machine, its share of the cores."""
+    env = {"CUDA_VISIBLE_DEVICES": slot.gpu if slot.gpu is not None else ""}
+    if slot_count > 1:
+        # Runs sharing the CPU each get their share of the cores, so they do
+        # not oversubscribe it (torch would start one thread per core in each).
+        cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+        share = str(max(1, cores // slot_count))
+        env.update(OMP_NUM_THREADS=share, MKL_NUM_THREADS=share)
+    return env
+
+
+class GpuMemoryGate:
+    """``min_free_gpu_mem_gb``: whether a GPU has room for one more run.
+
+    nvidia-smi takes tens of milliseconds and wakes the driver, so a GPU that
+    had too little memory is asked again only after ``recheck_s``; until then
+    the answer is the last one. ``next_check`` tells the loop when to look again.
+    """
+
+    def __init__(
+        self,
+        need_gb: float | None,
+        recheck_s: float = GPU_MEMORY_RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+        free_gb: Callable[[str], float | None] = lambda gpu: free_memory_gb(gpu),
+    ) -> None:
+        self.need_gb = need_gb
+        self.recheck_s = recheck_s
+        self._clock = clock
+        self._free_gb = free_gb
+        self._short: dict[str, tuple[float, float]] = {}  # gpu -> (checked at, free GB)
+
+    def has_room(self, gpu: str | None) -> tuple[bool, float | None]:
+        """(room, free GB when it was just measured short) for a run on ``gpu``."""
+        if self.need_gb is None or gpu is None:
+            return True, None
+        now = self._clock()
+        last = self._short.get(gpu)
+        if last is not None and now - last[0] < self.recheck_s:
+            return False, None  # asked recently, and it was short
+        free = self._free_gb(gpu)
+        if free is None or free >= self.need_gb:
+            self._short.pop(gpu, None)
+            return True, None
+        self._short[gpu] = (now, free)
+        return False, free
+
+    def next_check(self) -> float | None:
+        """The clock time at which a waiting GPU is asked again; None if none waits."""
+        if not self._short:
+            return None
+        return min(at for at, _ in self._short.values()) + self.recheck_s

@@ -1,9 +1,11 @@
 """Ctrl-C, SIGTERM and SIGHUP to the parent.
 
-The first signal asks the study to stop: the running child gets SIGTERM, then
-SIGKILL after grace_period, its attempt is recorded as interrupted and xorch
-exits with 128 + the signal number. A second signal does not wait for the
-grace period: it SIGKILLs the children's process groups at once.
+The first signal asks the study to stop: every running child gets SIGTERM at
+once, then SIGKILL when its grace_period is over; every attempt that was
+running is recorded as interrupted, whatever status SIGTERM left it with and
+whichever child exits first, and xorch exits with 128 + the signal number. A
+second signal does not wait for the grace period: it SIGKILLs the children's
+process groups at once.
 
 Under nohup SIGHUP is ignored when xorch starts, and we leave it ignored: closing
 the terminal must not stop an overnight study. Under tmux the study keeps
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -30,14 +32,22 @@ class StopFlag:
 
     signum: int | None = None
     active_groups: set[int] = field(default_factory=set)
+    # Called after a signal is noted: the scheduler's loop sleeps in select(),
+    # which Python restarts after a handler runs (PEP 475), so the handler
+    # must wake it itself.
+    on_request: Callable[[], None] | None = None
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
     def request(self, signum: int) -> None:
-        if self.signum is None:
+        first = self.signum is None
+        if first:
             self.signum = signum
+        if self.on_request is not None:
+            self.on_request()
+        if first:
             return
         for pgid in list(self.active_groups):  # second signal: no grace period
             with contextlib.suppress(ProcessLookupError, PermissionError):

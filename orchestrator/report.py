@@ -15,9 +15,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["Reporter", "format_metrics", "progress_text"]
+from worker.protocol import Heartbeat
+
+if TYPE_CHECKING:
+    from orchestrator.state import StudyState
+
+__all__ = ["Reporter", "format_metrics", "progress_line", "progress_text"]
 
 PROGRESS_EVERY_S = 1.0
 
@@ -71,6 +76,12 @@ class Reporter:
             finally:
                 self._live = None
 
+    def next_progress(self) -> float | None:
+        """When the progress line is next due (monotonic time); None without one."""
+        if self._live is None:
+            return None
+        return self._last_progress + PROGRESS_EVERY_S
+
     def progress_due(self) -> bool:
         """Whether a progress line is shown and due for a redraw (at most once a second)."""
         return self._live is not None and (
@@ -85,6 +96,21 @@ class Reporter:
 
         self._last_progress = time.monotonic()
         self._live.update(Text(text))
+
+
+def progress_line(state: StudyState, running: Sequence[tuple[int, Path]], slots: int) -> str:
+    """The progress line of a study: ``running`` pairs each running run's index
+    with its heartbeat file, read here for the epoch it is on."""
+    shown = []
+    for index, heartbeat in sorted(running):
+        beat = Heartbeat.read(heartbeat)
+        epoch = None
+        if beat is not None and beat.phase not in ("starting", "setup"):
+            epoch = f"{beat.epoch + 1}" + (f"/{beat.max_epochs}" if beat.max_epochs else "")
+        shown.append((index, epoch))
+    completed = state.completed
+    durations = [r.duration_s for r in completed if r.duration_s]
+    return progress_text(len(completed), len(state.runs), shown, durations, slots)
 
 
 def progress_text(

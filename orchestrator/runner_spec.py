@@ -91,7 +91,7 @@ class RunnerSpec:
     runs_per_gpu: int = 1
     max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
     min_free_gpu_mem_gb: float | None = None
-    launcher: LauncherKind = LauncherKind.SPAWN
+    launcher: LauncherKind = LauncherKind.FORKSERVER
     executor: Executor = Executor.LOCAL
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
@@ -163,7 +163,7 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
     except ValueError:
         raise ConfigError(f"{p}on_failure must be continue or stop, not {on_failure!r}") from None
     max_parallel = block.get("max_parallel")
-    launcher = block.get("launcher", LauncherKind.SPAWN.value)
+    launcher = block.get("launcher", LauncherKind.FORKSERVER.value)
     try:
         launcher_kind = LauncherKind(launcher)
     except ValueError:

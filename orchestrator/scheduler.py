@@ -3,38 +3,46 @@
 Runs start in index order on free slots (one per GPU slot, or ``max_parallel``
 CPU slots). All bookkeeping happens here, in one thread: each verdict is
 recorded in the state and summary.csv at once, so completion order changes
-nothing on disk but the order of writes. A failed attempt goes back to the front
-of the queue until ``max_retries`` is spent; it may land on any free slot. After
-a run fails for good, ``on_failure: stop`` starts nothing new.
+nothing on disk but the order of writes. What follows an attempt is
+``policy.decide``: a failed attempt goes back to the front of the queue until
+``max_retries`` is spent (it may land on any free slot); after a run fails for
+good, ``on_failure: stop`` starts nothing new.
+
+The loop is event-driven. It sleeps on a ``Wakeup`` that is set when a child
+exits (a waiting thread per spawned child, the fork server's reader thread for
+forked ones) or a stop signal arrives, and otherwise until the earliest timer:
+a child's next health check (memory, heartbeat, run_timeout), the end of a
+grace period, a GPU-memory recheck, the progress line. A slot that frees is
+filled in the same pass that records the verdict, so the next run starts
+milliseconds after the last one ended. Cluster jobs cannot wake the loop; they
+are polled on their health timer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import Executor, OnFailure, StudySpec
-from orchestrator.gpus import Slot, detect_gpus, free_memory_gb, make_slots, resolve_gpus
+from orchestrator.config import Executor, StudySpec
+from orchestrator.gpus import GpuMemoryGate, Slot, detect_gpus, make_slots, resolve_gpus, slot_env
 from orchestrator.interrupts import StopFlag
-from orchestrator.launchers.base import ChildProcess, Launcher
+from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.paths import RunPaths, StudyPaths
-from orchestrator.report import Reporter, format_metrics, progress_text
+from orchestrator.policy import AttemptTally, Decision, decide
+from orchestrator.report import Reporter, format_metrics, progress_line
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import Heartbeat, RunSpec
+from worker.protocol import RunSpec
 
 __all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
 
-POLL_MIN_S = 0.05
-POLL_MAX_S = 0.5
-GPU_MEMORY_RECHECK_S = 10.0
+GPU_WAIT_SAY_EVERY_S = 300.0  # "waiting for GPU memory" is said at most this often per GPU
 
 
 @dataclass(frozen=True)
@@ -70,14 +78,18 @@ class Scheduler:
     reporter: Reporter
     stop: StopFlag
     slots: list[Slot] = field(default_factory=list)
-    sleep: Callable[[float], None] = time.sleep
     # Cluster jobs outlive the parent: on a stop signal, leave them running
     # (resume re-attaches) unless asked to cancel them.
     leave_running_on_stop: bool = False
+    clock: Callable[[], float] = time.monotonic
+    wakeup: Wakeup | None = None  # made by run() unless a test passes its own
+    gpu_gate: GpuMemoryGate | None = None
 
     def __post_init__(self) -> None:
         if not self.slots:
             self.slots = study_slots(self.spec)
+        if self.gpu_gate is None:
+            self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
 
     def run(
@@ -85,6 +97,19 @@ class Scheduler:
     ) -> SchedulerOutcome:
         """Run every run not completed; ``reattach``: attempts still running on a
         cluster from an earlier launch, watched again instead of submitted again."""
+        own_wakeup = self.wakeup is None
+        wakeup = self.wakeup if self.wakeup is not None else Wakeup()
+        self.stop.on_request = wakeup.set
+        try:
+            return self._loop(state, reattach, wakeup)
+        finally:
+            self.stop.on_request = None
+            if own_wakeup:
+                wakeup.close()
+
+    def _loop(
+        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]], wakeup: Wakeup
+    ) -> SchedulerOutcome:
         runner = self.spec.runner
         adopted = {index for index, _ in reattach}
         queue = deque(
@@ -92,12 +117,14 @@ class Scheduler:
             for r in state.runs
             if r.status is not RunStatus.COMPLETED and r.index not in adopted
         )
-        tries = dict.fromkeys([*adopted, *queue], 0)
+        tally = {index: AttemptTally() for index in [*adopted, *queue]}
         active: dict[Slot, _Active] = {}
         free = iter(self.slots)
         for extra, (index, child) in enumerate(reattach):
             attempt = state.runs[index].attempts[-1]
-            watch = AttemptWatch(child, self.paths.run(state.runs[index].dir), runner)
+            child.notify_exit(wakeup)
+            run = self.paths.run(state.runs[index].dir)
+            watch = AttemptWatch(child, run, runner, clock=self.clock)
             slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
             active[slot] = _Active(index, attempt, child, watch)
             self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
@@ -106,109 +133,110 @@ class Scheduler:
         if len(self.slots) > 1:
             where = ", ".join(s.label for s in self.slots)
             self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
-        poll = POLL_MIN_S
-        while active or (queue and starting_allowed and not self.stop.requested):
-            if self.stop.requested and self.leave_running_on_stop:
+        while True:
+            stopping = self.stop.requested
+            if stopping and self.leave_running_on_stop:
                 if active:
                     self.reporter.say(
                         f"leaving {len(active)} job(s) running; --resume watches them "
                         "again (or launch with --cancel-jobs to cancel them on a stop)"
                     )
                 break
-            if self.stop.requested:
-                for running in active.values():  # all children stop together
-                    running.child.request_stop()
-            started = False
-            if starting_allowed and not self.stop.requested:
+            # Verdicts first, so a slot freed in this pass is filled in it too.
+            recorded = False
+            for slot, running in list(active.items()):
+                verdict = running.watch.check(stopping)
+                if verdict is None:
+                    continue
+                del active[slot]
+                state = self._record(state, running, verdict)
+                recorded = True
+                tally[running.index] = tally[running.index].counting(verdict.outcome)
+                decision = decide(
+                    verdict.outcome,
+                    tally[running.index],
+                    runner,
+                    config_error=verdict.config_error,
+                    study_stopping=stopping,
+                )
+                if decision is Decision.RETRY:
+                    queue.appendleft(running.index)  # the front: retried before new runs
+                    self._say_retry(state, running.index, tally[running.index])
+                elif decision is Decision.STOP_STUDY and starting_allowed:
+                    starting_allowed = False
+                    if verdict.config_error:
+                        config_error = verdict.reason
+                    else:
+                        self.reporter.say("on_failure is stop: no new runs start")
+            if starting_allowed and not self.stop.requested:  # (a signal may have just come)
                 for slot in self.slots:
                     if slot in active or not queue or not self._gpu_has_room(slot):
                         continue
                     index = queue.popleft()
-                    state, active[slot] = self._start(state, index, slot)
-                    started = True
-            finished = False
-            for slot, running in list(active.items()):
-                verdict = running.watch.check(self.stop.requested)
-                if verdict is None:
-                    continue
-                del active[slot]
-                finished = True
-                state = self._record(state, running, verdict)
-                tries[running.index] += 1
-                if verdict.outcome is AttemptClass.COMPLETED:
-                    continue
-                if verdict.config_error:
-                    config_error = verdict.reason
-                    starting_allowed = False
-                elif self.stop.requested:
-                    continue
-                elif tries[running.index] <= runner.max_retries:
-                    queue.appendleft(running.index)
-                    record = state.runs[running.index]
-                    self.reporter.say(
-                        f"run {record.index} seed {record.seed}: retrying (attempt "
-                        f"{tries[running.index] + 1} of {runner.max_retries + 1})"
-                    )
-                elif runner.on_failure is OnFailure.STOP and starting_allowed:
-                    self.reporter.say("on_failure is stop: no new runs start")
-                    starting_allowed = False
+                    state, active[slot] = self._start(state, index, slot, wakeup)
+            if recorded and runner.save_summary:
+                # After the starts: the next run need not wait for the summary,
+                # which the state (already saved) can always rebuild.
+                write_summary(self.paths, state)
+            if not active and (not queue or not starting_allowed or stopping):
+                break
             self._show_progress(state, active)
-            poll = POLL_MIN_S if (started or finished) else min(POLL_MAX_S, poll * 1.5)
-            if active:
-                self.sleep(poll)
-            elif queue and starting_allowed and not self.stop.requested and not started:
-                self.sleep(POLL_MAX_S)  # every slot waits for GPU memory
+            wakeup.wait(self._sleep_for(active))
         return SchedulerOutcome(
             state, stopped_by_signal=self.stop.requested, config_error=config_error
+        )
+
+    def _sleep_for(self, active: dict[Slot, _Active]) -> float | None:
+        """Seconds until the earliest timer; None: only a wake-up can change anything."""
+        assert self.gpu_gate is not None
+        timers = [running.watch.next_due() for running in active.values()]
+        gpu_recheck = self.gpu_gate.next_check()
+        if gpu_recheck is not None:
+            timers.append(gpu_recheck)
+        progress = self.reporter.next_progress()
+        if progress is not None and active:
+            timers.append(progress)
+        if not timers:
+            return None
+        return max(0.0, min(timers) - self.clock())
+
+    def _say_retry(self, state: StudyState, index: int, tally: AttemptTally) -> None:
+        record = state.runs[index]
+        if record.status is RunStatus.INTERRUPTED:
+            self.reporter.say(
+                f"run {index} seed {record.seed}: interrupted, not failed; trying again"
+            )
+            return
+        self.reporter.say(
+            f"run {index} seed {record.seed}: retrying (attempt "
+            f"{tally.failures + 1} of {self.spec.runner.max_retries + 1})"
         )
 
     def _show_progress(self, state: StudyState, active: dict[Slot, _Active]) -> None:
         if not self.reporter.progress_due():
             return  # no heartbeat reads when nobody watches a progress line
-        running = []
-        for item in sorted(active.values(), key=lambda a: a.index):
-            beat = Heartbeat.read(item.watch.run.heartbeat)
-            epoch = None
-            if beat is not None and beat.phase not in ("starting", "setup"):
-                epoch = (
-                    f"{beat.epoch + 1}/{beat.max_epochs}"
-                    if beat.max_epochs
-                    else str(beat.epoch + 1)
-                )
-            running.append((item.index, epoch))
-        completed = state.completed
-        durations = [r.duration_s for r in completed if r.duration_s]
-        self.reporter.progress(
-            progress_text(len(completed), len(state.runs), running, durations, len(self.slots))
-        )
+        running = [(item.index, item.watch.run.heartbeat) for item in active.values()]
+        self.reporter.progress(progress_line(state, running, len(self.slots)))
 
     # ------------------------------------------------------------------ one attempt
 
-    def _child_env(self, slot: Slot) -> dict[str, str]:
-        env = {"CUDA_VISIBLE_DEVICES": slot.gpu if slot.gpu is not None else ""}
-        if len(self.slots) > 1:
-            # Runs sharing the CPU each get their share of the cores, so they do
-            # not oversubscribe it (torch would start one thread per core in each).
-            share = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
-            env.update(OMP_NUM_THREADS=share, MKL_NUM_THREADS=share)
-        return env
-
     def _gpu_has_room(self, slot: Slot) -> bool:
-        need = self.spec.runner.min_free_gpu_mem_gb
-        if need is None or slot.gpu is None:
-            return True
-        free = free_memory_gb(slot.gpu)
-        if free is None or free >= need:
-            return True
-        last = self._gpu_wait_said.get(slot.gpu, 0.0)
-        if time.monotonic() - last > 300:
+        assert self.gpu_gate is not None
+        room, free = self.gpu_gate.has_room(slot.gpu)
+        if room or free is None or slot.gpu is None:
+            return room
+        last = self._gpu_wait_said.get(slot.gpu)
+        if last is None or self.clock() - last > GPU_WAIT_SAY_EVERY_S:
+            need = self.spec.runner.min_free_gpu_mem_gb or 0.0
             self.reporter.say(
                 f"GPU {slot.gpu}: waiting for {need:g} GB free memory (now {free:.1f} GB free)"
             )
-            self._gpu_wait_said[slot.gpu] = time.monotonic()
+            self._gpu_wait_said[slot.gpu] = self.clock()
         return False
 
-    def _start(self, state: StudyState, index: int, slot: Slot) -> tuple[StudyState, _Active]:
+    def _start(
+        self, state: StudyState, index: int, slot: Slot, wakeup: Wakeup
+    ) -> tuple[StudyState, _Active]:
         record = state.runs[index]
         run = self.paths.run(record.dir)
         number = len(record.attempts) + 1
@@ -226,7 +254,7 @@ class Scheduler:
             f"run {index} seed {record.seed}: starting attempt {number} in {run.root.name}{on}"
         )
         started_at = now_iso()
-        child = self.launcher.start(run, self._child_env(slot))
+        child = self.launcher.start(run, slot_env(slot, len(self.slots)))
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
         attempt = Attempt(
@@ -234,10 +262,10 @@ class Scheduler:
             started_at=started_at,
             log=str(run.log.relative_to(self.paths.root)),
             pid=child.pid,
-            pid_create_time=getattr(child, "create_time", None),
+            pid_create_time=child.create_time,
             slot=slot.label,
             gpu=slot.gpu,
-            job_id=getattr(child, "job_id", None),
+            job_id=child.job_id,
         )
         state = state.start_attempt(index, attempt)
         try:
@@ -246,7 +274,9 @@ class Scheduler:
             # No record of this child can exist, so it must not train on.
             child.stop(0)
             raise
-        return state, _Active(index, attempt, child, AttemptWatch(child, run, self.spec.runner))
+        child.notify_exit(wakeup)  # else its health timer polls it (a cluster job)
+        watch = AttemptWatch(child, run, self.spec.runner, clock=self.clock)
+        return state, _Active(index, attempt, child, watch)
 
     def _record(self, state: StudyState, running: _Active, verdict: Verdict) -> StudyState:
         if running.child.pid is not None:
@@ -258,13 +288,11 @@ class Scheduler:
             exit_code=verdict.exit_code,
             signal=verdict.signal,
             ended_at=now_iso(),
-            duration_s=round(time.monotonic() - running.watch.started, 3),
+            duration_s=round(self.clock() - running.watch.started, 3),
             resumed_from=_relative(verdict.resumed_from, self.paths.root),
         )
         state = state.finish_attempt(running.index, finished, verdict.metrics)
         save_state(self.paths, state)
-        if self.spec.runner.save_summary:
-            write_summary(self.paths, state)
         self._report(state, running.index, finished)
         return state
 

@@ -21,7 +21,6 @@ import psutil
 
 from orchestrator.config import (
     Executor,
-    LauncherKind,
     Mode,
     StudySpec,
     changed_keys,
@@ -29,14 +28,14 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
+from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import ChildProcess, Launcher
-from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
-from orchestrator.launchers.local import LocalLauncher, stop_process_group
+from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
 from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
-from orchestrator.scheduler import Scheduler
+from orchestrator.scheduler import Scheduler, study_slots
 from orchestrator.seeds import study_seeds
 from orchestrator.single import train_single
 from orchestrator.state import (
@@ -78,6 +77,8 @@ def launch_spec(
         return train_single(spec, reporter=reporter, launcher=launcher)
     resume = resume or spec.runner.resume
     paths = StudyPaths(spec.output_dir)
+    # GPUs named in the config that are not there: refused before anything is written.
+    slots = study_slots(spec)
     if not resume:
         _refuse_existing(paths)  # before the folder is even created
     before = _entries(paths.root)
@@ -89,7 +90,7 @@ def launch_spec(
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
-        chosen = launcher or _make_launcher(spec, paths, reporter)
+        chosen = launcher or make_launcher(spec, paths, reporter.say)
         state, reattach = _settle_stale_runs(
             paths, state, reporter, spec.runner.grace_period, chosen
         )
@@ -103,11 +104,11 @@ def launch_spec(
                     chosen,
                     reporter,
                     flag,
+                    slots=slots,
                     leave_running_on_stop=on_cluster and not cancel_jobs,
                 ).run(state, reattach)
         finally:
-            if isinstance(chosen, ForkserverLauncher):
-                chosen.close()
+            chosen.close()
         if not (fresh and _only_config_errors(outcome.state, flag, outcome.config_error)):
             return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
         result = _take_back(spec, paths, outcome.state, before, reporter, outcome.config_error)
@@ -116,17 +117,6 @@ def launch_spec(
             paths.launcher_lock.unlink()
             paths.root.rmdir()
     return result
-
-
-def _make_launcher(spec: StudySpec, paths: StudyPaths, reporter: Reporter) -> Launcher:
-    if spec.runner.executor is Executor.SLURM:
-        from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
-
-        return SlurmLauncher(spec.runner.slurm, paths)
-    if spec.runner.launcher is LauncherKind.FORKSERVER:
-        preload = preload_modules(spec.training, spec.import_paths)
-        return ForkserverLauncher(preload, paths.forkserver_log, reporter.say)
-    return LocalLauncher()
 
 
 def _refuse_existing(paths: StudyPaths) -> None:
@@ -280,9 +270,8 @@ def _settle_stale_runs(
     for record in stale:
         attempt = record.current_attempt
         assert attempt is not None
-        attach = getattr(launcher, "attach", None)
-        if attempt.job_id is not None and attach is not None:
-            reattach.append((record.index, attach(attempt.job_id, paths.run(record.dir))))
+        if attempt.job_id is not None and launcher.reattaches_jobs:
+            reattach.append((record.index, launcher.attach(attempt.job_id, paths.run(record.dir))))
             continue
         settled = True
         run = paths.run(record.dir)

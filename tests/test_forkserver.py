@@ -96,3 +96,34 @@ def test_a_dead_fork_server_is_started_again(workdir, write_config):
     first, second = read_state(out)["runs"][0]["attempts"]
     assert first["outcome"] == "interrupted" and "fork server died" in first["reason"]
     assert second["outcome"] == "completed"
+
+
+def test_forkserver_is_the_default_and_spawn_stays_available(tmp_path):
+    from orchestrator.config import load_study
+    from orchestrator.launchers import ForkserverLauncher, LocalLauncher, make_launcher
+    from orchestrator.paths import StudyPaths
+    from tests.conftest import tiny_config
+
+    def launcher_for(**runner: object) -> object:
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(tiny_config(tmp_path / "out", **runner)))
+        spec = load_study(path)
+        return make_launcher(spec, StudyPaths(spec.output_dir))
+
+    assert isinstance(launcher_for(), ForkserverLauncher)
+    assert isinstance(launcher_for(launcher="spawn"), LocalLauncher)
+
+
+def test_where_forking_is_unsafe_runs_are_spawned_and_it_is_said_once(tmp_path, monkeypatch):
+    from orchestrator.launchers import ForkserverLauncher, LocalLauncher
+
+    monkeypatch.setattr("sys.platform", "darwin")
+    spawned: list[object] = []
+    monkeypatch.setattr(LocalLauncher, "start", lambda self, run, env: spawned.append(run))
+    said: list[str] = []
+    launcher = ForkserverLauncher({"modules": []}, tmp_path / "forkserver.log", said.append)
+    launcher.start("run 0", {})
+    launcher.start("run 1", {})
+    assert spawned == ["run 0", "run 1"]
+    assert len(said) == 1 and "starting runs with spawn instead" in said[0]
+    assert not servers_for(str(tmp_path))

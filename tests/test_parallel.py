@@ -7,9 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 
 from orchestrator.gpus import Slot, make_slots, resolve_gpus
 from tests.conftest import read_state, xorch, xorch_popen
@@ -129,3 +134,138 @@ def test_sigkill_with_two_runs_in_flight_then_resume(workdir, write_config):
             ), record
         else:
             assert outcomes == ["completed"]  # started only after the resume
+
+
+def _all_misbehaving(out: Path, count: int) -> Callable[[], bool]:
+    """Every one of the first ``count`` runs has reached its fault (and so is
+    stuck in it, recorded running)."""
+
+    def check() -> bool:
+        try:
+            runs = read_state(out)["runs"]
+        except (OSError, ValueError):
+            return False
+        return all(r["status"] == "running" and (out / r["dir"] / "faulty-attempts").exists()
+                   for r in runs[:count])
+
+    return check
+
+
+@pytest.mark.parametrize(("children", "signum"), [(2, signal.SIGINT), (3, signal.SIGHUP)])
+def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
+    workdir, write_config, children, signum
+):
+    # Run 0 ignores SIGTERM and waits out its grace period; the others die of
+    # (or exit on) the SIGTERM meanwhile. Every one of them was stopped, none failed.
+    out = workdir / "out"
+    faults = {1: "stubborn_once", **{seed: "slow_once" for seed in range(2, children + 1)}}
+    config = faulty_config(workdir, faults, seeds=list(range(1, children + 2)), gpus="none",
+                           max_parallel=children, grace_period=8, hang_timeout=None)
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(_all_misbehaving(out, children), timeout=240, what="every slot's run stuck")
+        parent.send_signal(signum)
+        stdout, _ = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 128 + signum, stdout
+    runs = read_state(out)["runs"]
+    assert [r["status"] for r in runs] == ["interrupted"] * children + ["pending"], stdout
+    for record in runs[:children]:
+        (attempt,) = record["attempts"]
+        assert attempt["outcome"] == "interrupted", record
+        assert attempt["reason"] == "the study was stopped"
+        assert not psutil.pid_exists(attempt["pid"]) or (
+            psutil.Process(attempt["pid"]).status() == psutil.STATUS_ZOMBIE)
+    assert runs[0]["attempts"][0]["signal"] == "SIGKILL"  # it outlived its grace period
+
+    result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = read_state(out)["runs"]
+    assert [r["status"] for r in runs] == ["completed"] * (children + 1)
+    assert [len(r["attempts"]) for r in runs] == [2] * children + [1]
+
+
+def test_under_nohup_a_hangup_does_not_stop_the_study(workdir, write_config):
+    out = workdir / "out"
+    config = faulty_config(workdir, {1: "slow_once", 2: "slow_once"}, seeds=[1, 2],
+                           gpus="none", max_parallel=2, grace_period=5, hang_timeout=None)
+    path = write_config(config)
+    parent = subprocess.Popen(
+        ["nohup", sys.executable, "-m", "orchestrator", "launch", str(path)],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(_all_misbehaving(out, 2), timeout=240, what="both runs stuck")
+        parent.send_signal(signal.SIGHUP)  # the terminal closed
+        time.sleep(3)
+        assert parent.poll() is None
+        assert [r["status"] for r in read_state(out)["runs"]] == ["running", "running"]
+        parent.send_signal(signal.SIGTERM)
+        stdout, _ = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 143, stdout
+    assert [r["status"] for r in read_state(out)["runs"]] == ["interrupted", "interrupted"]
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# Two GPUs: GPU 0 has 1 GiB free, GPU 1 has 16 GiB. Each call is counted.
+echo "$*" >> "$FAKE_SMI_CALLS"
+case "$*" in
+  *memory.free*) printf '0, GPU-aaaa, 1024\\n1, GPU-bbbb, 16384\\n' ;;
+  *) printf '0\\n1\\n' ;;
+esac
+"""
+
+
+def fake_gpu_env(workdir: Path) -> dict[str, str]:
+    """PATH with a fake nvidia-smi first, and no CUDA_VISIBLE_DEVICES to trust instead."""
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(FAKE_NVIDIA_SMI)
+    smi.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["FAKE_SMI_CALLS"] = str(workdir / "smi-calls")
+    return env
+
+
+def test_gpus_auto_and_min_free_memory_with_a_fake_nvidia_smi(workdir, write_config):
+    out = workdir / "out"
+    env = fake_gpu_env(workdir)
+    config = faulty_config(workdir, {}, seeds=[1, 2, 3], gpus="auto", min_free_gpu_mem_gb=4)
+    config["model"]["init_args"]["probe"] = True
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "launch",
+                             str(write_config(config))], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=400)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 runs at a time on slots: gpu0#0, gpu1#1" in result.stdout
+    assert "GPU 0: waiting for 4 GB free memory (now 1.0 GB free)" in result.stdout
+    runs = read_state(out)["runs"]
+    assert [r["attempts"][0]["gpu"] for r in runs] == ["1", "1", "1"]  # GPU 0 never had room
+    assert {p["cuda_visible_devices"] for p in probes(out).values()} == {"1"}
+    # Asked once for the GPU list, once per start, and for the waiting GPU every
+    # 10 s: not on every pass of the loop.
+    calls = (workdir / "smi-calls").read_text().splitlines()
+    assert len(calls) <= 1 + 2 * 3 + took / 10 + 2, calls
+
+
+def test_gpus_that_are_not_there_are_refused_before_anything_is_written(
+    workdir, write_config
+):
+    env = fake_gpu_env(workdir)
+    config = faulty_config(workdir, {}, seeds=[1], gpus=[0, 3])
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "launch",
+                             str(write_config(config))], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "experiments_runner.gpus lists GPU 3, but only 2 are visible (0, 1)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "out").exists()

@@ -51,21 +51,42 @@ def main(argv: list[str]) -> int:
     if cuda_started:
         return 3  # forking a CUDA context is unsafe: the parent falls back to spawn
 
+    return _serve(sys.stdin.fileno())
+
+
+def _serve(stdin: int) -> int:
+    """Answer requests and report exits as they happen: SIGCHLD writes to a
+    self-pipe, so ``select`` wakes on a request or a run's end, never on a timer
+    (a run's end reaches the parent within milliseconds)."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a Python handler: the
+    signal.set_wakeup_fd(wake_write)  # wakeup fd is only written for handled signals
     children: set[int] = set()
-    stdin = sys.stdin.buffer
+    pending = b""  # requests are read with os.read, so none waits in a file buffer
     while True:
-        readable, _, _ = select.select([stdin], [], [], 0.1)
-        if readable:
-            line = stdin.readline()
-            if not line:  # the parent closed the pipe: stop and take the runs along
+        # The timeout is only a safety net; exits and requests wake us first.
+        readable, _, _ = select.select([stdin, wake_read], [], [], 5.0)
+        if wake_read in readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_read, 4096):
+                    pass
+        if stdin in readable:
+            chunk = os.read(stdin, 65536)
+            if not chunk:  # the parent closed the pipe: stop and take the runs along
                 for pid in children:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
-                return 0
-            request = json.loads(line)
-            pid = _fork_run(request)
-            children.add(pid)
-            _send({"started": pid})
+                # No interpreter teardown: unloading torch takes seconds the
+                # parent would otherwise wait for at the end of every study.
+                os._exit(0)
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                pid = _fork_run(json.loads(line))
+                children.add(pid)
+                _send({"started": pid})
         for pid in list(children):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -104,6 +125,10 @@ def _fork_run(request: dict[str, Any]) -> int:
         return pid
     code = 1
     try:
+        # The server's SIGCHLD wiring is not the run's: a run's own children
+        # (DataLoader workers) are reaped the default way.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # (closerange below closes the pipe)
         os.setsid()  # its own group: the parent stops the run with its workers
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)

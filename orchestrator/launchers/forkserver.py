@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import psutil
 
+from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
 from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
@@ -51,6 +52,10 @@ class _Helper:
         self._lock = threading.Condition()
         self._messages: list[dict[str, Any]] = []
         self.exits: dict[int, int] = {}
+        self._eof = False
+        # The scheduler's wake-ups: set on every exit the helper reports, and
+        # when the helper itself goes away (its runs went with it).
+        self.wakeups: set[Wakeup] = set()
         self._reader = threading.Thread(target=self._read, name="xorch-forkserver", daemon=True)
         self._reader.start()
 
@@ -65,8 +70,16 @@ class _Helper:
                     else:
                         self._messages.append(message)
                     self._lock.notify_all()
+                if "exited" in message:
+                    self._wake()
         with self._lock:
+            self._eof = True
             self._lock.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        for wakeup in list(self.wakeups):
+            wakeup.set()
 
     def next_message(self, timeout: float) -> dict[str, Any] | None:
         with self._lock:
@@ -75,7 +88,8 @@ class _Helper:
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        # End of its output counts as death already: the exit status may lag.
+        return not self._eof and self.process.poll() is None
 
     def send(self, request: Mapping[str, Any]) -> None:
         stdin: IO[bytes] | None = self.process.stdin
@@ -94,7 +108,7 @@ class _Helper:
             self.process.wait()
 
 
-class ForkedChild:
+class ForkedChild(ChildProcess):
     """A run forked by the helper. Its exit status comes from the helper, which
     is its parent and reaps it."""
 
@@ -103,9 +117,9 @@ class ForkedChild:
         self._helper = helper
         try:
             self._process: psutil.Process | None = psutil.Process(pid)
-            self.create_time: float | None = self._process.create_time()
+            self.create_time = self._process.create_time()
         except psutil.Error:
-            self._process, self.create_time = None, None
+            self._process = None
 
     @property
     def pid(self) -> int:
@@ -116,8 +130,11 @@ class ForkedChild:
             return AttemptClass.INTERRUPTED, "the fork server died, and this run with it"
         return None
 
-    def queued(self) -> bool:
-        return False
+    def notify_exit(self, wakeup: Wakeup) -> bool:
+        self._helper.wakeups.add(wakeup)
+        if self.poll() is not None or not self._helper.alive:
+            wakeup.set()  # it ended before we listened
+        return True
 
     def poll(self) -> int | None:
         code = self._helper.exits.get(self._pid)
@@ -144,7 +161,7 @@ class ForkedChild:
         return LocalChild.tree_rss(self._process)
 
 
-class ForkserverLauncher:
+class ForkserverLauncher(Launcher):
     def __init__(
         self,
         preload: Mapping[str, Any],
@@ -160,7 +177,11 @@ class ForkserverLauncher:
             self._fall_back("forking is only used on Linux")
 
     def _fall_back(self, why: str) -> None:
-        self.say(f"launcher forkserver: {why}; starting runs with spawn instead")
+        # Said once: after this every run is spawned.
+        self.say(
+            f"launcher forkserver: {why}; starting runs with spawn instead "
+            "(launcher: spawn chooses it from the start)"
+        )
         self._fallback = LocalLauncher()
 
     def _ready_helper(self) -> _Helper | None:
@@ -204,6 +225,11 @@ class ForkserverLauncher:
         if self._helper is not None:
             self._helper.close()
             self._helper = None
+        # An empty log says nothing; as the default launcher it would sit in
+        # every study folder.
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
 
 
 def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> dict[str, Any]:

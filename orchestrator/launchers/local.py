@@ -12,33 +12,31 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 
 import psutil
 
+from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.paths import RunPaths
-from orchestrator.state import AttemptClass
 from worker.protocol import PARENT_PID_ENV
 
-__all__ = ["LocalChild", "LocalLauncher", "stop_process_group"]
+__all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
 
-class LocalChild:
+class LocalChild(ChildProcess):
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
         try:
             self._process: psutil.Process | None = psutil.Process(popen.pid)
+            self.create_time = self._process.create_time()
         except psutil.Error:
             self._process = None
 
     @property
     def pid(self) -> int:
         return self._popen.pid
-
-    @property
-    def create_time(self) -> float | None:
-        return self._process.create_time() if self._process else None
 
     def poll(self) -> int | None:
         code = self._popen.poll()
@@ -47,11 +45,9 @@ class LocalChild:
             _signal_group(self.pid, signal.SIGKILL)
         return code
 
-    def ended_as(self) -> tuple[AttemptClass, str] | None:
-        return None
-
-    def queued(self) -> bool:
-        return False
+    def notify_exit(self, wakeup: Wakeup) -> bool:
+        wake_on_exit(self.pid, wakeup)
+        return True
 
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)
@@ -78,7 +74,20 @@ class LocalChild:
             return None
 
 
-class LocalLauncher:
+def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
+    """Set ``wakeup`` when our child ``pid`` exits, from a thread that waits for
+    it without reaping it (WNOWAIT): ``Popen`` still collects the status, so
+    nothing races over it. The thread costs no CPU while the child runs."""
+
+    def wait() -> None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        wakeup.set()
+
+    threading.Thread(target=wait, name=f"xorch-wait-{pid}", daemon=True).start()
+
+
+class LocalLauncher(Launcher):
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
         env = {**os.environ, **env}
         env[PARENT_PID_ENV] = str(os.getpid())

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.runner_spec import SlurmSpec
 from orchestrator.state import AttemptClass
@@ -198,8 +199,10 @@ def _submitit_outcome(path: Path) -> tuple[str, str] | None:
     return None
 
 
-class SlurmChild:
+class SlurmChild(ChildProcess):
     """A submitted job, seen like a child process."""
+
+    job_id: str  # always set: a job is named by its Slurm id
 
     def __init__(
         self,
@@ -293,7 +296,9 @@ class SlurmChild:
         return None
 
 
-class SlurmLauncher:
+class SlurmLauncher(Launcher):
+    reattaches_jobs = True  # jobs outlive the parent; a resume watches them again
+
     def __init__(self, slurm: SlurmSpec, paths: StudyPaths) -> None:
         import submitit
 

@@ -1,0 +1,29 @@
+"""The launcher a study's config asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.config import Executor, LauncherKind, StudySpec
+from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
+from orchestrator.launchers.local import LocalLauncher
+from orchestrator.paths import StudyPaths
+
+__all__ = ["make_launcher"]
+
+
+def make_launcher(
+    spec: StudySpec, paths: StudyPaths, say: Callable[[str], None] = lambda message: None
+) -> Launcher:
+    """Slurm jobs for ``executor: slurm``; else forked runs (the default), which
+    fall back to spawn by themselves, and say so once, where forking is unsafe;
+    or spawned runs for ``launcher: spawn``."""
+    if spec.runner.executor is Executor.SLURM:
+        from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
+
+        return SlurmLauncher(spec.runner.slurm, paths)
+    if spec.runner.launcher is LauncherKind.FORKSERVER:
+        preload = preload_modules(spec.training, spec.import_paths)
+        return ForkserverLauncher(preload, paths.forkserver_log, say)
+    return LocalLauncher()
