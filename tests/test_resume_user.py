@@ -28,8 +28,9 @@ SEEDS = (1, 2)
 EPOCHS = 4
 
 
-def user_config(workdir: Path, out: Path, num_workers: int, launcher: str,
-                **model_args: Any) -> Path:
+def user_config(
+    workdir: Path, out: Path, num_workers: int, launcher: str, **model_args: Any
+) -> Path:
     """A study of the user-style project, its module copied beside the config."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(USER_PROJECT, workdir / "user_project.py")
@@ -44,14 +45,22 @@ def user_config(workdir: Path, out: Path, num_workers: int, launcher: str,
             "launcher": launcher,
             "grace_period": 2,
         },
-        "model": {"class_path": "user_project.UserClassifier",
-                  "init_args": {k: {str(s): e for s, e in v.items()}
-                                for k, v in model_args.items()}},
-        "data": {"class_path": "user_project.UserDataModule",
-                 "init_args": {"train_size": 192, "val_size": 64, "num_workers": num_workers}},
-        "pl_trainer": {"max_epochs": EPOCHS, "accelerator": "cpu", "devices": 1,
-                       "enable_progress_bar": False, "enable_model_summary": False,
-                       "log_every_n_steps": 1},
+        "model": {
+            "class_path": "user_project.UserClassifier",
+            "init_args": {k: {str(s): e for s, e in v.items()} for k, v in model_args.items()},
+        },
+        "data": {
+            "class_path": "user_project.UserDataModule",
+            "init_args": {"train_size": 192, "val_size": 64, "num_workers": num_workers},
+        },
+        "pl_trainer": {
+            "max_epochs": EPOCHS,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+        },
     }
     path = workdir / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -86,8 +95,7 @@ def assert_identical_to(reference: Path, out: Path) -> None:
         assert set(run["metrics"]) >= {"train/loss", "val/loss", "val/acc"}
         assert run["metrics"] == expected[run["seed"]]["metrics"], run["seed"]
         mine = torch.load(out / run["dir"] / "last.ckpt", weights_only=False)["state_dict"]
-        theirs = torch.load(reference / run["dir"] / "last.ckpt",
-                            weights_only=False)["state_dict"]
+        theirs = torch.load(reference / run["dir"] / "last.ckpt", weights_only=False)["state_dict"]
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), run["seed"]
 
@@ -132,8 +140,7 @@ def test_runs_resumed_after_the_parent_was_killed_end_bit_identical(
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
         paused = [out / f"run_{i:02d}_seed{s}" / "paused" for i, s in enumerate(SEEDS)]
-        wait_for(lambda: all(p.exists() for p in paused), timeout=240,
-                 what="both runs in epoch 2")
+        wait_for(lambda: all(p.exists() for p in paused), timeout=240, what="both runs in epoch 2")
         children = [int(p.read_text()) for p in paused]
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)

@@ -23,7 +23,6 @@ from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, R
 __all__ = ["main", "run"]
 
 
-
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
