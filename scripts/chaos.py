@@ -230,6 +230,7 @@ def main() -> int:
             if code == -signal.SIGKILL:
                 tally["kills"] += 1
                 tally[kind] += 1
+                print(f"kill {tally['kills']} ({kind}) in {chaos_dir.name}", flush=True)
                 try:
                     state = load_state(StudyPaths(chaos_dir))
                 except Exception as exc:  # any failure to read is what we count
@@ -266,6 +267,7 @@ def main() -> int:
                 tally["summary_mismatch"] += 1
                 print(f"summary of {chaos_dir.name} differs from the reference")
             tally["studies_checked"] += 1
+            print(f"{chaos_dir.name} completed and checked", flush=True)
             break
         if tally["kills"] < args.kills:
             shutil.rmtree(chaos_dir, ignore_errors=True)
