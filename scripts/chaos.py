@@ -2,6 +2,7 @@
 """Kill xorch at random moments and prove that resume loses nothing.
 
     python scripts/chaos.py --kills 50
+    python scripts/chaos.py --kills 50 --project user --num-workers 2
 
 A deterministic CPU study is first run once without interruption (the
 reference). Then the same study is launched again and again with --resume, and
@@ -9,9 +10,15 @@ each launch is SIGKILLed: after a random delay (mostly during training), or by
 itself at the k-th replace of runner_state.json or of summary.csv (mid-write).
 After every kill: the state file must parse and no child may be left running.
 When a chaos study completes, its summary.csv (duration_s aside) must equal the
-reference's byte for byte, with every run completed exactly once; then a new
+reference's byte for byte and every run's metrics in runner_state.json must equal
+the reference's to the last bit, with every run completed exactly once; then a new
 chaos study starts, until the number of kills is reached. Prints a table and a
 JSON line; exits 1 if any check failed.
+
+``--project builtin`` trains xorch's own quick task (whose sampler depends on
+the seed and epoch only); ``--project user`` trains tests/fixtures/user_project.py,
+written as users write theirs: ``DataLoader(shuffle=True)``, dropout, Adam and
+StepLR, copied beside the config as a user's module would be.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+USER_PROJECT = ROOT / "tests" / "fixtures" / "user_project.py"
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.paths import StudyPaths  # noqa: E402
@@ -56,7 +64,33 @@ main()
 """
 
 
-def study_config(output_dir: Path, runs: int, epochs: int) -> dict:
+def study_config(
+    output_dir: Path, runs: int, epochs: int, project: str = "builtin", num_workers: int = 0
+) -> dict:
+    if project == "user":
+        model = {
+            "class_path": "user_project.UserClassifier",
+            "init_args": {"features": 16, "hidden": 64, "classes": 3},
+        }
+        data = {
+            "class_path": "user_project.UserDataModule",
+            "init_args": {
+                "features": 16,
+                "train_size": 2048,
+                "val_size": 256,
+                "batch_size": 32,
+                "num_workers": num_workers,
+            },
+        }
+    else:
+        model = {
+            "class_path": "worker.tasks.quick.QuickClassifier",
+            "init_args": {"features": 16, "hidden": 64, "classes": 3, "lr": 0.05},
+        }
+        data = {
+            "class_path": "worker.tasks.quick.QuickDataModule",
+            "init_args": {"train_size": 2048, "val_size": 256, "batch_size": 32},
+        }
     return {
         "mode": "run-experiments",
         "experiments_runner": {
@@ -66,14 +100,8 @@ def study_config(output_dir: Path, runs: int, epochs: int) -> dict:
             "max_retries": 0,
             "grace_period": 2,
         },
-        "model": {
-            "class_path": "worker.tasks.quick.QuickClassifier",
-            "init_args": {"features": 16, "hidden": 64, "classes": 3, "lr": 0.05},
-        },
-        "data": {
-            "class_path": "worker.tasks.quick.QuickDataModule",
-            "init_args": {"train_size": 2048, "val_size": 256, "batch_size": 32},
-        },
+        "model": model,
+        "data": data,
         "pl_trainer": {
             "max_epochs": epochs,
             "accelerator": "cpu",
@@ -115,30 +143,65 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-delay", type=float, default=12.0)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--project",
+        choices=["builtin", "user"],
+        default="builtin",
+        help="xorch's quick task, or the user-style project of the tests",
+    )
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader workers of the user-style project"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="xorch chaos "))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.project == "user":  # the user's module, beside the configs that name it
+        shutil.copy(USER_PROJECT, workdir / "user_project.py")
+
+    def config_for(output_dir: Path) -> dict:
+        return study_config(output_dir, args.runs, args.epochs, args.project, args.num_workers)
+
     started = time.monotonic()
 
     reference_dir = workdir / "reference"
     ref_config = workdir / "reference.yaml"
-    ref_config.write_text(yaml.safe_dump(study_config(reference_dir, args.runs, args.epochs)))
-    ref = subprocess.run([sys.executable, "-m", "orchestrator", "launch", str(ref_config)],
-                         cwd=ROOT, capture_output=True, text=True)
+    ref_config.write_text(yaml.safe_dump(config_for(reference_dir)))
+    ref = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "launch", str(ref_config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if ref.returncode != 0:
         print(ref.stdout, ref.stderr)
         return 1
     reference = summary_without_durations(reference_dir / "summary.csv")
+    reference_state = load_state(StudyPaths(reference_dir))
+    assert reference_state is not None
+    # summary.csv rounds; the state holds each metric to the last bit.
+    reference_metrics = {r.seed: r.metrics for r in reference_state.runs}
 
-    tally = {"kills": 0, "timer": 0, "state_write": 0, "summary_write": 0, "studies": 0,
-             "studies_checked": 0, "runs_lost": 0, "runs_duplicated": 0, "orphans": 0,
-             "state_unreadable": 0, "summary_mismatch": 0}
+    tally = {
+        "kills": 0,
+        "timer": 0,
+        "state_write": 0,
+        "summary_write": 0,
+        "studies": 0,
+        "studies_checked": 0,
+        "runs_lost": 0,
+        "runs_duplicated": 0,
+        "orphans": 0,
+        "state_unreadable": 0,
+        "summary_mismatch": 0,
+        "metrics_mismatch": 0,
+        "runs_resumed_from_checkpoint": 0,
+    }
     while tally["kills"] < args.kills:
         tally["studies"] += 1
         chaos_dir = workdir / f"chaos-{tally['studies']:03d}"
         config = workdir / f"chaos-{tally['studies']:03d}.yaml"
-        config.write_text(yaml.safe_dump(study_config(chaos_dir, args.runs, args.epochs)))
+        config.write_text(yaml.safe_dump(config_for(chaos_dir)))
         first = True
         while True:
             launch_args = ["launch", str(config)] + ([] if first else ["--resume"])
@@ -154,8 +217,9 @@ def main() -> int:
                 command = [sys.executable, "-c", SELF_KILL, target, str(nth), *launch_args]
             else:
                 command = [sys.executable, "-m", "orchestrator", *launch_args]
-            parent = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True)
+            parent = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             if kind == "timer":
                 try:
                     parent.wait(timeout=rng.uniform(0.3, args.max_delay))
@@ -166,6 +230,7 @@ def main() -> int:
             if code == -signal.SIGKILL:
                 tally["kills"] += 1
                 tally[kind] += 1
+                print(f"kill {tally['kills']} ({kind}) in {chaos_dir.name}", flush=True)
                 try:
                     state = load_state(StudyPaths(chaos_dir))
                 except Exception as exc:  # any failure to read is what we count
@@ -186,21 +251,39 @@ def main() -> int:
                 break
             final = load_state(StudyPaths(chaos_dir))
             assert final is not None
-            completed = [sum(a.outcome is not None and a.outcome.value == "completed"
-                             for a in r.attempts) for r in final.runs]
+            completed = [
+                sum(a.outcome is not None and a.outcome.value == "completed" for a in r.attempts)
+                for r in final.runs
+            ]
             tally["runs_lost"] += sum(1 for c in completed if c == 0)
             tally["runs_duplicated"] += sum(1 for c in completed if c > 1)
+            tally["runs_resumed_from_checkpoint"] += sum(
+                1 for r in final.runs if r.attempts and r.attempts[-1].resumed_from
+            )
+            if any(dict(r.metrics) != dict(reference_metrics[r.seed]) for r in final.runs):
+                tally["metrics_mismatch"] += 1
+                print(f"metrics of {chaos_dir.name} differ from the reference's")
             if summary_without_durations(chaos_dir / "summary.csv") != reference:
                 tally["summary_mismatch"] += 1
                 print(f"summary of {chaos_dir.name} differs from the reference")
             tally["studies_checked"] += 1
+            print(f"{chaos_dir.name} completed and checked", flush=True)
             break
         if tally["kills"] < args.kills:
             shutil.rmtree(chaos_dir, ignore_errors=True)
 
     tally["wall_s"] = round(time.monotonic() - started, 1)
-    failed = any(tally[k] for k in ("runs_lost", "runs_duplicated", "orphans",
-                                    "state_unreadable", "summary_mismatch"))
+    failed = any(
+        tally[k]
+        for k in (
+            "runs_lost",
+            "runs_duplicated",
+            "orphans",
+            "state_unreadable",
+            "summary_mismatch",
+            "metrics_mismatch",
+        )
+    )
     for key, value in tally.items():
         print(f"{key:>18}: {value}")
     print(json.dumps({**tally, "ok": not failed}))

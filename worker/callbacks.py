@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,21 @@ class HeartbeatCallback(pl.Callback):
 
 class ResumeStateCallback(pl.Callback):
     """Puts what Lightning's checkpoint lacks into it: the global RNG states and
-    the metrics of the epoch it was saved at.
+    the metrics of the epoch it was saved at, and puts the states back so that a
+    resumed run draws the very numbers an uninterrupted one draws.
 
-    The RNG states are restored just before the first training batch after a
-    resume, not when the checkpoint loads: between loading and training,
-    Lightning's sanity check and DataLoader set-up draw random numbers that an
-    uninterrupted run never drew at that point.
+    In an uninterrupted run, the states saved at the end of epoch e-1 are next
+    used by epoch e's ``on_train_epoch_start`` hooks and then by ``iter()`` over
+    the train DataLoader, which draws the workers' base seed (a fresh iterator)
+    and the shuffle order (``RandomSampler``, at its first batch). A resumed run
+    differs before that point: it runs ``on_fit_start``, ``on_train_start`` and
+    the sanity check, and Lightning makes the train iterator in
+    ``FitLoop.setup_data()`` and reuses it for epoch e instead of calling
+    ``iter()`` at the epoch start; with ``persistent_workers`` that iterator
+    even draws a base seed the uninterrupted run never drew. So the states go
+    back at the first ``on_train_epoch_start`` (this callback is the Trainer's
+    first), and the epoch loop calls ``iter()`` once more where an uninterrupted
+    run calls it, so that iterator draws from the restored states.
     """
 
     def __init__(self) -> None:
@@ -98,11 +107,41 @@ class ResumeStateCallback(pl.Callback):
         saved = checkpoint.get(CHECKPOINT_KEY) or {}
         self._pending_rng = saved.get("rng")
         self.restored_metrics = dict(saved.get("metrics", {}))
+        if self._pending_rng is not None:
+            _iterate_afresh_at_epoch_start(trainer, self._restore_pending)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_pending()
+
+    def _restore_pending(self) -> None:
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
+
+
+def _iterate_afresh_at_epoch_start(trainer: pl.Trainer, before: Callable[[], None]) -> None:
+    """Make the next training epoch call ``iter()`` on its data, as every epoch
+    after the first does in a run that was never resumed (Lightning skips that
+    call on a resume and keeps the iterator it made in ``setup_data``).
+
+    ``before`` runs first: it restores the RNG states if Lightning skipped the
+    epoch-start hooks. Once only; not for a restart in the middle of an epoch
+    or for loaders that keep their own position (``state_dict``), whose
+    iterator Lightning has already moved to where the checkpoint left it.
+    """
+    epoch_loop = trainer.fit_loop.epoch_loop
+    original = epoch_loop.on_run_start
+
+    def on_run_start(data_fetcher: Any) -> None:
+        del epoch_loop.on_run_start  # back to the class's method: once only
+        before()
+        loaders = data_fetcher.combined_loader.flattened
+        own_position = any(hasattr(loader, "load_state_dict") for loader in loaders)
+        if epoch_loop.batch_progress.current.ready == 0 and not own_position:
+            iter(data_fetcher)
+        original(data_fetcher)
+
+    epoch_loop.on_run_start = on_run_start  # type: ignore[method-assign]
 
 
 def scalar_metrics(

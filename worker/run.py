@@ -25,7 +25,6 @@ __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 # ``worker.build.BuildError`` by name: this module imports no torch before it must.
 BUILD_ERROR_TYPE = "worker.build.BuildError"
 
-
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
@@ -109,7 +108,9 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
 
     resume_state = ResumeStateCallback()
     heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
-    parts = build_trainer_parts(config, run_dir, [heartbeat, resume_state])
+    parts = build_trainer_parts(config, run_dir, [heartbeat])
+    # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
+    parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
