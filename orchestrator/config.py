@@ -3,8 +3,15 @@
 Everything a user can get wrong in the config is caught here, before anything
 touches the disk, and reported as one ``ConfigError`` line naming the key and
 the fix. The training part of the config (everything but ``mode`` and
-``experiments_runner``) is handed to the worker as it is; its fingerprint lets
-a resume notice that the training changed.
+``experiments_runner``) is handed to the worker; its fingerprint lets a resume
+notice that the training changed.
+
+Loading, in order: the file is read with the safe loader; a file with a
+``defaults:`` list is composed from its folder by Hydra (``orchestrator.compose``),
+with the command-line overrides in Hydra's grammar, while a plain file gets
+xorch's own ``key=value`` overrides; then every ``${...}`` is resolved by
+OmegaConf, so what is validated, fingerprinted and sent to the worker is the
+resolved config. The worker instantiates it (``class_path`` or ``_target_``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     MAX_SEED,
@@ -112,8 +120,14 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
     """Read, override and validate a config. Touches nothing on disk."""
     path = Path(config_path)
-    raw = apply_overrides(read_config_file(path), overrides)
-    return _validate(path, raw)
+    raw = read_config_file(path)
+    # A defaults list is Hydra's: the folder composes it, overrides in Hydra's grammar.
+    composed = "defaults" in raw
+    raw = compose_folder(path, overrides) if composed else apply_overrides(raw, overrides)
+    referenced = interpolated_roots(raw)
+    if has_interpolation(raw):
+        raw = resolve(raw)
+    return _validate(path, raw, referenced)
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -159,6 +173,7 @@ TOP_LEVEL_KEYS = (
     "pl_trainer",
     "trainer",
     "callbacks",
+    "logger",
     "seed",
     "deterministic_cudnn",
     "test_dataset",
@@ -198,16 +213,19 @@ _NESTED_HOMES = {
 }
 
 
-def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
+def _top_level_keys(
+    path: Path, raw: Mapping[Any, Any], referenced: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """Refuse near-misses of our keys; the warnings for any other unknown block.
 
-    Other blocks (a user's ``hyperparameters:`` that the config refers to) are
-    passed to the worker as they are, so they are only warned about."""
+    Other blocks are passed to the worker as they are. One that some ``${...}``
+    refers to (the seed's ``hyperparameters:`` and ``backbone:``) is known: it
+    is how the config shares values. Any other is warned about."""
     warnings = []
     for key in raw:
         if not isinstance(key, str):
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
-        if key in TOP_LEVEL_KEYS:
+        if key in TOP_LEVEL_KEYS or key in referenced:
             continue
         close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
         if close:
@@ -226,23 +244,42 @@ def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
-    warnings = _top_level_keys(path, raw)
+def _validate(
+    path: Path, raw: dict[str, Any], referenced: frozenset[str] = frozenset()
+) -> StudySpec:
+    warnings = list(_top_level_keys(path, raw, referenced))
     mode = _mode(raw)
+    if "seed" in raw and mode is Mode.RUN_EXPERIMENTS:
+        warnings.append(
+            f"top-level seed: {raw['seed']!r} is not used; xorch seeds each run with its "
+            f"own seed from {RUNNER_KEY}"
+        )
     if "pl_trainer" in raw and "trainer" in raw:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
-    trainer = raw.get("pl_trainer", raw.get("trainer"))
+    trainer_key = "pl_trainer" if "pl_trainer" in raw else "trainer"
+    trainer = raw.get(trainer_key)
     if trainer is not None and not isinstance(trainer, dict):
         raise ConfigError(
             f"pl_trainer must be a mapping of Trainer arguments, not a {kind_of(trainer)}"
         )
+    if trainer is not None:
+        raw = {**raw, trainer_key: _trainer_arguments(trainer, trainer_key)}
+    if "logger" in raw:
+        raw = _move_logger(raw, trainer_key)
     for key in ("model", "data"):
         if key in raw or key == "model":
             _class_entry(raw.get(key), key)
     callbacks = raw.get("callbacks")
+    if isinstance(callbacks, dict) and not ({"_target_", "class_path"} & set(callbacks)):
+        # Hydra's layout: callbacks by name (null drops one that a default added).
+        callbacks = [entry for entry in callbacks.values() if entry is not None]
+        raw = {**raw, "callbacks": callbacks}
     if callbacks is not None:
         if not isinstance(callbacks, list):
-            raise ConfigError("callbacks must be a list of {class_path, init_args} entries")
+            raise ConfigError(
+                "callbacks must be a list of {class_path, init_args} or _target_ entries "
+                "(or, as Hydra writes it, a mapping of such entries by name)"
+            )
         for i, entry in enumerate(callbacks):
             _class_entry(entry, f"callbacks[{i}]")
     for key in ("deterministic_cudnn", "run_test"):
@@ -275,7 +312,7 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
         runner=runner,
         training=training,
         train_seed=train_seed,
-        warnings=warnings,
+        warnings=tuple(warnings),
     )
 
 
@@ -319,10 +356,56 @@ def _mode(raw: Mapping[str, Any]) -> Mode:
         raise ConfigError(f"mode: {value!r} is not one of {choices}") from None
 
 
+# What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
+# (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
+# so the block is read as the Trainer's keyword arguments.
+TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
+
+# Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
+_HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
+
+
+def _trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
+    if "_target_" not in trainer:
+        return trainer
+    if trainer["_target_"] not in TRAINER_TARGETS:
+        raise ConfigError(
+            f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
+            f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"
+        )
+    special = sorted(k for k in trainer if k in _HYDRA_KEYS and k != "_target_")
+    if special:
+        raise ConfigError(f"{key}.{special[0]}: not used for the Trainer; remove it")
+    return {k: v for k, v in trainer.items() if k != "_target_"}
+
+
+def _move_logger(raw: dict[str, Any], trainer_key: str) -> dict[str, Any]:
+    """Hydra's top-level ``logger:`` (one entry, or entries by name) becomes the
+    Trainer's ``logger`` argument."""
+    value = raw["logger"]
+    rest = {k: v for k, v in raw.items() if k != "logger"}
+    if value is None:
+        return rest
+    trainer = dict(rest.get(trainer_key) or {})
+    if "logger" in trainer:
+        raise ConfigError(f"both logger and {trainer_key}.logger are set; keep one")
+    if isinstance(value, dict) and not ("_target_" in value or "class_path" in value):
+        value = [entry for entry in value.values() if entry is not None]
+    for i, entry in enumerate(value if isinstance(value, list) else [value]):
+        if not isinstance(entry, dict) or not ("_target_" in entry or "class_path" in entry):
+            raise ConfigError(f"logger entry {i} needs _target_ (or class_path) naming a Logger")
+    trainer["logger"] = value
+    return {**rest, trainer_key: trainer}
+
+
 def _class_entry(entry: Any, where: str) -> None:
+    if isinstance(entry, dict) and "_target_" in entry:
+        _target_entry(entry, where)
+        return
     if not isinstance(entry, dict) or not isinstance(entry.get("class_path"), str):
         raise ConfigError(
-            f"{where} needs class_path: pkg.module.Class (and optional init_args: {{...}})"
+            f"{where} needs class_path: pkg.module.Class (and optional init_args: {{...}}), "
+            "or _target_: pkg.module.Class with its arguments beside it"
         )
     if "." not in entry["class_path"]:
         raise ConfigError(
@@ -335,3 +418,21 @@ def _class_entry(entry: Any, where: str) -> None:
         )
     if not isinstance(entry.get("init_args", {}), dict):
         raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments")
+
+
+def _target_entry(entry: dict[str, Any], where: str) -> None:
+    """A Hydra entry: ``_target_`` and the arguments beside it. Nested entries
+    follow Hydra's own rules in the worker; this one must name a class there."""
+    target = entry["_target_"]
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{where}._target_ {target!r} must be dotted: pkg.module.Class")
+    if "class_path" in entry or "init_args" in entry:
+        raise ConfigError(
+            f"{where}: _target_ and class_path/init_args are two styles; use one of them"
+        )
+    if entry.get("_partial_"):
+        raise ConfigError(
+            f"{where}._partial_: the {where} entry must build an object, not a partial; remove it"
+        )
+    if not isinstance(entry.get("_args_", []), list):
+        raise ConfigError(f"{where}._args_ must be a list of positional arguments")

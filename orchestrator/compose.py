@@ -1,0 +1,95 @@
+"""Hydra and OmegaConf configs in the parent: composing a ``defaults:`` list and
+resolving ``${...}`` interpolations, with hydra-core and omegaconf themselves.
+
+Neither library imports torch, so the parent stays torch-free; both are imported
+only when a config needs them, so a plain file costs nothing extra. Every
+problem (a missing config group, a bad override, a reference to a key that does
+not exist) is one ``ConfigError`` line naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from orchestrator.errors import ConfigError
+
+__all__ = ["compose_folder", "has_interpolation", "interpolated_roots", "resolve"]
+
+# The first name of a ``${name.more}`` reference: a top-level block the config
+# draws on. Resolver calls (``${oc.env:X}``) match too, harmlessly.
+_REFERENCE = re.compile(r"\$\{\s*([A-Za-z_][\w-]*)")
+
+
+def _strings(tree: Any) -> Iterable[str]:
+    if isinstance(tree, str):
+        yield tree
+    elif isinstance(tree, Mapping):
+        for value in tree.values():
+            yield from _strings(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _strings(value)
+
+
+def has_interpolation(tree: Any) -> bool:
+    return any("${" in text for text in _strings(tree))
+
+
+def interpolated_roots(tree: Any) -> frozenset[str]:
+    """The top-level names that some ``${...}`` in ``tree`` refers to."""
+    return frozenset(m.group(1) for text in _strings(tree) for m in _REFERENCE.finditer(text))
+
+
+def compose_folder(path: Path, overrides: Iterable[str]) -> dict[str, Any]:
+    """Compose ``path`` (a config with a ``defaults:`` list) from its folder as
+    ``@hydra.main`` would, with Hydra's override grammar for ``overrides``.
+    Interpolations are left for ``resolve``, so the caller sees what they refer to."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    folder = path.parent.resolve()
+    try:
+        with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+            composed = compose(config_name=path.name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        line = _first_line(exc)
+        if line.startswith("Could not override"):
+            line += " To add a key that the config lacks, write +KEY=VALUE."
+        elif "Could not find" in line:
+            line += "; check the group folder and the file name in the defaults list"
+        raise ConfigError(f"{path}: {line}") from None
+    except ValueError as exc:  # initialize_config_dir refuses some folders this way
+        raise ConfigError(f"{path}: {_first_line(exc)}") from None
+    tree = OmegaConf.to_container(composed, resolve=False)
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the composed config is not a mapping of keys")
+    return cast(dict[str, Any], tree)
+
+
+def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``${...}`` in ``tree`` replaced by its value, as OmegaConf resolves it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create(dict(tree)), resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        where = f"{key}: " if key else ""
+        raise ConfigError(
+            f"{where}{_first_line(exc)}; fix the interpolation or define the key it names"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the config cannot be resolved: {_first_line(exc)}") from None
+    assert isinstance(resolved, dict)
+    return cast(dict[str, Any], resolved)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
