@@ -10,6 +10,7 @@ not exist) is one ``ConfigError`` line naming the key.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -43,10 +44,13 @@ def interpolated_roots(tree: Any) -> frozenset[str]:
     return frozenset(m.group(1) for text in _strings(tree) for m in _REFERENCE.finditer(text))
 
 
-def compose_folder(path: Path, overrides: Iterable[str]) -> dict[str, Any]:
+def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Compose ``path`` (a config with a ``defaults:`` list) from its folder as
     ``@hydra.main`` would, with Hydra's override grammar for ``overrides``.
-    Interpolations are left for ``resolve``, so the caller sees what they refer to."""
+    Interpolations are left for ``resolve``, so the caller sees what they refer to.
+
+    Also returns Hydra's warnings (a defaults list without ``_self_``), one line
+    each, to be shown as xorch's own rather than as Python warnings with a path."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -54,7 +58,11 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> dict[str, Any]:
 
     folder = path.parent.resolve()
     try:
-        with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            initialize_config_dir(config_dir=str(folder), version_base="1.3"),
+        ):
+            warnings.simplefilter("always")
             composed = compose(config_name=path.name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         line = _first_line(exc)
@@ -68,7 +76,8 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> dict[str, Any]:
     tree = OmegaConf.to_container(composed, resolve=False)
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the composed config is not a mapping of keys")
-    return cast(dict[str, Any], tree)
+    notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
+    return cast(dict[str, Any], tree), notes
 
 
 def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:

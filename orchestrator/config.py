@@ -17,6 +17,7 @@ resolved config. The worker instantiates it (``class_path`` or ``_target_``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import enum
 import hashlib
@@ -121,13 +122,16 @@ def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudyS
     """Read, override and validate a config. Touches nothing on disk."""
     path = Path(config_path)
     raw = read_config_file(path)
-    # A defaults list is Hydra's: the folder composes it, overrides in Hydra's grammar.
-    composed = "defaults" in raw
-    raw = compose_folder(path, overrides) if composed else apply_overrides(raw, overrides)
+    notes: tuple[str, ...] = ()
+    if "defaults" in raw:  # Hydra's: the folder composes it, overrides in Hydra's grammar
+        raw, notes = compose_folder(path, overrides)
+    else:
+        raw = apply_overrides(raw, overrides)
     referenced = interpolated_roots(raw)
     if has_interpolation(raw):
         raw = resolve(raw)
-    return _validate(path, raw, referenced)
+    spec = _validate(path, raw, referenced)
+    return dataclasses.replace(spec, warnings=notes + spec.warnings) if notes else spec
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
