@@ -90,6 +90,13 @@ def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         where = f"{key}: " if key else ""
+        if "HydraConfig was not set" in str(exc):
+            # ${hydra:runtime.output_dir} and kin describe a Hydra run, which xorch
+            # does not make: each run's outputs go to its own run folder.
+            raise ConfigError(
+                f"{where}${{hydra:...}} refers to a Hydra run, which xorch does not start; "
+                "write a plain value (outputs go to each run's folder anyway)"
+            ) from None
         raise ConfigError(
             f"{where}{_first_line(exc)}; fix the interpolation or define the key it names"
         ) from None

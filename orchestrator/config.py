@@ -217,6 +217,11 @@ _NESTED_HOMES = {
 }
 
 
+# Top-level keys of the lightning-hydra-template layout that xorch does not use.
+# Only warned about: `train: true` is not a typo of `trainer`.
+_HYDRA_TEMPLATE_KEYS = ("train", "test", "task_name", "tags", "ckpt_path", "paths", "extras")
+
+
 def _top_level_keys(
     path: Path, raw: Mapping[Any, Any], referenced: frozenset[str] = frozenset()
 ) -> tuple[str, ...]:
@@ -230,6 +235,11 @@ def _top_level_keys(
         if not isinstance(key, str):
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
         if key in TOP_LEVEL_KEYS or key in referenced:
+            continue
+        if key in _HYDRA_TEMPLATE_KEYS:
+            warnings.append(
+                f"top-level key {key!r} (lightning-hydra-template's) is not used by xorch"
+            )
             continue
         close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
         if close:

@@ -228,3 +228,46 @@ def test_a_target_that_is_not_a_lightning_module_is_refused_without_being_called
     assert "Traceback" not in result.stdout + result.stderr
     assert not marker.exists()
     assert not out.exists()
+
+
+def test_hydra_layout_keys_are_read_in_the_parent(workdir):
+    """lightning-hydra-template's shapes: what xorch reads from them, without a child."""
+    from orchestrator.config import load_study
+
+    main = hydra_folder(workdir, workdir / "out")
+    main.write_text(
+        main.read_text()
+        + "train: true\nlogger:\n  csv: {_target_: pytorch_lightning.loggers.CSVLogger,"
+        " save_dir: logs}\n  wandb: null\n"
+    )
+    spec = load_study(main)
+    assert spec.training["pl_trainer"]["logger"] == [
+        {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": "logs"}
+    ]
+    assert "_target_" not in spec.training["pl_trainer"]
+    assert spec.training["callbacks"][0]["monitor"] == "val/loss"
+    assert any("'train' (lightning-hydra-template's) is not used" in w for w in spec.warnings)
+
+
+@pytest.mark.parametrize(
+    ("group", "text", "expected"),
+    [
+        ("trainer/cpu.yaml", "_target_: my.Trainer\n", "xorch builds the Trainer itself"),
+        ("model/mlp.yaml", "_target_: a.B\n_partial_: true\n", "model._partial_"),
+        (
+            "data/blobs.yaml",
+            "_target_: a.B\nout: ${hydra:runtime.output_dir}\n",
+            "data.out: ${hydra:...} refers to a Hydra run",
+        ),
+    ],
+)
+def test_hydra_shapes_xorch_cannot_honour_are_refused_by_the_parent(workdir, group, text, expected):
+    from orchestrator.config import load_study
+    from orchestrator.errors import ConfigError
+
+    main = hydra_folder(workdir, workdir / "out")
+    (main.parent / group).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_study(main)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
