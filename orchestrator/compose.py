@@ -1,5 +1,7 @@
-"""Hydra and OmegaConf configs in the parent: composing a ``defaults:`` list and
-resolving ``${...}`` interpolations, with hydra-core and omegaconf themselves.
+"""Hydra and OmegaConf configs in the parent: composing a ``defaults:`` list,
+resolving ``${...}`` interpolations (with hydra-core and omegaconf themselves),
+and reading Hydra's layout (``_target_`` entries, a ``trainer:`` with a
+``_target_``, a top-level ``logger:``) into the shape the worker builds from.
 
 Neither library imports torch, so the parent stays torch-free; both are imported
 only when a config needs them, so a plain file costs nothing extra. Every
@@ -17,7 +19,16 @@ from typing import Any, cast
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["compose_folder", "has_interpolation", "interpolated_roots", "resolve"]
+__all__ = [
+    "TRAINER_TARGETS",
+    "check_target_entry",
+    "compose_folder",
+    "has_interpolation",
+    "interpolated_roots",
+    "move_logger",
+    "resolve",
+    "trainer_arguments",
+]
 
 # The first name of a ``${name.more}`` reference: a top-level block the config
 # draws on. Resolver calls (``${oc.env:X}``) match too, harmlessly.
@@ -109,3 +120,63 @@ def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
+# (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
+# so the block is read as the Trainer's keyword arguments.
+TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
+
+# Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
+_HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
+
+
+def trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
+    if "_target_" not in trainer:
+        return trainer
+    if trainer["_target_"] not in TRAINER_TARGETS:
+        raise ConfigError(
+            f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
+            f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"
+        )
+    special = sorted(k for k in trainer if k in _HYDRA_KEYS and k != "_target_")
+    if special:
+        raise ConfigError(f"{key}.{special[0]}: not used for the Trainer; remove it")
+    return {k: v for k, v in trainer.items() if k != "_target_"}
+
+
+def move_logger(raw: dict[str, Any], trainer_key: str) -> dict[str, Any]:
+    """Hydra's top-level ``logger:`` (one entry, or entries by name) becomes the
+    Trainer's ``logger`` argument."""
+    value = raw["logger"]
+    rest = {k: v for k, v in raw.items() if k != "logger"}
+    if value is None:
+        return rest
+    trainer = dict(rest.get(trainer_key) or {})
+    if "logger" in trainer:
+        raise ConfigError(f"both logger and {trainer_key}.logger are set; keep one")
+    if isinstance(value, dict) and not ("_target_" in value or "class_path" in value):
+        value = [entry for entry in value.values() if entry is not None]
+    for i, entry in enumerate(value if isinstance(value, list) else [value]):
+        if not isinstance(entry, dict) or not ("_target_" in entry or "class_path" in entry):
+            raise ConfigError(f"logger entry {i} needs _target_ (or class_path) naming a Logger")
+    trainer["logger"] = value
+    return {**rest, trainer_key: trainer}
+
+
+def check_target_entry(entry: dict[str, Any], where: str) -> None:
+    """A Hydra entry: ``_target_`` and the arguments beside it. Nested entries
+    follow Hydra's own rules in the worker; this one must name a class there."""
+    target = entry["_target_"]
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{where}._target_ {target!r} must be dotted: pkg.module.Class")
+    if "class_path" in entry or "init_args" in entry:
+        raise ConfigError(
+            f"{where}: _target_ and class_path/init_args are two styles; use one of them"
+        )
+    if entry.get("_partial_"):
+        raise ConfigError(
+            f"{where}._partial_: the {where} entry must build an object, not a partial; remove it"
+        )
+    if not isinstance(entry.get("_args_", []), list):
+        raise ConfigError(f"{where}._args_ must be a list of positional arguments")

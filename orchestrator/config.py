@@ -30,7 +30,15 @@ from typing import Any
 
 import yaml
 
-from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
+from orchestrator.compose import (
+    check_target_entry,
+    compose_folder,
+    has_interpolation,
+    interpolated_roots,
+    move_logger,
+    resolve,
+    trainer_arguments,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     MAX_SEED,
@@ -277,9 +285,9 @@ def _validate(
             f"pl_trainer must be a mapping of Trainer arguments, not a {kind_of(trainer)}"
         )
     if trainer is not None:
-        raw = {**raw, trainer_key: _trainer_arguments(trainer, trainer_key)}
+        raw = {**raw, trainer_key: trainer_arguments(trainer, trainer_key)}
     if "logger" in raw:
-        raw = _move_logger(raw, trainer_key)
+        raw = move_logger(raw, trainer_key)
     for key in ("model", "data"):
         if key in raw or key == "model":
             _class_entry(raw.get(key), key)
@@ -370,51 +378,9 @@ def _mode(raw: Mapping[str, Any]) -> Mode:
         raise ConfigError(f"mode: {value!r} is not one of {choices}") from None
 
 
-# What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
-# (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
-# so the block is read as the Trainer's keyword arguments.
-TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
-
-# Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
-_HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
-
-
-def _trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
-    if "_target_" not in trainer:
-        return trainer
-    if trainer["_target_"] not in TRAINER_TARGETS:
-        raise ConfigError(
-            f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
-            f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"
-        )
-    special = sorted(k for k in trainer if k in _HYDRA_KEYS and k != "_target_")
-    if special:
-        raise ConfigError(f"{key}.{special[0]}: not used for the Trainer; remove it")
-    return {k: v for k, v in trainer.items() if k != "_target_"}
-
-
-def _move_logger(raw: dict[str, Any], trainer_key: str) -> dict[str, Any]:
-    """Hydra's top-level ``logger:`` (one entry, or entries by name) becomes the
-    Trainer's ``logger`` argument."""
-    value = raw["logger"]
-    rest = {k: v for k, v in raw.items() if k != "logger"}
-    if value is None:
-        return rest
-    trainer = dict(rest.get(trainer_key) or {})
-    if "logger" in trainer:
-        raise ConfigError(f"both logger and {trainer_key}.logger are set; keep one")
-    if isinstance(value, dict) and not ("_target_" in value or "class_path" in value):
-        value = [entry for entry in value.values() if entry is not None]
-    for i, entry in enumerate(value if isinstance(value, list) else [value]):
-        if not isinstance(entry, dict) or not ("_target_" in entry or "class_path" in entry):
-            raise ConfigError(f"logger entry {i} needs _target_ (or class_path) naming a Logger")
-    trainer["logger"] = value
-    return {**rest, trainer_key: trainer}
-
-
 def _class_entry(entry: Any, where: str) -> None:
     if isinstance(entry, dict) and "_target_" in entry:
-        _target_entry(entry, where)
+        check_target_entry(entry, where)
         return
     if not isinstance(entry, dict) or not isinstance(entry.get("class_path"), str):
         raise ConfigError(
@@ -432,21 +398,3 @@ def _class_entry(entry: Any, where: str) -> None:
         )
     if not isinstance(entry.get("init_args", {}), dict):
         raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments")
-
-
-def _target_entry(entry: dict[str, Any], where: str) -> None:
-    """A Hydra entry: ``_target_`` and the arguments beside it. Nested entries
-    follow Hydra's own rules in the worker; this one must name a class there."""
-    target = entry["_target_"]
-    if not isinstance(target, str) or "." not in target:
-        raise ConfigError(f"{where}._target_ {target!r} must be dotted: pkg.module.Class")
-    if "class_path" in entry or "init_args" in entry:
-        raise ConfigError(
-            f"{where}: _target_ and class_path/init_args are two styles; use one of them"
-        )
-    if entry.get("_partial_"):
-        raise ConfigError(
-            f"{where}._partial_: the {where} entry must build an object, not a partial; remove it"
-        )
-    if not isinstance(entry.get("_args_", []), list):
-        raise ConfigError(f"{where}._args_ must be a list of positional arguments")
