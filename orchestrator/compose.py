@@ -94,13 +94,19 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
 def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
     """Every ``${...}`` in ``tree`` replaced by its value, as OmegaConf resolves it."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     try:
-        resolved = OmegaConf.to_container(OmegaConf.create(dict(tree)), resolve=True)
+        resolved = OmegaConf.to_container(
+            OmegaConf.create(dict(tree)), resolve=True, throw_on_missing=True
+        )
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         where = f"{key}: " if key else ""
+        if isinstance(exc, MissingMandatoryValue):  # Hydra's ??? placeholder
+            raise ConfigError(
+                f"{where}the value is ??? (required); set it in the config or as {key}=VALUE"
+            ) from None
         if "HydraConfig was not set" in str(exc):
             # ${hydra:runtime.output_dir} and kin describe a Hydra run, which xorch
             # does not make: each run's outputs go to its own run folder.

@@ -131,12 +131,13 @@ def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudyS
     path = Path(config_path)
     raw = read_config_file(path)
     notes: tuple[str, ...] = ()
-    if "defaults" in raw:  # Hydra's: the folder composes it, overrides in Hydra's grammar
+    composed = "defaults" in raw  # Hydra's: the folder composes it, overrides in its grammar
+    if composed:
         raw, notes = compose_folder(path, overrides)
     else:
         raw = apply_overrides(raw, overrides)
     referenced = interpolated_roots(raw)
-    if has_interpolation(raw):
+    if composed or has_interpolation(raw):  # a composed config may hold Hydra's ??? too
         raw = resolve(raw)
     spec = _validate(path, raw, referenced)
     return dataclasses.replace(spec, warnings=notes + spec.warnings) if notes else spec

@@ -254,6 +254,7 @@ def test_hydra_layout_keys_are_read_in_the_parent(workdir):
     [
         ("trainer/cpu.yaml", "_target_: my.Trainer\n", "xorch builds the Trainer itself"),
         ("model/mlp.yaml", "_target_: a.B\n_partial_: true\n", "model._partial_"),
+        ("model/mlp.yaml", "_target_: a.B\nlr: ???\n", "model.lr: the value is ??? (required)"),
         (
             "data/blobs.yaml",
             "_target_: a.B\nout: ${hydra:runtime.output_dir}\n",
