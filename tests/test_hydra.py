@@ -272,3 +272,21 @@ def test_hydra_shapes_xorch_cannot_honour_are_refused_by_the_parent(workdir, gro
         load_study(main)
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_an_experiment_config_overrides_groups_as_hydra_composes_it(workdir):
+    from orchestrator.config import load_study
+
+    main = hydra_folder(workdir, workdir / "out")
+    (main.parent / "model" / "wide.yaml").write_text(
+        GROUPS["model/mlp.yaml"].replace("hidden: 16", "hidden: 64")
+    )
+    (main.parent / "experiment").mkdir()
+    (main.parent / "experiment" / "wide.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: wide\nclasses: 5\n"
+    )
+    spec = load_study(main, ["+experiment=wide", "model.optimizer.lr=0.2"])
+    net = spec.training["model"]["net"]
+    assert (net["hidden"], net["classes"]) == (64, 5)
+    assert spec.training["data"]["classes"] == 5
+    assert spec.training["model"]["optimizer"]["lr"] == 0.2
