@@ -197,8 +197,20 @@ def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdi
             ("--validate",),
             "model.net._target_ 'worker.tasks.no_such_nets.MLP': cannot import it",
         ),
+        (
+            lambda main: (main.parent / "model" / "mlp.yaml").write_text(
+                GROUPS["model/mlp.yaml"].replace("momentum:", "momentun:")
+            ),
+            ("--validate",),
+            "model.optimizer.momentun: SGD takes no argument 'momentun'",
+        ),
     ],
-    ids=["unresolvable interpolation", "missing config group", "_target_ that does not import"],
+    ids=[
+        "unresolvable interpolation",
+        "missing config group",
+        "_target_ that does not import",
+        "unknown argument of a partial",
+    ],
 )
 def test_bad_hydra_input_is_one_line_exit_2_and_writes_nothing(workdir, change, args, expected):
     out = workdir / "out"

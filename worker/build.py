@@ -204,16 +204,18 @@ def _check_nested(value: Any, where: str) -> None:
     target = value["_target_"]
     try:
         obj = _locate(str(target))
-    except Exception as exc:  # an ImportError, or whatever the module raised on import
+    except (ImportError, ValueError) as exc:  # _locate wraps what the import raised
         raise BuildError(
             f"{where}._target_ {target!r}: cannot import it ({_one_line(exc.__cause__ or exc)})"
         ) from None
+    args = list(value.get("_args_") or [])
     if callable(obj):
-        args = list(value.get("_args_") or [])
         check_arguments(
             obj, _arguments(value), where, args=args, partial=bool(value.get("_partial_"))
         )
     if value.get("_recursive_", True):
+        for i, item in enumerate(args):
+            _check_nested(item, f"{where}._args_[{i}]")
         for key, item in _arguments(value).items():
             _check_nested(item, f"{where}.{key}")
 
