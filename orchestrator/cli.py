@@ -34,7 +34,8 @@ OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(
         help="Dotted overrides, values as YAML: pl_trainer.max_epochs=3 "
-        "experiments_runner.seeds=[1,2]",
+        "experiments_runner.seeds=[1,2] (for a config with a defaults: list, "
+        "Hydra's override grammar: model=other, +new.key=1)",
         show_default=False,
     ),
 ]

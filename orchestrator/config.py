@@ -3,13 +3,21 @@
 Everything a user can get wrong in the config is caught here, before anything
 touches the disk, and reported as one ``ConfigError`` line naming the key and
 the fix. The training part of the config (everything but ``mode`` and
-``experiments_runner``) is handed to the worker as it is; its fingerprint lets
-a resume notice that the training changed.
+``experiments_runner``) is handed to the worker; its fingerprint lets a resume
+notice that the training changed.
+
+Loading, in order: the file is read with the safe loader; a file with a
+``defaults:`` list is composed from its folder by Hydra (``orchestrator.compose``),
+with the command-line overrides in Hydra's grammar, while a plain file gets
+xorch's own ``key=value`` overrides; then every ``${...}`` is resolved by
+OmegaConf, so what is validated, fingerprinted and sent to the worker is the
+resolved config. The worker instantiates it (``class_path`` or ``_target_``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import enum
 import hashlib
@@ -22,6 +30,15 @@ from typing import Any
 
 import yaml
 
+from orchestrator.compose import (
+    check_target_entry,
+    compose_folder,
+    has_interpolation,
+    interpolated_roots,
+    move_logger,
+    resolve,
+    trainer_arguments,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     MAX_SEED,
@@ -112,8 +129,18 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudySpec:
     """Read, override and validate a config. Touches nothing on disk."""
     path = Path(config_path)
-    raw = apply_overrides(read_config_file(path), overrides)
-    return _validate(path, raw)
+    raw = read_config_file(path)
+    notes: tuple[str, ...] = ()
+    composed = "defaults" in raw  # Hydra's: the folder composes it, overrides in its grammar
+    if composed:
+        raw, notes = compose_folder(path, overrides)
+    else:
+        raw = apply_overrides(raw, overrides)
+    referenced = interpolated_roots(raw)
+    if composed or has_interpolation(raw):  # a composed config may hold Hydra's ??? too
+        raw = resolve(raw)
+    spec = _validate(path, raw, referenced)
+    return dataclasses.replace(spec, warnings=notes + spec.warnings) if notes else spec
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -159,6 +186,7 @@ TOP_LEVEL_KEYS = (
     "pl_trainer",
     "trainer",
     "callbacks",
+    "logger",
     "seed",
     "deterministic_cudnn",
     "test_dataset",
@@ -198,16 +226,29 @@ _NESTED_HOMES = {
 }
 
 
-def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
+# Top-level keys of the lightning-hydra-template layout that xorch does not use.
+# Only warned about: `train: true` is not a typo of `trainer`.
+_HYDRA_TEMPLATE_KEYS = ("train", "test", "task_name", "tags", "ckpt_path", "paths", "extras")
+
+
+def _top_level_keys(
+    path: Path, raw: Mapping[Any, Any], referenced: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """Refuse near-misses of our keys; the warnings for any other unknown block.
 
-    Other blocks (a user's ``hyperparameters:`` that the config refers to) are
-    passed to the worker as they are, so they are only warned about."""
+    Other blocks are passed to the worker as they are. One that some ``${...}``
+    refers to (the seed's ``hyperparameters:`` and ``backbone:``) is known: it
+    is how the config shares values. Any other is warned about."""
     warnings = []
     for key in raw:
         if not isinstance(key, str):
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
-        if key in TOP_LEVEL_KEYS:
+        if key in TOP_LEVEL_KEYS or key in referenced:
+            continue
+        if key in _HYDRA_TEMPLATE_KEYS:
+            warnings.append(
+                f"top-level key {key!r} (lightning-hydra-template's) is not used by xorch"
+            )
             continue
         close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
         if close:
@@ -226,23 +267,42 @@ def _top_level_keys(path: Path, raw: Mapping[Any, Any]) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
-    warnings = _top_level_keys(path, raw)
+def _validate(
+    path: Path, raw: dict[str, Any], referenced: frozenset[str] = frozenset()
+) -> StudySpec:
+    warnings = list(_top_level_keys(path, raw, referenced))
     mode = _mode(raw)
+    if "seed" in raw and mode is Mode.RUN_EXPERIMENTS:
+        warnings.append(
+            f"top-level seed: {raw['seed']!r} is not used; xorch seeds each run with its "
+            f"own seed from {RUNNER_KEY}"
+        )
     if "pl_trainer" in raw and "trainer" in raw:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
-    trainer = raw.get("pl_trainer", raw.get("trainer"))
+    trainer_key = "pl_trainer" if "pl_trainer" in raw else "trainer"
+    trainer = raw.get(trainer_key)
     if trainer is not None and not isinstance(trainer, dict):
         raise ConfigError(
             f"pl_trainer must be a mapping of Trainer arguments, not a {kind_of(trainer)}"
         )
+    if trainer is not None:
+        raw = {**raw, trainer_key: trainer_arguments(trainer, trainer_key)}
+    if "logger" in raw:
+        raw = move_logger(raw, trainer_key)
     for key in ("model", "data"):
         if key in raw or key == "model":
             _class_entry(raw.get(key), key)
     callbacks = raw.get("callbacks")
+    if isinstance(callbacks, dict) and not ({"_target_", "class_path"} & set(callbacks)):
+        # Hydra's layout: callbacks by name (null drops one that a default added).
+        callbacks = [entry for entry in callbacks.values() if entry is not None]
+        raw = {**raw, "callbacks": callbacks}
     if callbacks is not None:
         if not isinstance(callbacks, list):
-            raise ConfigError("callbacks must be a list of {class_path, init_args} entries")
+            raise ConfigError(
+                "callbacks must be a list of {class_path, init_args} or _target_ entries "
+                "(or, as Hydra writes it, a mapping of such entries by name)"
+            )
         for i, entry in enumerate(callbacks):
             _class_entry(entry, f"callbacks[{i}]")
     for key in ("deterministic_cudnn", "run_test"):
@@ -275,7 +335,7 @@ def _validate(path: Path, raw: dict[str, Any]) -> StudySpec:
         runner=runner,
         training=training,
         train_seed=train_seed,
-        warnings=warnings,
+        warnings=tuple(warnings),
     )
 
 
@@ -320,9 +380,13 @@ def _mode(raw: Mapping[str, Any]) -> Mode:
 
 
 def _class_entry(entry: Any, where: str) -> None:
+    if isinstance(entry, dict) and "_target_" in entry:
+        check_target_entry(entry, where)
+        return
     if not isinstance(entry, dict) or not isinstance(entry.get("class_path"), str):
         raise ConfigError(
-            f"{where} needs class_path: pkg.module.Class (and optional init_args: {{...}})"
+            f"{where} needs class_path: pkg.module.Class (and optional init_args: {{...}}), "
+            "or _target_: pkg.module.Class with its arguments beside it"
         )
     if "." not in entry["class_path"]:
         raise ConfigError(

@@ -1,4 +1,11 @@
-"""From the training config to Lightning objects, with every output inside the run dir."""
+"""From the training config to Lightning objects, with every output inside the run dir.
+
+An entry is either LightningCLI's ``{class_path, init_args}`` or Hydra's
+``{_target_, ...arguments}``; the latter is built by ``hydra.utils.instantiate``
+itself (nested ``_target_`` objects, ``_partial_``, ``_args_``, ``_recursive_``).
+Either way the top-level class is imported and checked to be of the expected
+kind, and the arguments to fit it, before anything is called.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import difflib
 import importlib
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,58 +47,85 @@ class BuildError(Exception):
     """
 
 
+# Hydra's instantiate keys; every other key of a ``_target_`` entry is an argument.
+HYDRA_KEYS = frozenset({"_target_", "_args_", "_recursive_", "_convert_", "_partial_"})
+
+
+def _path_key(entry: Mapping[str, Any]) -> str:
+    return "_target_" if "_target_" in entry else "class_path"
+
+
+def _arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor's keyword arguments, whichever style the entry is in."""
+    if "_target_" in entry:
+        return {k: v for k, v in entry.items() if k not in HYDRA_KEYS}
+    return dict(entry.get("init_args") or {})
+
+
+def _with_arguments(entry: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    if "_target_" in entry:
+        return {**{k: v for k, v in entry.items() if k in HYDRA_KEYS}, **arguments}
+    return {**entry, "init_args": dict(arguments)}
+
+
 def resolve_class(entry: Mapping[str, Any], where: str, kind: type) -> type:
-    """Import ``entry["class_path"]`` and check that it names a subclass of ``kind``.
+    """Import ``entry["class_path"]`` (or ``_target_``) and check that it names a
+    subclass of ``kind``.
 
     Importing a module runs its top-level code (the user's own, as with
     LightningCLI); nothing the class_path names is called here. Calling it is
     what would run ``os.system`` or ``builtins.eval``, so a class_path that
     names a function, or a class of another kind, stops here.
     """
-    class_path = str(entry["class_path"])
+    key = _path_key(entry)
+    class_path = str(entry[key])
+    where = f"{where}.{key}"
     module_name, _, attr = class_path.rpartition(".")
     if not module_name or not attr:
-        raise BuildError(f"{where}.class_path {class_path!r} must be dotted: pkg.module.Class")
+        raise BuildError(f"{where} {class_path!r} must be dotted: pkg.module.Class")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or module_name
         named = missing == module_name or module_name.startswith(missing + ".")
         inside = "" if named else f" (imported by {module_name})"
-        raise BuildError(
-            f"{where}.class_path {class_path!r}: cannot import {missing!r}{inside}"
-        ) from exc
+        raise BuildError(f"{where} {class_path!r}: cannot import {missing!r}{inside}") from exc
     except (ImportError, SyntaxError) as exc:
         raise BuildError(
-            f"{where}.class_path {class_path!r}: importing {module_name} failed: "
+            f"{where} {class_path!r}: importing {module_name} failed: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     try:
         cls = getattr(module, attr)
     except AttributeError:
         raise BuildError(
-            f"{where}.class_path {class_path!r}: {module_name} has no {attr!r}"
+            f"{where} {class_path!r}: {module_name} has no {attr!r}"
             + _did_you_mean(attr, [n for n in dir(module) if not n.startswith("_")])
         ) from None
     if not inspect.isclass(cls):
         raise BuildError(
-            f"{where}.class_path {class_path!r} names a "
+            f"{where} {class_path!r} names a "
             f"{'function' if callable(cls) else type(cls).__name__}, not a class; "
             f"name a {kind.__name__} subclass"
         )
     if not issubclass(cls, kind):
-        raise BuildError(
-            f"{where}.class_path {class_path!r}: {cls.__name__} is not a {kind.__name__}"
-        )
+        raise BuildError(f"{where} {class_path!r}: {cls.__name__} is not a {kind.__name__}")
     return cls
 
 
 def check_arguments(
-    cls: type, kwargs: Mapping[str, Any], where: str, added: Mapping[str, str] | None = None
+    cls: Any,
+    kwargs: Mapping[str, Any],
+    where: str,
+    added: Mapping[str, str] | None = None,
+    args: Sequence[Any] = (),
+    partial: bool = False,
 ) -> None:
     """Refuse arguments that ``cls`` does not take, and required ones that are
-    missing, naming the key. ``added``: arguments xorch supplies itself, mapped
-    to the config key they come from."""
+    missing (unless ``partial``: the rest come at the call), naming the key.
+    ``added``: arguments xorch supplies itself, mapped to the config key they
+    come from. ``args``: positional arguments (Hydra's ``_args_``)."""
+    name = getattr(cls, "__name__", str(cls))
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):  # no signature to check (a C type): the call speaks
@@ -108,19 +142,20 @@ def check_arguments(
             if key not in named:
                 source = (added or {}).get(key, f"{where}.{key}")
                 raise BuildError(
-                    f"{source}: {cls.__name__} takes no argument {key!r}"
-                    + _did_you_mean(key, named)
+                    f"{source}: {name} takes no argument {key!r}" + _did_you_mean(key, named)
                 )
+    if partial:
+        return
     try:
-        signature.bind(**kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as exc:
         missing = re.search(r"missing a required argument: '(\w+)'", str(exc))
         if missing:
             raise BuildError(
-                f"{where}: {cls.__name__} needs argument {missing.group(1)!r}; "
+                f"{where}: {name} needs argument {missing.group(1)!r}; "
                 f"set {where}.{missing.group(1)}"
             ) from None
-        raise BuildError(f"{where}: arguments do not fit {cls.__name__}: {exc}") from None
+        raise BuildError(f"{where}: arguments do not fit {name}: {exc}") from None
 
 
 def instantiate(
@@ -131,11 +166,72 @@ def instantiate(
     **extra: Any,
 ) -> Any:
     """``{class_path: pkg.mod.Class, init_args: {...}}`` -> ``Class(**init_args, **extra)``,
-    once ``Class`` is known to be a ``kind`` and the arguments to fit it."""
+    once ``Class`` is known to be a ``kind`` and the arguments to fit it.
+    A ``_target_`` entry goes to ``hydra.utils.instantiate`` after the same checks."""
     cls = resolve_class(entry, where, kind)
-    kwargs = {**dict(entry.get("init_args") or {}), **extra}
-    check_arguments(cls, kwargs, f"{where}.init_args", added)
-    return cls(**kwargs)
+    kwargs = {**_arguments(entry), **extra}
+    if "_target_" not in entry:
+        check_arguments(cls, kwargs, f"{where}.init_args", added)
+        return cls(**kwargs)
+    args = list(entry.get("_args_") or [])
+    check_arguments(cls, kwargs, where, added, args)
+    if entry.get("_recursive_", True):
+        for i, value in enumerate(args):
+            _check_nested(value, f"{where}._args_[{i}]")
+        for key, value in _arguments(entry).items():
+            _check_nested(value, f"{where}.{key}")
+    return _hydra_instantiate(entry, extra)
+
+
+def _check_nested(value: Any, where: str) -> None:
+    """A nested ``_target_`` that does not import, or arguments that do not fit
+    it, is a config error found before anything is built (Hydra would raise it
+    half-way, wrapped in its own exception)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        for i, item in enumerate(value):
+            _check_nested(item, f"{where}[{i}]")
+        return
+    if not isinstance(value, Mapping):
+        return
+    if "_target_" not in value:
+        for key, item in value.items():
+            _check_nested(item, f"{where}.{key}")
+        return
+    # The locator instantiate itself uses (hydra.utils.get_object logs its
+    # failures to the console on top of raising).
+    from hydra._internal.utils import _locate
+
+    target = value["_target_"]
+    try:
+        obj = _locate(str(target))
+    except (ImportError, ValueError) as exc:  # _locate wraps what the import raised
+        raise BuildError(
+            f"{where}._target_ {target!r}: cannot import it ({_one_line(exc.__cause__ or exc)})"
+        ) from None
+    args = list(value.get("_args_") or [])
+    if callable(obj):
+        check_arguments(
+            obj, _arguments(value), where, args=args, partial=bool(value.get("_partial_"))
+        )
+    if value.get("_recursive_", True):
+        for i, item in enumerate(args):
+            _check_nested(item, f"{where}._args_[{i}]")
+        for key, item in _arguments(value).items():
+            _check_nested(item, f"{where}.{key}")
+
+
+def _hydra_instantiate(entry: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(dict(entry), **extra)
+    except InstantiationException as exc:
+        # Hydra wraps what the user's constructor raised; the original keeps its
+        # class (an OOM, a missing file), which decides the failure class.
+        if exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise
 
 
 def build_model(config: Mapping[str, Any]) -> pl.LightningModule:
@@ -206,11 +302,11 @@ def build_trainer_parts(
 
 def build_callback(entry: Mapping[str, Any], index: int, run_dir: Path) -> pl.Callback:
     """``callbacks[index]``, with a ModelCheckpoint's dirpath moved under the run dir."""
-    args = dict(entry.get("init_args") or {})
-    if str(entry["class_path"]).endswith("ModelCheckpoint") and args.get("dirpath"):
+    args = _arguments(entry)
+    if str(entry[_path_key(entry)]).endswith("ModelCheckpoint") and args.get("dirpath"):
         args["dirpath"] = str(_inside(run_dir, args["dirpath"]))
     callback: pl.Callback = instantiate(
-        {**entry, "init_args": args}, f"callbacks[{index}]", pl.Callback
+        _with_arguments(entry, args), f"callbacks[{index}]", pl.Callback
     )
     return callback
 
@@ -225,11 +321,13 @@ def build_loggers(value: Any, run_dir: Path) -> Any:
     entries = value if isinstance(value, list) else [value]
     loggers = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or "class_path" not in entry:
-            raise BuildError(f"pl_trainer.logger[{i}] must be a class_path entry, true or false")
-        args = dict(entry.get("init_args") or {})
+        if not isinstance(entry, Mapping) or not ("class_path" in entry or "_target_" in entry):
+            raise BuildError(
+                f"pl_trainer.logger[{i}] must be a class_path or _target_ entry, true or false"
+            )
+        args = _arguments(entry)
         args["save_dir"] = str(_inside(run_dir, args.get("save_dir", ".")))
-        loggers.append(instantiate({**entry, "init_args": args}, f"pl_trainer.logger[{i}]", Logger))
+        loggers.append(instantiate(_with_arguments(entry, args), f"pl_trainer.logger[{i}]", Logger))
     return loggers
 
 

@@ -1,0 +1,188 @@
+"""Hydra and OmegaConf configs in the parent: composing a ``defaults:`` list,
+resolving ``${...}`` interpolations (with hydra-core and omegaconf themselves),
+and reading Hydra's layout (``_target_`` entries, a ``trainer:`` with a
+``_target_``, a top-level ``logger:``) into the shape the worker builds from.
+
+Neither library imports torch, so the parent stays torch-free; both are imported
+only when a config needs them, so a plain file costs nothing extra. Every
+problem (a missing config group, a bad override, a reference to a key that does
+not exist) is one ``ConfigError`` line naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "TRAINER_TARGETS",
+    "check_target_entry",
+    "compose_folder",
+    "has_interpolation",
+    "interpolated_roots",
+    "move_logger",
+    "resolve",
+    "trainer_arguments",
+]
+
+# The first name of a ``${name.more}`` reference: a top-level block the config
+# draws on. Resolver calls (``${oc.env:X}``) match too, harmlessly.
+_REFERENCE = re.compile(r"\$\{\s*([A-Za-z_][\w-]*)")
+
+
+def _strings(tree: Any) -> Iterable[str]:
+    if isinstance(tree, str):
+        yield tree
+    elif isinstance(tree, Mapping):
+        for value in tree.values():
+            yield from _strings(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _strings(value)
+
+
+def has_interpolation(tree: Any) -> bool:
+    return any("${" in text for text in _strings(tree))
+
+
+def interpolated_roots(tree: Any) -> frozenset[str]:
+    """The top-level names that some ``${...}`` in ``tree`` refers to."""
+    return frozenset(m.group(1) for text in _strings(tree) for m in _REFERENCE.finditer(text))
+
+
+def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Compose ``path`` (a config with a ``defaults:`` list) from its folder as
+    ``@hydra.main`` would, with Hydra's override grammar for ``overrides``.
+    Interpolations are left for ``resolve``, so the caller sees what they refer to.
+
+    Also returns Hydra's warnings (a defaults list without ``_self_``), one line
+    each, to be shown as xorch's own rather than as Python warnings with a path."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    folder = path.parent.resolve()
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            initialize_config_dir(config_dir=str(folder), version_base="1.3"),
+        ):
+            warnings.simplefilter("always")
+            composed = compose(config_name=path.name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        line = _first_line(exc)
+        if line.startswith("Could not override"):
+            line += " To add a key that the config lacks, write +KEY=VALUE."
+        elif "Could not find" in line:
+            line += "; check the group folder and the file name in the defaults list"
+        raise ConfigError(f"{path}: {line}") from None
+    except ValueError as exc:  # initialize_config_dir refuses some folders this way
+        raise ConfigError(f"{path}: {_first_line(exc)}") from None
+    tree = OmegaConf.to_container(composed, resolve=False)
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the composed config is not a mapping of keys")
+    notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
+    return cast(dict[str, Any], tree), notes
+
+
+def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``${...}`` in ``tree`` replaced by its value, as OmegaConf resolves it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        resolved = OmegaConf.to_container(
+            OmegaConf.create(dict(tree)), resolve=True, throw_on_missing=True
+        )
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        where = f"{key}: " if key else ""
+        if isinstance(exc, MissingMandatoryValue):  # Hydra's ??? placeholder
+            raise ConfigError(
+                f"{where}the value is ??? (required); set it in the config or as {key}=VALUE"
+            ) from None
+        if "HydraConfig was not set" in str(exc):
+            # ${hydra:runtime.output_dir} and kin describe a Hydra run, which xorch
+            # does not make: each run's outputs go to its own run folder.
+            raise ConfigError(
+                f"{where}${{hydra:...}} refers to a Hydra run, which xorch does not start; "
+                "write a plain value (outputs go to each run's folder anyway)"
+            ) from None
+        raise ConfigError(
+            f"{where}{_first_line(exc)}; fix the interpolation or define the key it names"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the config cannot be resolved: {_first_line(exc)}") from None
+    assert isinstance(resolved, dict)
+    return cast(dict[str, Any], resolved)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
+# (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
+# so the block is read as the Trainer's keyword arguments.
+TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
+
+# Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
+_HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
+
+
+def trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
+    if "_target_" not in trainer:
+        return trainer
+    if trainer["_target_"] not in TRAINER_TARGETS:
+        raise ConfigError(
+            f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
+            f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"
+        )
+    special = sorted(k for k in trainer if k in _HYDRA_KEYS and k != "_target_")
+    if special:
+        raise ConfigError(f"{key}.{special[0]}: not used for the Trainer; remove it")
+    return {k: v for k, v in trainer.items() if k != "_target_"}
+
+
+def move_logger(raw: dict[str, Any], trainer_key: str) -> dict[str, Any]:
+    """Hydra's top-level ``logger:`` (one entry, or entries by name) becomes the
+    Trainer's ``logger`` argument."""
+    value = raw["logger"]
+    rest = {k: v for k, v in raw.items() if k != "logger"}
+    if value is None:
+        return rest
+    trainer = dict(rest.get(trainer_key) or {})
+    if "logger" in trainer:
+        raise ConfigError(f"both logger and {trainer_key}.logger are set; keep one")
+    if isinstance(value, dict) and not ("_target_" in value or "class_path" in value):
+        value = [entry for entry in value.values() if entry is not None]
+    for i, entry in enumerate(value if isinstance(value, list) else [value]):
+        if not isinstance(entry, dict) or not ("_target_" in entry or "class_path" in entry):
+            raise ConfigError(f"logger entry {i} needs _target_ (or class_path) naming a Logger")
+    trainer["logger"] = value
+    return {**rest, trainer_key: trainer}
+
+
+def check_target_entry(entry: dict[str, Any], where: str) -> None:
+    """A Hydra entry: ``_target_`` and the arguments beside it. Nested entries
+    follow Hydra's own rules in the worker; this one must name a class there."""
+    target = entry["_target_"]
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{where}._target_ {target!r} must be dotted: pkg.module.Class")
+    if "class_path" in entry or "init_args" in entry:
+        raise ConfigError(
+            f"{where}: _target_ and class_path/init_args are two styles; use one of them"
+        )
+    if entry.get("_partial_"):
+        raise ConfigError(
+            f"{where}._partial_: the {where} entry must build an object, not a partial; remove it"
+        )
+    if not isinstance(entry.get("_args_", []), list):
+        raise ConfigError(f"{where}._args_ must be a list of positional arguments")
