@@ -233,13 +233,14 @@ class ForkserverLauncher(Launcher):
 
 
 def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> dict[str, Any]:
-    """The modules a fork server imports up front: those the config's class_paths name."""
+    """The modules a fork server imports up front: those the config's model, data
+    and callbacks name, by ``class_path`` or Hydra's ``_target_``."""
     entries = [config.get("model"), config.get("data"), *(config.get("callbacks") or [])]
     modules = sorted(
         {
-            str(e["class_path"]).rpartition(".")[0]
+            str(e.get("class_path", e.get("_target_"))).rpartition(".")[0]
             for e in entries
-            if isinstance(e, Mapping) and "class_path" in e
+            if isinstance(e, Mapping) and ("class_path" in e or "_target_" in e)
         }
     )
     return {"modules": modules, "import_paths": list(import_paths)}
