@@ -341,8 +341,8 @@ def replay(
 
 
 def _study_state(study_dir: Path) -> StudyState:
+    from orchestrator.contract.paths import StudyPaths
     from orchestrator.errors import StateError
-    from orchestrator.paths import StudyPaths
     from orchestrator.state_store import load_state
 
     state = load_state(StudyPaths(_study_folder(study_dir)))

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from orchestrator.atomic import atomic_write_text
 from orchestrator.compare import state_groups
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
 from orchestrator.inference import describe_sample
-from orchestrator.paths import StudyPaths
 from orchestrator.power import Design, detectable_effect, power_for_study
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_state

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.errors import StateError, XorchError
-from orchestrator.paths import StudyPaths
 from orchestrator.report import Reporter
 from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
 from orchestrator.state_store import load_state
-from worker.protocol import RunSpec
 
 __all__ = ["ReplayResult", "replay_run"]
 
@@ -51,7 +51,7 @@ def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) ->
         )
     original = paths.run(record.dir)
     try:
-        spec = RunSpec.read(original.run_spec)
+        spec = RunSpec.load(original.run_spec)
     except (OSError, ValueError, TypeError) as exc:
         raise StateError(f"cannot read {original.run_spec}: {exc}") from None
     target = paths.root / f"{record.dir}_replay"

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from worker.protocol import Heartbeat
+from orchestrator.contract.records import Heartbeat
 
 if TYPE_CHECKING:
     from orchestrator.state import StudyState

@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import Executor, StudySpec
+from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.gpus import GpuMemoryGate, Slot, detect_gpus, make_slots, resolve_gpus, slot_env
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.report import Reporter, format_metrics, progress_line
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import RunSpec
 
 __all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
 

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 
 from orchestrator.config import RunnerSpec, StudySpec
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ExitCode, StudyExistsError
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
-from orchestrator.paths import RunPaths
 from orchestrator.report import Reporter, format_metrics
 from orchestrator.result import LaunchResult
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import RunSpec
 
 __all__ = ["run_one", "single_run_dir", "train_single"]
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.atomic import atomic_write_text
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
-from orchestrator.paths import StudyPaths
 from orchestrator.state import (
     SCHEMA_VERSION,
     Attempt,

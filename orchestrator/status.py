@@ -18,12 +18,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.records import Heartbeat
 from orchestrator.errors import StateError
-from orchestrator.paths import StudyPaths
 from orchestrator.state import RunStatus
 from orchestrator.state_store import load_state
 from orchestrator.summary import format_number, split_finite
-from worker.protocol import Heartbeat
 
 __all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]
 

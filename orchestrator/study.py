@@ -26,13 +26,14 @@ from orchestrator.config import (
     changed_keys,
     load_study,
 )
+from orchestrator.contract.paths import StudyPaths, run_dir_name
+from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
-from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
 from orchestrator.scheduler import Scheduler, study_slots
@@ -47,7 +48,6 @@ from orchestrator.state import (
 )
 from orchestrator.state_store import load_backup, load_state, save_state
 from orchestrator.summary import mean_std_line, write_summary
-from worker.protocol import Heartbeat, RunResult
 
 __all__ = ["launch", "launch_spec"]
 

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
-from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
-from worker.protocol import ErrorReport, Heartbeat, RunResult
 
 __all__ = ["AttemptWatch", "StopReason", "Verdict", "classify_exit"]
 

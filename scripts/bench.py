@@ -35,11 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.records import Heartbeat  # noqa: E402
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState  # noqa: E402
 from orchestrator.state_store import load_state, save_state  # noqa: E402
 from orchestrator.summary import write_summary  # noqa: E402
-from worker.protocol import Heartbeat  # noqa: E402
 
 
 def trivial_study(output_dir: Path, runs: int, launcher: str) -> dict:

@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.paths import StudyPaths  # noqa: E402
 from orchestrator.state import StudyState  # noqa: E402
 from orchestrator.state_store import load_state  # noqa: E402
 

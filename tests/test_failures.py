@@ -19,7 +19,7 @@ import psutil
 import pytest
 import torch
 
-from orchestrator.paths import RunPaths, StudyPaths
+from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import Attempt, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
 from tests.conftest import ROOT, read_state, tiny_config, xorch
@@ -374,7 +374,7 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     assert rss.outcome.value == "oom_killed" and "near the 1.00 GiB memory limit" in rss.reason
 
     # A DataLoader worker that died: an OOM kill only if a counter rose meanwhile.
-    from worker.protocol import ErrorReport
+    from orchestrator.contract.records import ErrorReport
 
     died = "DataLoader worker (pid 999999) is killed by signal: Killed. "
     ErrorReport(type="builtins.RuntimeError", message=died).write(run.error)

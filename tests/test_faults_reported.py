@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orchestrator.config import load_study
-from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import save_state
 from tests.conftest import read_state, tiny_config, xorch

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.atomic import atomic_write_bytes, atomic_write_text
 from orchestrator.config import load_study
+from orchestrator.contract.atomic import atomic_write_bytes, atomic_write_text
+from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.errors import ConfigError, StateError
-from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.runner_spec import MAX_RUNS
 from orchestrator.seeds import random_seeds
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState

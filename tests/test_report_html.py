@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.html_report import write_report
 from orchestrator.inference import describe_sample
-from orchestrator.paths import StudyPaths
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from orchestrator.stats import _human
@@ -201,7 +201,7 @@ def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_
 def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatch):
     import errno
 
-    from orchestrator import atomic
+    from orchestrator.contract import atomic
     from orchestrator.errors import ExitCode
     from orchestrator.html_report import ReportWriteError
 

@@ -19,17 +19,17 @@ import pytest
 import yaml
 
 from orchestrator.config import StudySpec, load_study
+from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
+from orchestrator.contract.records import RunResult
 from orchestrator.gpus import GpuMemoryGate, Slot
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.policy import INTERRUPTION_RETRIES, AttemptTally, Decision, decide
 from orchestrator.report import Reporter
 from orchestrator.runner_spec import OnFailure, RunnerSpec
 from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, RunStatus, StudyState
 from tests.conftest import tiny_config
-from worker.protocol import RunResult
 
 
 class World:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.slurm import (
     FORGOTTEN,
     FORGOTTEN_AFTER_S,
@@ -19,7 +20,6 @@ from orchestrator.launchers.slurm import (
     SlurmChild,
     parse_state,
 )
-from orchestrator.paths import StudyPaths
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch
 

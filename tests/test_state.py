@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError
-from orchestrator.paths import StudyPaths
 from orchestrator.state import (
     Attempt,
     AttemptClass,
@@ -132,7 +132,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from tests.test_state import new_state
-    from orchestrator.paths import StudyPaths
+    from orchestrator.contract.paths import StudyPaths
     from orchestrator.state import Attempt
     from orchestrator.state_store import save_state
 

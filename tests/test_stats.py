@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import XorchError
-from orchestrator.paths import StudyPaths
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.stats import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from worker.protocol import Heartbeat
+from orchestrator.contract.records import Heartbeat
 from worker.seeding import capture_rng_state, restore_rng_state
 
 __all__ = ["HeartbeatCallback", "ResumeStateCallback", "scalar_metrics"]

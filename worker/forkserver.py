@@ -28,8 +28,8 @@ import sys
 import traceback
 from typing import Any
 
+from orchestrator.contract.records import PARENT_PID_ENV
 from worker.lifeline import die_with_parent
-from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["main"]
 

@@ -16,9 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
-from orchestrator.paths import RunPaths
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
 from worker.lifeline import die_with_parent
-from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
         return 2
-    spec = RunSpec.read(Path(argv[0]))
+    spec = RunSpec.load(Path(argv[0]))
     _die_with_parent()
     paths = RunPaths(Path(spec.run_dir))
     startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)

@@ -15,7 +15,7 @@ import sys
 
 from submitit.helpers import Checkpointable
 
-from worker.protocol import PARENT_PID_ENV
+from orchestrator.contract.records import PARENT_PID_ENV
 
 __all__ = ["SlurmRun", "SlurmRunOnce"]
 

@@ -24,11 +24,11 @@ from typing import IO, Any
 
 import psutil
 
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import PARENT_PID_ENV
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
-from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
-from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
 

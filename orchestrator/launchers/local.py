@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import PARENT_PID_ENV
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths
-from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
