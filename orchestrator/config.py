@@ -23,28 +23,11 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.runner_spec import (
-    MAX_SEED,
-    RUNNER_KEY,
-    Executor,
-    LauncherKind,
-    OnFailure,
-    RunnerSpec,
-    SlurmSpec,
-    kind_of,
-    parse_runner,
-    parse_seed,
-)
+from orchestrator.runner_spec import RUNNER_KEY, RunnerSpec, kind_of, parse_runner, parse_seed
 from orchestrator.yaml_file import parse_yaml, read_config_file
 
 __all__ = [
-    "MAX_SEED",
-    "Executor",
-    "LauncherKind",
     "Mode",
-    "OnFailure",
-    "RunnerSpec",
-    "SlurmSpec",
     "StudySpec",
     "apply_overrides",
     "changed_keys",

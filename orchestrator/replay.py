@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import RunnerSpec
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import StateError, XorchError
 from orchestrator.report import Reporter
+from orchestrator.runner_spec import RunnerSpec
 from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
 from orchestrator.state_store import load_state

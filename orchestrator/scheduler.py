@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import Executor, StudySpec
+from orchestrator.config import StudySpec
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.gpus import GpuMemoryGate, Slot, detect_gpus, make_slots, resolve_gpus, slot_env
@@ -35,6 +35,7 @@ from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.report import Reporter, format_metrics, progress_line
+from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
@@ -48,7 +49,6 @@ GPU_WAIT_SAY_EVERY_S = 300.0  # "waiting for GPU memory" is said at most this of
 @dataclass(frozen=True)
 class SchedulerOutcome:
     state: StudyState
-    stopped_by_signal: bool = False
     config_error: str | None = None  # a run could not even be built
 
 
@@ -182,9 +182,7 @@ class Scheduler:
                 break
             self._show_progress(state, active)
             wakeup.wait(self._sleep_for(active))
-        return SchedulerOutcome(
-            state, stopped_by_signal=self.stop.requested, config_error=config_error
-        )
+        return SchedulerOutcome(state, config_error=config_error)
 
     def _sleep_for(self, active: dict[Slot, _Active]) -> float | None:
         """Seconds until the earliest timer; None: only a wake-up can change anything."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from orchestrator.config import MAX_SEED, RunnerSpec
+from orchestrator.runner_spec import MAX_SEED, RunnerSpec
 
 __all__ = ["random_seeds", "study_seeds"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.config import RunnerSpec, StudySpec
+from orchestrator.config import StudySpec
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ExitCode, StudyExistsError
@@ -17,6 +17,7 @@ from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
 from orchestrator.report import Reporter, format_metrics
 from orchestrator.result import LaunchResult
+from orchestrator.runner_spec import RunnerSpec
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch, Verdict
 

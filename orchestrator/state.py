@@ -142,15 +142,6 @@ class StudyState:
             attempts=(*record.attempts, attempt),
         )
 
-    def record_pid(self, index: int, pid: int, create_time: float | None) -> StudyState:
-        """Fill in the child's pid once it exists (status stays running)."""
-        record = self.runs[index]
-        attempt = dataclasses.replace(record.attempts[-1], pid=pid, pid_create_time=create_time)
-        updated = dataclasses.replace(record, attempts=(*record.attempts[:-1], attempt))
-        return dataclasses.replace(
-            self, runs=(*self.runs[:index], updated, *self.runs[index + 1 :])
-        )
-
     def finish_attempt(
         self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
     ) -> StudyState:

@@ -20,7 +20,6 @@ from pathlib import Path
 import psutil
 
 from orchestrator.config import (
-    Executor,
     Mode,
     StudySpec,
     changed_keys,
@@ -36,6 +35,7 @@ from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
 from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
+from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
 from orchestrator.seeds import study_seeds
 from orchestrator.single import train_single

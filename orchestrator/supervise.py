@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.config import RunnerSpec
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
+from orchestrator.runner_spec import RunnerSpec
 from orchestrator.state import AttemptClass
 
 __all__ = ["AttemptWatch", "StopReason", "Verdict", "classify_exit"]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import RunnerSpec, apply_overrides, changed_keys, load_study
+from orchestrator.config import apply_overrides, changed_keys, load_study
 from orchestrator.errors import ConfigError
+from orchestrator.runner_spec import RunnerSpec
 from orchestrator.seeds import study_seeds
 from tests.conftest import snapshot, tiny_config, xorch
 

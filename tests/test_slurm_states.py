@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import RunnerSpec
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.slurm import (
     FORGOTTEN,
@@ -20,6 +19,7 @@ from orchestrator.launchers.slurm import (
     SlurmChild,
     parse_state,
 )
+from orchestrator.runner_spec import RunnerSpec
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch
 

@@ -9,7 +9,6 @@ atomically as the very last step.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
@@ -17,8 +16,8 @@ import traceback
 from pathlib import Path
 
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
-from worker.lifeline import die_with_parent
+from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult, RunSpec
+from worker.lifeline import follow_parent
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
@@ -31,7 +30,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
         return 2
     spec = RunSpec.load(Path(argv[0]))
-    _die_with_parent()
+    # Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
+    # training behind (the kernel's signal, and a watcher thread for the window
+    # before it was set and for other systems).
+    follow_parent(watch=True)
     paths = RunPaths(Path(spec.run_dir))
     startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)
     try:
@@ -155,22 +157,3 @@ def _error_report(exc: BaseException) -> ErrorReport:
         cuda_oom=cuda_oom,
         host_oom=host_oom,
     )
-
-
-def _die_with_parent() -> None:
-    """Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
-    training behind: the kernel's parent-death signal on Linux, and a watcher
-    thread for the window before it was set and for other systems."""
-    expected = os.environ.get(PARENT_PID_ENV)
-    if not expected:
-        return  # started by hand: nobody to follow
-    parent = int(expected)
-    die_with_parent(parent)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="xorch-parent-watch", daemon=True).start()
