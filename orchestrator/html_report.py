@@ -42,7 +42,7 @@ from orchestrator.errors import ExitCode, XorchError
 from orchestrator.inference import describe_sample
 from orchestrator.power import Design, detectable_effect, power_for_study
 from orchestrator.state import RunStatus, StudyState
-from orchestrator.state_store import load_state
+from orchestrator.state_store import load_study_state
 from orchestrator.stats import _human
 
 if TYPE_CHECKING:
@@ -107,9 +107,7 @@ def watch_report(
 
 def render_report(paths: StudyPaths) -> str:
     """The whole HTML page for the study in ``paths``."""
-    state = load_state(paths)
-    if state is None:
-        raise XorchError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    state = load_study_state(paths)
     title = f"xorch report: {paths.root.name}"
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [

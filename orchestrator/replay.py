@@ -20,7 +20,7 @@ from orchestrator.report import Reporter
 from orchestrator.runner_spec import RunnerSpec
 from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
-from orchestrator.state_store import load_state
+from orchestrator.state_store import load_study_state
 
 __all__ = ["ReplayResult", "replay_run"]
 
@@ -39,9 +39,7 @@ class ReplayResult:
 def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) -> ReplayResult:
     reporter = reporter or Reporter()
     paths = StudyPaths(Path(study_dir).resolve())
-    state = load_state(paths)
-    if state is None:
-        raise StateError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    state = load_study_state(paths)
     if not 0 <= index < len(state.runs):
         raise XorchError(f"run {index} does not exist: the study has runs 0..{len(state.runs) - 1}")
     record = state.runs[index]

@@ -33,7 +33,14 @@ from orchestrator.state import (
     StudyState,
 )
 
-__all__ = ["load_backup", "load_state", "save_state", "state_from_payload", "state_to_json"]
+__all__ = [
+    "load_backup",
+    "load_state",
+    "load_study_state",
+    "save_state",
+    "state_from_payload",
+    "state_to_json",
+]
 
 # Migrations from older schema versions: {old_version: function(payload) -> payload}.
 MIGRATIONS: dict[int, Any] = {}
@@ -258,6 +265,15 @@ def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> Attempt
 def load_state(paths: StudyPaths) -> StudyState | None:
     """The saved state, None when there is none. Never modifies the file."""
     return _load(paths, paths.state)
+
+
+def load_study_state(paths: StudyPaths) -> StudyState:
+    """The saved state of a study the user named (``xorch status``, ``report``,
+    ``replay``...); a StateError when the folder holds none. Never modifies it."""
+    state = load_state(paths)
+    if state is None:
+        raise StateError(f"{paths.root} holds no {paths.state.name}: is it a study folder?")
+    return state
 
 
 def load_backup(paths: StudyPaths) -> StudyState | None:

@@ -38,6 +38,7 @@ import numpy as np
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, StudyState
 from orchestrator.summary import NotFinite, split_finite
+from orchestrator.tables import aligned_lines
 
 __all__ = [
     "FORMATS",
@@ -200,14 +201,8 @@ def _table(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
     rows = [list(header), *([_human(c) for c in r] for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     rows.insert(1, ["-" * w for w in widths])
-
-    def line(row: Sequence[str]) -> str:
-        # Names read best left-aligned, numbers right-aligned so their digits line up.
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join(line(row) for row in rows) + "\n"
+    # Names read best left-aligned, numbers right-aligned so their digits line up.
+    return "\n".join(aligned_lines(rows, numbers_right=True)) + "\n"
 
 
 def _markdown(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:

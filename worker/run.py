@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult, RunSpec
+from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
 from worker.lifeline import follow_parent
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
@@ -67,7 +67,8 @@ class _StartupBeats:
         self._thread.start()
 
     def _beat(self) -> None:
-        Heartbeat(pid=os.getpid(), time=time.time(), phase="starting").write(self._path)
+        beat = Heartbeat(pid=os.getpid(), time=time.time(), phase=HeartbeatPhase.STARTING)
+        beat.write(self._path)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -116,7 +117,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
     heartbeat.resumed_from = resumed_from
-    heartbeat.beat(None, "setup", force=True)
+    heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
 
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).

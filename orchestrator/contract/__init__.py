@@ -12,11 +12,13 @@ checks both directions.
 from __future__ import annotations
 
 from orchestrator.contract.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths, StudyPaths, aside_path, run_dir_name
 from orchestrator.contract.records import (
     PARENT_PID_ENV,
     ErrorReport,
     Heartbeat,
+    HeartbeatPhase,
     RunResult,
     RunSpec,
     read_json_object,
@@ -26,6 +28,7 @@ __all__ = [
     "PARENT_PID_ENV",
     "ErrorReport",
     "Heartbeat",
+    "HeartbeatPhase",
     "RunPaths",
     "RunResult",
     "RunSpec",
@@ -34,6 +37,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "child_environment",
     "read_json_object",
     "run_dir_name",
 ]

@@ -7,6 +7,7 @@ and ``JsonRecord`` is the one reader and writer they share.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "RUN_SPEC_FILE",
     "ErrorReport",
     "Heartbeat",
+    "HeartbeatPhase",
     "JsonRecord",
     "RunResult",
     "RunSpec",
@@ -79,7 +81,7 @@ class JsonRecord:
     def from_json(cls: type[_Record], payload: dict[str, Any]) -> _Record | None:
         try:
             record = cls(**payload)
-        except TypeError:  # a missing or an unknown key
+        except (TypeError, ValueError):  # a missing or unknown key, a value out of range
             return None
         return record if record._checked() else None
 
@@ -109,18 +111,44 @@ class RunSpec(JsonRecord):
         return cls(**payload)
 
 
+class HeartbeatPhase(str, enum.Enum):
+    """What the child was doing at its last heartbeat. str-valued, so
+    heartbeat.json holds the plain word ("train")."""
+
+    STARTING = "starting"  # imports and build (a thread beats while they run)
+    SETUP = "setup"  # built; the checkpoint to resume from is chosen
+    FIT = "fit"  # fit began, no batch yet
+    TRAIN = "train"
+    VALIDATE = "validate"
+    TEST = "test"
+
+
 @dataclass(frozen=True)
 class Heartbeat(JsonRecord):
     """A sign of life, rewritten by the child every few seconds."""
 
     pid: int
     time: float
-    phase: str
+    phase: HeartbeatPhase
     epoch: int = 0
     global_step: int = 0
     max_epochs: int | None = None
     resumed_from: str | None = None
     first_batch_time: float | None = None  # when training really began
+
+    def __post_init__(self) -> None:
+        # Read from JSON the phase is a plain string; an unknown one raises
+        # ValueError, which ``from_json`` reads as "not a heartbeat of ours".
+        object.__setattr__(self, "phase", HeartbeatPhase(self.phase))
+
+    @property
+    def epoch_text(self) -> str | None:
+        """``3/10`` (the epoch counted from 1, of max_epochs when known); None
+        before training began, when there is no epoch to speak of."""
+        if self.phase in (HeartbeatPhase.STARTING, HeartbeatPhase.SETUP):
+            return None
+        total = f"/{self.max_epochs}" if self.max_epochs else ""
+        return f"{self.epoch + 1}{total}"
 
 
 @dataclass(frozen=True)
