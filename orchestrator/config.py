@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.runner_spec import RUNNER_KEY, RunnerSpec, kind_of, parse_runner, parse_seed
+from orchestrator.runner_spec import RUNNER_KEY, kind_of, parse_runner, parse_seed
+from orchestrator.runner_spec import RunnerSettings as RunnerSpec  # old name, until the merge
 from orchestrator.yaml_file import parse_yaml, read_config_file
 
 __all__ = [

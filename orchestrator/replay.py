@@ -17,7 +17,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import StateError, XorchError
 from orchestrator.report import Reporter
-from orchestrator.runner_spec import RunnerSpec
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
 from orchestrator.state_store import load_study_state
@@ -55,8 +55,8 @@ def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) ->
     target = paths.root / f"{record.dir}_replay"
     replay_spec = dataclasses.replace(spec, run_dir=str(target), resume_from_checkpoint=False)
     reporter.say(f"replay: run {index} seed {record.seed} in {target}")
-    verdict = run_one(replay_spec, RunnerSpec(seeds=(record.seed,)), reporter)
-    completed = verdict.outcome is AttemptClass.COMPLETED
+    verdict = run_one(replay_spec, RunnerSettings(seeds=(record.seed,)), reporter)
+    completed = verdict.attempt_class is AttemptClass.COMPLETED
     differences = {
         name: _difference(value, verdict.metrics.get(name))
         for name, value in record.metrics.items()

@@ -151,9 +151,9 @@ class Scheduler:
                 del active[slot]
                 state = self._record(state, running, verdict)
                 recorded = True
-                tally[running.index] = tally[running.index].counting(verdict.outcome)
+                tally[running.index] = tally[running.index].counting(verdict.attempt_class)
                 decision = decide(
-                    verdict.outcome,
+                    verdict.attempt_class,
                     tally[running.index],
                     runner,
                     config_error=verdict.config_error,
@@ -281,7 +281,7 @@ class Scheduler:
             self.stop.active_groups.discard(running.child.pid)
         finished = dataclasses.replace(
             running.attempt,
-            outcome=verdict.outcome,
+            attempt_class=verdict.attempt_class,
             reason=verdict.reason,
             exit_code=verdict.exit_code,
             signal=verdict.signal,
@@ -297,11 +297,11 @@ class Scheduler:
     def _report(self, state: StudyState, index: int, attempt: Attempt) -> None:
         record = state.runs[index]
         took = f"{attempt.duration_s:.1f} s"
-        if attempt.outcome is AttemptClass.COMPLETED:
+        if attempt.attempt_class is AttemptClass.COMPLETED:
             shown = format_metrics(record.metrics, self.spec.runner.summary_metrics)
             self.reporter.say(f"run {index} seed {record.seed}: completed in {took}  {shown}")
         else:
-            outcome = attempt.outcome.value if attempt.outcome else "?"
+            outcome = attempt.attempt_class.value if attempt.attempt_class else "?"
             self.reporter.say(
                 f"run {index} seed {record.seed}: {outcome} after {took}: {attempt.reason}"
             )

@@ -92,11 +92,20 @@ def state_to_json(state: StudyState) -> str:
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
 
 
+# Attempt fields whose key in the file is not their Python name. ``attempt_class``
+# was called ``outcome`` when schema v1 was written; keeping the old key spares
+# every state file on disk a migration and a schema bump for a rename alone.
+ATTEMPT_JSON_KEYS = {"attempt_class": "outcome"}
+_ATTEMPT_FIELDS = {json_key: name for name, json_key in ATTEMPT_JSON_KEYS.items()}
+
+
 def _record_payload(record: RunRecord) -> dict[str, Any]:
     payload = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
     payload["attempts"] = [
-        {f.name: _plain(getattr(a, f.name)) for f in dataclasses.fields(a)} for a in record.attempts
-    ]
+        {ATTEMPT_JSON_KEYS.get(f.name, f.name): _plain(getattr(a, f.name))
+         for f in dataclasses.fields(a)}
+        for a in record.attempts
+    ]  # fmt: skip
     return payload
 
 
@@ -253,7 +262,9 @@ def _record(payload: Any, where: str) -> RunRecord:
 
 def _attempt(payload: Any, where: str) -> Attempt:
     fields = _checked(payload, _ATTEMPT_KINDS, ("number", "started_at", "log"), where)
-    return Attempt(**{**fields, "outcome": _optional_class(fields, "outcome", where)})
+    attempt_class = _optional_class(fields, "outcome", where)
+    named = {_ATTEMPT_FIELDS.get(key, key): value for key, value in fields.items()}
+    return Attempt(**{**named, "attempt_class": attempt_class})
 
 
 def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> AttemptClass | None:

@@ -160,7 +160,7 @@ def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | N
         config_error is not None
         and flag.signum is None
         and bool(attempts)
-        and all(a.outcome is AttemptClass.CONFIG_ERROR for a in attempts)
+        and all(a.attempt_class is AttemptClass.CONFIG_ERROR for a in attempts)
     )
 
 
@@ -291,7 +291,7 @@ def _settle_stale_runs(
         duration = _seconds_since(attempt.started_at, ended)
         finished = dataclasses.replace(
             attempt,
-            outcome=outcome,
+            attempt_class=outcome,
             reason=reason,
             ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
             duration_s=duration,

@@ -97,8 +97,8 @@ def test_a_failed_final_summary_write_is_one_line(workdir, write_config):
     paths.root.mkdir(parents=True)
     now = datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
     attempt = Attempt(number=1, started_at=now, log="x/train.log")
-    done = Attempt(number=1, started_at=now, log="x/train.log", outcome=AttemptClass.COMPLETED,
-                   ended_at=now, duration_s=1.0)
+    done = Attempt(number=1, started_at=now, log="x/train.log",
+                   attempt_class=AttemptClass.COMPLETED, ended_at=now, duration_s=1.0)
     state = StudyState(spec.fingerprint, dict(spec.training), (5,),
                        (RunRecord(index=0, seed=5, dir=run_dir_name(0, 5, 1)),))
     state = state.start_attempt(0, attempt).finish_attempt(0, done, {"val/loss": 0.5})

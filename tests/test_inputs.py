@@ -80,7 +80,7 @@ def made_study(config: Path, completed: bool) -> StudyPaths:
         for i in range(len(seeds)):
             attempt = Attempt(number=1, started_at="t0", log="x")
             done = dataclasses.replace(
-                attempt, outcome=AttemptClass.COMPLETED, ended_at="t1", duration_s=2.0
+                attempt, attempt_class=AttemptClass.COMPLETED, ended_at="t1", duration_s=2.0
             )
             state = state.start_attempt(i, attempt).finish_attempt(
                 i, done, {"val/loss": 0.5 + i / 10}

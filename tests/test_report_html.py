@@ -46,7 +46,7 @@ def running_state(completed: int) -> StudyState:
                                status=RunStatus.RUNNING, attempts=(attempt,))  # fmt: skip
         elif i == completed + 1:
             oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
-                          outcome=AttemptClass.CUDA_OOM,
+                          attempt_class=AttemptClass.CUDA_OOM,
                           reason="CUDA out of memory <at> batch 3")  # fmt: skip
             record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
                                status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
