@@ -49,7 +49,7 @@ class HeartbeatCallback(pl.Callback):
             max_epochs=trainer.max_epochs if trainer else None,
             resumed_from=self.resumed_from,
             first_batch_time=self.first_batch_time,
-        ).write(self.path)
+        ).write_if_possible(self.path)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.beat(trainer, HeartbeatPhase.FIT, force=True)

@@ -68,7 +68,7 @@ class _StartupBeats:
 
     def _beat(self) -> None:
         beat = Heartbeat(pid=os.getpid(), time=time.time(), phase=HeartbeatPhase.STARTING)
-        beat.write(self._path)
+        beat.write_if_possible(self._path)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

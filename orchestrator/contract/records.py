@@ -141,6 +141,19 @@ class Heartbeat(JsonRecord):
         # ValueError, which ``from_json`` reads as "not a heartbeat of ours".
         object.__setattr__(self, "phase", HeartbeatPhase(self.phase))
 
+    def write_if_possible(self, path: Path) -> bool:
+        """Write the beat; False, and nothing raised, when the filesystem refuses.
+
+        A beat is a sign of life, not a result: a full disk or an NFS hiccup
+        for a moment must not end hours of training. If the writes keep
+        failing, the parent sees no beats and stops the run as a hang, which is
+        the truth it can act on; the atomic writer keeps the last beat whole."""
+        try:
+            self.write(path)
+        except OSError:
+            return False
+        return True
+
     @property
     def epoch_text(self) -> str | None:
         """``3/10`` (the epoch counted from 1, of max_epochs when known); None
