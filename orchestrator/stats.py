@@ -25,23 +25,18 @@ module (for instance by the CLI, to list its options) stays cheap.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 import numpy as np
 
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, StudyState
 from orchestrator.summary import NotFinite, split_finite
-from orchestrator.tables import aligned_lines
+from orchestrator.tables import Cell, render_rows
 
 __all__ = [
-    "FORMATS",
     "STATS_COLUMNS",
     "MetricStats",
     "describe",
@@ -49,14 +44,10 @@ __all__ = [
     "study_metric_stats",
 ]
 
-FORMATS: tuple[str, ...] = ("table", "markdown", "latex", "csv", "json")
-
 STATS_COLUMNS: tuple[str, ...] = (
     "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "median", "max",
     "not_finite",
 )  # fmt: skip
-
-Cell: TypeAlias = "str | int | float"
 
 _CONFIDENCE = 0.95
 _UPPER_QUANTILE = 0.5 + _CONFIDENCE / 2  # 0.975: two-sided interval
@@ -171,105 +162,9 @@ def render_stats(rows: Sequence[tuple[str, MetricStats]], fmt: str = "table") ->
          s.not_finite.count]
         for name, s in rows
     ]  # fmt: skip
-    text = _render(STATS_COLUMNS, records, fmt)
+    text = render_rows(STATS_COLUMNS, records, fmt)
     if fmt == "table":  # people read the table: say which values were left out, and why
         notes = [f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count]
         if notes:
             text += "".join(f"{note}; left out of the statistics\n" for note in notes)
     return text
-
-
-def _render(header: Sequence[str], records: Sequence[Sequence[Cell]], fmt: str) -> str:
-    writer = _WRITERS.get(fmt)
-    if writer is None:
-        raise XorchError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return writer(header, records)
-
-
-def _human(cell: Cell) -> str:
-    """A cell for people: 6 significant digits; ``n/a`` where a value is undefined."""
-    if isinstance(cell, str):
-        return cell
-    if isinstance(cell, int):
-        return str(cell)
-    if math.isnan(cell):
-        return "n/a"
-    return f"{cell:.6g}"
-
-
-def _table(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    rows = [list(header), *([_human(c) for c in r] for r in records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    rows.insert(1, ["-" * w for w in widths])
-    # Names read best left-aligned, numbers right-aligned so their digits line up.
-    return "\n".join(aligned_lines(rows, numbers_right=True)) + "\n"
-
-
-def _markdown(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    rule = "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"
-    body = [line([_human(c) for c in r]) for r in records]
-    return "\n".join([line(header), rule, *body]) + "\n"
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def _latex_escape(text: str) -> str:
-    # One pass over the characters, so the braces of \textbackslash{} are not escaped again.
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def _latex(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return " & ".join(_latex_escape(c) for c in cells) + r" \\"
-
-    spec = "l" + "r" * (len(header) - 1)
-    body = [line([_human(c) for c in r]) for r in records]
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\hline", line(header), r"\hline", *body]
-    return "\n".join([*lines, r"\hline", r"\end{tabular}"]) + "\n"
-
-
-def _machine(cell: Cell) -> str | int | float | None:
-    """A cell for programs: full precision; None (empty in CSV, null in JSON) for nan/inf."""
-    if isinstance(cell, float) and not math.isfinite(cell):
-        return None
-    return cell
-
-
-def _csv(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    # repr of a float is its shortest exact form, so the numbers read back unchanged;
-    # an empty cell is what summary.csv writes for "no value" too.
-    writer.writerows([["" if v is None else v for v in map(_machine, r)] for r in records])
-    return buffer.getvalue()
-
-
-def _json(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    objects = [dict(zip(header, map(_machine, r), strict=True)) for r in records]
-    # allow_nan=False: the output must be strict JSON that any parser accepts.
-    return json.dumps(objects, indent=2, allow_nan=False) + "\n"
-
-
-_WRITERS: Mapping[str, Callable[[Sequence[str], Sequence[Sequence[Cell]]], str]] = {
-    "table": _table,
-    "markdown": _markdown,
-    "latex": _latex,
-    "csv": _csv,
-    "json": _json,
-}

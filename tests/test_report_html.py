@@ -21,7 +21,7 @@ from orchestrator.html_report import write_report
 from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from orchestrator.stats import _human
+from orchestrator.tables import human_cell
 from tests.conftest import TORCH_WATCH, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -81,8 +81,8 @@ def test_report_of_a_finished_study_has_every_section_and_no_torch(study, tmp_pa
     state = json.loads((out / "runner_state.json").read_text())
     losses = [r["metrics"]["val/loss"] for r in state["runs"]]
     stats = describe_sample(losses)
-    assert f"<td class=num>{_human(stats.mean)}</td>" in page
-    assert f"[{_human(stats.ci_low)}, {_human(stats.ci_high)}]" in page
+    assert f"<td class=num>{human_cell(stats.mean)}</td>" in page
+    assert f"[{human_cell(stats.ci_low)}, {human_cell(stats.ci_high)}]" in page
     assert "Every run completed." in page and "completed: 3" in page
     assert "pytorch-lightning" in page and "QuickClassifier" in page
 

@@ -17,13 +17,13 @@ from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.stats import (
-    FORMATS,
     STATS_COLUMNS,
     describe,
     render_stats,
     study_metric_stats,
 )
 from orchestrator.summary import NotFinite, summary_text
+from orchestrator.tables import FORMATS
 
 TOL = 1e-12
 
