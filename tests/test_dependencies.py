@@ -107,9 +107,7 @@ def test_contract_imports_only_itself_and_the_standard_library(path: Path) -> No
 def test_slurm_job_module_is_torch_free() -> None:
     stdlib = set(sys.stdlib_module_names)
     imports = imported_modules(ROOT / "worker" / "slurm_job.py")
-    wrong = sorted(
-        n for n in imports if n.split(".")[0] not in stdlib | SLURM_JOB_MAY_IMPORT
-    )
+    wrong = sorted(n for n in imports if n.split(".")[0] not in stdlib | SLURM_JOB_MAY_IMPORT)
     wrong += sorted(
         n for n in imports if is_under(n, "worker") and not is_under(n, "worker.slurm_job")
     )
@@ -127,7 +125,12 @@ def test_importing_the_contract_loads_no_torch_and_no_parent_internals() -> None
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=60, check=True,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert done.stdout.strip() == "[] []", done.stdout + done.stderr
