@@ -342,14 +342,10 @@ def replay(
 
 
 def _study_state(study_dir: Path) -> StudyState:
-    from orchestrator.errors import StateError
-    from orchestrator.paths import StudyPaths
-    from orchestrator.state_store import load_state
+    from orchestrator.contract.paths import StudyPaths
+    from orchestrator.state_store import load_study_state
 
-    state = load_state(StudyPaths(_study_folder(study_dir)))
-    if state is None:
-        raise StateError(f"{study_dir} holds no runner_state.json: is it a study folder?")
-    return state
+    return load_study_state(StudyPaths(_study_folder(study_dir)))
 
 
 def _study_folder(study_dir: Path) -> Path:

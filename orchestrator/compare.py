@@ -31,7 +31,7 @@ from orchestrator.inference import (
     describe_sample,
 )
 from orchestrator.state import StudyState
-from orchestrator.stats import Cell, _latex_escape, _render
+from orchestrator.tables import Cell, latex_escape, render_rows
 
 __all__ = [
     "COMPARE_COLUMNS",
@@ -148,7 +148,7 @@ def render_comparison(table: ComparisonTable, fmt: str = "table") -> str:
     """``table`` as ``fmt`` (table, markdown, latex, csv, json), ending in a newline."""
     if fmt == "latex":
         return latex_table(table)
-    return _render(COMPARE_COLUMNS, comparison_records(table), fmt)
+    return render_rows(COMPARE_COLUMNS, comparison_records(table), fmt)
 
 
 def comparison_records(table: ComparisonTable) -> list[list[Cell]]:
@@ -186,7 +186,7 @@ def latex_table(table: ComparisonTable) -> str:
     arrows = {Goal.MIN: r"$\downarrow$", Goal.MAX: r"$\uparrow$"}
     columns = [_latex_column(table, m) for m in table.metrics]
     header = " & ".join(
-        ["", *(f"{_latex_escape(m)} {arrows[table.goals[m]]}" for m in table.metrics)]
+        ["", *(f"{latex_escape(m)} {arrows[table.goals[m]]}" for m in table.metrics)]
     )
     lines = [
         r"\begin{table}[t]",
@@ -197,7 +197,7 @@ def latex_table(table: ComparisonTable) -> str:
         r"\hline",
     ]
     for i, group in enumerate(table.groups):
-        cells = [_latex_escape(group), *(column[i] for column in columns)]
+        cells = [latex_escape(group), *(column[i] for column in columns)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\hline", r"\end{tabular}", rf"\caption{{{_latex_caption(table)}}}"]
     lines += [r"\label{tab:xorch-comparison}", r"\end{table}"]
@@ -244,7 +244,7 @@ def _latex_caption(table: ComparisonTable) -> str:
         rf"Mean $\pm$ half-width of the 95\% Student-t confidence interval over seeds "
         rf"({seeds}). Bold: the best mean per column ($\downarrow$ lower is better, "
         rf"$\uparrow$ higher is better). $^{{\dagger}}$: differs from "
-        rf"{_latex_escape(table.reference)} at $\alpha = {ALPHA}$ "
-        rf"({_latex_escape(', '.join(tests) or 'no')}-test, Holm-corrected over "
+        rf"{latex_escape(table.reference)} at $\alpha = {ALPHA}$ "
+        rf"({latex_escape(', '.join(tests) or 'no')}-test, Holm-corrected over "
         rf"{len(table.contrasts)} comparison{'s' if len(table.contrasts) != 1 else ''})."
     )

@@ -40,28 +40,11 @@ from orchestrator.compose import (
     trainer_arguments,
 )
 from orchestrator.errors import ConfigError
-from orchestrator.runner_spec import (
-    MAX_SEED,
-    RUNNER_KEY,
-    Executor,
-    LauncherKind,
-    OnFailure,
-    RunnerSpec,
-    SlurmSpec,
-    kind_of,
-    parse_runner,
-    parse_seed,
-)
+from orchestrator.runner_spec import RUNNER_KEY, RunnerSettings, kind_of, parse_runner, parse_seed
 from orchestrator.yaml_file import parse_yaml, read_config_file
 
 __all__ = [
-    "MAX_SEED",
-    "Executor",
-    "LauncherKind",
     "Mode",
-    "OnFailure",
-    "RunnerSpec",
-    "SlurmSpec",
     "StudySpec",
     "apply_overrides",
     "changed_keys",
@@ -80,7 +63,7 @@ class StudySpec:
 
     config_path: Path
     mode: Mode
-    runner: RunnerSpec
+    runner: RunnerSettings
     training: Mapping[str, Any]
     train_seed: int | None = None  # mode: train only
     warnings: tuple[str, ...] = ()  # one line each, shown by launch and validate
@@ -222,7 +205,7 @@ _NESTED_HOMES = {
             "benchmark",
         )
     },
-    **{k: RUNNER_KEY for k in RunnerSpec.__dataclass_fields__},
+    **{k: RUNNER_KEY for k in RunnerSettings.__dataclass_fields__},
 }
 
 
@@ -318,7 +301,7 @@ def _validate(
     train_seed = None
     if mode is Mode.TRAIN:
         train_seed = parse_seed(raw.get("seed"), "seed")
-        runner = RunnerSpec(seeds=(train_seed,))
+        runner = RunnerSettings(seeds=(train_seed,))
     else:
         block = raw.get(RUNNER_KEY)
         if block is None:

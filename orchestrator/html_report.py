@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from orchestrator.atomic import atomic_write_text
 from orchestrator.compare import state_groups
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
 from orchestrator.inference import describe_sample
-from orchestrator.paths import StudyPaths
 from orchestrator.power import Design, detectable_effect, power_for_study
 from orchestrator.state import RunStatus, StudyState
-from orchestrator.state_store import load_state
-from orchestrator.stats import _human
+from orchestrator.state_store import load_study_state
+from orchestrator.tables import human_cell
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -107,9 +107,7 @@ def watch_report(
 
 def render_report(paths: StudyPaths) -> str:
     """The whole HTML page for the study in ``paths``."""
-    state = load_state(paths)
-    if state is None:
-        raise XorchError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    state = load_study_state(paths)
     title = f"xorch report: {paths.root.name}"
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -185,8 +183,8 @@ def _statistics(state: StudyState) -> str:
     for metric in metrics:
         s = describe_sample(values[metric])
         boot = f"{_interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
-        rows.append([metric, str(s.n), _human(s.mean), _human(s.std),
-                     _interval(s.ci_low, s.ci_high), _human(s.median), _human(s.iqm),
+        rows.append([metric, str(s.n), human_cell(s.mean), human_cell(s.std),
+                     _interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
                      boot if s.bootstrap_method != "n/a" else "n/a", s.note])  # fmt: skip
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
@@ -206,8 +204,8 @@ def _power(state: StudyState) -> str:
               *(f"with {n} seeds" for n in SEED_COUNTS)]  # fmt: skip
     body, notes = [], []
     for r in rows:
-        more = [_human(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, str(r.n), _human(r.std), _human(r.detectable), *more])
+        more = [human_cell(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
+        body.append([r.metric, str(r.n), human_cell(r.std), human_cell(r.detectable), *more])
         if r.note:
             notes.append(f"<li>{_e(r.metric)}: {_e(r.note)}</li>")
     explain = (
@@ -276,7 +274,7 @@ def _ordered_metrics(state: StudyState, values: dict[str, dict[int, float]]) -> 
 def _interval(low: float, high: float) -> str:
     if low != low or high != high:  # nan
         return "n/a"
-    return f"[{_human(low)}, {_human(high)}]"
+    return f"[{human_cell(low)}, {human_cell(high)}]"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]],

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
-from orchestrator.atomic import atomic_write_json
+from orchestrator.contract.atomic import atomic_write_json
+from orchestrator.contract.records import read_json_object
 from orchestrator.errors import LockedError
-from worker.protocol import read_json_object
 
 if TYPE_CHECKING:
-    from orchestrator.paths import StudyPaths
+    from orchestrator.contract.paths import StudyPaths
 
 __all__ = ["launcher_lock", "state_lock"]
 

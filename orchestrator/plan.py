@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.config import Executor, Mode, StudySpec, load_study
-from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.config import Mode, StudySpec, load_study
+from orchestrator.contract.paths import StudyPaths, run_dir_name
+from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
 from orchestrator.state_store import load_state

@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from orchestrator.atomic import atomic_write_bytes
+from orchestrator.contract.atomic import atomic_write_bytes
+from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.errors import XorchError
-from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.state import RunRecord
 from orchestrator.state_store import load_state
 

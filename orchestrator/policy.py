@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from orchestrator.runner_spec import OnFailure, RunnerSpec
+from orchestrator.runner_spec import OnFailure, RunnerSettings
 from orchestrator.state import AttemptClass
 
 __all__ = ["INTERRUPTION_RETRIES", "AttemptTally", "Decision", "decide"]
@@ -41,30 +41,30 @@ class AttemptTally:
     failures: int = 0
     interruptions: int = 0
 
-    def counting(self, outcome: AttemptClass) -> AttemptTally:
-        if outcome is AttemptClass.INTERRUPTED:
+    def counting(self, attempt_class: AttemptClass) -> AttemptTally:
+        if attempt_class is AttemptClass.INTERRUPTED:
             return AttemptTally(self.failures, self.interruptions + 1)
-        if outcome is AttemptClass.COMPLETED:
+        if attempt_class is AttemptClass.COMPLETED:
             return self
         return AttemptTally(self.failures + 1, self.interruptions)
 
 
 def decide(
-    outcome: AttemptClass,
+    attempt_class: AttemptClass,
     tally: AttemptTally,
-    runner: RunnerSpec,
+    runner: RunnerSettings,
     *,
     config_error: bool = False,
     study_stopping: bool = False,
 ) -> Decision:
-    """What to do after an attempt ended with ``outcome``; ``tally`` counts it."""
-    if outcome is AttemptClass.COMPLETED:
+    """What to do after an attempt ended with ``attempt_class``; ``tally`` counts it."""
+    if attempt_class is AttemptClass.COMPLETED:
         return Decision.DONE
     if config_error:
         return Decision.STOP_STUDY
     if study_stopping:
         return Decision.LEAVE
-    if outcome is AttemptClass.INTERRUPTED:
+    if attempt_class is AttemptClass.INTERRUPTED:
         return Decision.RETRY if tally.interruptions <= INTERRUPTION_RETRIES else Decision.GIVE_UP
     if tally.failures <= runner.max_retries:
         return Decision.RETRY

@@ -35,7 +35,7 @@ import numpy as np
 from orchestrator.compare import state_groups
 from orchestrator.errors import XorchError
 from orchestrator.state import StudyState
-from orchestrator.stats import Cell, _render
+from orchestrator.tables import Cell, render_rows
 
 __all__ = [
     "POWER_COLUMNS",
@@ -263,4 +263,4 @@ def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:
          math.nan if r.seeds_needed is None else r.seeds_needed, r.detectable, r.note]
         for r in rows
     ]  # fmt: skip
-    return _render(POWER_COLUMNS, records, fmt)
+    return render_rows(POWER_COLUMNS, records, fmt)

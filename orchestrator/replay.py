@@ -13,14 +13,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.errors import StateError, XorchError
-from orchestrator.paths import StudyPaths
 from orchestrator.report import Reporter
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
-from orchestrator.state_store import load_state
-from worker.protocol import RunSpec
+from orchestrator.state_store import load_study_state
 
 __all__ = ["ReplayResult", "replay_run"]
 
@@ -39,9 +39,7 @@ class ReplayResult:
 def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) -> ReplayResult:
     reporter = reporter or Reporter()
     paths = StudyPaths(Path(study_dir).resolve())
-    state = load_state(paths)
-    if state is None:
-        raise StateError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    state = load_study_state(paths)
     if not 0 <= index < len(state.runs):
         raise XorchError(f"run {index} does not exist: the study has runs 0..{len(state.runs) - 1}")
     record = state.runs[index]
@@ -51,14 +49,14 @@ def replay_run(study_dir: Path, index: int, reporter: Reporter | None = None) ->
         )
     original = paths.run(record.dir)
     try:
-        spec = RunSpec.read(original.run_spec)
+        spec = RunSpec.load(original.run_spec)
     except (OSError, ValueError, TypeError) as exc:
         raise StateError(f"cannot read {original.run_spec}: {exc}") from None
     target = paths.root / f"{record.dir}_replay"
     replay_spec = dataclasses.replace(spec, run_dir=str(target), resume_from_checkpoint=False)
     reporter.say(f"replay: run {index} seed {record.seed} in {target}")
-    verdict = run_one(replay_spec, RunnerSpec(seeds=(record.seed,)), reporter)
-    completed = verdict.outcome is AttemptClass.COMPLETED
+    verdict = run_one(replay_spec, RunnerSettings(seeds=(record.seed,)), reporter)
+    completed = verdict.attempt_class is AttemptClass.COMPLETED
     differences = {
         name: _difference(value, verdict.metrics.get(name))
         for name, value in record.metrics.items()

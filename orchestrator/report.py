@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from worker.protocol import Heartbeat
+from orchestrator.contract.records import Heartbeat
+from orchestrator.tables import aligned_lines
 
 if TYPE_CHECKING:
     from orchestrator.state import StudyState
@@ -53,9 +54,8 @@ class Reporter:
                 pass  # the terminal still has it; a full disk is reported by the state writer
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-        for cells in (header, *rows):
-            self.say("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        for line in aligned_lines([header, *rows]):
+            self.say(line)
 
     @contextlib.contextmanager
     def live_progress(self) -> Iterator[None]:
@@ -104,10 +104,7 @@ def progress_line(state: StudyState, running: Sequence[tuple[int, Path]], slots:
     shown = []
     for index, heartbeat in sorted(running):
         beat = Heartbeat.read(heartbeat)
-        epoch = None
-        if beat is not None and beat.phase not in ("starting", "setup"):
-            epoch = f"{beat.epoch + 1}" + (f"/{beat.max_epochs}" if beat.max_epochs else "")
-        shown.append((index, epoch))
+        shown.append((index, beat.epoch_text if beat is not None else None))
     completed = state.completed
     durations = [r.duration_s for r in completed if r.duration_s]
     return progress_text(len(completed), len(state.runs), shown, durations, slots)

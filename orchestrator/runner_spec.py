@@ -1,5 +1,5 @@
 """The ``experiments_runner`` block: how to run a study (seeds, output, failure
-policy, parallel slots, launcher, executor), validated into a frozen ``RunnerSpec``.
+policy, parallel slots, launcher, executor), validated into a frozen ``RunnerSettings``.
 
 Every mistake is a ``ConfigError`` naming the key and the fix.
 """
@@ -24,7 +24,7 @@ __all__ = [
     "Executor",
     "LauncherKind",
     "OnFailure",
-    "RunnerSpec",
+    "RunnerSettings",
     "SlurmSpec",
     "kind_of",
     "parse_runner",
@@ -73,7 +73,7 @@ class SlurmSpec:
 
 
 @dataclass(frozen=True)
-class RunnerSpec:
+class RunnerSettings:
     """The validated ``experiments_runner`` block."""
 
     seeds: tuple[int, ...] | None = None
@@ -118,8 +118,8 @@ def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
 
 
-def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
-    _refuse_unknown_keys(block, tuple(RunnerSpec.__dataclass_fields__), RUNNER_KEY)
+def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
+    _refuse_unknown_keys(block, tuple(RunnerSettings.__dataclass_fields__), RUNNER_KEY)
     p = f"{RUNNER_KEY}."
     seeds = block.get("seeds")
     n_runs = block.get("n_runs")
@@ -173,7 +173,7 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
         executor_kind = Executor(executor)
     except ValueError:
         raise ConfigError(f"{p}executor must be local or slurm, not {executor!r}") from None
-    return RunnerSpec(
+    return RunnerSettings(
         executor=executor_kind,
         slurm=_slurm(block.get("slurm") or {}),
         launcher=launcher_kind,
@@ -182,12 +182,7 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSpec:
         max_parallel=(
             None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1, MAX_SLOTS)
         ),
-        min_free_gpu_mem_gb=_seconds(
-            block.get("min_free_gpu_mem_gb"),
-            f"{p}min_free_gpu_mem_gb",
-            optional=True,
-            unit="GB",
-        ),
+        min_free_gpu_mem_gb=_gigabytes(block.get("min_free_gpu_mem_gb"), f"{p}min_free_gpu_mem_gb"),
         seeds=seed_tuple,
         n_runs=n_runs,
         output_base_dir=out,
@@ -236,11 +231,20 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-def _seconds(
-    value: Any, where: str, optional: bool, unit: str = "seconds", positive: bool = False
-) -> float | None:
-    """A finite number >= 0 (> 0 with ``positive``: a zero timeout would fail
-    every run at once; null is how a config says "no limit")."""
+def _seconds(value: Any, where: str, optional: bool, positive: bool = False) -> float | None:
+    """A duration: a finite number >= 0 (> 0 with ``positive``: a zero timeout
+    would fail every run at once; null is how a config says "no limit")."""
+    return _amount(value, where, optional, "seconds", positive)
+
+
+def _gigabytes(value: Any, where: str) -> float | None:
+    """A memory size in GB: a finite number >= 0, or null for no limit."""
+    return _amount(value, where, optional=True, unit="GB", positive=False)
+
+
+def _amount(value: Any, where: str, optional: bool, unit: str, positive: bool) -> float | None:
+    """A finite number >= 0 (> 0 with ``positive``) of ``unit``; None for null
+    when ``optional``."""
     if value is None and optional:
         return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -290,7 +294,7 @@ def _slurm(block: Any) -> SlurmSpec:
     return SlurmSpec(
         partition=block.get("partition"),
         time_min=_int(block.get("time_min", 60), f"{where}.time_min", minimum=1),
-        mem_gb=_seconds(block.get("mem_gb"), f"{where}.mem_gb", optional=True, unit="GB"),
+        mem_gb=_gigabytes(block.get("mem_gb"), f"{where}.mem_gb"),
         account=block.get("account"),
         qos=block.get("qos"),
         max_concurrent=_int(

@@ -27,18 +27,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import Executor, StudySpec
+from orchestrator.config import StudySpec
+from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.gpus import GpuMemoryGate, Slot, detect_gpus, make_slots, resolve_gpus, slot_env
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.report import Reporter, format_metrics, progress_line
+from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import RunSpec
 
 __all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
 
@@ -48,7 +49,6 @@ GPU_WAIT_SAY_EVERY_S = 300.0  # "waiting for GPU memory" is said at most this of
 @dataclass(frozen=True)
 class SchedulerOutcome:
     state: StudyState
-    stopped_by_signal: bool = False
     config_error: str | None = None  # a run could not even be built
 
 
@@ -151,9 +151,9 @@ class Scheduler:
                 del active[slot]
                 state = self._record(state, running, verdict)
                 recorded = True
-                tally[running.index] = tally[running.index].counting(verdict.outcome)
+                tally[running.index] = tally[running.index].counting(verdict.attempt_class)
                 decision = decide(
-                    verdict.outcome,
+                    verdict.attempt_class,
                     tally[running.index],
                     runner,
                     config_error=verdict.config_error,
@@ -182,9 +182,7 @@ class Scheduler:
                 break
             self._show_progress(state, active)
             wakeup.wait(self._sleep_for(active))
-        return SchedulerOutcome(
-            state, stopped_by_signal=self.stop.requested, config_error=config_error
-        )
+        return SchedulerOutcome(state, config_error=config_error)
 
     def _sleep_for(self, active: dict[Slot, _Active]) -> float | None:
         """Seconds until the earliest timer; None: only a wake-up can change anything."""
@@ -283,7 +281,7 @@ class Scheduler:
             self.stop.active_groups.discard(running.child.pid)
         finished = dataclasses.replace(
             running.attempt,
-            outcome=verdict.outcome,
+            attempt_class=verdict.attempt_class,
             reason=verdict.reason,
             exit_code=verdict.exit_code,
             signal=verdict.signal,
@@ -299,11 +297,11 @@ class Scheduler:
     def _report(self, state: StudyState, index: int, attempt: Attempt) -> None:
         record = state.runs[index]
         took = f"{attempt.duration_s:.1f} s"
-        if attempt.outcome is AttemptClass.COMPLETED:
+        if attempt.attempt_class is AttemptClass.COMPLETED:
             shown = format_metrics(record.metrics, self.spec.runner.summary_metrics)
             self.reporter.say(f"run {index} seed {record.seed}: completed in {took}  {shown}")
         else:
-            outcome = attempt.outcome.value if attempt.outcome else "?"
+            outcome = attempt.attempt_class.value if attempt.attempt_class else "?"
             self.reporter.say(
                 f"run {index} seed {record.seed}: {outcome} after {took}: {attempt.reason}"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from orchestrator.config import MAX_SEED, RunnerSpec
+from orchestrator.runner_spec import MAX_SEED, RunnerSettings
 
 __all__ = ["random_seeds", "study_seeds"]
 
@@ -17,7 +17,7 @@ def random_seeds(count: int) -> tuple[int, ...]:
     return tuple(chosen)
 
 
-def study_seeds(runner: RunnerSpec) -> tuple[int, ...]:
+def study_seeds(runner: RunnerSettings) -> tuple[int, ...]:
     """The explicit seeds, or fresh random ones for ``n_runs`` (saved in the state
     before the first run, so a resume never draws again)."""
     if runner.seeds is not None:

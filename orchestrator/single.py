@@ -9,16 +9,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.config import RunnerSpec, StudySpec
+from orchestrator.config import StudySpec
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ExitCode, StudyExistsError
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
-from orchestrator.paths import RunPaths
 from orchestrator.report import Reporter, format_metrics
 from orchestrator.result import LaunchResult
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch, Verdict
-from worker.protocol import RunSpec
 
 __all__ = ["run_one", "single_run_dir", "train_single"]
 
@@ -30,7 +31,7 @@ def single_run_dir(spec: StudySpec) -> Path:
 
 
 def run_one(
-    run_spec: RunSpec, runner: RunnerSpec, reporter: Reporter, launcher: Launcher | None = None
+    run_spec: RunSpec, runner: RunnerSettings, reporter: Reporter, launcher: Launcher | None = None
 ) -> Verdict:
     """Train ``run_spec`` in a fresh child in an empty (or new) folder and wait for it."""
     run = RunPaths(Path(run_spec.run_dir))
@@ -46,10 +47,10 @@ def run_one(
     while verdict is None:
         time.sleep(0.2)
         verdict = watch.check()
-    if verdict.outcome is AttemptClass.COMPLETED:
+    if verdict.attempt_class is AttemptClass.COMPLETED:
         reporter.say("completed  " + format_metrics(verdict.metrics, sorted(verdict.metrics)))
     else:
-        reporter.say(f"{verdict.outcome.value}: {verdict.reason} (log: {run.log})")
+        reporter.say(f"{verdict.attempt_class.value}: {verdict.reason} (log: {run.log})")
     return verdict
 
 
@@ -69,7 +70,7 @@ def train_single(
     )
     reporter.say(f"train: seed {spec.train_seed} in {root}")
     verdict = run_one(run_spec, spec.runner, reporter, launcher)
-    completed = verdict.outcome is AttemptClass.COMPLETED
+    completed = verdict.attempt_class is AttemptClass.COMPLETED
     code = ExitCode.OK if completed else ExitCode.RUNS_FAILED
     if verdict.config_error:  # bad input, as for a study
         code = ExitCode.USAGE

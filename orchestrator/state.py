@@ -79,7 +79,10 @@ class Attempt:
     pid: int | None = None
     pid_create_time: float | None = None
     host: str = field(default_factory=socket.gethostname)
-    outcome: AttemptClass | None = None  # None while it runs
+    # None while it runs. Kept in runner_state.json under the key "outcome"
+    # (state_store.ATTEMPT_JSON_KEYS): renaming the key would need schema v2 and a
+    # migration for nothing a user sees.
+    attempt_class: AttemptClass | None = None
     reason: str = ""
     exit_code: int | None = None
     signal: str | None = None
@@ -142,22 +145,13 @@ class StudyState:
             attempts=(*record.attempts, attempt),
         )
 
-    def record_pid(self, index: int, pid: int, create_time: float | None) -> StudyState:
-        """Fill in the child's pid once it exists (status stays running)."""
-        record = self.runs[index]
-        attempt = dataclasses.replace(record.attempts[-1], pid=pid, pid_create_time=create_time)
-        updated = dataclasses.replace(record, attempts=(*record.attempts[:-1], attempt))
-        return dataclasses.replace(
-            self, runs=(*self.runs[:index], updated, *self.runs[index + 1 :])
-        )
-
     def finish_attempt(
         self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
     ) -> StudyState:
-        assert finished.outcome is not None, "a finished attempt has an outcome"
+        assert finished.attempt_class is not None, "a finished attempt has a class"
         record = self.runs[index]
         attempts = (*record.attempts[:-1], finished)
-        status = finished.outcome.run_status
+        status = finished.attempt_class.run_status
         return self._with_run(
             record,
             status,
@@ -166,7 +160,7 @@ class StudyState:
             duration_s=round(sum(a.duration_s or 0.0 for a in attempts), 3),
             metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
             exit_code=finished.exit_code,
-            failure=None if status is RunStatus.COMPLETED else finished.outcome,
+            failure=None if status is RunStatus.COMPLETED else finished.attempt_class,
         )
 
     # -- questions ----------------------------------------------------------------

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.atomic import atomic_write_text
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
-from orchestrator.paths import StudyPaths
 from orchestrator.state import (
     SCHEMA_VERSION,
     Attempt,
@@ -33,7 +33,14 @@ from orchestrator.state import (
     StudyState,
 )
 
-__all__ = ["load_backup", "load_state", "save_state", "state_from_payload", "state_to_json"]
+__all__ = [
+    "load_backup",
+    "load_state",
+    "load_study_state",
+    "save_state",
+    "state_from_payload",
+    "state_to_json",
+]
 
 # Migrations from older schema versions: {old_version: function(payload) -> payload}.
 MIGRATIONS: dict[int, Any] = {}
@@ -85,11 +92,20 @@ def state_to_json(state: StudyState) -> str:
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
 
 
+# Attempt fields whose key in the file is not their Python name. ``attempt_class``
+# was called ``outcome`` when schema v1 was written; keeping the old key spares
+# every state file on disk a migration and a schema bump for a rename alone.
+ATTEMPT_JSON_KEYS = {"attempt_class": "outcome"}
+_ATTEMPT_FIELDS = {json_key: name for name, json_key in ATTEMPT_JSON_KEYS.items()}
+
+
 def _record_payload(record: RunRecord) -> dict[str, Any]:
     payload = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
     payload["attempts"] = [
-        {f.name: _plain(getattr(a, f.name)) for f in dataclasses.fields(a)} for a in record.attempts
-    ]
+        {ATTEMPT_JSON_KEYS.get(f.name, f.name): _plain(getattr(a, f.name))
+         for f in dataclasses.fields(a)}
+        for a in record.attempts
+    ]  # fmt: skip
     return payload
 
 
@@ -246,7 +262,9 @@ def _record(payload: Any, where: str) -> RunRecord:
 
 def _attempt(payload: Any, where: str) -> Attempt:
     fields = _checked(payload, _ATTEMPT_KINDS, ("number", "started_at", "log"), where)
-    return Attempt(**{**fields, "outcome": _optional_class(fields, "outcome", where)})
+    attempt_class = _optional_class(fields, "outcome", where)
+    named = {_ATTEMPT_FIELDS.get(key, key): value for key, value in fields.items()}
+    return Attempt(**{**named, "attempt_class": attempt_class})
 
 
 def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> AttemptClass | None:
@@ -258,6 +276,15 @@ def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> Attempt
 def load_state(paths: StudyPaths) -> StudyState | None:
     """The saved state, None when there is none. Never modifies the file."""
     return _load(paths, paths.state)
+
+
+def load_study_state(paths: StudyPaths) -> StudyState:
+    """The saved state of a study the user named (``xorch status``, ``report``,
+    ``replay``...); a StateError when the folder holds none. Never modifies it."""
+    state = load_state(paths)
+    if state is None:
+        raise StateError(f"{paths.root} holds no {paths.state.name}: is it a study folder?")
+    return state
 
 
 def load_backup(paths: StudyPaths) -> StudyState | None:

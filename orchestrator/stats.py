@@ -1,4 +1,6 @@
-"""Statistics over seeds: describe a study's final metrics, compare two studies.
+"""Statistics over seeds: describe a study's final metrics (``xorch summary``).
+
+Comparing studies is ``compare.py`` over ``inference.py``.
 
 Only completed runs count, and a metric's sample is the values its completed
 runs logged (a run that did not log it is left out, not counted as zero).
@@ -9,18 +11,13 @@ Conventions, chosen so the numbers agree with summary.csv and with scipy:
   every statistic and counted instead, in ``not_finite`` (a column of its own,
   and a note under the table): ``n``, mean, std and the rest are over the finite
   values, exactly as summary.csv's mean and std rows are. A metric with no
-  finite value at all has ``n`` 0 and nan statistics. A comparison uses the
-  finite values of each study the same way.
+  finite value at all has ``n`` 0 and nan statistics.
 - ``std`` is the sample standard deviation (ddof=1); it is 0.0 for a single
   run, as summary.csv prints it, and exactly 0.0 when all values are equal.
 - ``sem`` is ``std / sqrt(n)``; the 95% interval is ``mean ± t(0.975, n-1) * sem``.
   For a single run ``sem``, ``ci_low`` and ``ci_high`` are nan: one value says
   nothing about how far the mean may be off, and a zero-width (mean, mean)
   interval would read as certainty.
-- A comparison is B minus A: ``diff = mean_b - mean_a``, with Welch's t-test
-  (unequal variances) and the Welch–Satterthwaite 95% interval for ``diff``.
-  When a group has fewer than two runs, or neither group varies at all, there is
-  no variance to test against, so ``p_value`` and the interval are nan.
 
 scipy is imported inside the functions that need it, so that importing this
 module (for instance by the CLI, to list its options) stays cheap.
@@ -28,46 +25,29 @@ module (for instance by the CLI, to list its options) stays cheap.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 import numpy as np
 
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, StudyState
 from orchestrator.summary import NotFinite, split_finite
+from orchestrator.tables import Cell, render_rows
 
 __all__ = [
-    "COMPARISON_COLUMNS",
-    "FORMATS",
     "STATS_COLUMNS",
-    "Comparison",
     "MetricStats",
-    "compare_studies",
     "describe",
-    "render_comparison",
     "render_stats",
     "study_metric_stats",
 ]
-
-FORMATS: tuple[str, ...] = ("table", "markdown", "latex", "csv", "json")
 
 STATS_COLUMNS: tuple[str, ...] = (
     "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "median", "max",
     "not_finite",
 )  # fmt: skip
-
-COMPARISON_COLUMNS: tuple[str, ...] = (
-    "metric", "n_a", "mean_a", "std_a", "n_b", "mean_b", "std_b",
-    "diff", "diff_ci_low", "diff_ci_high", "p_value",
-)  # fmt: skip
-
-Cell: TypeAlias = "str | int | float"
 
 _CONFIDENCE = 0.95
 _UPPER_QUANTILE = 0.5 + _CONFIDENCE / 2  # 0.975: two-sided interval
@@ -88,19 +68,6 @@ class MetricStats:
     median: float
     max: float
     not_finite: NotFinite = field(default_factory=NotFinite)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One metric of study B against study A; ``diff`` is ``b.mean - a.mean``."""
-
-    metric: str
-    a: MetricStats
-    b: MetricStats
-    diff: float
-    diff_ci_low: float
-    diff_ci_high: float
-    p_value: float
 
 
 # --------------------------------------------------------------------------- statistics
@@ -159,56 +126,6 @@ def study_metric_stats(
     return [(name, describe(values[name])) for name in names]
 
 
-def compare_studies(
-    state_a: StudyState, state_b: StudyState, metrics: Sequence[str] | None = None
-) -> list[Comparison]:
-    """Study B against study A, per metric both studies' completed runs logged (sorted).
-
-    Raises XorchError when a study has no completed run, when they share no
-    metric, or when a named metric is not in both.
-    """
-    for label, state in (("first (A)", state_a), ("second (B)", state_b)):
-        if not state.completed:
-            raise XorchError(f"the {label} study has no completed run yet: nothing to compare")
-    values_a = _metric_values(state_a.completed)
-    values_b = _metric_values(state_b.completed)
-    common = sorted(set(values_a) & set(values_b))
-    if not common:
-        raise XorchError(
-            "the two studies have no metric in common (A logged "
-            f"{', '.join(sorted(values_a))}; B logged {', '.join(sorted(values_b))})"
-        )
-    names = _choose(metrics, common, "logged by both studies")
-    return [_compare(name, values_a[name], values_b[name]) for name in names]
-
-
-def _compare(metric: str, values_a: Sequence[float], values_b: Sequence[float]) -> Comparison:
-    a, b = describe(values_a), describe(values_b)
-    diff = b.mean - a.mean
-    low = high = p_value = math.nan
-    if a.n >= 2 and b.n >= 2:
-        var_a, var_b = _variance(values_a, a) / a.n, _variance(values_b, b) / b.n
-        se = math.sqrt(var_a + var_b)
-        # `se > 0` is also False for nan, so a NaN value leaves everything nan
-        # without asking scipy (which would only warn and return nan).
-        if se > 0:
-            from scipy import stats
-
-            df = (var_a + var_b) ** 2 / (var_a**2 / (a.n - 1) + var_b**2 / (b.n - 1))
-            half_width = float(stats.t.ppf(_UPPER_QUANTILE, df)) * se
-            low, high = diff - half_width, diff + half_width
-            # B first so the statistic's sign matches diff; the p-value is two-sided.
-            p_value = float(stats.ttest_ind(values_b, values_a, equal_var=False).pvalue)
-    return Comparison(metric, a, b, diff, low, high, p_value)
-
-
-def _variance(values: Sequence[float], described: MetricStats) -> float:
-    """Sample variance (ddof=1), exactly 0 for equal values, as ``std`` is."""
-    if described.std == 0.0:
-        return 0.0
-    return float(np.var(np.asarray(values, dtype=float), ddof=1))
-
-
 def _metric_values(runs: Sequence[RunRecord], finite_only: bool = True) -> dict[str, list[float]]:
     """Each metric's values, in run order, from the runs that logged it; only the
     finite ones unless ``finite_only`` is False (describe counts the others)."""
@@ -245,121 +162,9 @@ def render_stats(rows: Sequence[tuple[str, MetricStats]], fmt: str = "table") ->
          s.not_finite.count]
         for name, s in rows
     ]  # fmt: skip
-    text = _render(STATS_COLUMNS, records, fmt)
+    text = render_rows(STATS_COLUMNS, records, fmt)
     if fmt == "table":  # people read the table: say which values were left out, and why
         notes = [f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count]
         if notes:
             text += "".join(f"{note}; left out of the statistics\n" for note in notes)
     return text
-
-
-def render_comparison(rows: Sequence[Comparison], fmt: str = "table") -> str:
-    """``rows`` from compare_studies as ``fmt`` (one of FORMATS), ending in a newline."""
-    records: list[list[Cell]] = [
-        [c.metric, c.a.n, c.a.mean, c.a.std, c.b.n, c.b.mean, c.b.std,
-         c.diff, c.diff_ci_low, c.diff_ci_high, c.p_value]
-        for c in rows
-    ]  # fmt: skip
-    return _render(COMPARISON_COLUMNS, records, fmt)
-
-
-def _render(header: Sequence[str], records: Sequence[Sequence[Cell]], fmt: str) -> str:
-    writer = _WRITERS.get(fmt)
-    if writer is None:
-        raise XorchError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return writer(header, records)
-
-
-def _human(cell: Cell) -> str:
-    """A cell for people: 6 significant digits; ``n/a`` where a value is undefined."""
-    if isinstance(cell, str):
-        return cell
-    if isinstance(cell, int):
-        return str(cell)
-    if math.isnan(cell):
-        return "n/a"
-    return f"{cell:.6g}"
-
-
-def _table(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    rows = [list(header), *([_human(c) for c in r] for r in records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    rows.insert(1, ["-" * w for w in widths])
-
-    def line(row: Sequence[str]) -> str:
-        # Names read best left-aligned, numbers right-aligned so their digits line up.
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join(line(row) for row in rows) + "\n"
-
-
-def _markdown(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    rule = "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"
-    body = [line([_human(c) for c in r]) for r in records]
-    return "\n".join([line(header), rule, *body]) + "\n"
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def _latex_escape(text: str) -> str:
-    # One pass over the characters, so the braces of \textbackslash{} are not escaped again.
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def _latex(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return " & ".join(_latex_escape(c) for c in cells) + r" \\"
-
-    spec = "l" + "r" * (len(header) - 1)
-    body = [line([_human(c) for c in r]) for r in records]
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\hline", line(header), r"\hline", *body]
-    return "\n".join([*lines, r"\hline", r"\end{tabular}"]) + "\n"
-
-
-def _machine(cell: Cell) -> str | int | float | None:
-    """A cell for programs: full precision; None (empty in CSV, null in JSON) for nan/inf."""
-    if isinstance(cell, float) and not math.isfinite(cell):
-        return None
-    return cell
-
-
-def _csv(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    # repr of a float is its shortest exact form, so the numbers read back unchanged;
-    # an empty cell is what summary.csv writes for "no value" too.
-    writer.writerows([["" if v is None else v for v in map(_machine, r)] for r in records])
-    return buffer.getvalue()
-
-
-def _json(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
-    objects = [dict(zip(header, map(_machine, r), strict=True)) for r in records]
-    # allow_nan=False: the output must be strict JSON that any parser accepts.
-    return json.dumps(objects, indent=2, allow_nan=False) + "\n"
-
-
-_WRITERS: Mapping[str, Callable[[Sequence[str], Sequence[Sequence[Cell]]], str]] = {
-    "table": _table,
-    "markdown": _markdown,
-    "latex": _latex,
-    "csv": _csv,
-    "json": _json,
-}

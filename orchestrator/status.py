@@ -18,12 +18,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import StateError
-from orchestrator.paths import StudyPaths
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.records import Heartbeat
 from orchestrator.state import RunStatus
-from orchestrator.state_store import load_state
+from orchestrator.state_store import load_study_state
 from orchestrator.summary import format_number, split_finite
-from worker.protocol import Heartbeat
+from orchestrator.tables import aligned_lines
 
 __all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]
 
@@ -52,9 +52,7 @@ class StudyStatus:
 
 def study_status(study_dir: Path) -> StudyStatus:
     paths = StudyPaths(Path(study_dir).resolve())
-    state = load_state(paths)
-    if state is None:
-        raise StateError(f"{paths.root} holds no runner_state.json: is it a study folder?")
+    state = load_study_state(paths)
     rows = []
     counts: dict[str, int] = {}
     for record in state.runs:
@@ -64,9 +62,7 @@ def study_status(study_dir: Path) -> StudyStatus:
         epoch = None
         if record.status is RunStatus.RUNNING:
             beat = Heartbeat.read(paths.run(record.dir).heartbeat)
-            if beat is not None and beat.phase not in ("starting", "setup"):
-                total = f"/{beat.max_epochs}" if beat.max_epochs else ""
-                epoch = f"{beat.epoch + 1}{total}"
+            epoch = beat.epoch_text if beat is not None else None
             if record.current_attempt and record.current_attempt.pid:
                 duration = None
         metrics = {m: record.metrics[m] for m in state.summary_metrics if m in record.metrics}
@@ -111,10 +107,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
                 ),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    body = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
+    body = aligned_lines(lines)
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]

@@ -20,21 +20,22 @@ from pathlib import Path
 import psutil
 
 from orchestrator.config import (
-    Executor,
     Mode,
     StudySpec,
     changed_keys,
     load_study,
 )
+from orchestrator.contract.paths import StudyPaths, run_dir_name
+from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
-from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
+from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
 from orchestrator.seeds import study_seeds
 from orchestrator.single import train_single
@@ -47,7 +48,6 @@ from orchestrator.state import (
 )
 from orchestrator.state_store import load_backup, load_state, save_state
 from orchestrator.summary import mean_std_line, write_summary
-from worker.protocol import Heartbeat, RunResult
 
 __all__ = ["launch", "launch_spec"]
 
@@ -160,7 +160,7 @@ def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | N
         config_error is not None
         and flag.signum is None
         and bool(attempts)
-        and all(a.outcome is AttemptClass.CONFIG_ERROR for a in attempts)
+        and all(a.attempt_class is AttemptClass.CONFIG_ERROR for a in attempts)
     )
 
 
@@ -291,7 +291,7 @@ def _settle_stale_runs(
         duration = _seconds_since(attempt.started_at, ended)
         finished = dataclasses.replace(
             attempt,
-            outcome=outcome,
+            attempt_class=outcome,
             reason=reason,
             ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
             duration_s=duration,

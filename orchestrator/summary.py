@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.atomic import atomic_write_text
-from orchestrator.paths import StudyPaths
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.state import RunRecord, StudyState
 
 __all__ = [

@@ -9,20 +9,19 @@ child left, never from its stdout.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
-from orchestrator.paths import RunPaths
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
-from worker.protocol import ErrorReport, Heartbeat, RunResult
 
-__all__ = ["AttemptWatch", "StopReason", "Verdict", "classify_exit"]
+__all__ = ["PARENT_STOPS", "AttemptWatch", "Verdict", "classify_exit"]
 
 # The worker's exception for a config that cannot be built (bad class_path).
 BUILD_ERROR_TYPE = "worker.build.BuildError"
@@ -33,17 +32,15 @@ HEALTH_EVERY_S = 2.0  # memory, heartbeat and run_timeout checks of a running ch
 _FILES_DECIDE = (AttemptClass.COMPLETED, AttemptClass.FAILED)
 
 
-class StopReason(str, enum.Enum):
-    """Why the parent itself stopped a child."""
-
-    TIMEOUT = "timeout"
-    HANG = "hang"
-    INTERRUPTED = "interrupted"
+# The attempt classes that mean "the parent itself stopped the child": a child
+# that exits after such a stop (Lightning turns SIGTERM into an exception and
+# exit 1) gets the class of the reason it was stopped, not of how it exited.
+PARENT_STOPS = frozenset({AttemptClass.TIMEOUT, AttemptClass.HANG, AttemptClass.INTERRUPTED})
 
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: AttemptClass
+    attempt_class: AttemptClass
     reason: str
     exit_code: int | None
     signal: str | None
@@ -64,7 +61,7 @@ class AttemptWatch:
         self,
         child: ChildProcess,
         run: RunPaths,
-        runner: RunnerSpec,
+        runner: RunnerSettings,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -83,7 +80,7 @@ class AttemptWatch:
         # wake-up: a few reads a second of /proc would cost the parent CPU.
         self.health_every = min(HEALTH_EVERY_S, runner.heartbeat_interval_s)
         self._next_health = self.started
-        self._stopping: tuple[StopReason, str, float] | None = None  # why, reason, deadline
+        self._stopping: tuple[AttemptClass, str, float] | None = None  # why, reason, deadline
 
     @property
     def stopping(self) -> bool:
@@ -114,7 +111,7 @@ class AttemptWatch:
                 self._next_health = now + self.health_every
             return None
         if stop_requested:
-            self.begin_stop(StopReason.INTERRUPTED, "the study was stopped")
+            self.begin_stop(AttemptClass.INTERRUPTED, "the study was stopped")
             return None
         timeout = self.runner.run_timeout
         if now < self._next_health and (timeout is None or now - self.started < timeout):
@@ -128,20 +125,22 @@ class AttemptWatch:
             self.peak_rss = max(self.peak_rss, rss)
         elapsed = now - self.started
         if timeout is not None and elapsed >= timeout:
-            self.begin_stop(StopReason.TIMEOUT, f"ran past run_timeout ({timeout:g} s)")
+            self.begin_stop(AttemptClass.TIMEOUT, f"ran past run_timeout ({timeout:g} s)")
             return None
         hang = self.runner.hang_timeout
         if hang is not None:
             quiet = self._wall() - self._last_sign_of_life()
             if quiet > hang:
                 self.begin_stop(
-                    StopReason.HANG, f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                    AttemptClass.HANG, f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
                 )
         return None
 
-    def begin_stop(self, why: StopReason, reason: str) -> None:
+    def begin_stop(self, why: AttemptClass, reason: str) -> None:
         """SIGTERM now; the verdict comes when the child exits or, after the
-        grace period, is SIGKILLed. A first reason sticks."""
+        grace period, is SIGKILLed. A first reason sticks. ``why`` is one of
+        PARENT_STOPS."""
+        assert why in PARENT_STOPS, why
         if self._stopping is None:
             self._stopping = (why, reason, self._clock() + self.runner.grace_period)
             self.child.request_stop()
@@ -154,12 +153,12 @@ class AttemptWatch:
             # keeps its result.
             if code == 0:
                 done = classify_exit(code, self.run)
-                if done.outcome is AttemptClass.COMPLETED:
+                if done.attempt_class is AttemptClass.COMPLETED:
                     return done
             why, reason, _ = self._stopping
             beat = Heartbeat.read(self.run.heartbeat)
             return Verdict(
-                outcome=AttemptClass(why.value),
+                attempt_class=why,
                 reason=reason,
                 exit_code=code,
                 signal=_signal_name(code),

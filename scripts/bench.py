@@ -35,11 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.records import Heartbeat  # noqa: E402
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState  # noqa: E402
 from orchestrator.state_store import load_state, save_state  # noqa: E402
 from orchestrator.summary import write_summary  # noqa: E402
-from worker.protocol import Heartbeat  # noqa: E402
 
 
 def trivial_study(output_dir: Path, runs: int, launcher: str) -> dict:
@@ -107,7 +107,9 @@ def bookkeeping_ms(runs: int) -> float:
             attempt = Attempt(number=1, started_at="t", log="x", pid=1)
             state = state.start_attempt(index, attempt)
             save_state(paths, state)
-            done = dataclasses.replace(attempt, outcome=AttemptClass.COMPLETED, duration_s=1.0)
+            done = dataclasses.replace(
+                attempt, attempt_class=AttemptClass.COMPLETED, duration_s=1.0
+            )
             state = state.finish_attempt(index, done, {"val/loss": 0.5, "val/acc": 0.7})
             save_state(paths, state)
             write_summary(paths, state)
@@ -125,7 +127,7 @@ def _big_state(runs: int, completed: int) -> StudyState:
     for index in range(completed):
         attempt = Attempt(number=1, started_at="2026-01-01T00:00:00+00:00", log="x", pid=1)
         state = state.start_attempt(index, attempt)
-        done = dataclasses.replace(attempt, outcome=AttemptClass.COMPLETED, duration_s=1.0)
+        done = dataclasses.replace(attempt, attempt_class=AttemptClass.COMPLETED, duration_s=1.0)
         state = state.finish_attempt(
             index, done, {"val/loss": 0.5, "val/acc": 0.7, "train/loss": 0.4})
     return state

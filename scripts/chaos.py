@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 USER_PROJECT = ROOT / "tests" / "fixtures" / "user_project.py"
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.paths import StudyPaths  # noqa: E402
+from orchestrator.contract.paths import StudyPaths  # noqa: E402
 from orchestrator.state import StudyState  # noqa: E402
 from orchestrator.state_store import load_state  # noqa: E402
 
@@ -251,10 +251,8 @@ def main() -> int:
                 break
             final = load_state(StudyPaths(chaos_dir))
             assert final is not None
-            completed = [
-                sum(a.outcome is not None and a.outcome.value == "completed" for a in r.attempts)
-                for r in final.runs
-            ]
+            completed = [sum(a.attempt_class is not None and a.attempt_class.value == "completed"
+                             for a in r.attempts) for r in final.runs]
             tally["runs_lost"] += sum(1 for c in completed if c == 0)
             tally["runs_duplicated"] += sum(1 for c in completed if c > 1)
             tally["runs_resumed_from_checkpoint"] += sum(

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import RunnerSpec, apply_overrides, changed_keys, load_study
+from orchestrator.config import apply_overrides, changed_keys, load_study
 from orchestrator.errors import ConfigError
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.seeds import study_seeds
 from tests.conftest import snapshot, tiny_config, xorch
 
 
-def runner_of(write_config, workdir: Path, **block) -> RunnerSpec:
+def runner_of(write_config, workdir: Path, **block) -> RunnerSettings:
     config = tiny_config(workdir / "out", seeds=None)
     config["experiments_runner"].update(block)
     return load_study(write_config(config)).runner

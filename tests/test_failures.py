@@ -19,7 +19,7 @@ import psutil
 import pytest
 import torch
 
-from orchestrator.paths import RunPaths, StudyPaths
+from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import Attempt, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
 from tests.conftest import ROOT, read_state, tiny_config, xorch
@@ -160,7 +160,7 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
         assert survivor.wait(timeout=10) == -signal.SIGTERM
         assert f"stopping its child {survivor.pid}" in result.stdout
         record = load_state(paths).runs[0]  # type: ignore[union-attr]
-        assert [a.outcome.value for a in record.attempts] == ["interrupted", "completed"]
+        assert [a.attempt_class.value for a in record.attempts] == ["interrupted", "completed"]
     finally:
         if survivor.poll() is None:
             survivor.kill()
@@ -356,39 +356,40 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     run = RunPaths(tmp_path)
     monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: None)  # unreadable
     plain = classify_exit(-signal.SIGKILL, run, peak_rss=50 * 2**20, pid=None)
-    assert plain.outcome.value == "killed"
+    assert plain.attempt_class.value == "killed"
     assert plain.reason == "SIGKILL from outside xorch; no sign of memory pressure"
 
     # A counter file shaped like cgroup v2's memory.events, rising during the attempt.
     events = tmp_path / "memory.events"
     events.write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     baseline = oom.MemoryBaseline((oom.CgroupCounter(tmp_path, events, 1),), None, 0.0)
-    assert classify_exit(-signal.SIGKILL, run, 0, None, baseline).outcome.value == "killed"
+    assert classify_exit(-signal.SIGKILL, run, 0, None, baseline).attempt_class.value == "killed"
     events.write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n")
     counted = classify_exit(-signal.SIGKILL, run, 0, None, baseline)
-    assert counted.outcome.value == "oom_killed"
+    assert counted.attempt_class.value == "oom_killed"
     assert f"memory cgroup {tmp_path}: memory.events oom_kill 1 -> 2" in counted.reason
 
     near = oom.MemoryBaseline((), 2**30, 0.0)
     rss = classify_exit(-signal.SIGKILL, run, int(0.95 * 2**30), None, near)
-    assert rss.outcome.value == "oom_killed" and "near the 1.00 GiB memory limit" in rss.reason
+    assert rss.attempt_class.value == "oom_killed"
+    assert "near the 1.00 GiB memory limit" in rss.reason
 
     # A DataLoader worker that died: an OOM kill only if a counter rose meanwhile.
-    from worker.protocol import ErrorReport
+    from orchestrator.contract.records import ErrorReport
 
     died = "DataLoader worker (pid 999999) is killed by signal: Killed. "
     ErrorReport(type="builtins.RuntimeError", message=died).write(run.error)
     quiet = oom.MemoryBaseline((oom.CgroupCounter(tmp_path, events, 2),), None, 0.0)
-    assert classify_exit(1, run, 0, None, quiet).outcome.value == "failed"
+    assert classify_exit(1, run, 0, None, quiet).attempt_class.value == "failed"
     worker = classify_exit(1, run, 0, None, baseline)
-    assert worker.outcome.value == "oom_killed"
+    assert worker.attempt_class.value == "oom_killed"
     assert worker.reason.startswith("a DataLoader worker was killed by the kernel's OOM killer")
 
     monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: {4321})
     logged = classify_exit(-signal.SIGKILL, run, 0, 4321, None)
-    assert logged.outcome.value == "oom_killed"
+    assert logged.attempt_class.value == "oom_killed"
     assert "kernel log: Killed process 4321" in logged.reason
     # A sibling run in the same cgroup was the OOM victim, this one was kill -9'd:
     # the risen counter is the sibling's, not evidence against this child.
     sibling = classify_exit(-signal.SIGKILL, run, 0, 1234, baseline)
-    assert sibling.outcome.value == "killed"
+    assert sibling.attempt_class.value == "killed"

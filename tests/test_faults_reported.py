@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orchestrator.config import load_study
-from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import save_state
 from tests.conftest import read_state, tiny_config, xorch
@@ -97,8 +97,8 @@ def test_a_failed_final_summary_write_is_one_line(workdir, write_config):
     paths.root.mkdir(parents=True)
     now = datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
     attempt = Attempt(number=1, started_at=now, log="x/train.log")
-    done = Attempt(number=1, started_at=now, log="x/train.log", outcome=AttemptClass.COMPLETED,
-                   ended_at=now, duration_s=1.0)
+    done = Attempt(number=1, started_at=now, log="x/train.log",
+                   attempt_class=AttemptClass.COMPLETED, ended_at=now, duration_s=1.0)
     state = StudyState(spec.fingerprint, dict(spec.training), (5,),
                        (RunRecord(index=0, seed=5, dir=run_dir_name(0, 5, 1)),))
     state = state.start_attempt(0, attempt).finish_attempt(0, done, {"val/loss": 0.5})

@@ -100,8 +100,8 @@ def test_a_dead_fork_server_is_started_again(workdir, write_config):
 
 def test_forkserver_is_the_default_and_spawn_stays_available(tmp_path):
     from orchestrator.config import load_study
+    from orchestrator.contract.paths import StudyPaths
     from orchestrator.launchers import ForkserverLauncher, LocalLauncher, make_launcher
-    from orchestrator.paths import StudyPaths
     from tests.conftest import tiny_config
 
     def launcher_for(**runner: object) -> object:

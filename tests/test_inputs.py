@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.atomic import atomic_write_bytes, atomic_write_text
 from orchestrator.config import load_study
+from orchestrator.contract.atomic import atomic_write_bytes, atomic_write_text
+from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.errors import ConfigError, StateError
-from orchestrator.paths import StudyPaths, run_dir_name
 from orchestrator.runner_spec import MAX_RUNS
 from orchestrator.seeds import random_seeds
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
@@ -80,7 +80,7 @@ def made_study(config: Path, completed: bool) -> StudyPaths:
         for i in range(len(seeds)):
             attempt = Attempt(number=1, started_at="t0", log="x")
             done = dataclasses.replace(
-                attempt, outcome=AttemptClass.COMPLETED, ended_at="t1", duration_s=2.0
+                attempt, attempt_class=AttemptClass.COMPLETED, ended_at="t1", duration_s=2.0
             )
             state = state.start_attempt(i, attempt).finish_attempt(
                 i, done, {"val/loss": 0.5 + i / 10}

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
+from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.errors import XorchError
-from orchestrator.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.plots import _study_figures, plot_study, run_epoch_metrics
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
@@ -214,7 +214,7 @@ def test_stats_and_plots_never_import_torch(study):
         "import orchestrator.plots, orchestrator.stats\n"
         "lazy = {m: m in sys.modules for m in ('scipy', 'matplotlib')}\n"
         "from orchestrator.state_store import load_state\n"
-        "from orchestrator.paths import StudyPaths\n"
+        "from orchestrator.contract.paths import StudyPaths\n"
         "root = Path(sys.argv[1])\n"
         "orchestrator.plots.plot_study(root)\n"
         "orchestrator.stats.study_metric_stats(load_state(StudyPaths(root)))\n"

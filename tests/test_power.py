@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
-from orchestrator.paths import StudyPaths
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.power import Design, power_figures
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.html_report import write_report
 from orchestrator.inference import describe_sample
-from orchestrator.paths import StudyPaths
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from orchestrator.stats import _human
+from orchestrator.tables import human_cell
 from tests.conftest import TORCH_WATCH, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -46,7 +46,7 @@ def running_state(completed: int) -> StudyState:
                                status=RunStatus.RUNNING, attempts=(attempt,))  # fmt: skip
         elif i == completed + 1:
             oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
-                          outcome=AttemptClass.CUDA_OOM,
+                          attempt_class=AttemptClass.CUDA_OOM,
                           reason="CUDA out of memory <at> batch 3")  # fmt: skip
             record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
                                status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
@@ -81,8 +81,8 @@ def test_report_of_a_finished_study_has_every_section_and_no_torch(study, tmp_pa
     state = json.loads((out / "runner_state.json").read_text())
     losses = [r["metrics"]["val/loss"] for r in state["runs"]]
     stats = describe_sample(losses)
-    assert f"<td class=num>{_human(stats.mean)}</td>" in page
-    assert f"[{_human(stats.ci_low)}, {_human(stats.ci_high)}]" in page
+    assert f"<td class=num>{human_cell(stats.mean)}</td>" in page
+    assert f"[{human_cell(stats.ci_low)}, {human_cell(stats.ci_high)}]" in page
     assert "Every run completed." in page and "completed: 3" in page
     assert "pytorch-lightning" in page and "QuickClassifier" in page
 
@@ -201,7 +201,7 @@ def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_
 def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatch):
     import errno
 
-    from orchestrator import atomic
+    from orchestrator.contract import atomic
     from orchestrator.errors import ExitCode
     from orchestrator.html_report import ReportWriteError
 

@@ -19,17 +19,17 @@ import pytest
 import yaml
 
 from orchestrator.config import StudySpec, load_study
+from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
+from orchestrator.contract.records import RunResult
 from orchestrator.gpus import GpuMemoryGate, Slot
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.policy import INTERRUPTION_RETRIES, AttemptTally, Decision, decide
 from orchestrator.report import Reporter
-from orchestrator.runner_spec import OnFailure, RunnerSpec
+from orchestrator.runner_spec import OnFailure, RunnerSettings
 from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, RunStatus, StudyState
 from tests.conftest import tiny_config
-from worker.protocol import RunResult
 
 
 class World:
@@ -219,7 +219,8 @@ def make_setup(
 
 
 def outcomes(state: StudyState) -> list[list[str]]:
-    return [[a.outcome.value if a.outcome else "?" for a in r.attempts] for r in state.runs]
+    return [[a.attempt_class.value if a.attempt_class else "?" for a in r.attempts]
+            for r in state.runs]
 
 
 def test_runs_start_in_order_each_the_moment_the_last_one_ends(tmp_path):
@@ -278,7 +279,7 @@ def test_a_stop_records_every_running_attempt_interrupted(tmp_path, children, si
     setup = make_setup(tmp_path, children + 2, plans, max_parallel=children, grace_period=30)
     setup.world.at(5.0, lambda: setup.scheduler.stop.request(signum))
     result = setup.run()
-    assert result.stopped_by_signal
+    assert setup.scheduler.stop.requested
     running = result.state.runs[:children]
     assert [r.status for r in running] == [RunStatus.INTERRUPTED] * children
     assert all(r.attempts[-1].reason == "the study was stopped" for r in running)
@@ -289,7 +290,7 @@ def test_a_stop_records_every_running_attempt_interrupted(tmp_path, children, si
     assert not setup.launcher.children[0].killed
     assert setup.world.now == pytest.approx(35.0)  # its grace period, no more
     first = result.state.runs[0].attempts[-1]
-    assert first.exit_code == 1 and first.outcome is AttemptClass.INTERRUPTED
+    assert first.exit_code == 1 and first.attempt_class is AttemptClass.INTERRUPTED
 
 
 def test_a_run_that_finishes_while_the_study_stops_keeps_its_result(tmp_path):
@@ -352,16 +353,16 @@ def test_a_gpu_short_of_memory_is_asked_again_only_every_recheck_interval(tmp_pa
 @pytest.mark.parametrize(
     ("outcome", "tally", "runner", "expected"),
     [
-        (AttemptClass.COMPLETED, AttemptTally(), RunnerSpec(), Decision.DONE),
-        (AttemptClass.FAILED, AttemptTally(1, 0), RunnerSpec(max_retries=1), Decision.RETRY),
-        (AttemptClass.FAILED, AttemptTally(2, 0), RunnerSpec(max_retries=1), Decision.GIVE_UP),
-        (AttemptClass.KILLED, AttemptTally(1, 0), RunnerSpec(max_retries=1), Decision.RETRY),
+        (AttemptClass.COMPLETED, AttemptTally(), RunnerSettings(), Decision.DONE),
+        (AttemptClass.FAILED, AttemptTally(1, 0), RunnerSettings(max_retries=1), Decision.RETRY),
+        (AttemptClass.FAILED, AttemptTally(2, 0), RunnerSettings(max_retries=1), Decision.GIVE_UP),
+        (AttemptClass.KILLED, AttemptTally(1, 0), RunnerSettings(max_retries=1), Decision.RETRY),
         (AttemptClass.HANG, AttemptTally(1, 0),
-         RunnerSpec(max_retries=0, on_failure=OnFailure.STOP), Decision.STOP_STUDY),
-        (AttemptClass.INTERRUPTED, AttemptTally(0, 1), RunnerSpec(max_retries=0),
+         RunnerSettings(max_retries=0, on_failure=OnFailure.STOP), Decision.STOP_STUDY),
+        (AttemptClass.INTERRUPTED, AttemptTally(0, 1), RunnerSettings(max_retries=0),
          Decision.RETRY),
         (AttemptClass.INTERRUPTED, AttemptTally(0, INTERRUPTION_RETRIES + 1),
-         RunnerSpec(on_failure=OnFailure.STOP), Decision.GIVE_UP),
+         RunnerSettings(on_failure=OnFailure.STOP), Decision.GIVE_UP),
     ],
 )
 def test_the_failure_policy(outcome, tally, runner, expected):
@@ -369,7 +370,7 @@ def test_the_failure_policy(outcome, tally, runner, expected):
 
 
 def test_the_failure_policy_when_stopping_or_when_the_config_is_broken():
-    runner = RunnerSpec(max_retries=3)
+    runner = RunnerSettings(max_retries=3)
     assert decide(AttemptClass.FAILED, AttemptTally(1, 0), runner, study_stopping=True) is (
         Decision.LEAVE)
     assert decide(AttemptClass.FAILED, AttemptTally(1, 0), runner, config_error=True) is (

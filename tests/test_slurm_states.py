@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import RunnerSpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.slurm import (
     FORGOTTEN,
     FORGOTTEN_AFTER_S,
@@ -19,7 +19,7 @@ from orchestrator.launchers.slurm import (
     SlurmChild,
     parse_state,
 )
-from orchestrator.paths import StudyPaths
+from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch
 
@@ -102,7 +102,7 @@ def child_of(paths: StudyPaths, answers: list[str], clock: Clock) -> SlurmChild:
 
 
 def watch_until_verdict(child: SlurmChild, paths: StudyPaths, clock: Clock, limit_s: float):
-    watch = AttemptWatch(child, paths.run("run_0_seed1"), RunnerSpec(hang_timeout=5.0),
+    watch = AttemptWatch(child, paths.run("run_0_seed1"), RunnerSettings(hang_timeout=5.0),
                          clock=clock, wall_clock=clock)
     while clock.now < 1000.0 + limit_s:
         verdict = watch.check()
@@ -117,7 +117,7 @@ def test_a_forgotten_job_that_wrote_its_metrics_completes_at_once(study):
     study.run("run_0_seed1").metrics.write_text('{"metrics": {"val/loss": 0.3}}')
     child = child_of(study, ["RUNNING", FORGOTTEN], clock)
     verdict = watch_until_verdict(child, study, clock, 30)
-    assert verdict is not None and verdict.outcome is AttemptClass.COMPLETED
+    assert verdict is not None and verdict.attempt_class is AttemptClass.COMPLETED
     assert verdict.metrics == {"val/loss": 0.3}
     assert verdict.reason == SAID + "; settled from metrics.json"
 
@@ -126,7 +126,7 @@ def test_a_forgotten_job_that_left_error_json_failed_for_its_reason(study):
     clock = Clock()
     study.run("run_0_seed1").error.write_text('{"type": "RuntimeError", "message": "boom"}')
     verdict = watch_until_verdict(child_of(study, [FORGOTTEN], clock), study, clock, 30)
-    assert verdict is not None and verdict.outcome is AttemptClass.FAILED
+    assert verdict is not None and verdict.attempt_class is AttemptClass.FAILED
     assert verdict.reason == SAID + "; settled from error.json; RuntimeError: boom"
     # A config error stays one: the study stops instead of retrying.
     study.run("run_0_seed1").error.write_text(
@@ -150,7 +150,7 @@ def test_a_forgotten_job_is_classified_from_its_log(study, log, outcome, words):
     clock = Clock()
     (study.slurm_jobs / "77" / "77_0_log.out").write_text(f"starting\n{log}\n")
     verdict = watch_until_verdict(child_of(study, [FORGOTTEN], clock), study, clock, 30)
-    assert verdict is not None and verdict.outcome is outcome
+    assert verdict is not None and verdict.attempt_class is outcome
     assert verdict.reason.startswith("Slurm no longer knows job 77") and words in verdict.reason
 
 
@@ -159,20 +159,20 @@ def test_a_forgotten_job_is_read_from_submitits_result_without_unpickling_code(s
     result = study.slurm_jobs / "77" / "77_0_result.pkl"
     result.write_bytes(pickle.dumps(("error", "Traceback ...\nRuntimeError: worker exited 1")))
     verdict = watch_until_verdict(child_of(study, [FORGOTTEN], clock), study, clock, 30)
-    assert verdict is not None and verdict.outcome is AttemptClass.FAILED
+    assert verdict is not None and verdict.attempt_class is AttemptClass.FAILED
     assert "submitit's result says: RuntimeError: worker exited 1; exit status 1" in verdict.reason
     # A pickle naming a class is not loaded (the parent never imports a job's code).
     result.write_bytes(pickle.dumps(("success", Path("x"))))
     clock = Clock()
     verdict = watch_until_verdict(child_of(study, [FORGOTTEN], clock), study, clock, 200)
-    assert verdict is not None and verdict.outcome is AttemptClass.INTERRUPTED
+    assert verdict is not None and verdict.attempt_class is AttemptClass.INTERRUPTED
 
 
 def test_a_forgotten_job_without_files_is_interrupted_after_the_bound(study):
     clock = Clock()
     child = child_of(study, ["RUNNING", FORGOTTEN], clock)
     verdict = watch_until_verdict(child, study, clock, 10 * FORGOTTEN_AFTER_S)
-    assert verdict is not None and verdict.outcome is AttemptClass.INTERRUPTED
+    assert verdict is not None and verdict.attempt_class is AttemptClass.INTERRUPTED
     assert "left no metrics.json, error.json or result" in verdict.reason
     # Not before the bound, and the hang clock (5 s here) was held meanwhile.
     assert FORGOTTEN_AFTER_S <= clock.now - 1000.0 <= FORGOTTEN_AFTER_S + 2 * 3.0 + 2.5

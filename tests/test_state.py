@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError
-from orchestrator.paths import StudyPaths
 from orchestrator.state import (
     Attempt,
     AttemptClass,
@@ -36,7 +36,7 @@ def new_state(n: int = 3) -> StudyState:
 
 
 def finished(attempt: Attempt, outcome: AttemptClass) -> Attempt:
-    return dataclasses.replace(attempt, outcome=outcome, ended_at="t1", duration_s=1.5)
+    return dataclasses.replace(attempt, attempt_class=outcome, ended_at="t1", duration_s=1.5)
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -74,7 +74,7 @@ def test_a_failed_run_keeps_every_attempt_and_no_metrics():
     state = state.finish_attempt(1, finished(second, AttemptClass.SIGNAL))
     record = state.runs[1]
     assert record.status is RunStatus.FAILED and record.failure is AttemptClass.SIGNAL
-    assert [a.outcome for a in record.attempts] == [AttemptClass.HANG, AttemptClass.SIGNAL]
+    assert [a.attempt_class for a in record.attempts] == [AttemptClass.HANG, AttemptClass.SIGNAL]
     assert record.duration_s == 3.0 and record.metrics == {}
 
 
@@ -132,7 +132,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from tests.test_state import new_state
-    from orchestrator.paths import StudyPaths
+    from orchestrator.contract.paths import StudyPaths
     from orchestrator.state import Attempt
     from orchestrator.state_store import save_state
 

@@ -12,21 +12,18 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import XorchError
-from orchestrator.paths import StudyPaths
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.stats import (
-    COMPARISON_COLUMNS,
-    FORMATS,
     STATS_COLUMNS,
-    compare_studies,
     describe,
-    render_comparison,
     render_stats,
     study_metric_stats,
 )
 from orchestrator.summary import NotFinite, summary_text
+from orchestrator.tables import FORMATS
 
 TOL = 1e-12
 
@@ -47,11 +44,6 @@ def make_state(rows: list[dict[str, float]], extra: list[RunRecord] = ()) -> Stu
                               status=record.status, metrics=record.metrics))  # fmt: skip
     return StudyState(config_fingerprint="f", training_config={}, seeds=tuple(r.seed for r in runs),
                       runs=tuple(runs))  # fmt: skip
-
-
-def state_of(values: dict[str, np.ndarray]) -> StudyState:
-    n = len(next(iter(values.values())))
-    return make_state([{k: float(v[i]) for k, v in values.items()} for i in range(n)])
 
 
 # --------------------------------------------------------------------------- describe
@@ -104,9 +96,6 @@ def test_study_stats_and_summary_csv_agree_on_a_diverged_seed():
     mean = float(frame.loc[frame["run"] == "mean", "val/loss"].iloc[0])
     std = float(frame.loc[frame["run"] == "std", "val/loss"].iloc[0])
     assert abs(s.mean - mean) < 5e-7 and abs(s.std - std) < 5e-7
-    (compared,) = compare_studies(state, make_state([{"val/loss": 0.30}, {"val/loss": 0.31}]))
-    assert compared.a.n == 3 and close(compared.a.mean, s.mean)
-    assert not math.isnan(compared.p_value)  # the finite values are tested, as they are averaged
     table = render_stats([(name, s)], "table")
     assert table.splitlines()[-1] == (
         "val/loss: 2 runs not finite: 1 nan, 1 inf; left out of the statistics")
@@ -154,47 +143,6 @@ def test_a_study_without_completed_runs_is_an_error():
         study_metric_stats(state)
 
 
-# --------------------------------------------------------------------------- comparisons
-
-
-@pytest.mark.parametrize(("n_a", "n_b"), [(2, 2), (2, 5), (3, 7), (10, 4), (30, 30)])
-def test_compare_agrees_with_scipy_welch(n_a, n_b):
-    rng = np.random.default_rng(1000 * n_a + n_b)
-    a = rng.normal(0.50, 0.04, size=n_a)
-    b = rng.normal(0.47, 0.09, size=n_b)
-    rows = compare_studies(state_of({"val/loss": a, "val/acc": a * 2}),
-                           state_of({"val/loss": b, "val/acc": b * 2, "b/only": b}))  # fmt: skip
-    assert [c.metric for c in rows] == ["val/acc", "val/loss"]
-    c = rows[1]
-    reference = scipy_stats.ttest_ind(b, a, equal_var=False)
-    low, high = reference.confidence_interval(0.95)
-    assert close(c.diff, np.mean(b) - np.mean(a))
-    assert close(c.p_value, reference.pvalue)
-    assert close(c.diff_ci_low, low) and close(c.diff_ci_high, high)
-    assert (c.a.n, c.b.n) == (n_a, n_b) and close(c.a.mean, np.mean(a))
-
-
-def test_compare_with_a_single_run_gives_nan_test_but_a_difference():
-    (c,) = compare_studies(state_of({"m": np.array([0.5])}), state_of({"m": np.array([0.4, 0.6])}))
-    assert close(c.diff, 0.0)
-    assert math.isnan(c.p_value) and math.isnan(c.diff_ci_low) and math.isnan(c.diff_ci_high)
-
-
-def test_compare_without_any_spread_gives_nan_test():
-    (c,) = compare_studies(state_of({"m": np.array([0.5, 0.5])}),
-                           state_of({"m": np.array([0.7, 0.7, 0.7])}))  # fmt: skip
-    assert close(c.diff, 0.2) and math.isnan(c.p_value) and math.isnan(c.diff_ci_high)
-    assert c.b.std == 0.0  # not numpy's rounding noise
-
-
-def test_compare_needs_a_metric_in_common():
-    with pytest.raises(XorchError, match="no metric in common"):
-        compare_studies(state_of({"a": np.ones(2)}), state_of({"b": np.ones(2)}))
-    with pytest.raises(XorchError, match=r"x is not logged by both studies"):
-        compare_studies(state_of({"a": np.ones(2), "x": np.ones(2)}),
-                        state_of({"a": np.ones(2)}), ["x"])  # fmt: skip
-
-
 # --------------------------------------------------------------------------- rendering
 
 TRICKY = "val/F1_score%&"  # LaTeX-special characters in a metric name
@@ -206,25 +154,13 @@ def sample_stats():
     return study_metric_stats(state)
 
 
-def sample_comparison():
-    a = state_of({"val/loss": np.array([0.34, 0.33, 0.35]), TRICKY: np.array([0.8, 0.81, 0.79])})
-    b = state_of({"val/loss": np.array([0.30, 0.31]), TRICKY: np.array([0.85, 0.86])})
-    return compare_studies(a, b)
-
-
 def stats_values(rows):
     return [[name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max,
              s.not_finite.count] for name, s in rows]  # fmt: skip
 
 
-def comparison_values(rows):
-    return [[c.metric, c.a.n, c.a.mean, c.a.std, c.b.n, c.b.mean, c.b.std, c.diff,
-             c.diff_ci_low, c.diff_ci_high, c.p_value] for c in rows]  # fmt: skip
-
-
 CASES = [
     (render_stats, sample_stats, stats_values, STATS_COLUMNS),
-    (render_comparison, sample_comparison, comparison_values, COMPARISON_COLUMNS),
 ]
 
 
@@ -267,7 +203,7 @@ def test_markdown_and_latex_carry_the_numbers(render, sample, values, columns):
     assert latex.startswith(r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}")
     assert latex.rstrip().endswith(r"\end{tabular}")
     assert r"val/F1\_score\%\&" in latex and "F1_score" not in latex
-    assert "ci\\_" in latex or "diff\\_ci" in latex  # headers are escaped too
+    assert "ci\\_" in latex  # headers are escaped too
     for line, row in zip(markdown[2:], values(rows), strict=True):
         for number in row[1:]:
             if isinstance(number, int):
@@ -290,10 +226,9 @@ def test_table_is_plain_and_aligned(render, sample, values, columns):
     assert f"{values(rows)[1][2]:.6g}" in text
 
 
-@pytest.mark.parametrize("render", [render_stats, render_comparison])
-def test_unknown_format_is_an_error(render):
+def test_unknown_format_is_an_error():
     with pytest.raises(XorchError, match="html.*" + ", ".join(FORMATS)):
-        render([], "html")
+        render_stats([], "html")
 
 
 def test_every_format_renders_an_empty_list():

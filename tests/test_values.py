@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from orchestrator.config import load_study
-from orchestrator.paths import StudyPaths, run_dir_name
+from orchestrator.contract.paths import StudyPaths, run_dir_name
+from orchestrator.contract.records import ErrorReport, RunResult
 from orchestrator.state import Attempt, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.status import render_status, study_status
 from tests.conftest import read_state, tiny_config, xorch
-from worker.protocol import ErrorReport, RunResult
 
 INF, NAN = float("inf"), float("nan")
 

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-from worker.protocol import LAST_CHECKPOINT_FILE
+from orchestrator.contract.records import LAST_CHECKPOINT_FILE
 
 __all__ = [
     "BuildError",

@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from worker.protocol import Heartbeat
+from orchestrator.contract.records import Heartbeat, HeartbeatPhase
 from worker.seeding import capture_rng_state, restore_rng_state
 
 __all__ = ["HeartbeatCallback", "ResumeStateCallback", "scalar_metrics"]
@@ -35,7 +35,7 @@ class HeartbeatCallback(pl.Callback):
         self.first_batch_time: float | None = None
         self._last = 0.0
 
-    def beat(self, trainer: pl.Trainer | None, phase: str, force: bool = False) -> None:
+    def beat(self, trainer: pl.Trainer | None, phase: HeartbeatPhase, force: bool = False) -> None:
         now = time.time()
         if not force and now - self._last < self.interval_s:
             return
@@ -49,27 +49,27 @@ class HeartbeatCallback(pl.Callback):
             max_epochs=trainer.max_epochs if trainer else None,
             resumed_from=self.resumed_from,
             first_batch_time=self.first_batch_time,
-        ).write(self.path)
+        ).write_if_possible(self.path)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.beat(trainer, "fit", force=True)
+        self.beat(trainer, HeartbeatPhase.FIT, force=True)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.first_batch_time is None:
             self.first_batch_time = time.time()
-            self.beat(trainer, "train", force=True)
+            self.beat(trainer, HeartbeatPhase.TRAIN, force=True)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.beat(trainer, "train")
+        self.beat(trainer, HeartbeatPhase.TRAIN)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.beat(trainer, "validate")
+        self.beat(trainer, HeartbeatPhase.VALIDATE)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.beat(trainer, "train", force=True)
+        self.beat(trainer, HeartbeatPhase.TRAIN, force=True)
 
     def on_test_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.beat(trainer, "test")
+        self.beat(trainer, HeartbeatPhase.TEST)
 
 
 class ResumeStateCallback(pl.Callback):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.paths import aside_path
+from orchestrator.contract.paths import aside_path
 
 __all__ = ["usable_checkpoint"]
 

@@ -28,15 +28,17 @@ import sys
 import traceback
 from typing import Any
 
-from worker.lifeline import die_with_parent
-from worker.protocol import PARENT_PID_ENV
+from orchestrator.contract.records import PARENT_PID_ENV
+from worker.lifeline import follow_parent
 
 __all__ = ["main"]
 
 
 def main(argv: list[str]) -> int:
     preload = json.loads(argv[0]) if argv else {}
-    _die_with_parent()
+    # The server lives only as long as the xorch that started it; its runs
+    # get the parent-death signal from it in turn (see ``worker.run``).
+    follow_parent(watch=False)
     for path in reversed(preload.get("import_paths", [])):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -160,14 +162,6 @@ def _fork_run(request: dict[str, Any]) -> int:
 def _send(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
-
-
-def _die_with_parent() -> None:
-    """The server lives only as long as the xorch that started it; its runs get
-    the parent-death signal from it in turn (see ``worker.run``)."""
-    expected = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
-    if expected:
-        die_with_parent(expected)
 
 
 if __name__ == "__main__":

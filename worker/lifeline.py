@@ -7,8 +7,12 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 
-__all__ = ["die_with_parent"]
+from orchestrator.contract.records import PARENT_PID_ENV
+
+__all__ = ["die_with_parent", "follow_parent"]
 
 PR_SET_PDEATHSIG = 1
 
@@ -21,3 +25,28 @@ def die_with_parent(expected_parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != expected_parent:
         os._exit(1)
+
+
+def follow_parent(*, watch: bool) -> None:
+    """Die with the parent named in ``PARENT_PID_ENV``; nothing when the variable
+    is unset (started by hand: nobody to follow).
+
+    ``watch``: also start a thread that kills this process group once the parent
+    is gone, for systems without the parent-death signal. The fork server passes
+    False: it must stay single-threaded so that forking it is safe, and its runs
+    watch for themselves.
+    """
+    expected = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
+    if not expected:
+        return
+    die_with_parent(expected)
+    if not watch:
+        return
+
+    def watch_parent() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != expected:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch_parent, name="xorch-parent-watch", daemon=True).start()

@@ -9,16 +9,15 @@ atomically as the very last step.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from orchestrator.paths import RunPaths
-from worker.lifeline import die_with_parent
-from worker.protocol import PARENT_PID_ENV, ErrorReport, Heartbeat, RunResult, RunSpec
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
+from worker.lifeline import follow_parent
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
@@ -29,8 +28,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
         return 2
-    spec = RunSpec.read(Path(argv[0]))
-    _die_with_parent()
+    spec = RunSpec.load(Path(argv[0]))
+    # Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
+    # training behind (the kernel's signal, and a watcher thread for the window
+    # before it was set and for other systems).
+    follow_parent(watch=True)
     paths = RunPaths(Path(spec.run_dir))
     startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)
     try:
@@ -64,7 +66,8 @@ class _StartupBeats:
         self._thread.start()
 
     def _beat(self) -> None:
-        Heartbeat(pid=os.getpid(), time=time.time(), phase="starting").write(self._path)
+        beat = Heartbeat(pid=os.getpid(), time=time.time(), phase=HeartbeatPhase.STARTING)
+        beat.write_if_possible(self._path)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -115,7 +118,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
     heartbeat.resumed_from = resumed_from
-    heartbeat.beat(None, "setup", force=True)
+    heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
 
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
@@ -156,22 +159,3 @@ def _error_report(exc: BaseException) -> ErrorReport:
         cuda_oom=cuda_oom,
         host_oom=host_oom,
     )
-
-
-def _die_with_parent() -> None:
-    """Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
-    training behind: the kernel's parent-death signal on Linux, and a watcher
-    thread for the window before it was set and for other systems."""
-    expected = os.environ.get(PARENT_PID_ENV)
-    if not expected:
-        return  # started by hand: nobody to follow
-    parent = int(expected)
-    die_with_parent(parent)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="xorch-parent-watch", daemon=True).start()

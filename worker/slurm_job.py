@@ -9,13 +9,12 @@ last.ckpt like any resumed run. Torch-free: the parent pickles it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 from submitit.helpers import Checkpointable
 
-from worker.protocol import PARENT_PID_ENV
+from orchestrator.contract.environment import child_environment
 
 __all__ = ["SlurmRun", "SlurmRunOnce"]
 
@@ -29,7 +28,7 @@ class SlurmRunOnce:
         self.log = log
 
     def __call__(self) -> int:
-        env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        env = child_environment()
         with open(self.log, "ab") as log:
             code = subprocess.call(
                 [sys.executable, "-m", "worker.train_one", self.run_spec],

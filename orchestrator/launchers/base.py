@@ -14,7 +14,7 @@ import select
 import threading
 from collections.abc import Mapping
 
-from orchestrator.paths import RunPaths
+from orchestrator.contract.paths import RunPaths
 from orchestrator.state import AttemptClass
 
 __all__ = ["ChildProcess", "Launcher", "Wakeup"]

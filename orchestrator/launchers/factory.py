@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.config import Executor, LauncherKind, StudySpec
+from orchestrator.config import StudySpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher
-from orchestrator.paths import StudyPaths
+from orchestrator.runner_spec import Executor, LauncherKind
 
 __all__ = ["make_launcher"]
 

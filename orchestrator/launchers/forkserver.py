@@ -24,11 +24,11 @@ from typing import IO, Any
 
 import psutil
 
+from orchestrator.contract.environment import child_environment
+from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
-from orchestrator.paths import RunPaths
 from orchestrator.state import AttemptClass
-from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
 
@@ -39,7 +39,7 @@ class _Helper:
     """One running fork server and what it has told us."""
 
     def __init__(self, preload: Mapping[str, Any], log_path: Path) -> None:
-        env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        env = child_environment()
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "worker.forkserver", json.dumps(preload)],

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from orchestrator.contract.environment import child_environment
+from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
-from orchestrator.paths import RunPaths
-from worker.protocol import PARENT_PID_ENV
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
@@ -89,9 +89,7 @@ def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
 
 class LocalLauncher(Launcher):
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
-        env = {**os.environ, **env}
-        env[PARENT_PID_ENV] = str(os.getpid())
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        env = child_environment(env)
         with open(run.log, "ab") as log:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "worker.train_one", str(run.run_spec)],

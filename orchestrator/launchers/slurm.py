@@ -33,11 +33,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.contract.records import ERROR_FILE, METRICS_FILE
 from orchestrator.launchers.base import ChildProcess, Launcher
-from orchestrator.paths import RunPaths, StudyPaths
 from orchestrator.runner_spec import SlurmSpec
 from orchestrator.state import AttemptClass
-from worker.protocol import ERROR_FILE, METRICS_FILE
 
 __all__ = [
     "FORGOTTEN",

@@ -1,17 +1,19 @@
 """What parent and child say to each other, through files in the run directory.
 
 Both sides import this module, so it must never import torch or Lightning. Each
-file is a JSON object written atomically; the dataclasses here are its shape.
+file is a JSON object written atomically; the dataclasses here are its shape,
+and ``JsonRecord`` is the one reader and writer they share.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.atomic import atomic_write_json
+from orchestrator.contract.atomic import atomic_write_json
 
 __all__ = [
     "ERROR_FILE",
@@ -19,9 +21,12 @@ __all__ = [
     "LAST_CHECKPOINT_FILE",
     "LOG_FILE",
     "METRICS_FILE",
+    "PARENT_PID_ENV",
     "RUN_SPEC_FILE",
     "ErrorReport",
     "Heartbeat",
+    "HeartbeatPhase",
+    "JsonRecord",
     "RunResult",
     "RunSpec",
     "read_json_object",
@@ -48,8 +53,45 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+_Record = TypeVar("_Record", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A frozen dataclass kept as one JSON object in a file of the run folder.
+
+    ``write`` replaces the file atomically. ``read`` gives None for a missing
+    file, one that is not a whole JSON object, or one whose keys do not fit the
+    dataclass: the reader (the parent, mostly) treats all of those as "the child
+    left no word" and falls back to other evidence. Subclasses check the values'
+    types in ``_checked`` and choose what is left out of the file in ``to_json``.
+    """
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+    def write(self, path: Path) -> None:
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls: type[_Record], path: Path) -> _Record | None:
+        payload = read_json_object(path)
+        return None if payload is None else cls.from_json(payload)
+
+    @classmethod
+    def from_json(cls: type[_Record], payload: dict[str, Any]) -> _Record | None:
+        try:
+            record = cls(**payload)
+        except (TypeError, ValueError):  # a missing or unknown key, a value out of range
+            return None
+        return record if record._checked() else None
+
+    def _checked(self) -> bool:
+        """Whether the values have the types this record promises."""
+        return True
+
+
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(JsonRecord):
     """Everything a child needs to train one run. Written by the parent."""
 
     run_index: int
@@ -60,45 +102,70 @@ class RunSpec:
     heartbeat_interval_s: float = 2.0
     resume_from_checkpoint: bool = True
 
-    def write(self, path: Path) -> None:
-        atomic_write_json(path, asdict(self))
-
     @classmethod
-    def read(cls, path: Path) -> RunSpec:
+    def load(cls, path: Path) -> RunSpec:
+        """The spec in ``path``, or an exception saying why not: unlike the
+        child's reports, a child without its spec has nothing to fall back on."""
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
         payload["import_paths"] = tuple(payload.get("import_paths", ()))
         return cls(**payload)
 
 
+class HeartbeatPhase(str, enum.Enum):
+    """What the child was doing at its last heartbeat. str-valued, so
+    heartbeat.json holds the plain word ("train")."""
+
+    STARTING = "starting"  # imports and build (a thread beats while they run)
+    SETUP = "setup"  # built; the checkpoint to resume from is chosen
+    FIT = "fit"  # fit began, no batch yet
+    TRAIN = "train"
+    VALIDATE = "validate"
+    TEST = "test"
+
+
 @dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(JsonRecord):
     """A sign of life, rewritten by the child every few seconds."""
 
     pid: int
     time: float
-    phase: str
+    phase: HeartbeatPhase
     epoch: int = 0
     global_step: int = 0
     max_epochs: int | None = None
     resumed_from: str | None = None
     first_batch_time: float | None = None  # when training really began
 
-    def write(self, path: Path) -> None:
-        atomic_write_json(path, asdict(self))
+    def __post_init__(self) -> None:
+        # Read from JSON the phase is a plain string; an unknown one raises
+        # ValueError, which ``from_json`` reads as "not a heartbeat of ours".
+        object.__setattr__(self, "phase", HeartbeatPhase(self.phase))
 
-    @classmethod
-    def read(cls, path: Path) -> Heartbeat | None:
-        payload = read_json_object(path)
-        if payload is None:
-            return None
+    def write_if_possible(self, path: Path) -> bool:
+        """Write the beat; False, and nothing raised, when the filesystem refuses.
+
+        A beat is a sign of life, not a result: a full disk or an NFS hiccup
+        for a moment must not end hours of training. If the writes keep
+        failing, the parent sees no beats and stops the run as a hang, which is
+        the truth it can act on; the atomic writer keeps the last beat whole."""
         try:
-            return cls(**payload)
-        except TypeError:
+            self.write(path)
+        except OSError:
+            return False
+        return True
+
+    @property
+    def epoch_text(self) -> str | None:
+        """``3/10`` (the epoch counted from 1, of max_epochs when known); None
+        before training began, when there is no epoch to speak of."""
+        if self.phase in (HeartbeatPhase.STARTING, HeartbeatPhase.SETUP):
             return None
+        total = f"/{self.max_epochs}" if self.max_epochs else ""
+        return f"{self.epoch + 1}{total}"
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(JsonRecord):
     """The child's final word on a run that trained to the end.
 
     Metric values are numbers; nan, inf and -inf are kept (Python's json writes
@@ -114,17 +181,16 @@ class RunResult:
     peak_gpu_mem_mb: float | None = None  # torch's peak allocation, when the run used CUDA
     not_numbers: tuple[str, ...] = ()  # the reader's: in the file, but not numbers
 
-    def write(self, path: Path) -> None:
+    def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
         del payload["not_numbers"]  # the reader's finding, not the worker's to write
-        atomic_write_json(path, payload)
+        return payload
 
     @classmethod
-    def read(cls, path: Path) -> RunResult | None:
-        """The result in ``path``; None if it is missing or not a JSON object with
-        a ``metrics`` object. Fields of the wrong type are read as absent."""
-        payload = read_json_object(path)
-        if payload is None or not isinstance(payload.get("metrics"), dict):
+    def from_json(cls, payload: dict[str, Any]) -> RunResult | None:
+        """None unless ``payload`` has a ``metrics`` object; fields of the wrong
+        type are read as absent, so one odd value does not lose the run."""
+        if not isinstance(payload.get("metrics"), dict):
             return None
         metrics: dict[str, float] = {}
         dropped: list[str] = []
@@ -157,7 +223,7 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class ErrorReport:
+class ErrorReport(JsonRecord):
     """The child's final word on a run that raised."""
 
     type: str
@@ -167,21 +233,9 @@ class ErrorReport:
     host_oom: bool = False  # an allocation in host memory failed (MemoryError, RLIMIT_AS)
     resumed_from: str | None = None
 
-    def write(self, path: Path) -> None:
-        atomic_write_json(path, asdict(self))
-
-    @classmethod
-    def read(cls, path: Path) -> ErrorReport | None:
-        payload = read_json_object(path)
-        if payload is None:
-            return None
-        try:
-            report = cls(**payload)
-        except TypeError:
-            return None
-        if not isinstance(report.type, str) or not isinstance(report.message, str):
-            return None  # not ours: the parent falls back to the exit status
-        return report
+    def _checked(self) -> bool:
+        # Not ours otherwise: the parent falls back to the exit status.
+        return isinstance(self.type, str) and isinstance(self.message, str)
 
 
 def _as_float(value: Any) -> float | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker import protocol
+from orchestrator.contract import records
 
 __all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name"]
 
@@ -42,27 +42,27 @@ class RunPaths:
 
     @property
     def run_spec(self) -> Path:
-        return self.root / protocol.RUN_SPEC_FILE
+        return self.root / records.RUN_SPEC_FILE
 
     @property
     def heartbeat(self) -> Path:
-        return self.root / protocol.HEARTBEAT_FILE
+        return self.root / records.HEARTBEAT_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / protocol.METRICS_FILE
+        return self.root / records.METRICS_FILE
 
     @property
     def error(self) -> Path:
-        return self.root / protocol.ERROR_FILE
+        return self.root / records.ERROR_FILE
 
     @property
     def log(self) -> Path:
-        return self.root / protocol.LOG_FILE
+        return self.root / records.LOG_FILE
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.root / protocol.LAST_CHECKPOINT_FILE
+        return self.root / records.LAST_CHECKPOINT_FILE
 
     @property
     def lightning_logs(self) -> Path:

@@ -45,6 +45,11 @@ def atomic_write_bytes(path: Path, data: bytes, keep_previous_as: Path | None = 
             backup_tmp = str(path.parent / f".{keep_previous_as.name}.{secrets.token_hex(4)}.tmp")
             os.link(path, backup_tmp)
             os.replace(backup_tmp, keep_previous_as)
+            # rename(2) does nothing, and succeeds, when both names are links to
+            # one file: the case after a write that failed between the backup's
+            # rename and the target's. The temp name is then still there.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup_tmp)
             backup_tmp = None
         os.replace(tmp_name, path)
     except BaseException as exc:
