@@ -59,6 +59,7 @@ class RunSpec:
     import_paths: tuple[str, ...] = ()
     heartbeat_interval_s: float = 2.0
     resume_from_checkpoint: bool = True
+    attempt: int = 1  # 1 for the first; a command run's {attempt}
 
     def write(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))
