@@ -91,7 +91,9 @@ def main(argv: list[str]) -> int:
     program = program_path(command[0], folder) or command[0]
     try:
         os.chdir(folder)
-        os.execve(program, command, env)
+        # argv[0] is the resolved path: Python finds its venv from argv[0], so
+        # a bare "python" there would start the system's interpreter instead.
+        os.execve(program, [program, *command[1:]], env)
     except OSError as exc:
         message = f"could not start {command[0]!r}: {exc.strerror or exc}"
         ErrorReport(type="OSError", message=message).write(Path(spec.run_dir) / ERROR_FILE)
