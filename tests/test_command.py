@@ -45,17 +45,29 @@ for epoch in range(start, args.epochs):
 print("done", args.seed)
 """
 
-COMMAND = ["python", "train.py", "--seed", "{seed}", "--out", "{run_dir}",
-           "--resume", "{resume_from}"]
+COMMAND = [
+    "python",
+    "train.py",
+    "--seed",
+    "{seed}",
+    "--out",
+    "{run_dir}",
+    "--resume",
+    "{resume_from}",
+]
 
 
-def command_config(folder: Path, script: str, command: list[str] | None = None,
-                   name: str = "train.py", **runner) -> Path:
+def command_config(
+    folder: Path, script: str, command: list[str] | None = None, name: str = "train.py", **runner
+) -> Path:
     (folder / name).write_text(textwrap.dedent(script), encoding="utf-8")
-    block = {"output_base_dir": str(folder / "out"), "seeds": [1, 2, 3],
-             "summary_metrics": ["val/loss"], **runner}
-    config = {"mode": "run-experiments", "experiments_runner": block,
-              "command": command or COMMAND}
+    block = {
+        "output_base_dir": str(folder / "out"),
+        "seeds": [1, 2, 3],
+        "summary_metrics": ["val/loss"],
+        **runner,
+    }
+    config = {"mode": "run-experiments", "experiments_runner": block, "command": command or COMMAND}
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -111,9 +123,14 @@ def test_parent_sigkill_then_resume_finishes_from_the_programs_checkpoint(workdi
         if parent.poll() is None:
             parent.kill()
     # The program itself (exec'd over the wrapper) follows its parent.
-    wait_for(lambda: not psutil.pid_exists(child_pid)
-             or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE,
-             timeout=15, what="the orphaned program to stop")
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(child_pid)
+            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        timeout=15,
+        what="the orphaned program to stop",
+    )
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outcomes(out, 0) == ["interrupted", "completed"]
@@ -156,8 +173,9 @@ def test_a_script_that_only_writes_metrics_json(workdir):
     with open(os.path.join(os.environ["XORCH_RUN_DIR"], "metrics.json"), "w") as f:
         json.dump({"score": seed * 10.0, "name": "not a number"}, f)
     """
-    path = command_config(workdir, script, ["python", "train.py"], seeds=[1, 2],
-                          summary_metrics=["score"])
+    path = command_config(
+        workdir, script, ["python", "train.py"], seeds=[1, 2], summary_metrics=["score"]
+    )
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = pd.read_csv(workdir / "out" / "summary.csv", dtype={"run": str})
@@ -243,3 +261,13 @@ def test_command_with_a_model_block_is_refused(workdir):
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode == 2 and "command and model are both set" in result.stderr
     assert not (workdir / "out").exists()
+
+
+def test_replay_of_a_command_run_gives_the_same_metrics(workdir):
+    path = command_config(workdir, REPORTING_SCRIPT, seeds=[9])
+    assert xorch("launch", str(path), cwd=workdir).returncode == 0
+    replayed = xorch("replay", str(workdir / "out"), "0", cwd=workdir)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    original = read_state(workdir / "out")["runs"][0]["metrics"]
+    log = workdir / "out" / "run_00_seed9_replay" / "lightning_logs" / "version_0" / "metrics.csv"
+    assert pd.read_csv(log)["val/loss"].iloc[-1] == pytest.approx(original["val/loss"])
