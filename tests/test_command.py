@@ -271,3 +271,26 @@ def test_replay_of_a_command_run_gives_the_same_metrics(workdir):
     original = read_state(workdir / "out")["runs"][0]["metrics"]
     log = workdir / "out" / "run_00_seed9_replay" / "lightning_logs" / "version_0" / "metrics.csv"
     assert pd.read_csv(log)["val/loss"].iloc[-1] == pytest.approx(original["val/loss"])
+
+
+def test_a_silent_script_without_reporting_is_a_hang_by_its_quiet_run_folder(workdir):
+    # Output for a while keeps it alive (train.log grows), then silence.
+    script = (
+        "import time\nfor i in range(6):\n    print('working', i, flush=True)\n"
+        "    time.sleep(1)\ntime.sleep(600)\n"
+    )
+    path = command_config(
+        workdir, script, ["python", "train.py"], seeds=[3], hang_timeout=4, grace_period=2
+    )
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode != 0
+    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    assert attempt["outcome"] == "hang"
+    assert attempt["duration_s"] > 6  # the printing kept it alive past hang_timeout
+
+
+def test_validate_of_a_command_study_builds_no_lightning_run(workdir):
+    path = command_config(workdir, REPORTING_SCRIPT)
+    result = xorch("validate", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (workdir / "out").exists()
