@@ -294,3 +294,20 @@ def test_validate_of_a_command_study_builds_no_lightning_run(workdir):
     result = xorch("validate", str(path), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (workdir / "out").exists()
+
+
+def test_resume_after_changing_the_command_is_refused_and_names_it(workdir):
+    script = (
+        "import json, os\n"
+        "path = os.path.join(os.environ['XORCH_RUN_DIR'], 'metrics.json')\n"
+        "json.dump({'score': 1.0}, open(path, 'w'))\n"
+    )
+    path = command_config(workdir, script, ["python", "train.py"], seeds=[1])
+    assert xorch("launch", str(path), cwd=workdir).returncode == 0
+    status = xorch("status", str(workdir / "out"), cwd=workdir)
+    assert status.returncode == 0 and "completed" in status.stdout, status.stdout
+    config = yaml.safe_load(path.read_text())
+    config["command"] = ["python", "train.py", "{seed}"]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 2 and "command" in result.stderr, result.stderr
