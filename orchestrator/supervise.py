@@ -214,7 +214,9 @@ def classify_exit(
                 None,
                 {},
             )
-        return Verdict(AttemptClass.COMPLETED, "", 0, None, metrics)
+        beat = Heartbeat.read(run.heartbeat)  # worker.report notes {resume_from} there
+        resumed = beat.resumed_from if beat is not None else None
+        return Verdict(AttemptClass.COMPLETED, "", 0, None, metrics, resumed)
     if code == 0:
         result = RunResult.read(run.metrics)
         if result is None:

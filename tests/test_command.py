@@ -134,6 +134,7 @@ def test_parent_sigkill_then_resume_finishes_from_the_programs_checkpoint(workdi
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outcomes(out, 0) == ["interrupted", "completed"]
+    assert read_state(out)["runs"][0]["attempts"][-1]["resumed_from"] == "run_00_seed5/last.ckpt"
     seen = json.loads((run / "seen.json").read_text())
     assert seen["resume"] == str(run / "last.ckpt") and seen["env"]["XORCH_ATTEMPT"] == "2"
     resumed = pd.read_csv(run / "lightning_logs" / "version_1" / "metrics.csv")
@@ -293,6 +294,8 @@ def test_validate_of_a_command_study_builds_no_lightning_run(workdir):
     path = command_config(workdir, REPORTING_SCRIPT)
     result = xorch("validate", str(path), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "launcher: spawn (command)" in result.stdout
+    assert "built in a child process" not in result.stdout
     assert not (workdir / "out").exists()
 
 
