@@ -33,6 +33,9 @@ class BuildCheck:
 
 def check_build(spec: StudySpec, timeout_s: float = BUILD_CHECK_TIMEOUT_S) -> BuildCheck:
     """Build model, data, callbacks and Trainer from ``spec`` in one child process."""
+    if "command" in spec.training:
+        # The program is the user's own: nothing to build; config checks found it.
+        return BuildCheck((), ())
     seeds = spec.runner.seeds
     request = {
         "config": dict(spec.training),

@@ -124,7 +124,8 @@ def validate(
         typer.echo(f"xorch: error: {problem}", err=True)
     if check.problems:
         raise typer.Exit(2)
-    typer.echo(f"built in a child process: {', '.join(check.built)}")
+    if check.built:  # nothing is built for a command study
+        typer.echo(f"built in a child process: {', '.join(check.built)}")
 
 
 StudyDirArg = Annotated[

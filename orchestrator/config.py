@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.command import check_command
 from orchestrator.compose import (
     check_target_entry,
     compose_folder,
@@ -40,7 +41,14 @@ from orchestrator.compose import (
     trainer_arguments,
 )
 from orchestrator.errors import ConfigError
-from orchestrator.runner_spec import RUNNER_KEY, RunnerSettings, kind_of, parse_runner, parse_seed
+from orchestrator.runner_spec import (
+    RUNNER_KEY,
+    Executor,
+    RunnerSettings,
+    kind_of,
+    parse_runner,
+    parse_seed,
+)
 from orchestrator.yaml_file import parse_yaml, read_config_file
 
 __all__ = [
@@ -174,6 +182,7 @@ TOP_LEVEL_KEYS = (
     "deterministic_cudnn",
     "test_dataset",
     "run_test",
+    "command",  # a program to run instead of model and data (orchestrator.command)
 )
 
 # Keys that belong one level down: written at the top level they would be
@@ -272,8 +281,10 @@ def _validate(
         raw = {**raw, trainer_key: trainer_arguments(trainer, trainer_key)}
     if "logger" in raw:
         raw = move_logger(raw, trainer_key)
+    if "command" in raw:
+        check_command(path, raw)
     for key in ("model", "data"):
-        if key in raw or key == "model":
+        if "command" not in raw and (key in raw or key == "model"):
             _class_entry(raw.get(key), key)
     callbacks = raw.get("callbacks")
     if isinstance(callbacks, dict) and not ({"_target_", "class_path"} & set(callbacks)):
@@ -300,6 +311,10 @@ def _validate(
 
     train_seed = None
     if mode is Mode.TRAIN:
+        if "command" in raw:
+            raise ConfigError(
+                "mode train does not run a command; use mode run-experiments with seeds: [N]"
+            )
         train_seed = parse_seed(raw.get("seed"), "seed")
         runner = RunnerSettings(seeds=(train_seed,))
     else:
@@ -312,6 +327,10 @@ def _validate(
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
         _check_output_dir(runner.output_base_dir)
+        if "command" in raw and runner.executor is Executor.SLURM:
+            raise ConfigError(
+                f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
+            )
     return StudySpec(
         config_path=path,
         mode=mode,

@@ -92,5 +92,8 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
     where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")
     return [
         f"executor: local, {len(slots)} runs at a time ({where})",
-        f"launcher: {runner.launcher.value}",
+        # A command study's program is always spawned (orchestrator.launchers.factory).
+        "launcher: spawn (command)"
+        if "command" in spec.training
+        else f"launcher: {runner.launcher.value}",
     ]

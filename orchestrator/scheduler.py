@@ -124,7 +124,9 @@ class Scheduler:
             attempt = state.runs[index].attempts[-1]
             child.notify_exit(wakeup)
             run = self.paths.run(state.runs[index].dir)
-            watch = AttemptWatch(child, run, runner, clock=self.clock)
+            watch = AttemptWatch(
+                child, run, runner, clock=self.clock, command_run="command" in self.spec.training
+            )
             slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
             active[slot] = _Active(index, attempt, child, watch)
             self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
@@ -246,6 +248,7 @@ class Scheduler:
             config=dict(self.spec.training),
             import_paths=self.spec.import_paths,
             heartbeat_interval_s=self.spec.runner.heartbeat_interval_s,
+            attempt=number,
         ).write(run.run_spec)
         on = f" on {slot.label}" if len(self.slots) > 1 or slot.gpu is not None else ""
         self.reporter.say(
@@ -273,7 +276,13 @@ class Scheduler:
             child.stop(0)
             raise
         child.notify_exit(wakeup)  # else its health timer polls it (a cluster job)
-        watch = AttemptWatch(child, run, self.spec.runner, clock=self.clock)
+        watch = AttemptWatch(
+            child,
+            run,
+            self.spec.runner,
+            clock=self.clock,
+            command_run="command" in self.spec.training,
+        )
         return state, _Active(index, attempt, child, watch)
 
     def _record(self, state: StudyState, running: _Active, verdict: Verdict) -> StudyState:

@@ -42,7 +42,10 @@ def run_one(
         )
     run.root.mkdir(parents=True, exist_ok=True)
     run_spec.write(run.run_spec)
-    watch = AttemptWatch((launcher or LocalLauncher()).start(run, {}), run, runner)
+    command_run = "command" in run_spec.config  # a study's own program (replay)
+    entry = "worker.command_run" if command_run else "worker.train_one"
+    child = (launcher or LocalLauncher(entry)).start(run, {})
+    watch = AttemptWatch(child, run, runner, command_run=command_run)
     verdict = watch.check()
     while verdict is None:
         time.sleep(0.2)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.command import command_metrics, last_activity
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess
@@ -64,8 +65,10 @@ class AttemptWatch:
         runner: RunnerSettings,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        command_run: bool = False,
     ) -> None:
         self.child = child
+        self.command_run = command_run  # a ``command:`` study's own program
         self.run = run
         self.runner = runner
         self._clock = clock
@@ -152,7 +155,7 @@ class AttemptWatch:
             # an interrupted run is not a failure. A run that finished anyway
             # keeps its result.
             if code == 0:
-                done = classify_exit(code, self.run)
+                done = classify_exit(code, self.run, command_run=self.command_run)
                 if done.attempt_class is AttemptClass.COMPLETED:
                     return done
             why, reason, _ = self._stopping
@@ -169,7 +172,9 @@ class AttemptWatch:
         if ended is not None and ended[0] not in _FILES_DECIDE:
             outcome, reason = ended
             return Verdict(outcome, reason, code, _signal_name(code), {})
-        verdict = classify_exit(code, self.run, self.peak_rss, self.child.pid, self.memory)
+        verdict = classify_exit(
+            code, self.run, self.peak_rss, self.child.pid, self.memory, self.command_run
+        )
         if ended is not None:  # metrics.json or error.json decide; the launcher's note first
             reason = "; ".join(filter(None, [ended[1], verdict.reason]))
             verdict = dataclasses.replace(verdict, reason=reason)
@@ -177,6 +182,11 @@ class AttemptWatch:
 
     def _last_sign_of_life(self) -> float:
         beat = Heartbeat.read(self.run.heartbeat)
+        if beat is None and self.command_run:
+            # A program that does not use worker.report: its output and files
+            # are its signs of life.
+            active = last_activity(self.run)
+            return max(self._started_wall, active or 0.0)
         if beat is None or beat.time < self._started_wall:
             return self._started_wall  # a beat from an earlier attempt does not count
         return beat.time
@@ -188,8 +198,24 @@ def classify_exit(
     peak_rss: int = 0,
     pid: int | None = None,
     memory: MemoryBaseline | None = None,
+    command_run: bool = False,
 ) -> Verdict:
-    """The class of an attempt that ended by itself."""
+    """The class of an attempt that ended by itself. A command run's program
+    reports its metrics its own way (``orchestrator.command``) and writes no
+    error.json: its exit status and the last line of its log are the evidence."""
+    if code == 0 and command_run:
+        metrics = command_metrics(run)
+        if metrics is None:
+            return Verdict(
+                AttemptClass.NO_METRICS,
+                "exited 0 without metrics (no worker.report rows, metrics.json or metrics.csv)",
+                0,
+                None,
+                {},
+            )
+        beat = Heartbeat.read(run.heartbeat)  # worker.report notes {resume_from} there
+        resumed = beat.resumed_from if beat is not None else None
+        return Verdict(AttemptClass.COMPLETED, "", 0, None, metrics, resumed)
     if code == 0:
         result = RunResult.read(run.metrics)
         if result is None:
@@ -201,9 +227,11 @@ def classify_exit(
     if code > 0:
         report = ErrorReport.read(run.error)
         if report is None:
+            tail = _last_log_line(run) if command_run else ""
+            told = f": {tail}" if tail else f", no error.json (see {run.log.name})"
             return Verdict(
                 AttemptClass.FAILED,
-                f"exit status {code}, no error.json (see {run.log.name})",
+                f"exit status {code}{told}",
                 code,
                 None,
                 {},
@@ -238,6 +266,19 @@ def classify_exit(
         outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
         return Verdict(outcome, evidence.reason, code, name, {})
     return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
+
+
+def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:
+    """The last non-blank line of the run's log (a traceback's last line is its error)."""
+    try:
+        with open(run.log, "rb") as log:
+            log.seek(0, 2)
+            log.seek(max(0, log.tell() - tail_bytes))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def _worker_oom(pids: list[int], peak_rss: int, memory: MemoryBaseline | None) -> str | None:

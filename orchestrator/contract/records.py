@@ -101,6 +101,7 @@ class RunSpec(JsonRecord):
     import_paths: tuple[str, ...] = ()
     heartbeat_interval_s: float = 2.0
     resume_from_checkpoint: bool = True
+    attempt: int = 1  # 1 for the first; a command run's {attempt}
 
     @classmethod
     def load(cls, path: Path) -> RunSpec:

@@ -19,11 +19,15 @@ def make_launcher(
 ) -> Launcher:
     """Slurm jobs for ``executor: slurm``; else forked runs (the default), which
     fall back to spawn by themselves, and say so once, where forking is unsafe;
-    or spawned runs for ``launcher: spawn``."""
+    or spawned runs for ``launcher: spawn`` and for every ``command:`` study."""
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
         return SlurmLauncher(spec.runner.slurm, paths)
+    if "command" in spec.training:
+        # A program of the user's own: always spawned (the fork server preloads
+        # torch and Lightning for Lightning runs, of no use to an exec'd program).
+        return LocalLauncher(entry="worker.command_run")
     if spec.runner.launcher is LauncherKind.FORKSERVER:
         preload = preload_modules(spec.training, spec.import_paths)
         return ForkserverLauncher(preload, paths.forkserver_log, say)

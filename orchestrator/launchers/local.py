@@ -1,4 +1,5 @@
-"""Children on this machine: ``python -m worker.train_one`` in a new session.
+"""Children on this machine: ``python -m worker.train_one`` (or, for a
+``command:`` study, ``worker.command_run``) in a new session.
 
 A new session (and so a new process group) keeps the terminal's Ctrl-C away
 from the child: the parent decides how a child stops, and can stop the child's
@@ -88,11 +89,16 @@ def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
 
 
 class LocalLauncher(Launcher):
+    def __init__(self, entry: str = "worker.train_one") -> None:
+        # The child's module: worker.train_one for a Lightning run,
+        # worker.command_run for a study's own program (``command:``).
+        self.entry = entry
+
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
         env = child_environment(env)
         with open(run.log, "ab") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "worker.train_one", str(run.run_spec)],
+                [sys.executable, "-m", self.entry, str(run.run_spec)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,153 @@
+"""Command runs, parent side: checking a ``command:`` and reading what the program left.
+
+A study may name a program instead of a model and data module
+(``command: [python, train.py, --seed, "{seed}"]``). The child is
+``worker.command_run``, which execs the program. This module never starts it:
+it checks the config before anything is written, and after the program exits
+0 it finds the run's metrics, in order: ``metrics.json`` (``{"metrics": {...}}``
+as the worker writes it, or a flat ``{name: number}``), then the last values of
+the newest CSVLogger-layout ``metrics.csv`` in the run folder (what
+``worker.report`` writes, or a Lightning ``CSVLogger`` the program made itself).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import RunResult, read_json_object
+from orchestrator.errors import ConfigError
+from worker.command_run import PLACEHOLDERS, placeholders_in, program_path
+
+__all__ = ["check_command", "command_metrics", "last_activity"]
+
+# Keys of a Lightning config that a command study has no use for: refused, so
+# that nobody believes their model block is what ran.
+_LIGHTNING_KEYS = ("model", "data")
+
+# The hang check of a program that does not use worker.report looks at this
+# many files of its run folder at most, so a folder of thousands of
+# checkpoints does not cost the parent a long scan every few seconds.
+_ACTIVITY_SCAN_LIMIT = 500
+
+
+def check_command(config_path: Path, raw: Mapping[str, Any]) -> None:
+    """Raise ConfigError (one line) for a ``command`` that cannot run."""
+    command = raw["command"]
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(item, str) and item for item in command)
+    ):
+        raise ConfigError(
+            'command must be a non-empty list of strings, e.g. [python, train.py, --seed, "{seed}"]'
+        )
+    for key in _LIGHTNING_KEYS:
+        if key in raw:
+            raise ConfigError(
+                f"command and {key} are both set: a command study runs its own program; "
+                f"remove {key} (or command)"
+            )
+    known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+    for i, argument in enumerate(command):
+        try:
+            fields = placeholders_in(argument)
+        except ValueError:
+            raise ConfigError(
+                f"command[{i}] {argument!r}: unbalanced braces; "
+                "write {{ and }} for literal ones"
+            ) from None
+        for field in fields:
+            if field not in PLACEHOLDERS:
+                raise ConfigError(
+                    f"command[{i}] {argument!r}: unknown placeholder {{{field}}}; known: {known}"
+                )
+    folder = config_path.parent.resolve()
+    program = command[0]
+    if program_path(program, folder) is None:
+        raise ConfigError(
+            f"command[0] {program!r}: no such program on PATH or in {folder}; "
+            "fix the name or the path (relative paths start at the config's folder)"
+        )
+    if program in ("python", "python3") and len(command) > 1 and command[1].endswith(".py"):
+        script = folder / command[1]
+        if "{" not in command[1] and not script.is_file():
+            raise ConfigError(
+                f"command[1] {command[1]!r}: no such script in {folder}; fix the path "
+                "(it is taken from the config's folder)"
+            )
+
+
+def command_metrics(run: RunPaths) -> dict[str, float] | None:
+    """The metrics a command run left, or None when it left none."""
+    result = RunResult.read(run.metrics)
+    if result is not None:
+        return result.metrics
+    flat = read_json_object(run.metrics)
+    if flat is not None:
+        numbers = {
+            str(k): float(v)
+            for k, v in flat.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if numbers:
+            return numbers
+    logs = run.csv_metric_logs() or sorted(
+        run.root.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime
+    )
+    for log in reversed(logs):
+        values = _last_values(log)
+        if values:
+            return values
+    return None
+
+
+def _last_values(path: Path) -> dict[str, float]:
+    """Each column's last number in a CSVLogger file (epoch and step left out)."""
+    values: dict[str, float] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                for name, text in row.items():
+                    if name in (None, "epoch", "step") or not text:
+                        continue
+                    try:
+                        number = float(text)
+                    except (TypeError, ValueError):
+                        continue
+                    if not math.isnan(number):
+                        values[str(name)] = number
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return values
+
+
+def last_activity(run: RunPaths) -> float | None:
+    """The newest modification time in the run folder: a program that does not
+    beat through worker.report shows life by its output (train.log) and files."""
+    newest: float | None = None
+    seen = 0
+    stack = [run.root]
+    while stack and seen < _ACTIVITY_SCAN_LIMIT:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if entry.name == run.run_spec.name:
+                continue  # written by the parent, not the program
+            newest = mtime if newest is None else max(newest, mtime)
+    return newest

@@ -1,0 +1,316 @@
+"""Command runs: a study that names a program (``command:``) instead of a model.
+
+The programs here are plain Python scripts without torch (quick to start on a
+loaded box), except one Lightning script that knows nothing of xorch."""
+
+from __future__ import annotations
+
+import json
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import read_state, snapshot, xorch, xorch_popen
+
+# Reports each epoch through worker.report; writes last.ckpt where xorch says,
+# and takes it back from {resume_from}.
+REPORTING_SCRIPT = """
+import argparse, json, os, random, sys, time
+from worker.report import report
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--seed", type=int, required=True)
+parser.add_argument("--out", required=True)
+parser.add_argument("--resume", default="")
+parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--sleep", type=float, default=0.0)
+args = parser.parse_args()
+with open(os.path.join(args.out, "seen.json"), "w") as handle:
+    json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "resume": args.resume,
+               "env": {k: v for k, v in os.environ.items() if k.startswith("XORCH_")}}, handle)
+start = int(open(args.resume).read()) + 1 if args.resume else 0
+rng = random.Random(args.seed)
+for epoch in range(start, args.epochs):
+    time.sleep(args.sleep)
+    loss = 1.0 / (epoch + 1) + rng.random() * 0.1
+    report(epoch=epoch, step=epoch, **{"train/loss": loss, "val/loss": loss * 1.5})
+    with open(os.path.join(args.out, "last.ckpt"), "w") as handle:
+        handle.write(str(epoch))
+print("done", args.seed)
+"""
+
+COMMAND = [
+    "python",
+    "train.py",
+    "--seed",
+    "{seed}",
+    "--out",
+    "{run_dir}",
+    "--resume",
+    "{resume_from}",
+]
+
+
+def command_config(
+    folder: Path, script: str, command: list[str] | None = None, name: str = "train.py", **runner
+) -> Path:
+    (folder / name).write_text(textwrap.dedent(script), encoding="utf-8")
+    block = {
+        "output_base_dir": str(folder / "out"),
+        "seeds": [1, 2, 3],
+        "summary_metrics": ["val/loss"],
+        **runner,
+    }
+    config = {"mode": "run-experiments", "experiments_runner": block, "command": command or COMMAND}
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def outcomes(out: Path, index: int) -> list[str]:
+    return [a["outcome"] for a in read_state(out)["runs"][index]["attempts"]]
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_three_seeds_of_a_reporting_script_complete_with_summary_and_plots(workdir):
+    path = command_config(workdir, REPORTING_SCRIPT)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = workdir / "out"
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
+    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
+    # The metrics are the last reported values (epoch 2: 1/3 + noise).
+    assert all(1 / 3 * 1.5 <= v <= (1 / 3 + 0.1) * 1.5 for v in summary["val/loss"][:3])
+    seen = json.loads((out / "run_01_seed2" / "seen.json").read_text())
+    assert seen["argv"][:4] == ["--seed", "2", "--out", str(out / "run_01_seed2")]
+    assert seen["cwd"] == str(workdir)  # the config's folder
+    assert seen["resume"] == ""  # a first attempt has nothing to resume from
+    assert seen["env"]["XORCH_SEED"] == "2" and seen["env"]["XORCH_RUN_INDEX"] == "1"
+    assert seen["env"]["XORCH_ATTEMPT"] == "1"
+    plotted = xorch("plot", str(out), cwd=workdir)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    assert (out / "plots" / "curves.png").stat().st_size > 0
+
+
+def test_parent_sigkill_then_resume_finishes_from_the_programs_checkpoint(workdir):
+    command = [*COMMAND, "--epochs", "40", "--sleep", "0.25"]
+    path = command_config(workdir, REPORTING_SCRIPT, command, seeds=[5])
+    out = workdir / "out"
+    run = out / "run_00_seed5"
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (run / "last.ckpt").exists(), what="the program's first checkpoint")
+        child_pid = read_state(out)["runs"][0]["attempts"][-1]["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    # The program itself (exec'd over the wrapper) follows its parent.
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(child_pid)
+            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        timeout=15,
+        what="the orphaned program to stop",
+    )
+    result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outcomes(out, 0) == ["interrupted", "completed"]
+    assert read_state(out)["runs"][0]["attempts"][-1]["resumed_from"] == "run_00_seed5/last.ckpt"
+    seen = json.loads((run / "seen.json").read_text())
+    assert seen["resume"] == str(run / "last.ckpt") and seen["env"]["XORCH_ATTEMPT"] == "2"
+    resumed = pd.read_csv(run / "lightning_logs" / "version_1" / "metrics.csv")
+    assert resumed["epoch"].iloc[0] > 0 and resumed["epoch"].iloc[-1] == 39
+
+
+def test_a_script_that_raises_fails_with_its_error_and_is_retried(workdir):
+    script = "import sys\nraise RuntimeError('broken at seed ' + sys.argv[2])\n"
+    path = command_config(workdir, script, seeds=[7], max_retries=1)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode != 0
+    out = workdir / "out"
+    assert outcomes(out, 0) == ["failed", "failed"]
+    attempt = read_state(out)["runs"][0]["attempts"][-1]
+    assert attempt["exit_code"] == 1
+    assert attempt["reason"] == "exit status 1: RuntimeError: broken at seed 7"
+
+
+def test_a_script_that_stops_reporting_is_stopped_as_a_hang(workdir):
+    script = (
+        "import time\nfrom worker.report import report\n"
+        "report(epoch=0, **{'train/loss': 1.0})\ntime.sleep(600)\n"
+    )
+    path = command_config(workdir, script, seeds=[3], hang_timeout=4, grace_period=2)
+    started = time.monotonic()
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 120  # not the script's 600 s
+    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    assert attempt["outcome"] == "hang" and "no heartbeat" in attempt["reason"]
+
+
+def test_a_script_that_only_writes_metrics_json(workdir):
+    script = """
+    import json, os, sys
+    seed = int(os.environ["XORCH_SEED"])
+    with open(os.path.join(os.environ["XORCH_RUN_DIR"], "metrics.json"), "w") as f:
+        json.dump({"score": seed * 10.0, "name": "not a number"}, f)
+    """
+    path = command_config(
+        workdir, script, ["python", "train.py"], seeds=[1, 2], summary_metrics=["score"]
+    )
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = pd.read_csv(workdir / "out" / "summary.csv", dtype={"run": str})
+    assert list(summary["score"][:2]) == [10.0, 20.0]
+
+
+LIGHTNING_SCRIPT = """
+import sys
+import torch
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import CSVLogger
+
+class Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val/loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+seed, out = int(sys.argv[1]), sys.argv[2]
+pl.seed_everything(seed)
+x = torch.randn(32, 4)
+data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)),
+                                   batch_size=8)
+trainer = pl.Trainer(max_epochs=2, logger=CSVLogger(out), enable_progress_bar=False,
+                     enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
+trainer.fit(Tiny(), data, data)
+"""
+
+
+def test_a_lightning_script_with_only_a_csv_logger(workdir):
+    command = ["python", "train.py", "{seed}", "{run_dir}"]
+    path = command_config(workdir, LIGHTNING_SCRIPT, command, seeds=[4])
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = read_state(workdir / "out")["runs"][0]["metrics"]
+    assert {"train/loss", "val/loss"} <= set(metrics)
+    plotted = xorch("plot", str(workdir / "out"), cwd=workdir)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("python train.py", "command must be a non-empty list of strings"),
+        (["python", 3], "command must be a non-empty list of strings"),
+        ([], "command must be a non-empty list of strings"),
+        (["no-such-program-xorch"], "command[0] 'no-such-program-xorch': no such program"),
+        (["python", "missing.py"], "command[1] 'missing.py': no such script"),
+        (["python", "train.py", "{sed}"], "unknown placeholder {sed}"),
+    ],
+)
+def test_bad_commands_exit_2_with_one_line_and_write_nothing(workdir, command, message):
+    path = command_config(workdir, "print('never runs')\n", seeds=[1])
+    config = yaml.safe_load(path.read_text())
+    config["command"] = command
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    before = snapshot(workdir)
+    for verb in ("validate", "launch"):
+        result = xorch(verb, str(path), cwd=workdir)
+        assert result.returncode == 2, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert snapshot(workdir) == before
+
+
+def test_command_with_a_model_block_is_refused(workdir):
+    path = command_config(workdir, "print('never runs')\n", seeds=[1])
+    config = yaml.safe_load(path.read_text())
+    config["model"] = {"class_path": "worker.tasks.quick.QuickClassifier"}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 2 and "command and model are both set" in result.stderr
+    assert not (workdir / "out").exists()
+
+
+def test_replay_of_a_command_run_gives_the_same_metrics(workdir):
+    path = command_config(workdir, REPORTING_SCRIPT, seeds=[9])
+    assert xorch("launch", str(path), cwd=workdir).returncode == 0
+    replayed = xorch("replay", str(workdir / "out"), "0", cwd=workdir)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    original = read_state(workdir / "out")["runs"][0]["metrics"]
+    log = workdir / "out" / "run_00_seed9_replay" / "lightning_logs" / "version_0" / "metrics.csv"
+    assert pd.read_csv(log)["val/loss"].iloc[-1] == pytest.approx(original["val/loss"])
+
+
+def test_a_silent_script_without_reporting_is_a_hang_by_its_quiet_run_folder(workdir):
+    # Output for a while keeps it alive (train.log grows), then silence.
+    script = (
+        "import time\nfor i in range(6):\n    print('working', i, flush=True)\n"
+        "    time.sleep(1)\ntime.sleep(600)\n"
+    )
+    path = command_config(
+        workdir, script, ["python", "train.py"], seeds=[3], hang_timeout=4, grace_period=2
+    )
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode != 0
+    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    assert attempt["outcome"] == "hang"
+    assert attempt["duration_s"] > 6  # the printing kept it alive past hang_timeout
+
+
+def test_validate_of_a_command_study_builds_no_lightning_run(workdir):
+    path = command_config(workdir, REPORTING_SCRIPT)
+    result = xorch("validate", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "launcher: spawn (command)" in result.stdout
+    assert "built in a child process" not in result.stdout
+    assert not (workdir / "out").exists()
+
+
+def test_resume_after_changing_the_command_is_refused_and_names_it(workdir):
+    script = (
+        "import json, os\n"
+        "path = os.path.join(os.environ['XORCH_RUN_DIR'], 'metrics.json')\n"
+        "json.dump({'score': 1.0}, open(path, 'w'))\n"
+    )
+    path = command_config(workdir, script, ["python", "train.py"], seeds=[1])
+    assert xorch("launch", str(path), cwd=workdir).returncode == 0
+    status = xorch("status", str(workdir / "out"), cwd=workdir)
+    assert status.returncode == 0 and "completed" in status.stdout, status.stdout
+    config = yaml.safe_load(path.read_text())
+    config["command"] = ["python", "train.py", "{seed}"]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 2 and "command" in result.stderr, result.stderr

@@ -1,0 +1,106 @@
+"""The child entry point of a command run: ``python -m worker.command_run RUN_SPEC_JSON``.
+
+A study with ``command: [python, train.py, --seed, "{seed}"]`` runs the user's
+program instead of a Lightning model. This small, torch-free wrapper does what
+the program cannot: it asks Linux to kill it when the parent dies
+(PR_SET_PDEATHSIG, kept across exec), fills in the placeholders, sets the
+``XORCH_*`` variables and the working directory, and then ``execvp``s the
+program, which replaces the wrapper in the same process (same pid, same
+process group): the parent's stop, timeout and hang handling reach the program
+itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import string
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from orchestrator.contract.records import ERROR_FILE, PARENT_PID_ENV, ErrorReport, RunSpec
+from worker.lifeline import die_with_parent
+
+__all__ = ["PLACEHOLDERS", "expand", "main", "placeholders_in", "program_path"]
+
+# {name} in an argument -> the XORCH_<NAME> environment variable of the same value.
+PLACEHOLDERS = ("seed", "run_dir", "run_index", "attempt", "resume_from")
+
+# Where a program writes the checkpoint it wants back on a retry: {resume_from}.
+RESUME_FILE = "last.ckpt"
+
+# Exit status when the program could not be started (the shell's "not found").
+EXEC_FAILED = 127
+
+
+def placeholders_in(argument: str) -> list[str]:
+    """The ``{name}`` fields of one argument (``{{`` is a literal brace).
+    ValueError when its braces do not pair up."""
+    return [field for _, field, _, _ in string.Formatter().parse(argument) if field is not None]
+
+
+def expand(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    return [argument.format_map(values) for argument in command]
+
+
+def program_path(program: str, folder: Path) -> str | None:
+    """The file ``program`` names: ``python``/``python3`` is the interpreter
+    xorch runs under (a venv need not be on PATH); a path is taken from the
+    config's folder; a bare name is looked up on PATH, then in that folder."""
+    if program in ("python", "python3"):
+        return sys.executable
+    if os.sep in program:
+        path = folder / Path(program).expanduser()
+        return str(path) if path.is_file() else None
+    found = shutil.which(program)
+    if found:
+        return found
+    local = folder / program
+    return str(local) if local.is_file() and os.access(local, os.X_OK) else None
+
+
+def run_values(spec: RunSpec) -> dict[str, str]:
+    resume = Path(spec.run_dir) / RESUME_FILE
+    return {
+        "seed": str(spec.seed),
+        "run_dir": spec.run_dir,
+        "run_index": str(spec.run_index),
+        "attempt": str(spec.attempt),
+        "resume_from": str(resume) if resume.is_file() else "",
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m worker.command_run RUN_SPEC_JSON", file=sys.stderr)
+        return 2
+    spec = RunSpec.load(Path(argv[0]))
+    expected = os.environ.get(PARENT_PID_ENV)
+    if expected:
+        die_with_parent(int(expected))
+    # The config's folder (StudySpec.import_paths puts it first).
+    folder = Path(spec.import_paths[0]) if spec.import_paths else Path.cwd()
+    values = run_values(spec)
+    command = expand(spec.config["command"], values)
+    env = dict(os.environ)
+    env.update({f"XORCH_{name.upper()}": value for name, value in values.items()})
+    # The program imports the same xorch as this wrapper (``worker.report``).
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    program = program_path(command[0], folder) or command[0]
+    try:
+        os.chdir(folder)
+        # argv[0] is the resolved path: Python finds its venv from argv[0], so
+        # a bare "python" there would start the system's interpreter instead.
+        os.execve(program, [program, *command[1:]], env)
+    except OSError as exc:
+        message = f"could not start {command[0]!r}: {exc.strerror or exc}"
+        ErrorReport(type="OSError", message=message).write(Path(spec.run_dir) / ERROR_FILE)
+        print(f"xorch: {message}", file=sys.stderr)
+        return EXEC_FAILED
+    return EXEC_FAILED  # not reached: execve replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
