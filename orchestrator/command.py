@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.command import PLACEHOLDERS, placeholders_in, program_path
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunResult, read_json_object
 from orchestrator.errors import ConfigError
-from worker.command_run import PLACEHOLDERS, placeholders_in, program_path
 
 __all__ = ["check_command", "command_metrics", "last_activity"]
 
