@@ -480,10 +480,14 @@ def _finish(
 def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporter) -> None:
     """Mean ± std of each summary metric over its finite values, as summary.csv has
     them; a diverged seed (nan, inf) is counted, never averaged (nor a crash)."""
-    for name in spec.runner.summary_metrics:
-        values = [r.metrics[name] for r in completed if name in r.metrics]
-        if values:
-            reporter.say(mean_std_line(name, values))
+    groups: list[str | None] = [*spec.variants] or [None]
+    for variant in groups:  # per variant: a mean over several configs would mean nothing
+        mine = [r for r in completed if r.variant == variant]
+        for name in spec.runner.summary_metrics:
+            values = [r.metrics[name] for r in mine if name in r.metrics]
+            if values:
+                line = mean_std_line(name, values)
+                reporter.say(line if variant is None else f"{variant}: {line}")
 
 
 def _file_time(path: Path) -> float | None:

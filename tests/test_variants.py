@@ -216,3 +216,14 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(set(table["group"])) == sorted([*VARIANTS, "narrow"])
     assert after["goal"] == {"val/loss": "min"}
+
+
+def test_validate_shows_the_variants_and_their_runs(workdir, write_config):
+    path = write_config(variant_config(workdir / "out", seeds=(42, 7)))
+    result = xorch("validate", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "3 variants on the same seeds, compared to baseline:" in result.stdout
+    assert "  tiny_lr: model.init_args.lr=1e-05" in result.stdout
+    assert "  run 4: seed 7 -> wide/run_01_seed7" in result.stdout
+    assert "6 runs" in result.stdout
+    assert not (workdir / "out").exists()
