@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import signal
@@ -10,11 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestrator.compare import compare_variants, comparison_csv, render_comparison
 from orchestrator.config import load_study
-from orchestrator.errors import ConfigError, StateError
+from orchestrator.errors import ConfigError, StateError, XorchError
 from orchestrator.paths import StudyPaths
+from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
 from orchestrator.study import _initial_state
+from orchestrator.summary import summary_text
 from tests.conftest import read_state, tiny_config, xorch, xorch_popen
 from tests.test_e2e import running_attempt, wait_for
 
@@ -227,3 +231,51 @@ def test_validate_shows_the_variants_and_their_runs(workdir, write_config):
     assert "  run 4: seed 7 -> wide/run_01_seed7" in result.stdout
     assert "6 runs" in result.stdout
     assert not (workdir / "out").exists()
+
+
+# --------------------------------------------------------------------------- summary and compare
+
+
+def finished_state(values: dict[str, list[float]], seeds=(1, 2, 3)) -> StudyState:
+    """A finished study of variants: ``values[variant][i]`` is val/loss on seed i."""
+    runs = []
+    for position, seed in enumerate(seeds):
+        for variant, losses in values.items():
+            runs.append(RunRecord(
+                index=len(runs), seed=seed, dir=f"{variant}/run_{position:02d}_seed{seed}",
+                status=RunStatus.COMPLETED, duration_s=1.0, variant=variant,
+                metrics={"val/loss": losses[position]},
+            ))  # fmt: skip
+    return StudyState(
+        config_fingerprint="", training_config={}, seeds=tuple(seeds), runs=tuple(runs),
+        variant_configs={v: {} for v in values}, compare_to=next(iter(values)),
+        goal={"val/loss": "min"},
+    )  # fmt: skip
+
+
+def test_summary_has_a_block_per_variant_and_comparison_csv_is_the_compare_output():
+    state = finished_state({"base": [1.0, 2.0, 3.0], "worse": [1.5, 2.4, 3.6]})
+    assert summary_text(state.completed, state.variant_configs) == (
+        "run,variant,seed,duration_s,val/loss\n"
+        "0,base,1,1.00,1.000000\n2,base,2,1.00,2.000000\n4,base,3,1.00,3.000000\n"
+        "mean,base,-,1.00,2.000000\nstd,base,-,0.00,1.000000\n"
+        "1,worse,1,1.00,1.500000\n3,worse,2,1.00,2.400000\n5,worse,3,1.00,3.600000\n"
+        "mean,worse,-,1.00,2.500000\nstd,worse,-,0.00,1.053565\n"
+    )
+    table = compare_variants(state)
+    row = table.contrast_of("worse", "val/loss")
+    assert row is not None and row.paired and row.n == 3
+    assert row.diff == pytest.approx(0.5) and row.better == "no"
+    assert comparison_csv(state) == render_comparison(table, "csv")
+
+
+def test_compare_of_a_study_without_variants_says_how_to_compare_studies():
+    state = finished_state({"only": [1.0, 2.0, 3.0]})
+    plain = StudyState(
+        config_fingerprint="", training_config={}, seeds=state.seeds,
+        runs=tuple(dataclasses.replace(r, variant=None) for r in state.runs),
+    )  # fmt: skip
+    with pytest.raises(XorchError, match="xorch compare A B"):
+        compare_variants(plain)
+    assert comparison_csv(plain) is None
+    assert summary_text(plain.completed).startswith("run,seed,duration_s,val/loss\n0,1,")
