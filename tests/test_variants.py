@@ -145,6 +145,15 @@ def test_resume_adds_variants_and_seeds_and_refuses_a_changed_variant(workdir, w
         plan(write_config, variant_config(out, seeds=(42, 7, 5)), True)
     with pytest.raises(StateError, match="do not start with the study's"):
         plan(write_config, variant_config(out, seeds=(7, 42, 5), variants=more), True)
+    with pytest.raises(StateError, match="this study has variants"):
+        plan(write_config, tiny_config(out, seeds=(42, 7, 5)), True)
+
+
+def test_variants_cannot_be_added_to_a_study_of_one_config(workdir, write_config):
+    out = workdir / "out"
+    plan(write_config, tiny_config(out, seeds=(42, 7)))
+    with pytest.raises(StateError, match="started without variants"):
+        plan(write_config, variant_config(out, seeds=(42, 7)), True)
 
 
 # --------------------------------------------------------------------------- a real study
