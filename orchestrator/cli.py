@@ -208,7 +208,10 @@ PairedOpt = Annotated[
 
 @app.command()
 def compare(
-    study_a: Annotated[Path, typer.Argument(help="The reference study.", show_default=False)],
+    study_a: Annotated[
+        Path,
+        typer.Argument(help="The reference study (alone: its variants).", show_default=False),
+    ],
     study_b: Annotated[
         Path | None,
         typer.Argument(
