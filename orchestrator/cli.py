@@ -209,8 +209,17 @@ PairedOpt = Annotated[
 
 @app.command()
 def compare(
-    study_a: Annotated[Path, typer.Argument(help="The reference study.", show_default=False)],
-    study_b: Annotated[Path, typer.Argument(help="The study compared to it.", show_default=False)],
+    study_a: Annotated[
+        Path,
+        typer.Argument(help="The reference study (alone: its variants).", show_default=False),
+    ],
+    study_b: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The study compared to it; leave out to compare the variants of STUDY_A.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: FormatOpt = "table",
     metrics: MetricsOpt = None,
     goal: GoalOpt = None,
@@ -221,12 +230,19 @@ def compare(
     seeds (Welch's t-test otherwise), Holm-corrected p-values, Hedges' g and the
     probability of improvement. --format latex gives a table for a paper.
 
+    With one study of variants: each variant against its compare_to, paired by seed.
+
     Example: xorch compare outputs/baseline outputs/ablation -m val/loss --format latex
     """
-    from orchestrator.compare import compare_studies, render_comparison
+    from orchestrator.compare import compare_studies, compare_variants, render_comparison
     from orchestrator.inference import parse_goals
 
     def run() -> str:
+        if study_b is None:
+            within = compare_variants(
+                _study_state(study_a), metrics or None, parse_goals(goal or []), paired
+            )
+            return render_comparison(within, fmt)
         names = (Path(study_a).resolve().name, Path(study_b).resolve().name)
         goals = parse_goals(goal or [])
         table = compare_studies(

@@ -1,9 +1,11 @@
 """``xorch compare``: groups of seeds against a reference, as tables and a LaTeX table for papers.
 
-Today the groups are studies (``xorch compare A B``: B against A); the functions
-take ``group -> metric -> seed -> value`` so variants of one study can be fed in
-the same way. Two groups that share seeds are compared paired by seed (see
-``orchestrator.inference``), others with Welch's test.
+The groups are studies (``xorch compare A B``: B against A) or the variants of
+one study (``xorch compare STUDY``: each variant against its ``compare_to``,
+also written as the study's comparison.csv); the functions take
+``group -> metric -> seed -> value`` either way. Two groups that share seeds
+are compared paired by seed (see ``orchestrator.inference``), others with
+Welch's test.
 
 Machine and terminal formats (table, markdown, csv, json) carry one row per
 (metric, group): the group's own statistics, then, for every group but the
@@ -38,6 +40,8 @@ __all__ = [
     "ComparisonTable",
     "build_comparison",
     "compare_studies",
+    "compare_variants",
+    "comparison_csv",
     "render_comparison",
     "state_groups",
 ]
@@ -129,14 +133,68 @@ def compare_studies(
     return build_comparison(groups, names[0], chosen, goals, paired)
 
 
-def _choose_metrics(requested: Sequence[str] | None, available: list[str]) -> list[str]:
+def variant_groups(state: StudyState) -> dict[str, dict[str, dict[int, float]]]:
+    """variant -> metric -> seed -> final value, over the completed runs, every variant
+    (one with no completed run yet has no values)."""
+    groups: dict[str, dict[str, dict[int, float]]] = {v: {} for v in state.variant_configs}
+    for run in state.completed:
+        if run.variant in groups:
+            for name, value in run.metrics.items():
+                groups[run.variant].setdefault(name, {})[run.seed] = float(value)
+    return groups
+
+
+def compare_variants(
+    state: StudyState,
+    metrics: Sequence[str] | None = None,
+    goals: Mapping[str, Goal] | None = None,
+    paired: bool | None = None,
+) -> ComparisonTable:
+    """Each variant of one study against its reference (``compare_to``), paired by seed.
+
+    Metrics default to every metric a completed run logged, sorted; goals to the
+    study's ``goal`` block, then ``goals`` (from the command line) over it."""
+    if not state.variant_configs:
+        raise XorchError(
+            "this study has no variants: compare it with another study (xorch compare A B)"
+        )
+    reference = state.compare_to or next(iter(state.variant_configs))
+    groups = variant_groups(state)
+    if not groups[reference]:
+        raise XorchError(
+            f"the reference variant {reference} has no completed run yet: nothing to compare"
+        )
+    logged = sorted({name for values in groups.values() for name in values})
+    chosen = _choose_metrics(metrics, logged, "logged by any variant")
+    merged = {m: Goal(way) for m, way in state.goal.items() if m in chosen}
+    unknown_goals = sorted(set(goals or {}) - set(chosen))
+    if unknown_goals:
+        raise XorchError(
+            f"--goal names {', '.join(unknown_goals)}, which is not compared; "
+            f"compared: {', '.join(chosen)}"
+        )
+    merged.update(goals or {})
+    return build_comparison(groups, reference, chosen, merged, paired)
+
+
+def comparison_csv(state: StudyState) -> str | None:
+    """comparison.csv's text: ``xorch compare STUDY --format csv``; None before the
+    reference has a completed run."""
+    try:
+        return render_comparison(compare_variants(state), "csv")
+    except XorchError:
+        return None
+
+
+def _choose_metrics(
+    requested: Sequence[str] | None, available: list[str], where: str = "logged by both studies"
+) -> list[str]:
     if not requested:
         return available
     unknown = [m for m in requested if m not in available]
     if unknown:
         raise XorchError(
-            f"metric {', '.join(unknown)} is not logged by both studies; "
-            f"available: {', '.join(available)}"
+            f"metric {', '.join(unknown)} is not {where}; available: {', '.join(available)}"
         )
     return list(dict.fromkeys(requested))
 

@@ -75,6 +75,13 @@ class StudySpec:
     training: Mapping[str, Any]
     train_seed: int | None = None  # mode: train only
     warnings: tuple[str, ...] = ()  # one line each, shown by launch and validate
+    # Variant name -> its whole training config (the base with its changes), in the
+    # config's order; empty for a study of one config.
+    variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def training_for(self, variant: str | None) -> Mapping[str, Any]:
+        """What a run of ``variant`` trains (the base config for ``None``)."""
+        return self.training if variant is None else self.variants[variant]
 
     @property
     def output_dir(self) -> Path:
@@ -269,6 +276,68 @@ def _validate(
             f"top-level seed: {raw['seed']!r} is not used; xorch seeds each run with its "
             f"own seed from {RUNNER_KEY}"
         )
+    training = _training(path, raw)
+
+    train_seed = None
+    if mode is Mode.TRAIN:
+        if "command" in raw:
+            raise ConfigError(
+                "mode train does not run a command; use mode run-experiments with seeds: [N]"
+            )
+        train_seed = parse_seed(raw.get("seed"), "seed")
+        runner = RunnerSettings(seeds=(train_seed,))
+    else:
+        block = raw.get(RUNNER_KEY)
+        if block is None:
+            raise ConfigError(
+                f"mode run-experiments needs an {RUNNER_KEY} block with seeds or n_runs"
+            )
+        if not isinstance(block, dict):
+            raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
+        runner = parse_runner(block)
+        _check_output_dir(runner.output_base_dir)
+        if "command" in raw and runner.executor is Executor.SLURM:
+            raise ConfigError(
+                f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
+            )
+    return StudySpec(
+        config_path=path,
+        mode=mode,
+        runner=runner,
+        training=training,
+        train_seed=train_seed,
+        warnings=tuple(warnings),
+        variants={name: _variant(path, raw, name, c) for name, c in runner.variants.items()},
+    )
+
+
+def _variant(
+    path: Path, raw: Mapping[str, Any], name: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The base config with one variant's dotted changes, checked like the base."""
+    where = f"{RUNNER_KEY}.variants.{name}"
+    config = copy.deepcopy(dict(raw))
+    for key, value in changes.items():
+        node = config
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                above = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"{where}.{key}: {above} is a {kind_of(child)} in the config, not a "
+                    f"mapping; change {above} itself instead"
+                )
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    try:
+        return _training(path, config)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _training(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """The training part of a config (all but ``mode`` and the runner block), checked."""
     if "pl_trainer" in raw and "trainer" in raw:
         raise ConfigError("both pl_trainer and trainer are set; they are one key, keep one")
     trainer_key = "pl_trainer" if "pl_trainer" in raw else "trainer"
@@ -308,37 +377,7 @@ def _validate(
     training = {k: v for k, v in raw.items() if k not in ("mode", RUNNER_KEY)}
     if "trainer" in training:  # one spelling downstream
         training["pl_trainer"] = training.pop("trainer")
-
-    train_seed = None
-    if mode is Mode.TRAIN:
-        if "command" in raw:
-            raise ConfigError(
-                "mode train does not run a command; use mode run-experiments with seeds: [N]"
-            )
-        train_seed = parse_seed(raw.get("seed"), "seed")
-        runner = RunnerSettings(seeds=(train_seed,))
-    else:
-        block = raw.get(RUNNER_KEY)
-        if block is None:
-            raise ConfigError(
-                f"mode run-experiments needs an {RUNNER_KEY} block with seeds or n_runs"
-            )
-        if not isinstance(block, dict):
-            raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
-        runner = parse_runner(block)
-        _check_output_dir(runner.output_base_dir)
-        if "command" in raw and runner.executor is Executor.SLURM:
-            raise ConfigError(
-                f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
-            )
-    return StudySpec(
-        config_path=path,
-        mode=mode,
-        runner=runner,
-        training=training,
-        train_seed=train_seed,
-        warnings=tuple(warnings),
-    )
+    return training
 
 
 def _check_output_dir(value: str) -> None:

@@ -53,15 +53,36 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
     else:
         seeds = (None,) * runner.run_count
         lines.append(f"{runner.run_count} random seeds, drawn when the study starts")
-    hidden = len(seeds) - PLAN_HEAD - PLAN_TAIL
-    for i in range(len(seeds)) if hidden <= 1 else [*range(PLAN_HEAD), *range(-PLAN_TAIL, 0)]:
+    lines += _variant_lines(spec)
+    # Every variant on every seed, seed by seed (a study of one config: variant None).
+    variants: list[str | None] = [*spec.variants] or [None]
+    runs = [(p, v) for p in range(len(seeds)) for v in variants]
+    hidden = len(runs) - PLAN_HEAD - PLAN_TAIL
+    for i in range(len(runs)) if hidden <= 1 else [*range(PLAN_HEAD), *range(-PLAN_TAIL, 0)]:
         if i == -PLAN_TAIL:
             lines.append(f"  ... {hidden} more runs ...")
-        i %= len(seeds)
-        seed = seeds[i]
-        name = run_dir_name(i, seed, len(seeds)) if seed is not None else f"run_{i:02d}_seed?"
+        i %= len(runs)
+        position, variant = runs[i]
+        seed = seeds[position]
+        name = (
+            run_dir_name(position, seed, len(seeds), variant)
+            if seed is not None
+            else f"{variant + '/' if variant else ''}run_{position:02d}_seed?"
+        )
         lines.append(f"  run {i}: seed {seed if seed is not None else '?'} -> {name}")
-    lines.append(f"{len(seeds)} runs")
+    lines.append(f"{len(runs)} runs")
+    return lines
+
+
+def _variant_lines(spec: StudySpec) -> list[str]:
+    """Each variant's changes to the base config, and the reference."""
+    runner = spec.runner
+    if not runner.variants:
+        return []
+    lines = [f"{len(runner.variants)} variants on the same seeds, compared to {runner.compare_to}:"]
+    for name, changes in runner.variants.items():
+        text = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the base config"
+        lines.append(f"  {name}: {text}")
     return lines
 
 

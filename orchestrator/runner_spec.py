@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SLOTS",
     "RUNNER_KEY",
+    "VARIANT_NAME",
     "Executor",
     "LauncherKind",
     "OnFailure",
@@ -94,6 +96,11 @@ class RunnerSettings:
     launcher: LauncherKind = LauncherKind.FORKSERVER
     executor: Executor = Executor.LOCAL
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
+    # name -> {dotted.key: value}: each variant's changes to the training config,
+    # in the config's order. Empty: the study is one config.
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    compare_to: str | None = None  # the reference variant (the first by default)
+    goal: Mapping[str, str] = field(default_factory=dict)  # metric -> "min" | "max"
 
     @property
     def run_count(self) -> int:
@@ -173,7 +180,24 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         executor_kind = Executor(executor)
     except ValueError:
         raise ConfigError(f"{p}executor must be local or slurm, not {executor!r}") from None
+    variants = _variants(block.get("variants"))
+    if variants and seed_tuple is not None and len(seed_tuple) * len(variants) > MAX_RUNS:
+        raise ConfigError(
+            f"{p}variants: {len(variants)} variants x {len(seed_tuple):,} seeds is over the "
+            f"limit of {MAX_RUNS:,} runs per study: split it into several studies"
+        )
+    compare_to = block.get("compare_to")
+    if compare_to is not None and compare_to not in variants:
+        names = ", ".join(variants) or "none: add a variants block"
+        raise ConfigError(
+            f"{p}compare_to is {_short(compare_to)}, which is not a variant; variants: {names}"
+        )
+    if variants and compare_to is None:
+        compare_to = next(iter(variants))
     return RunnerSettings(
+        variants=variants,
+        compare_to=compare_to,
+        goal=_goal(block.get("goal")),
         executor=executor_kind,
         slurm=_slurm(block.get("slurm") or {}),
         launcher=launcher_kind,
@@ -200,6 +224,66 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         grace_period=_seconds(block.get("grace_period", 30), f"{p}grace_period", optional=False)
         or 0.0,
     )
+
+
+# A variant names a folder under the study: one plain path component.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Keys a variant may not change: they say how the study runs, not what a run trains.
+_NOT_TRAINING = (RUNNER_KEY, "mode", "seed")
+
+
+def _variants(block: Any) -> dict[str, dict[str, Any]]:
+    where = f"{RUNNER_KEY}.variants"
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or not block:
+        raise ConfigError(
+            f"{where} must be a mapping of names to changes, like "
+            "{baseline: {}, wide: {model.init_args.hidden: 256}}"
+        )
+    variants: dict[str, dict[str, Any]] = {}
+    for name, changes in block.items():
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name) or name.endswith("."):
+            raise ConfigError(
+                f"{where}: {_short(name)} is not a usable variant name; use letters, digits, "
+                "_ . - (it names a folder, like baseline or lr_1e-3)"
+            )
+        if changes is None:
+            changes = {}
+        if not isinstance(changes, dict):
+            raise ConfigError(
+                f"{where}.{name} must be a mapping of dotted keys to values, like "
+                f"{{model.init_args.lr: 0.01}}, not a {kind_of(changes)}"
+            )
+        for key in changes:
+            parts = key.split(".") if isinstance(key, str) else [""]
+            if any(not part for part in parts):
+                raise ConfigError(
+                    f"{where}.{name}: {_short(key)} is not a dotted key like model.init_args.lr"
+                )
+            if parts[0] in _NOT_TRAINING:
+                raise ConfigError(
+                    f"{where}.{name}.{key}: a variant changes the training config only; "
+                    f"{parts[0]} is the same for every variant"
+                )
+        variants[name] = dict(changes)
+    return variants
+
+
+def _goal(block: Any) -> dict[str, str]:
+    where = f"{RUNNER_KEY}.goal"
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise ConfigError(
+            f"{where} must be a mapping of metric to min or max, like {{val/loss: min}}"
+        )
+    for metric, way in block.items():
+        if not isinstance(metric, str) or not metric or way not in ("min", "max"):
+            raise ConfigError(
+                f"{where}.{metric}: {_short(way)} is not min or max (which way is better)"
+            )
+    return dict(block)
 
 
 def parse_seed(value: Any, where: str) -> int:

@@ -245,14 +245,14 @@ class Scheduler:
             run_index=index,
             seed=record.seed,
             run_dir=str(run.root),
-            config=dict(self.spec.training),
+            config=dict(self.spec.training_for(record.variant)),
             import_paths=self.spec.import_paths,
             heartbeat_interval_s=self.spec.runner.heartbeat_interval_s,
             attempt=number,
         ).write(run.run_spec)
         on = f" on {slot.label}" if len(self.slots) > 1 or slot.gpu is not None else ""
         self.reporter.say(
-            f"run {index} seed {record.seed}: starting attempt {number} in {run.root.name}{on}"
+            f"run {index} seed {record.seed}: starting attempt {number} in {record.dir}{on}"
         )
         started_at = now_iso()
         child = self.launcher.start(run, slot_env(slot, len(self.slots)))

@@ -107,6 +107,7 @@ class RunRecord:
     exit_code: int | None = None
     failure: AttemptClass | None = None
     attempts: tuple[Attempt, ...] = ()
+    variant: str | None = None  # None in a study of one config
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -123,6 +124,12 @@ class StudyState:
     schema_version: int = SCHEMA_VERSION
     # The latest launch's summary_metrics, for ``xorch status`` (may change on resume).
     summary_metrics: tuple[str, ...] = ("val/loss",)
+    # A study of variants: name -> its whole training config, in the config's order
+    # (each is fingerprinted on resume); the reference; metric -> "min" | "max".
+    # All empty for a study of one config, whose file then has no such keys.
+    variant_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    compare_to: str | None = None
+    goal: Mapping[str, str] = field(default_factory=dict)
 
     # -- the only code that changes a run's status --------------------------------
 

@@ -80,6 +80,12 @@ _RUN_TEXTS = _RunTexts()
 def state_to_json(state: StudyState) -> str:
     _check(state)
     header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
+    # A study of one config writes the file older versions wrote, key for key.
+    for key in _VARIANT_KEYS:
+        if not header[key]:
+            del header[key]
+        else:
+            header[key] = _plain(header[key])
     # Plain types already but for the tuples; converting the seeds here rather
     # than through _plain saves a call per run at 10,000 runs.
     header.update(
@@ -97,10 +103,13 @@ def state_to_json(state: StudyState) -> str:
 # every state file on disk a migration and a schema bump for a rename alone.
 ATTEMPT_JSON_KEYS = {"attempt_class": "outcome"}
 _ATTEMPT_FIELDS = {json_key: name for name, json_key in ATTEMPT_JSON_KEYS.items()}
+_VARIANT_KEYS = ("variant_configs", "compare_to", "goal")
 
 
 def _record_payload(record: RunRecord) -> dict[str, Any]:
     payload = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if record.variant is None:
+        del payload["variant"]  # as older versions wrote it
     payload["attempts"] = [
         {ATTEMPT_JSON_KEYS.get(f.name, f.name): _plain(getattr(a, f.name))
          for f in dataclasses.fields(a)}
@@ -122,8 +131,23 @@ def _plain(value: Any) -> Any:
 def _check(state: StudyState) -> None:
     if [r.index for r in state.runs] != list(range(len(state.runs))):
         raise ValueError("run indexes are not 0..n-1")
-    if tuple(r.seed for r in state.runs) != state.seeds:
-        raise ValueError("run seeds do not match the seed list")
+    if not state.variant_configs:
+        if tuple(r.seed for r in state.runs) != state.seeds:
+            raise ValueError("run seeds do not match the seed list")
+        if any(r.variant is not None for r in state.runs):
+            raise ValueError("a run names a variant but the study has none")
+        return
+    seeds = set(state.seeds)
+    pairs = {(r.variant, r.seed) for r in state.runs}
+    if len(pairs) != len(state.runs):
+        raise ValueError("a (variant, seed) pair has two runs")
+    for record in state.runs:
+        if record.seed not in seeds:
+            raise ValueError(f"run {record.index}: seed {record.seed} is not in the seed list")
+        if record.variant not in state.variant_configs:
+            raise ValueError(f"run {record.index}: variant {record.variant!r} is not the study's")
+    if state.compare_to is not None and state.compare_to not in state.variant_configs:
+        raise ValueError(f"compare_to {state.compare_to!r} is not a variant")
 
 
 class _Bad(ValueError):
@@ -145,6 +169,9 @@ def state_from_payload(payload: Any) -> StudyState:
         summary_metrics=tuple(
             _each(_get(payload, "summary_metrics", list, "", ["val/loss"]), str, "summary_metrics")
         ),
+        variant_configs=_get(payload, "variant_configs", dict, "", {}),
+        compare_to=_get(payload, "compare_to", (str, _NONE), "", None),
+        goal=_get(payload, "goal", dict, "", {}),
     )
     _check(state)
     return state
@@ -220,7 +247,7 @@ _ATTEMPT_KINDS: dict[str, tuple[type, ...]] = {
 _RUN_KINDS: dict[str, tuple[type, ...]] = {
     "index": _INT, "seed": _INT, "dir": _STR, "status": _STR, "started_at": _OPT_STR,
     "ended_at": _OPT_STR, "duration_s": _OPT_NUMBER, "metrics": (dict,), "exit_code": _OPT_INT,
-    "failure": _OPT_STR, "attempts": (list,),
+    "failure": _OPT_STR, "attempts": (list,), "variant": _OPT_STR,
 }  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from orchestrator.config import (
     StudySpec,
     changed_keys,
     load_study,
+    training_fingerprint,
 )
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.contract.records import Heartbeat, RunResult
@@ -37,7 +38,7 @@ from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
-from orchestrator.seeds import study_seeds
+from orchestrator.seeds import random_seeds, study_seeds
 from orchestrator.single import train_single
 from orchestrator.state import (
     AttemptClass,
@@ -181,7 +182,9 @@ def _take_back(
     reporter.say(f"a run could not be built from the config: {config_error}")
     reporter.log_path = None  # xorch.log is about to go
     ours = [paths.state, paths.state_backup, paths.state_lock, paths.summary, paths.log]
-    ours += [paths.forkserver_log, paths.slurm_jobs, *(paths.root / r.dir for r in state.runs)]
+    ours += [paths.comparison, paths.forkserver_log, paths.slurm_jobs]
+    # A variant's runs lie in its folder (wide/run_00_seed42): the folder goes.
+    ours += dict.fromkeys(paths.root / Path(r.dir).parts[0] for r in state.runs)
     for entry in ours:
         if entry.name in (before or ()):
             continue
@@ -206,6 +209,8 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
         # A run it still shows running is settled from its folder like any other.
         existing = load_backup(paths)
         recovered = existing is not None
+    if spec.variants or (existing is not None and existing.variant_configs):
+        return _initial_variant_state(spec, paths, resume, existing, recovered)
     if existing is None:
         seeds = study_seeds(spec.runner)
         state = StudyState(
@@ -251,6 +256,112 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
             "runs completed)"
         )
     return existing
+
+
+def _initial_variant_state(
+    spec: StudySpec, paths: StudyPaths, resume: bool, existing: StudyState | None, recovered: bool
+) -> StudyState:
+    """A study of variants: every variant on every seed, interleaved seed by seed.
+
+    On resume each variant's training config must be the one it started with;
+    a variant or seeds added to the config add their runs (at the end, still
+    seed by seed), and nothing that ran is trained again."""
+    runner = spec.runner
+    if existing is None:
+        seeds = study_seeds(runner)
+        state = StudyState(
+            config_fingerprint=spec.fingerprint,
+            training_config=dict(spec.training),
+            seeds=seeds,
+            runs=(),
+            summary_metrics=runner.summary_metrics,
+        )
+    else:
+        if not resume:
+            _refuse_existing(paths)
+        state = existing
+        _check_variants_kept(spec, existing)
+        seeds = _resumed_seeds(spec, existing)
+    configs = {**state.variant_configs, **{n: dict(c) for n, c in spec.variants.items()}}
+    have = {(r.variant, r.seed) for r in state.runs}
+    added = [
+        (variant, position, seed)
+        for position, seed in enumerate(seeds)
+        for variant in spec.variants
+        if (variant, seed) not in have
+    ]
+    runs = list(state.runs)
+    for variant, position, seed in added:
+        name = run_dir_name(position, seed, len(seeds), variant)
+        runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
+    updated = dataclasses.replace(
+        state,
+        seeds=seeds,
+        runs=tuple(runs),
+        variant_configs=configs,
+        compare_to=runner.compare_to,
+        goal=dict(runner.goal),
+        summary_metrics=runner.summary_metrics,
+    )
+    if updated != existing or recovered:
+        save_state(paths, updated)  # random seeds are on disk before any run starts
+    if recovered:
+        Reporter(paths.log).say(
+            f"{paths.state.name} was missing: recovered the study from "
+            f"{paths.state_backup.name} ({len(updated.completed)} of {len(updated.runs)} "
+            "runs completed)"
+        )
+    return updated
+
+
+def _check_variants_kept(spec: StudySpec, existing: StudyState) -> None:
+    """Refuse a resume that would mix runs of different training configs."""
+    if not spec.variants:
+        raise StateError(
+            "this study has variants "
+            f"({', '.join(existing.variant_configs)}); resume with its experiments_runner."
+            "variants block, or start a new output_base_dir"
+        )
+    if not existing.variant_configs:
+        raise StateError(
+            "this study was started without variants; start the variants in a new "
+            "output_base_dir (xorch compare A B compares two studies)"
+        )
+    dropped = [n for n in existing.variant_configs if n not in spec.variants]
+    if dropped:
+        raise StateError(
+            f"variant {', '.join(dropped)} is in the study but not in the config; "
+            "resume with every variant the study has (new ones may be added)"
+        )
+    for name, config in spec.variants.items():
+        old = existing.variant_configs.get(name)
+        if old is not None and training_fingerprint(old) != training_fingerprint(config):
+            keys = ", ".join(changed_keys(old, config))
+            raise StateError(
+                f"variant {name}: its training config changed since the study started "
+                f"({keys}); resume with the original, or add the change as a new variant"
+            )
+
+
+def _resumed_seeds(spec: StudySpec, existing: StudyState) -> tuple[int, ...]:
+    """The study's seeds, extended by the config's extra ones (never changed)."""
+    old = existing.seeds
+    runner = spec.runner
+    if runner.seeds is not None:
+        if runner.seeds[: len(old)] != old:
+            raise StateError(
+                f"experiments_runner.seeds {list(runner.seeds)} do not start with the study's "
+                f"{list(old)}; keep those first (more may follow)"
+            )
+        return runner.seeds
+    assert runner.n_runs is not None
+    if runner.n_runs < len(old):
+        raise StateError(
+            f"experiments_runner.n_runs is {runner.n_runs} but the study has {len(old)} "
+            f"seeds; resume with n_runs: {len(old)} or more"
+        )
+    extra = [s for s in random_seeds(runner.n_runs + len(old)) if s not in old]
+    return old + tuple(extra[: runner.n_runs - len(old)])
 
 
 def _settle_stale_runs(
@@ -369,10 +480,14 @@ def _finish(
 def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporter) -> None:
     """Mean ± std of each summary metric over its finite values, as summary.csv has
     them; a diverged seed (nan, inf) is counted, never averaged (nor a crash)."""
-    for name in spec.runner.summary_metrics:
-        values = [r.metrics[name] for r in completed if name in r.metrics]
-        if values:
-            reporter.say(mean_std_line(name, values))
+    groups: list[str | None] = [*spec.variants] or [None]
+    for variant in groups:  # per variant: a mean over several configs would mean nothing
+        mine = [r for r in completed if r.variant == variant]
+        for name in spec.runner.summary_metrics:
+            values = [r.metrics[name] for r in mine if name in r.metrics]
+            if values:
+                line = mean_std_line(name, values)
+                reporter.say(line if variant is None else f"{variant}: {line}")
 
 
 def _file_time(path: Path) -> float | None:

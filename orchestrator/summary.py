@@ -14,6 +14,12 @@ value at all. How many runs were left out this way is told by the closing lines
 of ``xorch launch``, by ``xorch status`` and by ``xorch summary``
 (``orchestrator.stats`` uses the same rule and the same count).
 
+A study of variants writes ``run,variant,seed,duration_s,...``: per variant (in
+the config's order) its completed rows, then its own ``mean`` and ``std`` rows
+(``mean,wide,-,...``), every block with the same columns. Next to it,
+``comparison.csv`` holds each variant against the reference
+(``orchestrator.compare.compare_variants``), rewritten with it.
+
 The file is rewritten after every run, so the rewrite must stay cheap at 10,000
 runs: a run's row text is formatted once and reused while its record object and
 the columns are unchanged; mean and std come from one NumPy matrix.
@@ -99,11 +105,31 @@ def mean_std_line(name: str, values: Iterable[float]) -> str:
     return f"{name}: {mean:.6g} ± {std:.6g} (n={len(finite)}{note})"
 
 
-def summary_text(runs: list[RunRecord]) -> str:
+def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:
+    """summary.csv's text for the completed ``runs`` (in blocks per variant, if any)."""
     names = tuple(sorted({name for r in runs for name in r.metrics}))
     columns = ("duration_s", *names)
+    order = list(variants)
+    if not order:
+        header = ",".join(["run", "seed", *columns])
+        lines = [header, *_block(runs, names, columns, ())]
+        _forget_missing(runs)
+        return "\n".join(lines) + "\n"
+    lines = [",".join(["run", "variant", "seed", *columns])]
+    for variant in order:
+        mine = [r for r in runs if r.variant == variant]
+        if mine:
+            lines += _block(mine, names, columns, (variant,))
+    _forget_missing(runs)
+    return "\n".join(lines) + "\n"
+
+
+def _block(
+    runs: list[RunRecord], names: tuple[str, ...], columns: tuple[str, ...], label: tuple[str, ...]
+) -> list[str]:
+    """The rows of ``runs``, then their mean and std rows (``label`` after mean/std)."""
     rows = [_row(r, names) for r in runs]
-    lines = [",".join(["run", "seed", *columns]), *(text for text, _ in rows)]
+    lines = [text for text, _ in rows]
     matrix = np.array([values for _, values in rows], dtype=float).reshape(len(runs), len(columns))
     # Missing cells are nan already; nan, inf and -inf values are left out the same way.
     matrix[~np.isfinite(matrix)] = math.nan
@@ -114,11 +140,10 @@ def summary_text(runs: list[RunRecord]) -> str:
         std = np.where(
             counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, math.nan)
         )
-    for label, stats in (("mean", mean), ("std", std)):
+    for kind, stats in (("mean", mean), ("std", std)):
         cells = ("" if math.isnan(v) else _cell(v, c) for v, c in zip(stats, columns, strict=True))
-        lines.append(",".join([label, "-", *cells]))
-    _forget_missing(runs)
-    return "\n".join(lines) + "\n"
+        lines.append(",".join([kind, *label, "-", *cells]))
+    return lines
 
 
 def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, list[float]]:
@@ -127,7 +152,8 @@ def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, list[float]]:
         return hit[2], hit[3]
     duration = record.duration_s
     logged = [record.metrics.get(n) for n in names]
-    cells = [str(record.index), str(record.seed), _cell(duration, "duration_s")]
+    variant = [] if record.variant is None else [record.variant]
+    cells = [str(record.index), *variant, str(record.seed), _cell(duration, "duration_s")]
     cells += [_cell(v, n) for v, n in zip(logged, names, strict=True)]
     text = ",".join(cells)
     values = [math.nan if v is None else v for v in (duration, *logged)]
@@ -150,4 +176,11 @@ def _cell(value: float | None, column: str) -> str:
 
 
 def write_summary(paths: StudyPaths, state: StudyState) -> None:
-    atomic_write_text(paths.summary, summary_text(state.completed))
+    """summary.csv, and comparison.csv for a study of variants."""
+    atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs))
+    if state.variant_configs:
+        from orchestrator.compare import comparison_csv  # scipy: only for variants
+
+        text = comparison_csv(state)
+        if text is not None:
+            atomic_write_text(paths.comparison, text)

@@ -10,9 +10,11 @@
         last.ckpt           the newest checkpoint, for mid-run resume
         lightning_logs/
             version_0/metrics.csv   the CSVLogger's log; one version_N per child start
+    baseline/run_00_seed42/ the same, one folder per variant, in a study of variants
     runner_state.json       the study's state; drives resume
     runner_state.json.bak   the previous good state
     summary.csv             completed runs, then mean and std rows
+    comparison.csv          a study of variants: each variant against the reference
     xorch.log               what the parent printed
     forkserver.log          the fork server's own output (launcher: forkserver)
     plots/                  curves.png and spread.png, written by orchestrator.plots
@@ -28,10 +30,12 @@ from orchestrator.contract import records
 __all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name"]
 
 
-def run_dir_name(index: int, seed: int, n_runs: int) -> str:
-    """``run_02_seed28``: two index digits, more when the study has over 100 runs."""
+def run_dir_name(index: int, seed: int, n_runs: int, variant: str | None = None) -> str:
+    """``run_02_seed28``: two index digits, more when the study has over 100 runs;
+    ``wide/run_02_seed28`` for a variant (``index`` is then the seed's position)."""
     width = max(2, len(str(max(n_runs - 1, 0))))
-    return f"run_{index:0{width}d}_seed{seed}"
+    name = f"run_{index:0{width}d}_seed{seed}"
+    return name if variant is None else f"{variant}/{name}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ class StudyPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.csv"
+
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison.csv"
 
     @property
     def log(self) -> Path:
