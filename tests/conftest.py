@@ -1,49 +1,18 @@
-"""Shared helpers: tiny study configs in folders with awkward names, and the CLI
-run the way a user runs it, in a real subprocess."""
+"""Fixtures shared by the tests: folders with awkward names, config writing, and
+one real 3-seed study that the tests which only read it share. Helpers that test
+modules import are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
-TINY_TRAINING: dict[str, Any] = {
-    "model": {
-        "class_path": "worker.tasks.quick.QuickClassifier",
-        "init_args": {"features": 8, "hidden": 16, "classes": 3, "lr": 0.05},
-    },
-    "data": {
-        "class_path": "worker.tasks.quick.QuickDataModule",
-        "init_args": {"features": 8, "classes": 3, "train_size": 64, "val_size": 32,
-                      "batch_size": 16},
-    },
-    "pl_trainer": {
-        "max_epochs": 2,
-        "accelerator": "cpu",
-        "devices": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "log_every_n_steps": 1,
-    },
-}
-
-
-def tiny_config(output_dir: Path, seeds: tuple[int, ...] | None = (0, 1, 2), **runner: Any) -> dict:
-    block: dict[str, Any] = {"output_base_dir": str(output_dir), "summary_metrics": ["val/loss"]}
-    if seeds is not None:
-        block["seeds"] = list(seeds)
-    block.update(runner)
-    return {"mode": "run-experiments", "experiments_runner": block,
-            **json.loads(json.dumps(TINY_TRAINING))}
+from tests.helpers import TORCH_WATCH, tiny_config
 
 
 @pytest.fixture
@@ -62,53 +31,6 @@ def write_config(workdir: Path) -> Callable[..., Path]:
         return path
 
     return write
-
-
-def xorch(*args: str, cwd: Path | None = None, timeout: float = 300,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m orchestrator ARGS`` in a subprocess, as a user would run xorch."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def xorch_popen(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd or ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def read_state(output_dir: Path) -> dict:
-    return json.loads((output_dir / "runner_state.json").read_text())
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes: to prove nothing was touched."""
-    if not folder.exists():
-        return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
-# Runs xorch in-process and reports at exit whether the parent imported torch.
-TORCH_WATCH = (
-    "import sys, atexit\n"
-    "atexit.register(lambda: print('PARENT-IMPORTED', 'torch' in sys.modules,"
-    " 'pytorch_lightning' in sys.modules, file=sys.stderr))\n"
-    "from orchestrator.cli import main\n"
-    "sys.argv = ['xorch', *sys.argv[1:]]\n"
-    "main()\n"
-)
 
 
 @pytest.fixture(scope="session")

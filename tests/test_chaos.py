@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_short_chaos_run_loses_nothing(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.conftest import read_state, snapshot, tiny_config, xorch, xorch_popen
+from tests.helpers import read_state, snapshot, tiny_config, xorch, xorch_popen
 
 COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "report", "plot",
             "replay"]  # fmt: skip

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import read_state, snapshot, xorch, xorch_popen
+from tests.helpers import read_state, snapshot, xorch, xorch_popen
 
 # Reports each epoch through worker.report; writes last.ckpt where xorch says,
 # and takes it back from {resume_from}.

@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from orchestrator.compare import COMPARE_COLUMNS, build_comparison, render_comparison
 from orchestrator.inference import Goal
-from tests.conftest import tiny_config, xorch
+from tests.helpers import tiny_config, xorch
 
 TOL = 1e-10
 SEEDS = (42, 101, 28, 7)

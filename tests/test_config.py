@@ -12,7 +12,7 @@ from orchestrator.config import apply_overrides, changed_keys, load_study
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.seeds import study_seeds
-from tests.conftest import snapshot, tiny_config, xorch
+from tests.helpers import snapshot, tiny_config, xorch
 
 
 def runner_of(write_config, workdir: Path, **block) -> RunnerSettings:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import TORCH_WATCH, read_state, snapshot, tiny_config, xorch
+from tests.helpers import TORCH_WATCH, read_state, snapshot, tiny_config, xorch
 
 
 def set_key(config: dict, dotted: str, value) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # The parent may import the worker's modules only by these names: submitit
 # pickles ``worker.slurm_job``'s callables in the parent, so that module is

@@ -8,15 +8,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT, read_state, snapshot, tiny_config, xorch, xorch_popen
+from tests.helpers import (
+    ROOT,
+    read_state,
+    running_attempt,
+    snapshot,
+    tiny_config,
+    wait_for,
+    xorch,
+    xorch_popen,
+)
 
 
 def test_study_completes_with_the_seed_layout(study):
@@ -132,23 +139,6 @@ def test_replay_with_mode_train_reproduces_a_run_exactly(study):
     # A second replay into the same folder is refused, not overwritten.
     again_result = xorch("launch", str(replay), cwd=path.parent)
     assert again_result.returncode == 2 and "already holds a finished run" in again_result.stderr
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running_attempt(out: Path, index: int) -> dict | None:
-    try:
-        record = read_state(out)["runs"][index]
-    except (OSError, ValueError, IndexError, KeyError):
-        return None
-    return record["attempts"][-1] if record["status"] == "running" else None
 
 
 def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(

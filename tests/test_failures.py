@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,22 +21,8 @@ import torch
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import Attempt, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
-from tests.conftest import ROOT, read_state, tiny_config, xorch
+from tests.helpers import ROOT, by_seed, faulty_config, read_state, tiny_config, xorch
 from worker.checkpoints import usable_checkpoint
-
-FAULTY = ROOT / "tests" / "fixtures" / "faulty.py"
-
-
-def faulty_config(workdir: Path, faults: dict[int, str], seeds, **runner) -> dict:
-    shutil.copy(FAULTY, workdir / "faulty.py")  # the user's own module, beside the config
-    config = tiny_config(workdir / "out", seeds=tuple(seeds), **runner)
-    config["model"]["class_path"] = "faulty.FaultyClassifier"
-    config["model"]["init_args"]["faults"] = {str(k): v for k, v in faults.items()}
-    return config
-
-
-def by_seed(out: Path) -> dict[int, dict]:
-    return {r["seed"]: r for r in read_state(out)["runs"]}
 
 
 def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
@@ -189,8 +174,7 @@ def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
 
 
 def test_a_second_ctrl_c_does_not_wait_for_the_grace_period(workdir, write_config):
-    from tests.conftest import xorch_popen
-    from tests.test_e2e import running_attempt, wait_for
+    from tests.helpers import running_attempt, wait_for, xorch_popen
 
     out = workdir / "out"
     config = faulty_config(workdir, {1: "stubborn"}, seeds=[1], grace_period=120,
@@ -250,8 +234,7 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
 def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir, write_config):
     """A colleague's ``kill -9`` of a training child: no memory pressure, so the
     attempt is ``killed`` (not ``oom_killed``), and the retry completes the run."""
-    from tests.conftest import xorch_popen
-    from tests.test_e2e import running_attempt, wait_for
+    from tests.helpers import running_attempt, wait_for, xorch_popen
 
     out = workdir / "out"
     config = faulty_config(workdir, {3: "wait_once"}, seeds=[3], max_retries=1,

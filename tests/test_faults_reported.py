@@ -14,7 +14,7 @@ from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import save_state
-from tests.conftest import read_state, tiny_config, xorch
+from tests.helpers import read_state, tiny_config, xorch
 from worker.build import BuildError
 from worker.checkpoints import usable_checkpoint
 

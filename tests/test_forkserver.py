@@ -9,9 +9,15 @@ import time
 import psutil
 import yaml
 
-from tests.conftest import read_state, xorch, xorch_popen
-from tests.test_e2e import running_attempt, wait_for
-from tests.test_failures import by_seed, faulty_config
+from tests.helpers import (
+    by_seed,
+    faulty_config,
+    read_state,
+    running_attempt,
+    wait_for,
+    xorch,
+    xorch_popen,
+)
 
 
 def servers_for(marker: str) -> list[psutil.Process]:
@@ -102,7 +108,7 @@ def test_forkserver_is_the_default_and_spawn_stays_available(tmp_path):
     from orchestrator.config import load_study
     from orchestrator.contract.paths import StudyPaths
     from orchestrator.launchers import ForkserverLauncher, LocalLauncher, make_launcher
-    from tests.conftest import tiny_config
+    from tests.helpers import tiny_config
 
     def launcher_for(**runner: object) -> object:
         path = tmp_path / "study.yaml"

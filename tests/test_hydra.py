@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TORCH_WATCH, read_state, xorch, xorch_popen
-from tests.test_e2e import running_attempt, wait_for
+from tests.helpers import TORCH_WATCH, read_state, running_attempt, wait_for, xorch, xorch_popen
 
 MAIN = """\
 defaults:

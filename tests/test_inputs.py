@@ -32,7 +32,7 @@ from orchestrator.runner_spec import MAX_RUNS
 from orchestrator.seeds import random_seeds
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
-from tests.conftest import ROOT, snapshot, tiny_config, xorch
+from tests.helpers import ROOT, snapshot, tiny_config, xorch
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -17,9 +17,7 @@ import psutil
 import pytest
 
 from orchestrator.gpus import Slot, make_slots, resolve_gpus
-from tests.conftest import read_state, xorch, xorch_popen
-from tests.test_e2e import wait_for
-from tests.test_failures import faulty_config
+from tests.helpers import faulty_config, read_state, wait_for, xorch, xorch_popen
 
 
 def probes(out: Path) -> dict[int, dict]:

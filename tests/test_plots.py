@@ -19,7 +19,7 @@ from orchestrator.errors import XorchError
 from orchestrator.plots import _study_figures, plot_study, run_epoch_metrics
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCH_METRICS = ["train/acc", "train/loss", "val/acc", "val/loss"]

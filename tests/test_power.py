@@ -14,7 +14,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.power import Design, power_figures
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from tests.conftest import snapshot, xorch
+from tests.helpers import snapshot, xorch
 
 TOL = 1e-10
 

@@ -22,7 +22,7 @@ from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from orchestrator.tables import human_cell
-from tests.conftest import TORCH_WATCH, snapshot, xorch, xorch_popen
+from tests.helpers import TORCH_WATCH, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

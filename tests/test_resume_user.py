@@ -20,8 +20,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, read_state, xorch, xorch_popen
-from tests.test_e2e import wait_for
+from tests.helpers import ROOT, read_state, wait_for, xorch, xorch_popen
 
 USER_PROJECT = ROOT / "tests" / "fixtures" / "user_project.py"
 SEEDS = (1, 2)

@@ -29,7 +29,7 @@ from orchestrator.report import Reporter
 from orchestrator.runner_spec import OnFailure, RunnerSettings
 from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, RunStatus, StudyState
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 class World:

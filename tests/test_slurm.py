@@ -15,9 +15,7 @@ import pytest
 
 from orchestrator.launchers.slurm import FORGOTTEN, query_state, slurm_verdict
 from orchestrator.state import AttemptClass
-from tests.conftest import read_state, tiny_config, xorch, xorch_popen
-from tests.test_e2e import wait_for
-from tests.test_failures import faulty_config
+from tests.helpers import faulty_config, read_state, tiny_config, wait_for, xorch, xorch_popen
 
 
 def slurm_up() -> bool:

@@ -22,7 +22,7 @@ from orchestrator.state import (
     StudyState,
 )
 from orchestrator.state_store import load_state, save_state
-from tests.conftest import ROOT, tiny_config, xorch
+from tests.helpers import ROOT, tiny_config, xorch
 
 
 def new_state(n: int = 3) -> StudyState:

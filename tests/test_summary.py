@@ -13,7 +13,7 @@ import pandas as pd
 
 from orchestrator.state import RunRecord, RunStatus
 from orchestrator.summary import NotFinite, mean_std_line, split_finite, summary_text
-from tests.conftest import tiny_config, xorch
+from tests.helpers import tiny_config, xorch
 
 DIVERGING = Path(__file__).parent / "fixtures" / "diverging.py"
 

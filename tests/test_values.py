@@ -17,7 +17,7 @@ from orchestrator.contract.records import ErrorReport, RunResult
 from orchestrator.state import Attempt, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.status import render_status, study_status
-from tests.conftest import read_state, tiny_config, xorch
+from tests.helpers import read_state, tiny_config, xorch
 
 INF, NAN = float("inf"), float("nan")
 

@@ -19,8 +19,7 @@ from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
 from orchestrator.study import _initial_state
 from orchestrator.summary import summary_text
-from tests.conftest import read_state, tiny_config, xorch, xorch_popen
-from tests.test_e2e import running_attempt, wait_for
+from tests.helpers import read_state, running_attempt, tiny_config, wait_for, xorch, xorch_popen
 
 VARIANTS = {
     "baseline": {},

@@ -1,0 +1,125 @@
+"""What several test modules share: tiny study configs, the CLI run the way a
+user runs it (in a real subprocess), state and folder snapshots, waiting for a
+study to reach a state, and the fault-injecting user module. Fixtures live in
+conftest.py; test modules import helpers from here, never from each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_TRAINING: dict[str, Any] = {
+    "model": {
+        "class_path": "worker.tasks.quick.QuickClassifier",
+        "init_args": {"features": 8, "hidden": 16, "classes": 3, "lr": 0.05},
+    },
+    "data": {
+        "class_path": "worker.tasks.quick.QuickDataModule",
+        "init_args": {"features": 8, "classes": 3, "train_size": 64, "val_size": 32,
+                      "batch_size": 16},
+    },
+    "pl_trainer": {
+        "max_epochs": 2,
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "log_every_n_steps": 1,
+    },
+}
+
+
+def tiny_config(output_dir: Path, seeds: tuple[int, ...] | None = (0, 1, 2), **runner: Any) -> dict:
+    block: dict[str, Any] = {"output_base_dir": str(output_dir), "summary_metrics": ["val/loss"]}
+    if seeds is not None:
+        block["seeds"] = list(seeds)
+    block.update(runner)
+    return {"mode": "run-experiments", "experiments_runner": block,
+            **json.loads(json.dumps(TINY_TRAINING))}
+
+
+def xorch(*args: str, cwd: Path | None = None, timeout: float = 300,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m orchestrator ARGS`` in a subprocess, as a user would run xorch."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def xorch_popen(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd or ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def read_state(output_dir: Path) -> dict:
+    return json.loads((output_dir / "runner_state.json").read_text())
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: to prove nothing was touched."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+# Runs xorch in-process and reports at exit whether the parent imported torch.
+TORCH_WATCH = (
+    "import sys, atexit\n"
+    "atexit.register(lambda: print('PARENT-IMPORTED', 'torch' in sys.modules,"
+    " 'pytorch_lightning' in sys.modules, file=sys.stderr))\n"
+    "from orchestrator.cli import main\n"
+    "sys.argv = ['xorch', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_attempt(out: Path, index: int) -> dict | None:
+    try:
+        record = read_state(out)["runs"][index]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return record["attempts"][-1] if record["status"] == "running" else None
+
+
+FAULTY = ROOT / "tests" / "fixtures" / "faulty.py"
+
+
+def faulty_config(workdir: Path, faults: dict[int, str], seeds, **runner) -> dict:
+    shutil.copy(FAULTY, workdir / "faulty.py")  # the user's own module, beside the config
+    config = tiny_config(workdir / "out", seeds=tuple(seeds), **runner)
+    config["model"]["class_path"] = "faulty.FaultyClassifier"
+    config["model"]["init_args"]["faults"] = {str(k): v for k, v in faults.items()}
+    return config
+
+
+def by_seed(out: Path) -> dict[int, dict]:
+    return {r["seed"]: r for r in read_state(out)["runs"]}
