@@ -44,15 +44,29 @@ from orchestrator.summary import write_summary  # noqa: E402
 
 def trivial_study(output_dir: Path, runs: int, launcher: str) -> dict:
     return {
-        "experiments_runner": {"seeds": list(range(runs)), "output_base_dir": str(output_dir),
-                               "launcher": launcher, "gpus": "none"},
-        "model": {"class_path": "worker.tasks.quick.QuickClassifier",
-                  "init_args": {"features": 8, "hidden": 8}},
-        "data": {"class_path": "worker.tasks.quick.QuickDataModule",
-                 "init_args": {"features": 8, "train_size": 64, "val_size": 32}},
-        "pl_trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "logger": False,
-                       "enable_checkpointing": False, "enable_progress_bar": False,
-                       "enable_model_summary": False},
+        "experiments_runner": {
+            "seeds": list(range(runs)),
+            "output_base_dir": str(output_dir),
+            "launcher": launcher,
+            "gpus": "none",
+        },
+        "model": {
+            "class_path": "worker.tasks.quick.QuickClassifier",
+            "init_args": {"features": 8, "hidden": 8},
+        },
+        "data": {
+            "class_path": "worker.tasks.quick.QuickDataModule",
+            "init_args": {"features": 8, "train_size": 64, "val_size": 32},
+        },
+        "pl_trainer": {
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
     }
 
 
@@ -62,8 +76,12 @@ def run_study(workdir: Path, runs: int, launcher: str) -> tuple[float, list[floa
     config = workdir / f"{launcher}.yaml"
     config.write_text(yaml.safe_dump(trivial_study(out, runs, launcher)))
     start = time.perf_counter()
-    parent = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch", str(config)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "launch", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     peak = [0]
 
     def sample() -> None:
@@ -129,7 +147,8 @@ def _big_state(runs: int, completed: int) -> StudyState:
         state = state.start_attempt(index, attempt)
         done = dataclasses.replace(attempt, attempt_class=AttemptClass.COMPLETED, duration_s=1.0)
         state = state.finish_attempt(
-            index, done, {"val/loss": 0.5, "val/acc": 0.7, "train/loss": 0.4})
+            index, done, {"val/loss": 0.5, "val/acc": 0.7, "train/loss": 0.4}
+        )
     return state
 
 
@@ -140,8 +159,12 @@ def status_seconds(runs: int) -> float:
         times = []
         for _ in range(3):
             begin = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "orchestrator", "status", tmp], cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "orchestrator", "status", tmp],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             times.append(time.perf_counter() - begin)
         return statistics.median(times)
 
@@ -162,15 +185,17 @@ def main() -> None:
             ("launch overhead, forkserver (median)", f"{f:.3f} s", f"{f / s:.3f} of spawn"),
             ("forkserver first run (starts the server)", f"{fork_over[0]:.3f} s", ""),
             (f"{args.runs}-run study wall, spawn", f"{spawn_wall:.1f} s", ""),
-            (f"{args.runs}-run study wall, forkserver", f"{fork_wall:.1f} s",
-             f"{fork_wall / spawn_wall:.3f} of spawn"),
+            (
+                f"{args.runs}-run study wall, forkserver",
+                f"{fork_wall:.1f} s",
+                f"{fork_wall / spawn_wall:.3f} of spawn",
+            ),
             ("parent peak RSS (spawn study)", f"{spawn_rss / 2**20:.0f} MB", "goal < 100 MB"),
             ("parent peak RSS (forkserver study)", f"{fork_rss / 2**20:.0f} MB", ""),
         ]
     rows += [
         ("bookkeeping per run, 100 runs", f"{bookkeeping_ms(100):.1f} ms", "goal < 20 ms"),
-        ("bookkeeping per run, 10,000 runs", f"{bookkeeping_ms(10_000):.1f} ms",
-         "goal < 100 ms"),
+        ("bookkeeping per run, 10,000 runs", f"{bookkeeping_ms(10_000):.1f} ms", "goal < 100 ms"),
         ("xorch status, 10,000-run folder", f"{status_seconds(10_000):.2f} s", "goal < 1 s"),
     ]
     width = max(len(r[0]) for r in rows)

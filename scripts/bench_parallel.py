@@ -33,14 +33,22 @@ def config(output_dir: Path, runs: int, epochs: int, parallel: int) -> dict:
             "gpus": "none",
             "max_parallel": parallel,
         },
-        "model": {"class_path": "worker.tasks.quick.QuickClassifier",
-                  "init_args": {"features": 32, "hidden": 256}},
-        "data": {"class_path": "worker.tasks.quick.QuickDataModule",
-                 "init_args": {"features": 32, "train_size": 4096, "val_size": 512,
-                               "batch_size": 64}},
-        "pl_trainer": {"max_epochs": epochs, "accelerator": "cpu", "devices": 1,
-                       "enable_progress_bar": False, "enable_model_summary": False,
-                       "logger": False},
+        "model": {
+            "class_path": "worker.tasks.quick.QuickClassifier",
+            "init_args": {"features": 32, "hidden": 256},
+        },
+        "data": {
+            "class_path": "worker.tasks.quick.QuickDataModule",
+            "init_args": {"features": 32, "train_size": 4096, "val_size": 512, "batch_size": 64},
+        },
+        "pl_trainer": {
+            "max_epochs": epochs,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+        },
     }
 
 
@@ -49,8 +57,13 @@ def wall(workdir: Path, runs: int, epochs: int, parallel: int, tag: str) -> floa
     path.write_text(yaml.safe_dump(config(workdir / tag, runs, epochs, parallel)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "orchestrator", "launch", str(path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "launch", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     took = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"study failed:\n{result.stdout}\n{result.stderr}")
@@ -69,8 +82,10 @@ def main() -> None:
             serial.append(wall(Path(tmp), args.runs, args.epochs, 1, f"serial{i}"))
             parallel.append(wall(Path(tmp), args.runs, args.epochs, 2, f"parallel{i}"))
     s, p = statistics.median(serial), statistics.median(parallel)
-    print(f"machine: {os.cpu_count()} cores; {args.runs} runs, single-threaded, "
-          f"{args.repeats} repeat(s), medians")
+    print(
+        f"machine: {os.cpu_count()} cores; {args.runs} runs, single-threaded, "
+        f"{args.repeats} repeat(s), medians"
+    )
     print(f"max_parallel 1: {s:7.1f} s   ({s / args.runs:.1f} s per run)")
     print(f"max_parallel 2: {p:7.1f} s")
     print(f"ratio (2 / 1):  {p / s:7.2f}   (goal: 0.60 or lower)")

@@ -52,9 +52,15 @@ METHODS = ("plain loop", "submitit local", "hydra multirun", "xorch spawn", "xor
 
 MODEL = {"features": 8, "hidden": 8}
 DATA = {"features": 8, "train_size": 64, "val_size": 32}
-TRAINER = {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "logger": False,
-           "enable_checkpointing": False, "enable_progress_bar": False,
-           "enable_model_summary": False}
+TRAINER = {
+    "max_epochs": 1,
+    "accelerator": "cpu",
+    "devices": 1,
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 
 # The user's module: a module-level counter shows whether runs share a process.
 TASK_MODULE = f'''
@@ -98,16 +104,16 @@ def save(result, folder):
         json.dump(result, out)
 '''
 
-PLAIN_SCRIPT = '''
+PLAIN_SCRIPT = """
 import argparse, benchtask
 parser = argparse.ArgumentParser()
 parser.add_argument("--seed", type=int)
 parser.add_argument("--out")
 args = parser.parse_args()
 benchtask.save(benchtask.train(args.seed), args.out)
-'''
+"""
 
-HYDRA_SCRIPT = '''
+HYDRA_SCRIPT = """
 import hydra, benchtask
 
 @hydra.main(version_base=None, config_path=None, config_name=None)
@@ -116,16 +122,16 @@ def main(cfg):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-SUBMITIT_SCRIPT = '''
+SUBMITIT_SCRIPT = """
 import sys, submitit, benchtask
 folder, out, seeds = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3].split(",")]
 executor = submitit.LocalExecutor(folder=folder)
 executor.update_parameters(timeout_min=30)
 for seed in seeds:  # one job at a time, as a loop over seeds would
     benchtask.save(executor.submit(benchtask.train, seed).result(), out)
-'''
+"""
 
 
 def prepare(workdir: Path) -> None:
@@ -154,15 +160,24 @@ def xorch_config(workdir: Path, out: Path, seeds: list[int], launcher: str | Non
 def command_for(method: str, workdir: Path, out: Path, seeds: list[int]) -> list[str]:
     listed = ",".join(map(str, seeds))
     if method == "plain loop":
-        loop = (f"for s in {' '.join(map(str, seeds))}; do "
-                f"{shlex.quote(PYTHON)} train.py --seed $s --out {shlex.quote(str(out))}; done")
+        loop = (
+            f"for s in {' '.join(map(str, seeds))}; do "
+            f"{shlex.quote(PYTHON)} train.py --seed $s --out {shlex.quote(str(out))}; done"
+        )
         return ["bash", "-c", loop]
     if method == "submitit local":
         return [PYTHON, "submitit_loop.py", str(out / "jobs"), str(out), listed]
     if method == "hydra multirun":
-        return [PYTHON, "hydra_app.py", "--multirun", f"+seed={listed}", f"+out={out}",
-                f"hydra.sweep.dir={out / 'sweep'}", "hydra/job_logging=disabled",
-                "hydra/hydra_logging=disabled"]
+        return [
+            PYTHON,
+            "hydra_app.py",
+            "--multirun",
+            f"+seed={listed}",
+            f"+out={out}",
+            f"hydra.sweep.dir={out / 'sweep'}",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+        ]
     launcher = "spawn" if method == "xorch spawn" else None
     config = xorch_config(workdir, out / "study", seeds, launcher)
     return [PYTHON, "-m", "orchestrator", "launch", str(config)]
@@ -177,20 +192,33 @@ def run_method(method: str, workdir: Path, seeds: list[int], repeat: int) -> dic
     out = workdir / f"{method.replace(' ', '_')}_{repeat}"
     out.mkdir()
     events = out / "events.jsonl"
-    env = {**os.environ, "BENCH_EVENTS": str(events),
-           "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT)])}
+    env = {
+        **os.environ,
+        "BENCH_EVENTS": str(events),
+        "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT)]),
+    }
     started = time.perf_counter()
-    done = subprocess.run(command_for(method, workdir, out, seeds), cwd=workdir, env=env,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command_for(method, workdir, out, seeds),
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{method} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     marks = [json.loads(line) for line in events.read_text().splitlines()]
     starts = [m["time"] for m in marks if m["event"] == "fit_start"]
     ends = [m["time"] for m in marks if m["event"] == "fit_end"]
-    row: dict = {"method": method, "repeat": repeat, "wall_s": wall,
-                 "leak_counter": max(m["built"] for m in marks),
-                 "fit_gap_s": median_gap(starts, ends)}
+    row: dict = {
+        "method": method,
+        "repeat": repeat,
+        "wall_s": wall,
+        "leak_counter": max(m["built"] for m in marks),
+        "fit_gap_s": median_gap(starts, ends),
+    }
     if method.startswith("xorch"):
         state = json.loads((out / "study" / "runner_state.json").read_text())
         attempts = [r["attempts"][-1] for r in state["runs"]]
@@ -199,8 +227,9 @@ def run_method(method: str, workdir: Path, seeds: list[int], repeat: int) -> dic
         row["state_gap_s"] = median_gap(at, to)
         row["val_loss"] = {str(r["seed"]): r["metrics"]["val/loss"] for r in state["runs"]}
     else:
-        row["val_loss"] = {str(s): json.loads((out / f"seed{s}.json").read_text())["val/loss"]
-                           for s in seeds}
+        row["val_loss"] = {
+            str(s): json.loads((out / f"seed{s}.json").read_text())["val/loss"] for s in seeds
+        }
     return row
 
 
@@ -219,13 +248,22 @@ def summarise(rows: list[dict], seeds: list[int]) -> list[dict]:
             values = [r[key] for r in runs if r.get(key) is not None]
             return statistics.median(values) if values else None
 
-        same = all(abs(r["val_loss"][str(s)] - reference[str(s)]) < 1e-6
-                   for r in mine for s in seeds)
-        table.append({"method": method, "wall_s": wall, "per_run_s": wall / len(seeds),
-                      "ratio_to_plain": wall / plain_wall,
-                      "leak_counter": max(r["leak_counter"] for r in mine),
-                      "fit_gap_s": med("fit_gap_s"), "state_gap_s": med("state_gap_s"),
-                      "same_val_loss": same, "walls_s": [r["wall_s"] for r in mine]})
+        same = all(
+            abs(r["val_loss"][str(s)] - reference[str(s)]) < 1e-6 for r in mine for s in seeds
+        )
+        table.append(
+            {
+                "method": method,
+                "wall_s": wall,
+                "per_run_s": wall / len(seeds),
+                "ratio_to_plain": wall / plain_wall,
+                "leak_counter": max(r["leak_counter"] for r in mine),
+                "fit_gap_s": med("fit_gap_s"),
+                "state_gap_s": med("state_gap_s"),
+                "same_val_loss": same,
+                "walls_s": [r["wall_s"] for r in mine],
+            }
+        )
     return table
 
 
@@ -234,12 +272,27 @@ def print_table(table: list[dict], seeds: int, repeats: int) -> None:
         return "-" if value is None else f"{value * 1000:.0f} ms"
 
     print(f"\n{seeds} seeds, median of {repeats} repeat(s), alternating order\n")
-    header = ("method", "total wall", "per run", "x plain loop", "leak counter",
-              "gap (fit end->next fit start)", "gap (state)", "same val/loss")
+    header = (
+        "method",
+        "total wall",
+        "per run",
+        "x plain loop",
+        "leak counter",
+        "gap (fit end->next fit start)",
+        "gap (state)",
+        "same val/loss",
+    )
     lines = [header] + [
-        (t["method"], f"{t['wall_s']:.1f} s", f"{t['per_run_s']:.2f} s",
-         f"{t['ratio_to_plain']:.2f}x", str(t["leak_counter"]), ms(t["fit_gap_s"]),
-         ms(t["state_gap_s"]), "yes" if t["same_val_loss"] else "NO")
+        (
+            t["method"],
+            f"{t['wall_s']:.1f} s",
+            f"{t['per_run_s']:.2f} s",
+            f"{t['ratio_to_plain']:.2f}x",
+            str(t["leak_counter"]),
+            ms(t["fit_gap_s"]),
+            ms(t["state_gap_s"]),
+            "yes" if t["same_val_loss"] else "NO",
+        )
         for t in table
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -262,8 +315,13 @@ def parent_usage(workdir: Path, seconds: float) -> dict:
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT)])}
     started = time.perf_counter()
-    parent = subprocess.Popen([PYTHON, "-m", "orchestrator", "launch", str(config)], cwd=workdir,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [PYTHON, "-m", "orchestrator", "launch", str(config)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     process = psutil.Process(parent.pid)
     cpu, peak_rss = 0.0, 0
     while parent.poll() is None:
@@ -283,8 +341,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated subset (plain loop is always included)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset (plain loop is always included)",
+    )
     parser.add_argument("--parent-usage", type=float, default=None, metavar="SECONDS")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xorch bench peers ") as tmp:
@@ -308,9 +369,18 @@ def main() -> None:
         table = summarise(rows, seeds)
         print_table(table, args.seeds, args.repeats)
         if args.json:
-            args.json.write_text(json.dumps({"seeds": args.seeds, "repeats": args.repeats,
-                                             "cpu_count": os.cpu_count(), "table": table,
-                                             "runs": rows}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "seeds": args.seeds,
+                        "repeats": args.repeats,
+                        "cpu_count": os.cpu_count(),
+                        "table": table,
+                        "runs": rows,
+                    },
+                    indent=2,
+                )
+            )
 
 
 if __name__ == "__main__":

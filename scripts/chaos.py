@@ -251,8 +251,13 @@ def main() -> int:
                 break
             final = load_state(StudyPaths(chaos_dir))
             assert final is not None
-            completed = [sum(a.attempt_class is not None and a.attempt_class.value == "completed"
-                             for a in r.attempts) for r in final.runs]
+            completed = [
+                sum(
+                    a.attempt_class is not None and a.attempt_class.value == "completed"
+                    for a in r.attempts
+                )
+                for r in final.runs
+            ]
             tally["runs_lost"] += sum(1 for c in completed if c == 0)
             tally["runs_duplicated"] += sum(1 for c in completed if c > 1)
             tally["runs_resumed_from_checkpoint"] += sum(

@@ -45,6 +45,9 @@ def study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
         [sys.executable, "-c", TORCH_WATCH, "launch", str(path)],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return path, out, result

@@ -23,8 +23,13 @@ TINY_TRAINING: dict[str, Any] = {
     },
     "data": {
         "class_path": "worker.tasks.quick.QuickDataModule",
-        "init_args": {"features": 8, "classes": 3, "train_size": 64, "val_size": 32,
-                      "batch_size": 16},
+        "init_args": {
+            "features": 8,
+            "classes": 3,
+            "train_size": 64,
+            "val_size": 32,
+            "batch_size": 16,
+        },
     },
     "pl_trainer": {
         "max_epochs": 2,
@@ -42,12 +47,16 @@ def tiny_config(output_dir: Path, seeds: tuple[int, ...] | None = (0, 1, 2), **r
     if seeds is not None:
         block["seeds"] = list(seeds)
     block.update(runner)
-    return {"mode": "run-experiments", "experiments_runner": block,
-            **json.loads(json.dumps(TINY_TRAINING))}
+    return {
+        "mode": "run-experiments",
+        "experiments_runner": block,
+        **json.loads(json.dumps(TINY_TRAINING)),
+    }
 
 
-def xorch(*args: str, cwd: Path | None = None, timeout: float = 300,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def xorch(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m orchestrator ARGS`` in a subprocess, as a user would run xorch."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
@@ -78,8 +87,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes: to prove nothing was touched."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 # Runs xorch in-process and reports at exit whether the parent imported torch.

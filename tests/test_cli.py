@@ -91,8 +91,13 @@ def test_plot_and_replay_on_a_copy_of_the_study(study, tmp_path):
 def test_validate_shows_the_plan_and_touches_nothing(workdir, write_config):
     path = write_config(tiny_config(workdir / "out", seeds=(7, 8)))
     before = snapshot(workdir)
-    result = xorch("validate", str(path), "experiments_runner.max_parallel=2",
-                   "experiments_runner.gpus=none", cwd=workdir)
+    result = xorch(
+        "validate",
+        str(path),
+        "experiments_runner.max_parallel=2",
+        "experiments_runner.gpus=none",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr
     assert "run 1: seed 8 -> run_01_seed8" in result.stdout
     assert "2 runs at a time" in result.stdout

@@ -129,8 +129,12 @@ def test_overrides_are_dotted_and_parsed_as_yaml(write_config, workdir):
     path = write_config(tiny_config(workdir / "out"))
     spec = load_study(
         path,
-        ["pl_trainer.max_epochs=3", "experiments_runner.seeds=[1,2]", "model.init_args.lr=1e-3",
-         "new_block.flag=true"],
+        [
+            "pl_trainer.max_epochs=3",
+            "experiments_runner.seeds=[1,2]",
+            "model.init_args.lr=1e-3",
+            "new_block.flag=true",
+        ],
     )
     assert spec.training["pl_trainer"]["max_epochs"] == 3
     assert spec.runner.seeds == (1, 2)
@@ -155,8 +159,11 @@ def test_bad_overrides_are_refused(override, expected):
 
 def test_changed_keys_names_the_dotted_keys():
     old = {"model": {"init_args": {"lr": 1, "hidden": 8}}, "pl_trainer": {"max_epochs": 2}}
-    new = {"model": {"init_args": {"lr": 2, "hidden": 8}}, "pl_trainer": {"max_epochs": 2},
-           "seed": 1}
+    new = {
+        "model": {"init_args": {"lr": 2, "hidden": 8}},
+        "pl_trainer": {"max_epochs": 2},
+        "seed": 1,
+    }
     assert changed_keys(old, new) == ["model.init_args.lr", "seed"]
 
 
@@ -172,8 +179,10 @@ def test_train_mode_needs_a_seed(write_config, workdir):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("experiments_runner:\n  n_run: 5\n" + yaml.safe_dump({"model": {"class_path": "a.B"}}),
-         "did you mean 'n_runs'?"),
+        (
+            "experiments_runner:\n  n_run: 5\n" + yaml.safe_dump({"model": {"class_path": "a.B"}}),
+            "did you mean 'n_runs'?",
+        ),
         ("experiments_runner: [oops\n", "line"),
         ("- just\n- a list\n", "top level must be a mapping"),
     ],

@@ -22,21 +22,24 @@ def set_key(config: dict, dotted: str, value) -> None:
 
 MISTAKES = {
     "class_path that does not import": (
-        "model.class_path", "no_such_package.Model",
+        "model.class_path",
+        "no_such_package.Model",
         "model.class_path 'no_such_package.Model': cannot import 'no_such_package'",
     ),
     "class that is not a LightningModule": (
-        "data.class_path", "worker.tasks.quick.QuickClassifier",
+        "data.class_path",
+        "worker.tasks.quick.QuickClassifier",
         "data.class_path 'worker.tasks.quick.QuickClassifier': QuickClassifier is not a "
         "LightningDataModule",
     ),
     "unknown init_args key": (
-        "model.init_args.hiddn", 4,
-        "model.init_args.hiddn: QuickClassifier takes no argument 'hiddn' "
-        "(did you mean 'hidden'?)",
+        "model.init_args.hiddn",
+        4,
+        "model.init_args.hiddn: QuickClassifier takes no argument 'hiddn' (did you mean 'hidden'?)",
     ),
     "unknown Trainer argument": (
-        "pl_trainer.max_epoch", 3,
+        "pl_trainer.max_epoch",
+        3,
         "pl_trainer.max_epoch: Trainer takes no argument 'max_epoch' (did you mean 'max_epochs'?)",
     ),
 }
@@ -70,26 +73,39 @@ def test_class_path_must_name_a_class_of_the_expected_kind_before_anything_is_ca
 
     marker = tmp_path / "ran"
     dangerous = [
-        ({"class_path": "os.system", "init_args": {"command": f"touch '{marker}'"}},
-         "model.class_path 'os.system' names a function, not a class; "
-         "name a LightningModule subclass"),
-        ({"class_path": "subprocess.call", "init_args": {"args": ["touch", str(marker)]}},
-         "model.class_path 'subprocess.call' names a function"),
+        (
+            {"class_path": "os.system", "init_args": {"command": f"touch '{marker}'"}},
+            "model.class_path 'os.system' names a function, not a class; "
+            "name a LightningModule subclass",
+        ),
+        (
+            {"class_path": "subprocess.call", "init_args": {"args": ["touch", str(marker)]}},
+            "model.class_path 'subprocess.call' names a function",
+        ),
         ({"class_path": "builtins.eval", "init_args": {}}, "names a function"),
-        ({"class_path": "subprocess.Popen", "init_args": {"args": ["touch", str(marker)]}},
-         "model.class_path 'subprocess.Popen': Popen is not a LightningModule"),
+        (
+            {"class_path": "subprocess.Popen", "init_args": {"args": ["touch", str(marker)]}},
+            "model.class_path 'subprocess.Popen': Popen is not a LightningModule",
+        ),
     ]
     for entry, message in dangerous:
         with pytest.raises(BuildError, match=message.replace("(", r"\(").replace(")", r"\)")):
             instantiate(entry, "model", pl.LightningModule)
     assert not marker.exists()
-    with pytest.raises(BuildError, match=r"callbacks\[0\]\.class_path 'collections.OrderedDict':"
-                                         " OrderedDict is not a Callback"):
+    with pytest.raises(
+        BuildError,
+        match=r"callbacks\[0\]\.class_path 'collections.OrderedDict':"
+        " OrderedDict is not a Callback",
+    ):
         instantiate({"class_path": "collections.OrderedDict"}, "callbacks[0]", pl.Callback)
-    with pytest.raises(BuildError, match=r"callbacks\[0\]\.init_args: EarlyStopping needs "
-                                         r"argument 'monitor'; set callbacks\[0\]\.init_args"):
-        instantiate({"class_path": "pytorch_lightning.callbacks.EarlyStopping"}, "callbacks[0]",
-                    pl.Callback)
+    with pytest.raises(
+        BuildError,
+        match=r"callbacks\[0\]\.init_args: EarlyStopping needs "
+        r"argument 'monitor'; set callbacks\[0\]\.init_args",
+    ):
+        instantiate(
+            {"class_path": "pytorch_lightning.callbacks.EarlyStopping"}, "callbacks[0]", pl.Callback
+        )
 
 
 def test_a_users_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatch):
@@ -100,34 +116,53 @@ def test_a_users_module_that_fails_to_import_is_a_config_error(tmp_path, monkeyp
     (tmp_path / "needs_dep.py").write_text("import no_such_dependency_xyz\n")
     (tmp_path / "broken_syntax.py").write_text("class Model(:\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(BuildError, match=r"^model.class_path 'needs_dep.Model': cannot import "
-                                         r"'no_such_dependency_xyz' \(imported by needs_dep\)$"):
+    with pytest.raises(
+        BuildError,
+        match=r"^model.class_path 'needs_dep.Model': cannot import "
+        r"'no_such_dependency_xyz' \(imported by needs_dep\)$",
+    ):
         instantiate({"class_path": "needs_dep.Model"}, "model", pl.LightningModule)
-    with pytest.raises(BuildError, match=r"^model.class_path 'broken_syntax.Model': importing "
-                                         r"broken_syntax failed: SyntaxError: "):
+    with pytest.raises(
+        BuildError,
+        match=r"^model.class_path 'broken_syntax.Model': importing "
+        r"broken_syntax failed: SyntaxError: ",
+    ):
         instantiate({"class_path": "broken_syntax.Model"}, "model", pl.LightningModule)
-    with pytest.raises(BuildError, match=r"worker.tasks.quick has no 'QuickClasifier' "
-                                         r"\(did you mean 'QuickClassifier'\?\)"):
-        instantiate({"class_path": "worker.tasks.quick.QuickClasifier"}, "model",
-                    pl.LightningModule)
+    with pytest.raises(
+        BuildError,
+        match=r"worker.tasks.quick has no 'QuickClasifier' "
+        r"\(did you mean 'QuickClassifier'\?\)",
+    ):
+        instantiate(
+            {"class_path": "worker.tasks.quick.QuickClasifier"}, "model", pl.LightningModule
+        )
 
 
 def test_validate_builds_the_run_in_one_child_and_names_every_mistake(workdir, write_config):
     out = workdir / "out"
     marker = workdir / "ran"
     config = tiny_config(out, seeds=(1, 2))
-    config["data"] = {"class_path": "subprocess.call",
-                      "init_args": {"args": ["touch", str(marker)]}}
+    config["data"] = {
+        "class_path": "subprocess.call",
+        "init_args": {"args": ["touch", str(marker)]},
+    }
     config["model"]["init_args"]["hiddn"] = 4
     config["pl_trainer"]["max_epoch"] = 3
     config["callbacks"] = [
-        {"class_path": "pytorch_lightning.callbacks.EarlyStopping",
-         "init_args": {"monitor": "val/loss", "patiense": 2}},
+        {
+            "class_path": "pytorch_lightning.callbacks.EarlyStopping",
+            "init_args": {"monitor": "val/loss", "patiense": 2},
+        },
     ]
     path = write_config(config)
     before = snapshot(workdir)
-    result = subprocess.run([sys.executable, "-c", TORCH_WATCH, "validate", str(path)],
-                            cwd=workdir, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_WATCH, "validate", str(path)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("xorch: error:")]
     assert errors == [
@@ -150,8 +185,10 @@ def test_validate_builds_the_run_in_one_child_and_names_every_mistake(workdir, w
     good = write_config(tiny_config(out, seeds=(1, 2)), "good.yaml")
     ok = xorch("validate", str(good), cwd=workdir)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ("built in a child process: data QuickDataModule, model QuickClassifier, Trainer"
-            in ok.stdout)
+    assert (
+        "built in a child process: data QuickDataModule, model QuickClassifier, Trainer"
+        in ok.stdout
+    )
     assert snapshot(workdir) == before | {"good.yaml": good.read_bytes()}
 
 
@@ -181,8 +218,9 @@ def test_after_fixing_the_typo_the_same_launch_just_works(workdir, write_config)
 
 def test_validate_says_so_when_the_build_child_dies(workdir, write_config):
     """A user's module that ends the process while it is imported: one line, exit 2."""
-    (workdir / "crashy.py").write_text("import os, sys\nprint('bye', file=sys.stderr)\n"
-                                       "os._exit(3)\n")
+    (workdir / "crashy.py").write_text(
+        "import os, sys\nprint('bye', file=sys.stderr)\nos._exit(3)\n"
+    )
     config = tiny_config(workdir / "out", seeds=(1,))
     config["data"]["class_path"] = "crashy.Data"
     result = xorch("validate", str(write_config(config)), cwd=workdir)

@@ -31,8 +31,13 @@ def test_study_completes_with_the_seed_layout(study):
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == [
-        "run_00_seed42", "run_01_seed101", "run_02_seed28",
-        "runner_state.json", "runner_state.json.bak", "summary.csv", "xorch.log",
+        "run_00_seed42",
+        "run_01_seed101",
+        "run_02_seed28",
+        "runner_state.json",
+        "runner_state.json.bak",
+        "summary.csv",
+        "xorch.log",
     ]
     for run in ("run_00_seed42", "run_01_seed101", "run_02_seed28"):
         folder = out / run
@@ -105,8 +110,14 @@ def test_a_study_is_never_overwritten_without_resume(study):
 def test_resume_with_a_changed_training_config_is_refused(study):
     path, out, _ = study
     before = snapshot(out)
-    result = xorch("launch", str(path), "--resume", "pl_trainer.max_epochs=5",
-                   "model.init_args.lr=0.1", cwd=path.parent)
+    result = xorch(
+        "launch",
+        str(path),
+        "--resume",
+        "pl_trainer.max_epochs=5",
+        "model.init_args.lr=0.1",
+        cwd=path.parent,
+    )
     assert result.returncode == 2
     assert "pl_trainer.max_epochs" in result.stderr and "model.init_args.lr" in result.stderr
     assert snapshot(out) == before
@@ -115,8 +126,13 @@ def test_resume_with_a_changed_training_config_is_refused(study):
 def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(study):
     path, out, _ = study
     metrics_before = (out / "run_00_seed42" / "metrics.json").read_bytes()
-    result = xorch("launch", str(path), "--resume",
-                   "experiments_runner.summary_metrics=[val/acc]", cwd=path.parent)
+    result = xorch(
+        "launch",
+        str(path),
+        "--resume",
+        "experiments_runner.summary_metrics=[val/acc]",
+        cwd=path.parent,
+    )
     assert result.returncode == 0, result.stderr
     assert "3 already completed" in result.stdout and "starting attempt" not in result.stdout
     assert (out / "run_00_seed42" / "metrics.json").read_bytes() == metrics_before
@@ -141,9 +157,7 @@ def test_replay_with_mode_train_reproduces_a_run_exactly(study):
     assert again_result.returncode == 2 and "already holds a finished run" in again_result.stderr
 
 
-def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(
-    workdir, write_config
-):
+def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(workdir, write_config):
     out = workdir / "out"
     config = tiny_config(out, seeds=None, n_runs=3)
     config["pl_trainer"]["max_epochs"] = 40
@@ -155,8 +169,10 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(
         seeds = read_state(out)["seeds"]
         assert len(seeds) == 3
         run1 = out / f"run_01_seed{seeds[1]}"
-        wait_for(lambda: (run1 / "heartbeat.json").exists() and running_attempt(out, 1),
-                 what="run 1 training")
+        wait_for(
+            lambda: (run1 / "heartbeat.json").exists() and running_attempt(out, 1),
+            what="run 1 training",
+        )
         child_pid = running_attempt(out, 1)["pid"]
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
@@ -164,9 +180,14 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(
         if parent.poll() is None:
             parent.kill()
     # The child follows its parent: no training is left behind.
-    wait_for(lambda: not psutil.pid_exists(child_pid)
-             or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE,
-             timeout=15, what="orphaned child to stop")
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(child_pid)
+            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        timeout=15,
+        what="orphaned child to stop",
+    )
     run0_metrics = (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes()
 
     result = xorch("launch", str(path), "--resume", cwd=workdir)
@@ -226,7 +247,13 @@ def test_importing_the_orchestrator_and_help_load_no_torch():
         "print('torch' in sys.modules, 'pytorch_lightning' in sys.modules,"
         " 'lightning' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False False False"

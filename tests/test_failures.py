@@ -25,18 +25,38 @@ from tests.helpers import ROOT, by_seed, faulty_config, read_state, tiny_config,
 from worker.checkpoints import usable_checkpoint
 
 
-def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
-    workdir, write_config
-):
-    faults = {1: "raise", 2: "sigkill", 3: "segfault", 4: "hang", 5: "exit0", 6: "memory",
-              8: "cuda_oom"}
-    config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5, 6, 7, 8], max_retries=0,
-                           hang_timeout=30, grace_period=1, gpus="none", max_parallel=2)
+def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(workdir, write_config):
+    faults = {
+        1: "raise",
+        2: "sigkill",
+        3: "segfault",
+        4: "hang",
+        5: "exit0",
+        6: "memory",
+        8: "cuda_oom",
+    }
+    config = faulty_config(
+        workdir,
+        faults,
+        seeds=[1, 2, 3, 4, 5, 6, 7, 8],
+        max_retries=0,
+        hang_timeout=30,
+        grace_period=1,
+        gpus="none",
+        max_parallel=2,
+    )
     result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
-    expected = {1: "failed", 2: "killed", 3: "signal", 4: "hang", 5: "no_metrics",
-                6: "oom_killed", 8: "cuda_oom"}
+    expected = {
+        1: "failed",
+        2: "killed",
+        3: "signal",
+        4: "hang",
+        5: "no_metrics",
+        6: "oom_killed",
+        8: "cuda_oom",
+    }
     for seed, outcome in expected.items():
         record = runs[seed]
         assert record["status"] == "failed", (seed, record)
@@ -48,7 +68,8 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
     assert runs[2]["attempts"][0]["signal"] == "SIGKILL"
     # A SIGKILL with no sign of memory pressure is not called an OOM kill.
     assert runs[2]["attempts"][0]["reason"] == (
-        "SIGKILL from outside xorch; no sign of memory pressure")
+        "SIGKILL from outside xorch; no sign of memory pressure"
+    )
     assert runs[3]["attempts"][0]["signal"] == "SIGSEGV"
     assert "killed by SIGSEGV" in runs[3]["attempts"][0]["reason"]
     assert "no heartbeat" in runs[4]["attempts"][0]["reason"]
@@ -62,7 +83,7 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
     lines = (workdir / "out" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["6", "mean", "std"]
     # The closing table names every run that did not complete, with its class.
-    table = result.stdout[result.stdout.index("runs did not complete"):]
+    table = result.stdout[result.stdout.index("runs did not complete") :]
     for outcome in expected.values():
         assert outcome in table
     # No child outlived its attempt (the hung one was stopped with its group).
@@ -72,8 +93,15 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(
 
 
 def test_run_timeout_stops_a_run_that_beats_but_never_ends(workdir, write_config):
-    config = faulty_config(workdir, {1: "slow"}, seeds=[1], max_retries=0, run_timeout=8,
-                           hang_timeout=None, grace_period=1)
+    config = faulty_config(
+        workdir,
+        {1: "slow"},
+        seeds=[1],
+        max_retries=0,
+        run_timeout=8,
+        hang_timeout=None,
+        grace_period=1,
+    )
     result = xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     (attempt,) = by_seed(workdir / "out")[1]["attempts"]
@@ -82,9 +110,7 @@ def test_run_timeout_stops_a_run_that_beats_but_never_ends(workdir, write_config
     assert attempt["duration_s"] < 30
 
 
-def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(
-    workdir, write_config
-):
+def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(workdir, write_config):
     config = faulty_config(workdir, {11: "raise_once"}, seeds=[11], max_retries=1)
     config["model"]["init_args"]["at_epoch"] = 2
     config["pl_trainer"]["max_epochs"] = 4
@@ -107,8 +133,7 @@ def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(
 
 
 def test_on_failure_stop_ends_the_study_after_a_run_fails_for_good(workdir, write_config):
-    config = faulty_config(workdir, {1: "raise"}, seeds=[1, 2], max_retries=0,
-                           on_failure="stop")
+    config = faulty_config(workdir, {1: "raise"}, seeds=[1, 2], max_retries=0, on_failure="stop")
     result = xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1
     runs = by_seed(workdir / "out")
@@ -126,19 +151,29 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
     from orchestrator.config import load_study
 
     spec = load_study(path)
-    survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
-                                start_new_session=True)
+    survivor = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+    )
     try:
         process = psutil.Process(survivor.pid)
         paths = StudyPaths(out)
         out.mkdir()
         state = StudyState(
-            config_fingerprint=spec.fingerprint, training_config=dict(spec.training),
-            seeds=(5,), runs=(RunRecord(index=0, seed=5, dir="run_00_seed5"),),
+            config_fingerprint=spec.fingerprint,
+            training_config=dict(spec.training),
+            seeds=(5,),
+            runs=(RunRecord(index=0, seed=5, dir="run_00_seed5"),),
         )
-        state = state.start_attempt(0, Attempt(number=1, started_at="t", log="x",
-                                               pid=survivor.pid,
-                                               pid_create_time=process.create_time()))
+        state = state.start_attempt(
+            0,
+            Attempt(
+                number=1,
+                started_at="t",
+                log="x",
+                pid=survivor.pid,
+                pid_create_time=process.create_time(),
+            ),
+        )
         save_state(paths, state)
         result = xorch("launch", str(path), "--resume", cwd=workdir)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -157,8 +192,9 @@ def test_a_reused_pid_is_not_taken_for_our_child(tmp_path):
     me = psutil.Process()
     assert _still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
     assert not _still_running(me.pid, me.create_time() - 100, host=me.name())
-    assert not _still_running(me.pid, me.create_time() - 100,
-                              host=__import__("socket").gethostname())
+    assert not _still_running(
+        me.pid, me.create_time() - 100, host=__import__("socket").gethostname()
+    )
 
 
 def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
@@ -177,8 +213,7 @@ def test_a_second_ctrl_c_does_not_wait_for_the_grace_period(workdir, write_confi
     from tests.helpers import running_attempt, wait_for, xorch_popen
 
     out = workdir / "out"
-    config = faulty_config(workdir, {1: "stubborn"}, seeds=[1], grace_period=120,
-                           hang_timeout=None)
+    config = faulty_config(workdir, {1: "stubborn"}, seeds=[1], grace_period=120, hang_timeout=None)
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
         run = out / "run_00_seed1"
@@ -237,8 +272,7 @@ def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir,
     from tests.helpers import running_attempt, wait_for, xorch_popen
 
     out = workdir / "out"
-    config = faulty_config(workdir, {3: "wait_once"}, seeds=[3], max_retries=1,
-                           hang_timeout=None)
+    config = faulty_config(workdir, {3: "wait_once"}, seeds=[3], max_retries=1, hang_timeout=None)
     config["model"]["init_args"]["at_epoch"] = 1  # epoch 0's checkpoint exists by then
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
@@ -278,12 +312,17 @@ def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
         except OSError as exc:
             tried.append(f"mkdir {folder}: {exc.strerror}")
             continue
-        limit = next((folder / n for n in ("memory.max", "memory.limit_in_bytes")
-                      if (folder / n).exists()), None)
+        limit = next(
+            (folder / n for n in ("memory.max", "memory.limit_in_bytes") if (folder / n).exists()),
+            None,
+        )
         try:
             if limit is None:
-                raise OSError(0, f"no memory controller (enable +memory in "
-                                 f"{folder.parent}/cgroup.subtree_control)")
+                raise OSError(
+                    0,
+                    f"no memory controller (enable +memory in "
+                    f"{folder.parent}/cgroup.subtree_control)",
+                )
             limit.write_text(str(limit_bytes))
         except OSError as exc:
             tried.append(f"{folder}: {exc.strerror}")
@@ -299,8 +338,10 @@ def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
                 except OSError:
                     time.sleep(0.1)
         return
-    pytest.skip("cannot make a memory-limited cgroup here (needs root and a writable "
-                "cgroup v1 memory or v2 hierarchy): " + "; ".join(tried or ["no cgroup found"]))
+    pytest.skip(
+        "cannot make a memory-limited cgroup here (needs root and a writable "
+        "cgroup v1 memory or v2 hierarchy): " + "; ".join(tried or ["no cgroup found"])
+    )
 
 
 def test_a_real_kernel_oom_kill_is_oom_killed_with_the_cgroups_evidence(workdir, write_config):
@@ -314,10 +355,13 @@ def test_a_real_kernel_oom_kill_is_oom_killed_with_the_cgroups_evidence(workdir,
     path = write_config(config)
     with memory_cgroup(2**30) as folder:
         procs = folder / "cgroup.procs"
-        command = (f"echo $$ > {shlex.quote(str(procs))} && exec {shlex.quote(sys.executable)} "
-                   f"-m orchestrator launch {shlex.quote(str(path))}")
-        result = subprocess.run(["sh", "-c", command], cwd=ROOT, capture_output=True, text=True,
-                                timeout=400)
+        command = (
+            f"echo $$ > {shlex.quote(str(procs))} && exec {shlex.quote(sys.executable)} "
+            f"-m orchestrator launch {shlex.quote(str(path))}"
+        )
+        result = subprocess.run(
+            ["sh", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=400
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
     (attempt,) = runs[4]["attempts"]

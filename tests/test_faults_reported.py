@@ -26,8 +26,14 @@ def test_a_damaged_checkpoint_is_moved_aside(tmp_path, damage):
     data = path.read_bytes()
     # "cut short": a few bytes missing at the end, as a full disk leaves it;
     # torch's reader raises OSError (EINVAL) for that one.
-    path.write_bytes({"truncated": data[: len(data) // 2], "cut short": data[:-10], "empty": b"",
-                      "garbage": bytes(range(256)) * 4}[damage])
+    path.write_bytes(
+        {
+            "truncated": data[: len(data) // 2],
+            "cut short": data[:-10],
+            "empty": b"",
+            "garbage": bytes(range(256)) * 4,
+        }[damage]
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert usable_checkpoint(path) is None
@@ -48,8 +54,7 @@ def test_a_checkpoint_whose_class_no_longer_imports_is_a_config_error_and_kept(
     import user_hparams
 
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"schedule": user_hparams.Schedule()}},
-               path)
+    torch.save({"state_dict": {}, "hyper_parameters": {"schedule": user_hparams.Schedule()}}, path)
     del sys.modules["user_hparams"]
     if change == "module gone":
         (module_dir / "user_hparams.py").unlink()
@@ -61,14 +66,14 @@ def test_a_checkpoint_whose_class_no_longer_imports_is_a_config_error_and_kept(
     sys.modules.pop("user_hparams", None)
 
 
-FLAKY = '''
+FLAKY = """
 import pathlib
 marker = pathlib.Path(__file__).with_name("imported-once")
 if not marker.exists():
     marker.write_text("x")
     raise RuntimeError("first import fails on purpose")
 from worker.tasks.quick import QuickClassifier as FlakyClassifier
-'''
+"""
 
 
 def test_a_module_the_fork_server_cannot_preload_is_reported(workdir, write_config):
@@ -97,10 +102,20 @@ def test_a_failed_final_summary_write_is_one_line(workdir, write_config):
     paths.root.mkdir(parents=True)
     now = datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
     attempt = Attempt(number=1, started_at=now, log="x/train.log")
-    done = Attempt(number=1, started_at=now, log="x/train.log",
-                   attempt_class=AttemptClass.COMPLETED, ended_at=now, duration_s=1.0)
-    state = StudyState(spec.fingerprint, dict(spec.training), (5,),
-                       (RunRecord(index=0, seed=5, dir=run_dir_name(0, 5, 1)),))
+    done = Attempt(
+        number=1,
+        started_at=now,
+        log="x/train.log",
+        attempt_class=AttemptClass.COMPLETED,
+        ended_at=now,
+        duration_s=1.0,
+    )
+    state = StudyState(
+        spec.fingerprint,
+        dict(spec.training),
+        (5,),
+        (RunRecord(index=0, seed=5, dir=run_dir_name(0, 5, 1)),),
+    )
     state = state.start_attempt(0, attempt).finish_attempt(0, done, {"val/loss": 0.5})
     save_state(paths, state)
     paths.summary.mkdir()  # summary.csv cannot be replaced: it is a folder

@@ -33,7 +33,8 @@ def test_forkserver_runs_give_the_same_metrics_as_spawned_runs(study, tmp_path):
     path, out, _ = study
     config = yaml.safe_load(path.read_text())
     config["experiments_runner"].update(
-        seeds=[42, 101], launcher="forkserver", output_base_dir=str(tmp_path / "forked"))
+        seeds=[42, 101], launcher="forkserver", output_base_dir=str(tmp_path / "forked")
+    )
     forked = tmp_path / "forked.yaml"
     forked.write_text(yaml.safe_dump(config))
     result = xorch("launch", str(forked), cwd=path.parent)
@@ -46,8 +47,15 @@ def test_forkserver_runs_give_the_same_metrics_as_spawned_runs(study, tmp_path):
 
 def test_failure_classes_hold_for_forked_runs(workdir, write_config):
     faults = {1: "raise", 2: "sigkill", 3: "hang", 4: "segfault"}
-    config = faulty_config(workdir, faults, seeds=[1, 2, 3, 4, 5], max_retries=0,
-                           hang_timeout=30, grace_period=1, launcher="forkserver")
+    config = faulty_config(
+        workdir,
+        faults,
+        seeds=[1, 2, 3, 4, 5],
+        max_retries=0,
+        hang_timeout=30,
+        grace_period=1,
+        launcher="forkserver",
+    )
     result = xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
@@ -64,8 +72,10 @@ def test_sigkill_of_the_parent_leaves_no_server_and_no_run(workdir, write_config
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
-        wait_for(lambda: (out / "run_00_seed1" / "heartbeat.json").exists()
-                 and running_attempt(out, 0), what="a forked run training")
+        wait_for(
+            lambda: (out / "run_00_seed1" / "heartbeat.json").exists() and running_attempt(out, 0),
+            what="a forked run training",
+        )
         child = running_attempt(out, 0)["pid"]
         assert servers_for(str(workdir))
         parent.send_signal(signal.SIGKILL)
@@ -89,8 +99,10 @@ def test_a_dead_fork_server_is_started_again(workdir, write_config):
     config["pl_trainer"]["max_epochs"] = 300
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
-        wait_for(lambda: (out / "run_00_seed1" / "heartbeat.json").exists()
-                 and running_attempt(out, 0), what="a forked run training")
+        wait_for(
+            lambda: (out / "run_00_seed1" / "heartbeat.json").exists() and running_attempt(out, 0),
+            what="a forked run training",
+        )
         for server in servers_for(str(workdir)):
             server.kill()
         stdout, _ = parent.communicate(timeout=400)

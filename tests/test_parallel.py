@@ -38,8 +38,12 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 
 
 def test_slots_fill_each_gpu_once_before_any_gets_a_second():
-    assert make_slots(["0", "1"], 2, None) == [Slot(0, "0"), Slot(1, "1"), Slot(2, "0"),
-                                               Slot(3, "1")]
+    assert make_slots(["0", "1"], 2, None) == [
+        Slot(0, "0"),
+        Slot(1, "1"),
+        Slot(2, "0"),
+        Slot(3, "1"),
+    ]
     assert make_slots(["0", "1"], 2, 3) == [Slot(0, "0"), Slot(1, "1"), Slot(2, "0")]
     assert make_slots([], 1, None) == [Slot(0, None)]
     assert make_slots([], 1, 4) == [Slot(i, None) for i in range(4)]
@@ -56,8 +60,9 @@ def thread_share(slots: int) -> int:
 
 def test_runs_on_fake_gpus_respect_runs_per_gpu(workdir, write_config):
     out = workdir / "out"
-    config = faulty_config(workdir, {}, seeds=[1, 2, 3, 4, 5], gpus=[0, 1], runs_per_gpu=2,
-                           max_parallel=3)
+    config = faulty_config(
+        workdir, {}, seeds=[1, 2, 3, 4, 5], gpus=[0, 1], runs_per_gpu=2, max_parallel=3
+    )
     config["model"]["init_args"]["probe"] = True
     config["pl_trainer"]["max_epochs"] = 6
     result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
@@ -91,18 +96,19 @@ def test_sigkill_with_two_runs_in_flight_then_resume(workdir, write_config):
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
+
         def two_training() -> bool:
             try:
                 runs = read_state(out)["runs"]
             except (OSError, ValueError):
                 return False
             busy = [r for r in runs if r["status"] == "running"]
-            return len(busy) == 2 and all(
-                (out / r["dir"] / "probe.json").exists() for r in busy)
+            return len(busy) == 2 and all((out / r["dir"] / "probe.json").exists() for r in busy)
 
         wait_for(two_training, what="two runs training at once")
-        pids = [r["attempts"][-1]["pid"] for r in read_state(out)["runs"]
-                if r["status"] == "running"]
+        pids = [
+            r["attempts"][-1]["pid"] for r in read_state(out)["runs"] if r["status"] == "running"
+        ]
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
     finally:
@@ -143,8 +149,10 @@ def _all_misbehaving(out: Path, count: int) -> Callable[[], bool]:
             runs = read_state(out)["runs"]
         except (OSError, ValueError):
             return False
-        return all(r["status"] == "running" and (out / r["dir"] / "faulty-attempts").exists()
-                   for r in runs[:count])
+        return all(
+            r["status"] == "running" and (out / r["dir"] / "faulty-attempts").exists()
+            for r in runs[:count]
+        )
 
     return check
 
@@ -157,8 +165,15 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
     # (or exit on) the SIGTERM meanwhile. Every one of them was stopped, none failed.
     out = workdir / "out"
     faults = {1: "stubborn_once", **{seed: "slow_once" for seed in range(2, children + 1)}}
-    config = faulty_config(workdir, faults, seeds=list(range(1, children + 2)), gpus="none",
-                           max_parallel=children, grace_period=8, hang_timeout=None)
+    config = faulty_config(
+        workdir,
+        faults,
+        seeds=list(range(1, children + 2)),
+        gpus="none",
+        max_parallel=children,
+        grace_period=8,
+        hang_timeout=None,
+    )
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
@@ -176,7 +191,8 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
         assert attempt["outcome"] == "interrupted", record
         assert attempt["reason"] == "the study was stopped"
         assert not psutil.pid_exists(attempt["pid"]) or (
-            psutil.Process(attempt["pid"]).status() == psutil.STATUS_ZOMBIE)
+            psutil.Process(attempt["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
     assert runs[0]["attempts"][0]["signal"] == "SIGKILL"  # it outlived its grace period
 
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=400)
@@ -188,12 +204,22 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
 
 def test_under_nohup_a_hangup_does_not_stop_the_study(workdir, write_config):
     out = workdir / "out"
-    config = faulty_config(workdir, {1: "slow_once", 2: "slow_once"}, seeds=[1, 2],
-                           gpus="none", max_parallel=2, grace_period=5, hang_timeout=None)
+    config = faulty_config(
+        workdir,
+        {1: "slow_once", 2: "slow_once"},
+        seeds=[1, 2],
+        gpus="none",
+        max_parallel=2,
+        grace_period=5,
+        hang_timeout=None,
+    )
     path = write_config(config)
     parent = subprocess.Popen(
         ["nohup", sys.executable, "-m", "orchestrator", "launch", str(path)],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_for(_all_misbehaving(out, 2), timeout=240, what="both runs stuck")
@@ -239,9 +265,14 @@ def test_gpus_auto_and_min_free_memory_with_a_fake_nvidia_smi(workdir, write_con
     config = faulty_config(workdir, {}, seeds=[1, 2, 3], gpus="auto", min_free_gpu_mem_gb=4)
     config["model"]["init_args"]["probe"] = True
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "orchestrator", "launch",
-                             str(write_config(config))], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=400)
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "launch", str(write_config(config))],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 runs at a time on slots: gpu0#0, gpu1#1" in result.stdout
@@ -255,14 +286,17 @@ def test_gpus_auto_and_min_free_memory_with_a_fake_nvidia_smi(workdir, write_con
     assert len(calls) <= 1 + 2 * 3 + took / 10 + 2, calls
 
 
-def test_gpus_that_are_not_there_are_refused_before_anything_is_written(
-    workdir, write_config
-):
+def test_gpus_that_are_not_there_are_refused_before_anything_is_written(workdir, write_config):
     env = fake_gpu_env(workdir)
     config = faulty_config(workdir, {}, seeds=[1], gpus=[0, 3])
-    result = subprocess.run([sys.executable, "-m", "orchestrator", "launch",
-                             str(write_config(config))], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "launch", str(write_config(config))],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "experiments_runner.gpus lists GPU 3, but only 2 are visible (0, 1)" in result.stderr
     assert "Traceback" not in result.stderr

@@ -195,9 +195,7 @@ def make_setup(
         config_fingerprint=spec.fingerprint,
         training_config=dict(spec.training),
         seeds=tuple(range(runs)),
-        runs=tuple(
-            RunRecord(index=i, seed=i, dir=run_dir_name(i, i, runs)) for i in range(runs)
-        ),
+        runs=tuple(RunRecord(index=i, seed=i, dir=run_dir_name(i, i, runs)) for i in range(runs)),
         summary_metrics=spec.runner.summary_metrics,
     )
     world = World()
@@ -219,8 +217,9 @@ def make_setup(
 
 
 def outcomes(state: StudyState) -> list[list[str]]:
-    return [[a.attempt_class.value if a.attempt_class else "?" for a in r.attempts]
-            for r in state.runs]
+    return [
+        [a.attempt_class.value if a.attempt_class else "?" for a in r.attempts] for r in state.runs
+    ]
 
 
 def test_runs_start_in_order_each_the_moment_the_last_one_ends(tmp_path):
@@ -249,7 +248,10 @@ def test_on_failure_stop_starts_nothing_new(tmp_path):
     result = setup.run()
     assert setup.starts() == [0]
     assert [r.status for r in result.state.runs] == [
-        RunStatus.FAILED, RunStatus.PENDING, RunStatus.PENDING]
+        RunStatus.FAILED,
+        RunStatus.PENDING,
+        RunStatus.PENDING,
+    ]
     assert "on_failure is stop: no new runs start" in setup.output.getvalue()
 
 
@@ -262,9 +264,16 @@ def test_several_slots_are_each_filled_the_moment_they_free(tmp_path):
     # Slots free at 2 (run 1), 3 (run 3), 4 (run 4), 5 (run 0): the next run
     # starts at that very moment, in index order; never more than 3 at once.
     assert [(at, index) for at, index, _ in setup.launcher.started] == [
-        (0.0, 0), (0.0, 1), (0.0, 2), (2.0, 3), (3.0, 4), (4.0, 5)]
+        (0.0, 0),
+        (0.0, 1),
+        (0.0, 2),
+        (2.0, 3),
+        (3.0, 4),
+        (4.0, 5),
+    ]
     assert {threads for _, _, threads in setup.launcher.started} == {
-        str(max(1, (os.cpu_count() or 1) // 3))}
+        str(max(1, (os.cpu_count() or 1) // 3))
+    }
 
 
 @pytest.mark.parametrize("children", [2, 3])
@@ -272,9 +281,11 @@ def test_several_slots_are_each_filled_the_moment_they_free(tmp_path):
 def test_a_stop_records_every_running_attempt_interrupted(tmp_path, children, signum):
     # One child exits at once on SIGTERM with exit 1 (as Lightning does), one
     # only after SIGKILL, a third dies of the SIGTERM itself: all interrupted.
-    kinds = [Plan(after=100, term_after=0.2, term_code=1),
-             Plan(after=100, term_after=None),
-             Plan(after=100, term_after=1.0, term_code=-signal.SIGTERM)]
+    kinds = [
+        Plan(after=100, term_after=0.2, term_code=1),
+        Plan(after=100, term_after=None),
+        Plan(after=100, term_after=1.0, term_code=-signal.SIGTERM),
+    ]
     plans = {(i, 1): kinds[i] for i in range(children)}
     setup = make_setup(tmp_path, children + 2, plans, max_parallel=children, grace_period=30)
     setup.world.at(5.0, lambda: setup.scheduler.stop.request(signum))
@@ -321,8 +332,9 @@ def test_a_killed_run_is_retried_like_other_failures(tmp_path):
 
 def test_a_run_past_run_timeout_is_stopped_on_time_without_blocking_others(tmp_path):
     plans = {(0, 1): Plan(after=1000, term_after=None), (1, 1): Plan(after=12.0)}
-    setup = make_setup(tmp_path, 3, plans, max_parallel=2, run_timeout=20, grace_period=5,
-                       max_retries=0)
+    setup = make_setup(
+        tmp_path, 3, plans, max_parallel=2, run_timeout=20, grace_period=5, max_retries=0
+    )
     result = setup.run()
     assert outcomes(result.state) == [["timeout"], ["completed"], ["completed"]]
     # Run 2 started when run 1 ended, although run 0 was then being timed out.
@@ -340,8 +352,7 @@ def test_a_gpu_short_of_memory_is_asked_again_only_every_recheck_interval(tmp_pa
 
     gate_clock: list[Callable[[], float]] = []
     gate = GpuMemoryGate(8.0, recheck_s=10.0, clock=lambda: gate_clock[0](), free_gb=free_gb)
-    setup = make_setup(tmp_path, 1, {}, slots=[Slot(0, "0")], gpu_gate=gate,
-                       min_free_gpu_mem_gb=8)
+    setup = make_setup(tmp_path, 1, {}, slots=[Slot(0, "0")], gpu_gate=gate, min_free_gpu_mem_gb=8)
     world_box.append(setup.world)
     gate_clock.append(setup.world.clock)
     setup.run()
@@ -357,12 +368,24 @@ def test_a_gpu_short_of_memory_is_asked_again_only_every_recheck_interval(tmp_pa
         (AttemptClass.FAILED, AttemptTally(1, 0), RunnerSettings(max_retries=1), Decision.RETRY),
         (AttemptClass.FAILED, AttemptTally(2, 0), RunnerSettings(max_retries=1), Decision.GIVE_UP),
         (AttemptClass.KILLED, AttemptTally(1, 0), RunnerSettings(max_retries=1), Decision.RETRY),
-        (AttemptClass.HANG, AttemptTally(1, 0),
-         RunnerSettings(max_retries=0, on_failure=OnFailure.STOP), Decision.STOP_STUDY),
-        (AttemptClass.INTERRUPTED, AttemptTally(0, 1), RunnerSettings(max_retries=0),
-         Decision.RETRY),
-        (AttemptClass.INTERRUPTED, AttemptTally(0, INTERRUPTION_RETRIES + 1),
-         RunnerSettings(on_failure=OnFailure.STOP), Decision.GIVE_UP),
+        (
+            AttemptClass.HANG,
+            AttemptTally(1, 0),
+            RunnerSettings(max_retries=0, on_failure=OnFailure.STOP),
+            Decision.STOP_STUDY,
+        ),
+        (
+            AttemptClass.INTERRUPTED,
+            AttemptTally(0, 1),
+            RunnerSettings(max_retries=0),
+            Decision.RETRY,
+        ),
+        (
+            AttemptClass.INTERRUPTED,
+            AttemptTally(0, INTERRUPTION_RETRIES + 1),
+            RunnerSettings(on_failure=OnFailure.STOP),
+            Decision.GIVE_UP,
+        ),
     ],
 )
 def test_the_failure_policy(outcome, tally, runner, expected):
@@ -372,11 +395,14 @@ def test_the_failure_policy(outcome, tally, runner, expected):
 def test_the_failure_policy_when_stopping_or_when_the_config_is_broken():
     runner = RunnerSettings(max_retries=3)
     assert decide(AttemptClass.FAILED, AttemptTally(1, 0), runner, study_stopping=True) is (
-        Decision.LEAVE)
+        Decision.LEAVE
+    )
     assert decide(AttemptClass.FAILED, AttemptTally(1, 0), runner, config_error=True) is (
-        Decision.STOP_STUDY)
+        Decision.STOP_STUDY
+    )
     assert AttemptTally().counting(AttemptClass.TIMEOUT).counting(
-        AttemptClass.INTERRUPTED) == AttemptTally(1, 1)
+        AttemptClass.INTERRUPTED
+    ) == AttemptTally(1, 1)
 
 
 def test_a_wakeup_wakes_once_per_burst_and_writes_nothing_once_closed():

@@ -28,8 +28,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore:.*treespe
 
 def _trainer(**overrides: object) -> pl.Trainer:
     kwargs: dict[str, object] = dict(
-        max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu",
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
         enable_model_summary=False,
     )
     kwargs.update(overrides)
@@ -49,7 +54,11 @@ def test_encoder_is_a_resnet34() -> None:
 
     features = encoder(torch.randn(2, 3, 64, 96))
     assert [tuple(f.shape[1:]) for f in features] == [
-        (64, 32, 48), (64, 16, 24), (128, 8, 12), (256, 4, 6), (512, 2, 3)
+        (64, 32, 48),
+        (64, 16, 24),
+        (128, 8, 12),
+        (256, 4, 6),
+        (512, 2, 3),
     ]
     assert ResNet34Encoder(in_channels=1)(torch.randn(2, 1, 32, 32))[-1].shape == (2, 512, 1, 1)
 

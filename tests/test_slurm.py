@@ -77,17 +77,19 @@ def test_a_failed_job_is_classified_from_its_error_file(workdir, write_config):
     assert attempt["outcome"] == "failed" and "boom on purpose" in attempt["reason"]
 
 
-def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(
-    workdir, write_config
-):
+def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(workdir, write_config):
     out = workdir / "out"
     config = tiny_config(out, seeds=(1, 2, 3), **SLURM)
     config["pl_trainer"]["max_epochs"] = 30
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
-        wait_for(lambda: (out / "runner_state.json").exists() and len(
-            [j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        wait_for(
+            lambda: (
+                (out / "runner_state.json").exists() and len([j for j in job_ids(out) if j]) == 2
+            ),
+            what="two jobs submitted",
+        )
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
     finally:
@@ -112,8 +114,7 @@ def test_scancel_of_a_running_job_is_interrupted_and_retried(workdir, write_conf
     config["pl_trainer"]["max_epochs"] = 300
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
-        wait_for(lambda: (out / "run_00_seed7" / "heartbeat.json").exists(),
-                 what="the job to run")
+        wait_for(lambda: (out / "run_00_seed7" / "heartbeat.json").exists(), what="the job to run")
         (first_job,) = job_ids(out)
         subprocess.run(["scancel", first_job], check=True)
         stdout, _ = parent.communicate(timeout=300)
@@ -133,8 +134,12 @@ def test_a_stopped_parent_leaves_jobs_running_and_resume_collects_them(workdir, 
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
-        wait_for(lambda: (out / "runner_state.json").exists()
-                 and len([j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        wait_for(
+            lambda: (
+                (out / "runner_state.json").exists() and len([j for j in job_ids(out) if j]) == 2
+            ),
+            what="two jobs submitted",
+        )
         parent.send_signal(signal.SIGTERM)
         stdout, _ = parent.communicate(timeout=60)
     finally:
@@ -157,9 +162,15 @@ def test_a_job_past_its_time_limit_is_classified_timeout(workdir, write_config):
     """With requeue off, the time-limit signal ends the job; xorch reads why from
     submitit's log (the job itself ends FAILED, not TIMEOUT)."""
     out = workdir / "out"
-    config = faulty_config(workdir, {1: "slow"}, seeds=[1], max_retries=0, hang_timeout=None,
-                           executor="slurm",
-                           slurm={"cpus_per_task": 1, "time_min": 1, "requeue": False})
+    config = faulty_config(
+        workdir,
+        {1: "slow"},
+        seeds=[1],
+        max_retries=0,
+        hang_timeout=None,
+        executor="slurm",
+        slurm={"cpus_per_task": 1, "time_min": 1, "requeue": False},
+    )
     result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     (attempt,) = read_state(out)["runs"][0]["attempts"]
@@ -181,15 +192,21 @@ def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_co
     from the files the job left (here metrics.json and error.json) and says so."""
     age = min_job_age()
     if age is None or age > 30:
-        pytest.skip(f"MinJobAge is {age}: start Slurm with XORCH_SLURM_MIN_JOB_AGE=2 "
-                    "bash scripts/slurm_local.sh")
+        pytest.skip(
+            f"MinJobAge is {age}: start Slurm with XORCH_SLURM_MIN_JOB_AGE=2 "
+            "bash scripts/slurm_local.sh"
+        )
     out = workdir / "out"
     config = faulty_config(workdir, {2: "raise"}, seeds=[1, 2], max_retries=0, **SLURM)
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
-        wait_for(lambda: (out / "runner_state.json").exists()
-                 and len([j for j in job_ids(out) if j]) == 2, what="two jobs submitted")
+        wait_for(
+            lambda: (
+                (out / "runner_state.json").exists() and len([j for j in job_ids(out) if j]) == 2
+            ),
+            what="two jobs submitted",
+        )
         parent.send_signal(signal.SIGTERM)  # the jobs stay; the parent goes
         parent.communicate(timeout=60)
     finally:
@@ -209,8 +226,10 @@ def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_co
     assert [a["job_id"] for a in (*first, *second)] == ids  # nothing submitted again
     assert first[0]["outcome"] == "completed"
     assert first[0]["reason"] == (
-        f"Slurm no longer knows job {ids[0]} (MinJobAge passed); settled from metrics.json")
+        f"Slurm no longer knows job {ids[0]} (MinJobAge passed); settled from metrics.json"
+    )
     assert second[0]["outcome"] == "failed"
     assert second[0]["reason"].startswith(
-        f"Slurm no longer knows job {ids[1]} (MinJobAge passed); settled from error.json")
+        f"Slurm no longer knows job {ids[1]} (MinJobAge passed); settled from error.json"
+    )
     assert "boom on purpose" in second[0]["reason"]

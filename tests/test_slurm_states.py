@@ -24,38 +24,38 @@ from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch
 
 SCONTROL_RUNNING = (
-    'JobId=2 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A '
-    'Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=RUNNING '
-    'Reason=None Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 '
-    'ExitCode=0:0 RunTime=00:00:01 TimeLimit=UNLIMITED TimeMin=N/A '
-    'SubmitTime=2026-11-27T04:03:24 EligibleTime=2026-11-27T04:03:24 '
-    'AccrueTime=2026-11-27T04:03:24 StartTime=2026-11-27T04:03:25 EndTime=Unknown '
-    'Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-27T04:03:25 '
-    'Scheduler=Main Partition=debug AllocNode:Sid=localhost:2396 ReqNodeList=(null) '
-    'ExcNodeList=(null) NodeList=vm BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 '
-    'CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=1,mem=23081M,node=1,billing=1 '
-    'Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 '
-    'MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK '
-    'Contiguous=0 Licenses=(null) Network=(null) Command=(null) WorkDir=/tmp '
-    'StdErr=/tmp/values_job_2.out StdIn=/dev/null StdOut=/tmp/values_job_2.out Power= '
-    ''
+    "JobId=2 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+    "Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=RUNNING "
+    "Reason=None Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 "
+    "ExitCode=0:0 RunTime=00:00:01 TimeLimit=UNLIMITED TimeMin=N/A "
+    "SubmitTime=2026-11-27T04:03:24 EligibleTime=2026-11-27T04:03:24 "
+    "AccrueTime=2026-11-27T04:03:24 StartTime=2026-11-27T04:03:25 EndTime=Unknown "
+    "Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-27T04:03:25 "
+    "Scheduler=Main Partition=debug AllocNode:Sid=localhost:2396 ReqNodeList=(null) "
+    "ExcNodeList=(null) NodeList=vm BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 "
+    "CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=1,mem=23081M,node=1,billing=1 "
+    "Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 "
+    "MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK "
+    "Contiguous=0 Licenses=(null) Network=(null) Command=(null) WorkDir=/tmp "
+    "StdErr=/tmp/values_job_2.out StdIn=/dev/null StdOut=/tmp/values_job_2.out Power= "
+    ""
 )
 SCONTROL_FAILED = (
-    'JobId=2 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A '
-    'Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=FAILED '
-    'Reason=NonZeroExitCode Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 '
-    'Reboot=0 ExitCode=3:0 RunTime=00:00:03 TimeLimit=UNLIMITED TimeMin=N/A '
-    'SubmitTime=2026-11-27T04:03:24 EligibleTime=2026-11-27T04:03:24 '
-    'AccrueTime=2026-11-27T04:03:24 StartTime=2026-11-27T04:03:25 '
-    'EndTime=2026-11-27T04:03:28 Deadline=N/A SuspendTime=None SecsPreSuspend=0 '
-    'LastSchedEval=2026-11-27T04:03:25 Scheduler=Main Partition=debug '
-    'AllocNode:Sid=localhost:2396 ReqNodeList=(null) ExcNodeList=(null) NodeList=vm '
-    'BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:* '
-    'TRES=cpu=1,mem=23081M,node=1,billing=1 Socks/Node=* NtasksPerN:B:S:C=0:0:*:* '
-    'CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0 Features=(null) '
-    'DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) '
-    'Command=(null) WorkDir=/tmp StdErr=/tmp/values_job_2.out StdIn=/dev/null '
-    'StdOut=/tmp/values_job_2.out Power= '
+    "JobId=2 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+    "Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=FAILED "
+    "Reason=NonZeroExitCode Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 "
+    "Reboot=0 ExitCode=3:0 RunTime=00:00:03 TimeLimit=UNLIMITED TimeMin=N/A "
+    "SubmitTime=2026-11-27T04:03:24 EligibleTime=2026-11-27T04:03:24 "
+    "AccrueTime=2026-11-27T04:03:24 StartTime=2026-11-27T04:03:25 "
+    "EndTime=2026-11-27T04:03:28 Deadline=N/A SuspendTime=None SecsPreSuspend=0 "
+    "LastSchedEval=2026-11-27T04:03:25 Scheduler=Main Partition=debug "
+    "AllocNode:Sid=localhost:2396 ReqNodeList=(null) ExcNodeList=(null) NodeList=vm "
+    "BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:* "
+    "TRES=cpu=1,mem=23081M,node=1,billing=1 Socks/Node=* NtasksPerN:B:S:C=0:0:*:* "
+    "CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0 Features=(null) "
+    "DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) "
+    "Command=(null) WorkDir=/tmp StdErr=/tmp/values_job_2.out StdIn=/dev/null "
+    "StdOut=/tmp/values_job_2.out Power= "
 )
 SAID = "Slurm no longer knows job 77 (MinJobAge passed)"
 INVALID = "slurm_load_jobs error: Invalid job id specified\n"
@@ -102,8 +102,13 @@ def child_of(paths: StudyPaths, answers: list[str], clock: Clock) -> SlurmChild:
 
 
 def watch_until_verdict(child: SlurmChild, paths: StudyPaths, clock: Clock, limit_s: float):
-    watch = AttemptWatch(child, paths.run("run_0_seed1"), RunnerSettings(hang_timeout=5.0),
-                         clock=clock, wall_clock=clock)
+    watch = AttemptWatch(
+        child,
+        paths.run("run_0_seed1"),
+        RunnerSettings(hang_timeout=5.0),
+        clock=clock,
+        wall_clock=clock,
+    )
     while clock.now < 1000.0 + limit_s:
         verdict = watch.check()
         if verdict is not None:
@@ -130,7 +135,8 @@ def test_a_forgotten_job_that_left_error_json_failed_for_its_reason(study):
     assert verdict.reason == SAID + "; settled from error.json; RuntimeError: boom"
     # A config error stays one: the study stops instead of retrying.
     study.run("run_0_seed1").error.write_text(
-        '{"type": "worker.build.BuildError", "message": "no module named x"}')
+        '{"type": "worker.build.BuildError", "message": "no module named x"}'
+    )
     clock = Clock()
     verdict = watch_until_verdict(child_of(study, [FORGOTTEN], clock), study, clock, 30)
     assert verdict is not None and verdict.config_error

@@ -30,8 +30,9 @@ def new_state(n: int = 3) -> StudyState:
         config_fingerprint="abc",
         training_config={"model": {"class_path": "a.B"}},
         seeds=tuple(range(10, 10 + n)),
-        runs=tuple(RunRecord(index=i, seed=10 + i, dir=f"run_{i:02d}_seed{10 + i}")
-                   for i in range(n)),
+        runs=tuple(
+            RunRecord(index=i, seed=10 + i, dir=f"run_{i:02d}_seed{10 + i}") for i in range(n)
+        ),
     )
 
 
@@ -41,8 +42,9 @@ def finished(attempt: Attempt, outcome: AttemptClass) -> Attempt:
 
 def test_round_trip_keeps_every_field(tmp_path):
     paths = StudyPaths(tmp_path)
-    attempt = Attempt(number=1, started_at="t0", log="run_00_seed10/train.log", pid=123,
-                      pid_create_time=1.0)
+    attempt = Attempt(
+        number=1, started_at="t0", log="run_00_seed10/train.log", pid=123, pid_create_time=1.0
+    )
     state = new_state().start_attempt(0, attempt)
     state = state.finish_attempt(0, finished(attempt, AttemptClass.COMPLETED), {"val/loss": 0.5})
     save_state(paths, state)
@@ -162,9 +164,18 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("kind", "nth"), [("os.rename", 1), ("os.rename", 2),
-                                          ("os.link", 1), ("fsync", 1), ("fsync", 2),
-                                          ("open", 1), ("open", 2)])
+@pytest.mark.parametrize(
+    ("kind", "nth"),
+    [
+        ("os.rename", 1),
+        ("os.rename", 2),
+        ("os.link", 1),
+        ("fsync", 1),
+        ("fsync", 2),
+        ("open", 1),
+        ("open", 2),
+    ],
+)
 def test_a_kill_at_any_point_of_a_write_leaves_the_old_or_the_new_state(tmp_path, kind, nth):
     paths = StudyPaths(tmp_path / "study dir")
     paths.root.mkdir()
@@ -173,7 +184,10 @@ def test_a_kill_at_any_point_of_a_write_leaves_the_old_or_the_new_state(tmp_path
     new = old.start_attempt(0, Attempt(number=1, started_at="t", log="x"))
     result = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(paths.root), kind, str(nth)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 9, "kill point never reached: " + result.stdout + result.stderr
     loaded = load_state(paths)

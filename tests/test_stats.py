@@ -98,7 +98,8 @@ def test_study_stats_and_summary_csv_agree_on_a_diverged_seed():
     assert abs(s.mean - mean) < 5e-7 and abs(s.std - std) < 5e-7
     table = render_stats([(name, s)], "table")
     assert table.splitlines()[-1] == (
-        "val/loss: 2 runs not finite: 1 nan, 1 inf; left out of the statistics")
+        "val/loss: 2 runs not finite: 1 nan, 1 inf; left out of the statistics"
+    )
     assert json.loads(render_stats([(name, s)], "json"))[0]["not_finite"] == 2
 
 
@@ -235,4 +236,3 @@ def test_every_format_renders_an_empty_list():
     for fmt in FORMATS:
         assert render_stats([], fmt).endswith("\n")
     assert json.loads(render_stats([], "json")) == []
-

@@ -26,8 +26,14 @@ SEED_EXAMPLE = [  # seed, duration_s, train/loss, val/loss, val/F1Score
 
 def records(rows=SEED_EXAMPLE) -> list[RunRecord]:
     return [
-        RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}", status=RunStatus.COMPLETED,
-                  duration_s=d, metrics={"train/loss": a, "val/loss": b, "val/F1Score": c})
+        RunRecord(
+            index=i,
+            seed=seed,
+            dir=f"run_{i:02d}_seed{seed}",
+            status=RunStatus.COMPLETED,
+            duration_s=d,
+            metrics={"train/loss": a, "val/loss": b, "val/F1Score": c},
+        )
         for i, (seed, d, a, b, c) in enumerate(rows)
     ]
 
@@ -61,8 +67,14 @@ def test_a_single_run_has_std_zero():
 
 def test_metric_missing_in_one_run_leaves_an_empty_cell_and_averages_the_rest():
     runs = records()
-    runs[2] = RunRecord(index=2, seed=28, dir="d", status=RunStatus.COMPLETED, duration_s=1.0,
-                        metrics={"val/loss": 0.5, "test/acc": 0.9})
+    runs[2] = RunRecord(
+        index=2,
+        seed=28,
+        dir="d",
+        status=RunStatus.COMPLETED,
+        duration_s=1.0,
+        metrics={"val/loss": 0.5, "test/acc": 0.9},
+    )
     lines = summary_text(runs).splitlines()
     assert lines[0] == "run,seed,duration_s,test/acc,train/loss,val/F1Score,val/loss"
     assert lines[1] == "0,42,142.30,,0.210000,0.820000,0.340000"
@@ -75,8 +87,14 @@ INF, NAN = float("inf"), float("nan")
 
 
 def test_values_that_are_not_numbers_are_written_visibly_and_left_out_of_mean_and_std():
-    runs = records([(1, 1.0, 0.2, 0.4, 0.8), (2, 2.0, NAN, INF, 0.9), (3, 3.0, 0.3, 0.5, -INF),
-                    (4, 4.0, 0.4, 0.6, 0.7)])
+    runs = records(
+        [
+            (1, 1.0, 0.2, 0.4, 0.8),
+            (2, 2.0, NAN, INF, 0.9),
+            (3, 3.0, 0.3, 0.5, -INF),
+            (4, 4.0, 0.4, 0.6, 0.7),
+        ]
+    )
     text = summary_text(runs)
     lines = text.splitlines()
     assert lines[2] == "1,2,2.00,nan,0.900000,inf"
@@ -105,9 +123,11 @@ def test_a_column_without_any_finite_value_has_empty_mean_and_std():
 
 def test_the_closing_line_counts_the_runs_left_out():
     assert mean_std_line("val/loss", [0.4, INF, 0.42]) == (
-        "val/loss: 0.41 ± 0.0141421 (n=2; 1 run not finite: inf)")
+        "val/loss: 0.41 ± 0.0141421 (n=2; 1 run not finite: inf)"
+    )
     assert mean_std_line("m", [NAN, 1.0, NAN, -INF]) == (
-        "m: 1 ± 0 (n=1; 3 runs not finite: 2 nan, 1 -inf)")
+        "m: 1 ± 0 (n=1; 3 runs not finite: 2 nan, 1 -inf)"
+    )
     assert mean_std_line("m", [NAN, NAN]) == "m: no finite value (n=0; 2 runs not finite: nan)"
     assert mean_std_line("m", [1.0, 3.0]) == "m: 2 ± 1.41421 (n=2)"
     finite, left_out = split_finite([1.0, INF, -INF, NAN, 2.0])

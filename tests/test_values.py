@@ -26,10 +26,13 @@ def test_metrics_json_with_nan_infinity_and_strings_reads_without_a_traceback(tm
     path = tmp_path / "metrics.json"
     # Python's json writes NaN and Infinity for the non-finite floats a diverged run logs.
     huge = "1" + "0" * 400  # an integer past a float's range
-    path.write_text('{"metrics": {"val/loss": Infinity, "val/acc": NaN, "train/loss": -Infinity,'
-                    ' "lr": 0.1, "note": "diverged", "epochs": 3, "flag": true, "big": ' + huge
-                    + ', "shape": [1, 2], "none": null}, "skipped_metrics": "oops",'
-                    ' "resumed_from": 7, "peak_gpu_mem_mb": "a lot"}')
+    path.write_text(
+        '{"metrics": {"val/loss": Infinity, "val/acc": NaN, "train/loss": -Infinity,'
+        ' "lr": 0.1, "note": "diverged", "epochs": 3, "flag": true, "big": '
+        + huge
+        + ', "shape": [1, 2], "none": null}, "skipped_metrics": "oops",'
+        ' "resumed_from": 7, "peak_gpu_mem_mb": "a lot"}'
+    )
     result = RunResult.read(path)
     assert result is not None
     assert result.metrics["val/loss"] == INF and result.metrics["train/loss"] == -INF
@@ -37,13 +40,15 @@ def test_metrics_json_with_nan_infinity_and_strings_reads_without_a_traceback(tm
     assert (result.metrics["lr"], result.metrics["epochs"]) == (0.1, 3.0)
     assert set(result.metrics) == {"val/loss", "val/acc", "train/loss", "lr", "epochs"}
     assert result.not_numbers == ("note", "flag", "big", "shape", "none")
-    assert result.note == ("metrics.json: left out values that are not numbers: "
-                           "note, flag, big, shape, none")
+    assert result.note == (
+        "metrics.json: left out values that are not numbers: note, flag, big, shape, none"
+    )
     assert (result.skipped_metrics, result.resumed_from, result.peak_gpu_mem_mb) == ((), None, None)
 
 
-@pytest.mark.parametrize("text", ["", "NaN", "[1, 2]", '{"metrics": "inf"}', "{\x00\xff",
-                                  '{"metrics": {"a": 1}'])
+@pytest.mark.parametrize(
+    "text", ["", "NaN", "[1, 2]", '{"metrics": "inf"}', "{\x00\xff", '{"metrics": {"a": 1}']
+)
 def test_a_metrics_json_that_is_not_a_result_reads_as_none(tmp_path, text):
     path = tmp_path / "metrics.json"
     path.write_text(text, errors="surrogateescape")
@@ -71,8 +76,17 @@ def test_non_finite_metrics_survive_runner_state_json(tmp_path):
     paths = StudyPaths(tmp_path / "a study")
     paths.root.mkdir()
     metrics = ({"val/loss": INF}, {"val/loss": NAN}, {"val/loss": -INF}, {"val/loss": 0.5})
-    runs = tuple(RunRecord(index=i, seed=i, dir=run_dir_name(i, i, 4), status=RunStatus.COMPLETED,
-                           duration_s=1.0, metrics=m) for i, m in enumerate(metrics))
+    runs = tuple(
+        RunRecord(
+            index=i,
+            seed=i,
+            dir=run_dir_name(i, i, 4),
+            status=RunStatus.COMPLETED,
+            duration_s=1.0,
+            metrics=m,
+        )
+        for i, m in enumerate(metrics)
+    )
     save_state(paths, StudyState("f", {}, tuple(range(4)), runs))
     text = paths.state.read_text()
     assert "Infinity" in text and "NaN" in text and "-Infinity" in text
@@ -104,11 +118,17 @@ def test_a_run_finished_while_the_parent_was_dead_is_adopted_with_its_real_durat
     paths.root.mkdir(parents=True)
     started = datetime.now(timezone.utc) - timedelta(seconds=100)
     dead_pid = 2**22 + 12345  # past pid_max on most machines: surely not alive
-    attempt = Attempt(number=1, started_at=started.astimezone().isoformat(timespec="milliseconds"),
-                      log="run_0_seed5/train.log", pid=dead_pid, pid_create_time=1.0)
+    attempt = Attempt(
+        number=1,
+        started_at=started.astimezone().isoformat(timespec="milliseconds"),
+        log="run_0_seed5/train.log",
+        pid=dead_pid,
+        pid_create_time=1.0,
+    )
     record = RunRecord(index=0, seed=5, dir=run_dir_name(0, 5, 1))
-    state = StudyState(spec.fingerprint, dict(spec.training), (5,), (record,),
-                       summary_metrics=("val/loss",)).start_attempt(0, attempt)
+    state = StudyState(
+        spec.fingerprint, dict(spec.training), (5,), (record,), summary_metrics=("val/loss",)
+    ).start_attempt(0, attempt)
     save_state(paths, state)
     run = paths.run(record.dir)
     run.root.mkdir()
@@ -126,8 +146,10 @@ def test_a_run_finished_while_the_parent_was_dead_is_adopted_with_its_real_durat
     assert saved["duration_s"] == pytest.approx(42.5, abs=0.01)
     ended = datetime.fromisoformat(adopted["ended_at"]).timestamp()
     assert abs(ended - written) < 0.01 and ended < before
-    assert adopted["reason"] == ("finished while the parent was away; metrics.json: left out "
-                                 "values that are not numbers: val/acc")
+    assert adopted["reason"] == (
+        "finished while the parent was away; metrics.json: left out "
+        "values that are not numbers: val/acc"
+    )
     assert "42.50" in (out / "summary.csv").read_text().splitlines()[1]
 
 
@@ -142,15 +164,25 @@ def test_a_run_interrupted_by_the_parents_death_is_timed_to_its_last_heartbeat(
     paths = StudyPaths(out)
     paths.root.mkdir(parents=True)
     started = datetime.now(timezone.utc) - timedelta(seconds=100)
-    attempt = Attempt(number=1, started_at=started.astimezone().isoformat(timespec="milliseconds"),
-                      log="run_0_seed6/train.log", pid=2**22 + 12346, pid_create_time=1.0)
+    attempt = Attempt(
+        number=1,
+        started_at=started.astimezone().isoformat(timespec="milliseconds"),
+        log="run_0_seed6/train.log",
+        pid=2**22 + 12346,
+        pid_create_time=1.0,
+    )
     record = RunRecord(index=0, seed=6, dir=run_dir_name(0, 6, 1))
-    save_state(paths, StudyState(spec.fingerprint, dict(spec.training), (6,), (record,))
-               .start_attempt(0, attempt))
+    save_state(
+        paths,
+        StudyState(spec.fingerprint, dict(spec.training), (6,), (record,)).start_attempt(
+            0, attempt
+        ),
+    )
     run = paths.run(record.dir)
     run.root.mkdir()
-    run.heartbeat.write_text(json.dumps({"pid": 1, "time": started.timestamp() + 30.0,
-                                         "phase": "train"}))
+    run.heartbeat.write_text(
+        json.dumps({"pid": 1, "time": started.timestamp() + 30.0, "phase": "train"})
+    )
     result = xorch("launch", str(config_path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     first, second = read_state(out)["runs"][0]["attempts"]

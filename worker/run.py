@@ -24,6 +24,7 @@ __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 # ``worker.build.BuildError`` by name: this module imports no torch before it must.
 BUILD_ERROR_TYPE = "worker.build.BuildError"
 
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
