@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.helpers import read_state, snapshot, xorch, xorch_popen
+from tests.helpers import read_state, snapshot, wait_for, xorch, xorch_popen
 
 # Reports each epoch through worker.report; writes last.ckpt where xorch says,
 # and takes it back from {resume_from}.
@@ -75,15 +75,6 @@ def command_config(
 
 def outcomes(out: Path, index: int) -> list[str]:
     return [a["outcome"] for a in read_state(out)["runs"][index]["attempts"]]
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_three_seeds_of_a_reporting_script_complete_with_summary_and_plots(workdir):

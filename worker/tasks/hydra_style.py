@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from worker.tasks.quick import ClassifierSteps
 
 __all__ = ["MLP", "HydraClassifier"]
 
@@ -33,7 +34,7 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
-class HydraClassifier(pl.LightningModule):
+class HydraClassifier(ClassifierSteps):
     """Classification with any ``net`` and any optimizer factory."""
 
     def __init__(
@@ -47,27 +48,6 @@ class HydraClassifier(pl.LightningModule):
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer"])
         self.net = net
         self.optimizer_factory = optimizer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def _step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        acc = (logits.argmax(dim=1) == y).float().mean()
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
-        return loss
-
-    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -14,23 +14,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from worker.tasks.sampling import EpochSeededSampler, loader_generator
 
-__all__ = ["QuickClassifier", "QuickDataModule"]
+__all__ = ["ClassifierSteps", "QuickClassifier", "QuickDataModule"]
 
 
-class QuickClassifier(pl.LightningModule):
-    def __init__(
-        self,
-        features: int = 16,
-        hidden: int = 32,
-        classes: int = 3,
-        lr: float = 0.05,
-        dropout: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = nn.Sequential(
-            nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, classes)
-        )
+class ClassifierSteps(pl.LightningModule):
+    """Cross-entropy steps logging ``{stage}/loss`` and ``{stage}/acc`` per epoch,
+    for any ``self.net``; subclasses build the net and the optimizer."""
+
+    net: nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -52,6 +43,22 @@ class QuickClassifier(pl.LightningModule):
 
     def test_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+
+class QuickClassifier(ClassifierSteps):
+    def __init__(
+        self,
+        features: int = 16,
+        hidden: int = 32,
+        classes: int = 3,
+        lr: float = 0.05,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(
+            nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, classes)
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=float(self.hparams["lr"]), momentum=0.9)
