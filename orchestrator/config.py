@@ -159,19 +159,29 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             ) from None
         except ConfigError as exc:
             raise ConfigError(f"override {key}: {exc}") from None
-        node = result
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(
-                    f"override {key}: {where} is a {kind_of(child)}, not a mapping; "
-                    f"set {where}=... instead"
-                )
-            node = child
-        node[parts[-1]] = value
+        blocked = _set_dotted(result, key, value)
+        if blocked is not None:
+            where, child = blocked
+            raise ConfigError(
+                f"override {key}: {where} is a {kind_of(child)}, not a mapping; "
+                f"set {where}=... instead"
+            )
     return result
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> tuple[str, Any] | None:
+    """Set ``a.b.c`` in ``tree``, making the mappings on the way; or, where a
+    value that is not a mapping stands on the way, leave ``tree`` as it was
+    below it and return that key and its value for the caller's message."""
+    node = tree
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return ".".join(parts[: depth + 1]), child
+        node = child
+    node[parts[-1]] = value
+    return None
 
 
 # --------------------------------------------------------------------------- validation
@@ -318,18 +328,13 @@ def _variant(
     where = f"{RUNNER_KEY}.variants.{name}"
     config = copy.deepcopy(dict(raw))
     for key, value in changes.items():
-        node = config
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                above = ".".join(parts[: depth + 1])
-                raise ConfigError(
-                    f"{where}.{key}: {above} is a {kind_of(child)} in the config, not a "
-                    f"mapping; change {above} itself instead"
-                )
-            node = child
-        node[parts[-1]] = copy.deepcopy(value)
+        blocked = _set_dotted(config, key, copy.deepcopy(value))
+        if blocked is not None:
+            above, child = blocked
+            raise ConfigError(
+                f"{where}.{key}: {above} is a {kind_of(child)} in the config, not a "
+                f"mapping; change {above} itself instead"
+            )
     try:
         return _training(path, config)
     except ConfigError as exc:
