@@ -107,7 +107,7 @@ def test_validate_shows_the_plan_and_touches_nothing(workdir, write_config):
 def test_status_reads_a_running_study_without_blocking_it(workdir, write_config):
     out = workdir / "out"
     config = tiny_config(out, seeds=(1, 2))
-    config["pl_trainer"]["max_epochs"] = 60
+    config["pl_trainer"]["max_epochs"] = 300  # forked runs are fast: long enough to be seen
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     seen_epoch = False
     try:

@@ -209,7 +209,9 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
 def test_a_second_launch_on_a_running_study_is_refused(workdir, write_config):
     out = workdir / "out"
     config = tiny_config(out, seeds=(1, 2))
-    config["pl_trainer"]["max_epochs"] = 200
+    # Never done by itself: a forked run trains 200 tiny epochs in a few seconds,
+    # sooner than the second launch below answers on a loaded machine.
+    config["pl_trainer"]["max_epochs"] = 100_000
     path = write_config(config)
     first = xorch_popen("launch", str(path), cwd=workdir)
     try:
