@@ -65,6 +65,8 @@ UNREACHABLE = "UNREACHABLE"
 # settled as interrupted: the files of a job that just ended may take a moment
 # to appear on a shared filesystem (NFS attribute caching is often 30-60 s).
 FORGOTTEN_AFTER_S = 60.0
+# How long a FAILED job's log may lag its state (see _timed_out_in_submitit).
+LOG_LAG_S = 5.0
 
 
 def slurm_verdict(state: str) -> tuple[AttemptClass, str] | None:
@@ -133,13 +135,15 @@ def forgotten_job_verdict(
     said = f"Slurm no longer knows job {job_id} (MinJobAge passed)"
     if run.metrics.exists():
         return 0, (AttemptClass.COMPLETED, f"{said}; settled from {METRICS_FILE}")
-    if run.error.exists():
-        return 1, (AttemptClass.FAILED, f"{said}; settled from {ERROR_FILE}")
-    outcome = _submitit_outcome(job_folder / f"{job_id}_0_result.pkl")
+    # The log before error.json: a job ended at its time limit (or preempted)
+    # often leaves an error.json too, from the exception the signal raised.
     log = _read_text(job_folder / f"{job_id}_0_log.out")
     from_log = _verdict_from_log(log)
     if from_log is not None:
         return 1, (from_log[0], f"{said}; its log says: {from_log[1]}")
+    if run.error.exists():
+        return 1, (AttemptClass.FAILED, f"{said}; settled from {ERROR_FILE}")
+    outcome = _submitit_outcome(job_folder / f"{job_id}_0_result.pkl")
     if outcome is not None:
         kind, detail = outcome
         if kind == "success":
@@ -270,8 +274,16 @@ class SlurmChild(ChildProcess):
         """submitit answers Slurm's time-limit signal itself: a job it does not
         requeue (requeue off, or too many requeues) ends FAILED, not TIMEOUT,
         and says why in its log."""
-        text = _read_text(self.paths.slurm_job_log(self.job_id))
-        return "UncompletedJobError" in text and "timed-out" in text
+        # The log can lag the FAILED state by a moment on a shared filesystem:
+        # read it again for a few seconds before calling the job a plain failure.
+        deadline = time.monotonic() + LOG_LAG_S
+        while True:
+            text = _read_text(self.paths.slurm_job_log(self.job_id))
+            if "UncompletedJobError" in text and "timed-out" in text:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
     def queued(self) -> bool:
         # A forgotten job waits here, clocks held, until its files settle it.
