@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TINY_TRAINING: dict[str, Any] = {
@@ -133,3 +135,13 @@ def faulty_config(workdir: Path, faults: dict[int, str], seeds, **runner) -> dic
 
 def by_seed(out: Path) -> dict[int, dict]:
     return {r["seed"]: r for r in read_state(out)["runs"]}
+
+
+def wait_gone(pid: int, what: str, timeout: float = 15.0) -> None:
+    """Wait until ``pid`` is gone (or a zombie nobody reaped): a child that
+    followed its dead parent."""
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        timeout=timeout,
+        what=what,
+    )

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 import yaml
 
-from tests.helpers import read_state, snapshot, wait_for, xorch, xorch_popen
+from tests.helpers import read_state, snapshot, wait_for, wait_gone, xorch, xorch_popen
 
 # Reports each epoch through worker.report; writes last.ckpt where xorch says,
 # and takes it back from {resume_from}.
@@ -114,14 +113,7 @@ def test_parent_sigkill_then_resume_finishes_from_the_programs_checkpoint(workdi
         if parent.poll() is None:
             parent.kill()
     # The program itself (exec'd over the wrapper) follows its parent.
-    wait_for(
-        lambda: (
-            not psutil.pid_exists(child_pid)
-            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
-        ),
-        timeout=15,
-        what="the orphaned program to stop",
-    )
+    wait_gone(child_pid, what="the orphaned program to stop")
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outcomes(out, 0) == ["interrupted", "completed"]

@@ -21,6 +21,7 @@ from tests.helpers import (
     snapshot,
     tiny_config,
     wait_for,
+    wait_gone,
     xorch,
     xorch_popen,
 )
@@ -180,14 +181,7 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
         if parent.poll() is None:
             parent.kill()
     # The child follows its parent: no training is left behind.
-    wait_for(
-        lambda: (
-            not psutil.pid_exists(child_pid)
-            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
-        ),
-        timeout=15,
-        what="orphaned child to stop",
-    )
+    wait_gone(child_pid, what="orphaned child to stop")
     run0_metrics = (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes()
 
     result = xorch("launch", str(path), "--resume", cwd=workdir)
