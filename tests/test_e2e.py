@@ -134,9 +134,22 @@ def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(stud
         "experiments_runner.summary_metrics=[val/acc]",
         cwd=path.parent,
     )
-    assert result.returncode == 0, result.stderr
-    assert "3 already completed" in result.stdout and "starting attempt" not in result.stdout
-    assert (out / "run_00_seed42" / "metrics.json").read_bytes() == metrics_before
+    try:
+        assert result.returncode == 0, result.stderr
+        assert "3 already completed" in result.stdout and "starting attempt" not in result.stdout
+        assert (out / "run_00_seed42" / "metrics.json").read_bytes() == metrics_before
+        assert read_state(out)["summary_metrics"] == ["val/acc"]
+    finally:
+        # The study is shared with other tests: give it back its own metrics.
+        again = xorch(
+            "launch",
+            str(path),
+            "--resume",
+            "experiments_runner.summary_metrics=[val/loss,val/acc]",
+            cwd=path.parent,
+        )
+    assert again.returncode == 0, again.stderr
+    assert read_state(out)["summary_metrics"] == ["val/loss", "val/acc"]
 
 
 def test_replay_with_mode_train_reproduces_a_run_exactly(study):
