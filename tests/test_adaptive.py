@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from orchestrator.adaptive import Action, AdaptiveRule, add_seeds, next_step, precision, study_step
+from orchestrator.adaptive import (
+    Action,
+    AdaptiveRule,
+    add_seeds,
+    next_step,
+    precision,
+    study_step,
+    with_stop,
+)
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
@@ -189,8 +197,7 @@ def test_seeds_come_from_the_stored_sequence_for_every_variant():
 
 def test_the_state_file_keeps_the_rule_the_sequence_and_the_verdict():
     state = state_of([(RunStatus.COMPLETED, 0.1)] * 3)
-    state = StudyState(**{**vars(state), "adaptive": AdaptiveSeeds(RULE, state.adaptive.sequence,
-                                                                   "reached max 6 seeds")})  # fmt: skip
+    state = with_stop(state, "reached max 6 seeds")
     payload = json.loads(state_to_json(state))
     assert payload["adaptive"] == {
         "min": 3,
@@ -223,7 +230,9 @@ def test_the_whole_sequence_is_drawn_at_creation_and_min_seeds_are_planned(workd
     assert len(sequence) == 12 and len(set(sequence)) == 12
     assert all(0 <= s <= 2**31 - 1 for s in sequence)
     assert state.seeds == sequence[:3]
-    assert [r.dir for r in state.runs] == [f"run_{i:02d}_seed{s}" for i, s in enumerate(state.seeds)]
+    assert [r.dir for r in state.runs] == [
+        f"run_{i:02d}_seed{s}" for i, s in enumerate(state.seeds)
+    ]
     assert load_state(StudyPaths(workdir / "out")) == state  # on disk before any run
 
 
@@ -381,14 +390,14 @@ def test_a_huge_target_stops_at_min_and_a_tiny_one_runs_to_max(workdir, write_co
     assert state["adaptive"]["stopped"].endswith("<= 1e+06 after 4 seeds")
 
 
-FAILING_MODULE = '''
+FAILING_MODULE = """
 from worker.tasks.quick import QuickClassifier
 
 
 class AlwaysFails(QuickClassifier):
     def training_step(self, batch, batch_idx):
         raise RuntimeError("this model never trains")
-'''
+"""
 
 
 def test_a_study_whose_runs_all_fail_stops_at_max_and_says_so(workdir, write_config):
