@@ -200,7 +200,7 @@ class Scheduler:
         slot free, queue the next seeds of the stored sequence, or record why no
         more follow once nothing in flight can change the answer."""
         assert state.adaptive is not None
-        most = state.adaptive.rule.max_seeds
+        most, said = state.adaptive.rule.max_seeds, state.adaptive.stopped
         free = len(self.slots) - len(active)
         if free <= 0:
             return state
@@ -218,7 +218,7 @@ class Scheduler:
                 f"({len(state.seeds)} of max {most})"
             )
         elif step.action is Action.STOP:
-            if state.adaptive is None or state.adaptive.stopped != step.reason:
+            if said != step.reason:
                 state = with_stop(state, step.reason)
                 save_state(self.paths, state)
             self.reporter.say(f"adaptive seeds: stopped: {step.reason}")

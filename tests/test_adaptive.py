@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,16 @@ from orchestrator.errors import ConfigError, StateError
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_from_payload, state_to_json
 from orchestrator.study import _initial_state
-from tests.helpers import read_state, snapshot, tiny_config, xorch
+from tests.helpers import (
+    read_state,
+    running_attempt,
+    snapshot,
+    tiny_config,
+    wait_for,
+    wait_gone,
+    xorch,
+    xorch_popen,
+)
 
 RULE = AdaptiveRule(min_seeds=3, max_seeds=6, metric="val/loss", ci_halfwidth=0.01)
 
@@ -428,3 +438,31 @@ def test_variants_get_the_same_added_seeds(workdir, write_config):
     ]
     assert state["adaptive"]["stopped"].startswith("reached max 3 seeds, ci_halfwidth ")
     assert "(widest: " in state["adaptive"]["stopped"]
+
+
+def test_a_study_killed_after_adding_a_seed_resumes_with_the_stored_sequence(workdir, write_config):
+    out = workdir / "out"
+    config = adaptive_config(out, min_seeds=2, max_seeds=4, width=1e-12)
+    config["pl_trainer"]["max_epochs"] = 20  # long enough to be caught training
+    path = write_config(config)
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(lambda: (out / "runner_state.json").exists(), what="state file")
+        sequence = read_state(out)["adaptive"]["sequence"]
+        # Run 2 exists only once the rule added the third seed.
+        wait_for(lambda: running_attempt(out, 2), timeout=240, what="the added run 2 training")
+        child_pid = running_attempt(out, 2)["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    wait_gone(child_pid, what="orphaned child to stop")
+
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    assert state["adaptive"]["sequence"] == sequence  # never drawn again
+    assert [r["seed"] for r in state["runs"]] == sequence
+    assert [len(r["attempts"]) for r in state["runs"]] == [1, 1, 2, 1]
+    assert state["adaptive"]["stopped"].startswith("reached max 4 seeds, ci_halfwidth ")
