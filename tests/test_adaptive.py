@@ -26,7 +26,8 @@ from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
-from orchestrator.state_store import load_state, state_from_payload, state_to_json
+from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
+from orchestrator.status import render_status, study_status
 from orchestrator.study import _initial_state
 from tests.helpers import (
     read_state,
@@ -223,6 +224,23 @@ def test_the_state_file_keeps_the_rule_the_sequence_and_the_verdict():
     plain = state_of([(RunStatus.COMPLETED, 0.1)] * 3)
     plain = StudyState(**{**vars(plain), "adaptive": None})
     assert "adaptive" not in json.loads(state_to_json(plain))
+
+
+def test_status_says_how_far_the_seeds_got_in_one_line(tmp_path):
+    paths = StudyPaths(tmp_path)
+    state = state_of([(RunStatus.COMPLETED, 0.1), (RunStatus.RUNNING, None)] * 2)
+    save_state(paths, state)
+    shown = render_status(study_status(tmp_path)).splitlines()
+    expected = (
+        "adaptive seeds: 4 of max 6 so far, until the 95% CI of val/loss's mean is within ±0.01"
+    )
+    assert shown[-1] == expected
+    save_state(paths, with_stop(state, "reached max 6 seeds, ci_halfwidth 0.2 > 0.01"))
+    status = study_status(tmp_path)
+    assert render_status(status).splitlines()[-1] == (
+        "adaptive seeds: stopped: reached max 6 seeds, ci_halfwidth 0.2 > 0.01"
+    )
+    assert json.loads(render_status(status, as_json=True))["adaptive"] == status.adaptive
 
 
 # --------------------------------------------------------------------------- config and resume
