@@ -23,6 +23,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SLOTS",
     "RUNNER_KEY",
+    "RUNNER_KEYS",
     "VARIANT_NAME",
     "Executor",
     "LauncherKind",
@@ -119,6 +120,10 @@ class RunnerSettings:
         return max(0.05, min(2.0, self.hang_timeout / 4))
 
 
+# The block's YAML keys: every setting but ``adaptive``, which n_runs carries.
+RUNNER_KEYS = tuple(k for k in RunnerSettings.__dataclass_fields__ if k != "adaptive")
+
+
 def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
     for key in block:
         if key not in known:
@@ -128,8 +133,7 @@ def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where
 
 
 def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
-    known = tuple(k for k in RunnerSettings.__dataclass_fields__ if k != "adaptive")
-    _refuse_unknown_keys(block, known, RUNNER_KEY)
+    _refuse_unknown_keys(block, RUNNER_KEYS, RUNNER_KEY)
     p = f"{RUNNER_KEY}."
     seeds = block.get("seeds")
     n_runs = block.get("n_runs")

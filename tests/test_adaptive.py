@@ -339,6 +339,10 @@ BAD = {
         {"n_runs": {"min": 2, "max": 4, "until": {"metric": "val/loss", "ci_width": 0.1}}},
         "experiments_runner.n_runs.until: unknown key 'ci_width'",
     ),
+    "adaptive as a runner key": (
+        {"adaptive": adaptive_n_runs()},
+        "experiments_runner: unknown key 'adaptive'",
+    ),
     "max missing": (
         {"n_runs": {"min": 2, "until": {"metric": "val/loss", "ci_halfwidth": 0.1}}},
         "experiments_runner.n_runs.max is missing",
