@@ -43,6 +43,7 @@ from orchestrator.compose import (
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     RUNNER_KEY,
+    RUNNER_KEYS,
     Executor,
     RunnerSettings,
     kind_of,
@@ -231,7 +232,7 @@ _NESTED_HOMES = {
             "benchmark",
         )
     },
-    **{k: RUNNER_KEY for k in RunnerSettings.__dataclass_fields__},
+    **{k: RUNNER_KEY for k in RUNNER_KEYS},
 }
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from orchestrator.adaptive import describe_rule
 from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.runner_spec import Executor
@@ -52,7 +53,10 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
         seeds = runner.seeds
     else:
         seeds = (None,) * runner.run_count
-        lines.append(f"{runner.run_count} random seeds, drawn when the study starts")
+        drawn = runner.adaptive.max_seeds if runner.adaptive else runner.run_count
+        lines.append(f"{drawn} random seeds, drawn when the study starts")
+    if runner.adaptive is not None:
+        lines.append(f"{describe_rule(runner.adaptive)}: the first {runner.run_count} planned")
     lines += _variant_lines(spec)
     # Every variant on every seed, seed by seed (a study of one config: variant None).
     variants: list[str | None] = [*spec.variants] or [None]

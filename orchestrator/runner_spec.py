@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.adaptive import AdaptiveRule, check_metric, parse_adaptive
 from orchestrator.errors import ConfigError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SLOTS",
     "RUNNER_KEY",
+    "RUNNER_KEYS",
     "VARIANT_NAME",
     "Executor",
     "LauncherKind",
@@ -79,7 +81,8 @@ class RunnerSettings:
     """The validated ``experiments_runner`` block."""
 
     seeds: tuple[int, ...] | None = None
-    n_runs: int | None = None
+    n_runs: int | None = None  # with adaptive seeds: their min, the runs planned at first
+    adaptive: AdaptiveRule | None = None  # n_runs: {min, max, until}
     output_base_dir: str = DEFAULT_OUTPUT_DIR
     save_summary: bool = True
     summary_metrics: tuple[str, ...] = ("val/loss",)
@@ -117,6 +120,10 @@ class RunnerSettings:
         return max(0.05, min(2.0, self.hang_timeout / 4))
 
 
+# The block's YAML keys: every setting but ``adaptive``, which n_runs carries.
+RUNNER_KEYS = tuple(k for k in RunnerSettings.__dataclass_fields__ if k != "adaptive")
+
+
 def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
     for key in block:
         if key not in known:
@@ -126,7 +133,7 @@ def _refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where
 
 
 def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
-    _refuse_unknown_keys(block, tuple(RunnerSettings.__dataclass_fields__), RUNNER_KEY)
+    _refuse_unknown_keys(block, RUNNER_KEYS, RUNNER_KEY)
     p = f"{RUNNER_KEY}."
     seeds = block.get("seeds")
     n_runs = block.get("n_runs")
@@ -149,6 +156,15 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
                     f"{p}seeds has {s} more than once (again at seeds[{i}]); seeds must be unique"
                 )
             seen.add(s)
+    adaptive = None
+    if isinstance(n_runs, dict):
+        if seed_tuple is not None:
+            raise ConfigError(
+                f"{p}n_runs: a mapping (adaptive seeds) draws its own seeds; drop seeds, "
+                "or give n_runs a number"
+            )
+        adaptive = parse_adaptive(n_runs, MAX_RUNS)
+        n_runs = adaptive.min_seeds
     if n_runs is not None:
         n_runs = _int(n_runs, f"{p}n_runs", minimum=1, maximum=MAX_RUNS)
         if seed_tuple is not None and n_runs != len(seed_tuple):
@@ -164,6 +180,8 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         metrics = [metrics]
     if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
         raise ConfigError(f"{p}summary_metrics must be a list of metric names, like [val/loss]")
+    if adaptive is not None:
+        check_metric(adaptive, metrics)
     on_failure = block.get("on_failure", OnFailure.CONTINUE.value)
     try:
         on_failure_enum = OnFailure(on_failure)
@@ -209,6 +227,7 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         min_free_gpu_mem_gb=_gigabytes(block.get("min_free_gpu_mem_gb"), f"{p}min_free_gpu_mem_gb"),
         seeds=seed_tuple,
         n_runs=n_runs,
+        adaptive=adaptive,
         output_base_dir=out,
         save_summary=_bool(block.get("save_summary", True), f"{p}save_summary"),
         summary_metrics=tuple(metrics),

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.adaptive import Action, add_seeds, study_step, with_stop
 from orchestrator.config import StudySpec
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RunSpec
@@ -171,6 +172,8 @@ class Scheduler:
                     else:
                         self.reporter.say("on_failure is stop: no new runs start")
             if starting_allowed and not self.stop.requested:  # (a signal may have just come)
+                if not queue and state.adaptive is not None:
+                    state = self._adaptive_seeds(state, queue, tally, active)
                 for slot in self.slots:
                     if slot in active or not queue or not self._gpu_has_room(slot):
                         continue
@@ -185,6 +188,41 @@ class Scheduler:
             self._show_progress(state, active)
             wakeup.wait(self._sleep_for(active))
         return SchedulerOutcome(state, config_error=config_error)
+
+    def _adaptive_seeds(
+        self,
+        state: StudyState,
+        queue: deque[int],
+        tally: dict[int, AttemptTally],
+        active: dict[Slot, _Active],
+    ) -> StudyState:
+        """Adaptive seeds (``orchestrator.adaptive``): with the queue empty and a
+        slot free, queue the next seeds of the stored sequence, or record why no
+        more follow once nothing in flight can change the answer."""
+        assert state.adaptive is not None
+        most, said = state.adaptive.rule.max_seeds, state.adaptive.stopped
+        free = len(self.slots) - len(active)
+        if free <= 0:
+            return state
+        step = study_step(state, free)
+        if step.action is Action.MORE:
+            before = len(state.seeds)
+            state, added = add_seeds(state, step.seeds)
+            save_state(self.paths, state)  # the runs are on record before they start
+            queue.extend(added)
+            tally.update((index, AttemptTally()) for index in added)
+            new = ", ".join(str(s) for s in state.seeds[before:])
+            plural = "s" if len(state.seeds) - before > 1 else ""
+            self.reporter.say(
+                f"adaptive seeds: {step.reason}; adding seed{plural} {new} "
+                f"({len(state.seeds)} of max {most})"
+            )
+        elif step.action is Action.STOP:
+            if said != step.reason:
+                state = with_stop(state, step.reason)
+                save_state(self.paths, state)
+            self.reporter.say(f"adaptive seeds: stopped: {step.reason}")
+        return state
 
     def _sleep_for(self, active: dict[Slot, _Active]) -> float | None:
         """Seconds until the earliest timer; None: only a wake-up can change anything."""

@@ -6,7 +6,7 @@ import secrets
 
 from orchestrator.runner_spec import MAX_SEED, RunnerSettings
 
-__all__ = ["random_seeds", "study_seeds"]
+__all__ = ["adaptive_sequence", "random_seeds", "study_seeds"]
 
 
 def random_seeds(count: int) -> tuple[int, ...]:
@@ -23,3 +23,15 @@ def study_seeds(runner: RunnerSettings) -> tuple[int, ...]:
     if runner.seeds is not None:
         return runner.seeds
     return random_seeds(runner.run_count)
+
+
+def adaptive_sequence(length: int, drawn: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """An adaptive study's seed sequence: the ``drawn`` one (stored in the state)
+    kept as it is, extended with fresh random seeds to ``length`` (new: drawn like
+    ``n_runs``' seeds)."""
+    if len(drawn) >= length:
+        return drawn
+    taken = set(drawn)
+    # Enough draws that, after dropping any already in the sequence, some remain.
+    extra = [s for s in random_seeds(length + len(drawn)) if s not in taken]
+    return drawn + tuple(extra[: length - len(drawn)])

@@ -17,6 +17,8 @@ from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AdaptiveRule",
+    "AdaptiveSeeds",
     "Attempt",
     "AttemptClass",
     "RunRecord",
@@ -115,6 +117,29 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class AdaptiveRule:
+    """``n_runs: {min, max, until: {metric, ci_halfwidth}}``: seeds are added until
+    the 95% t interval of ``metric``'s mean is at most ``ci_halfwidth`` either side
+    (``orchestrator.adaptive``)."""
+
+    min_seeds: int
+    max_seeds: int
+    metric: str
+    ci_halfwidth: float
+
+
+@dataclass(frozen=True)
+class AdaptiveSeeds:
+    """An adaptive study's rule (the latest launch's) and its seed sequence, drawn
+    once when the study was created: the seeds it runs are always a prefix of
+    ``sequence``, so a resume or a replay adds the same seeds a straight run would."""
+
+    rule: AdaptiveRule
+    sequence: tuple[int, ...]
+    stopped: str | None = None  # why no more seeds are added; None while it may add more
+
+
+@dataclass(frozen=True)
 class StudyState:
     config_fingerprint: str
     training_config: Mapping[str, Any]
@@ -130,6 +155,7 @@ class StudyState:
     variant_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     compare_to: str | None = None
     goal: Mapping[str, str] = field(default_factory=dict)
+    adaptive: AdaptiveSeeds | None = None  # None unless n_runs is a mapping
 
     # -- the only code that changes a run's status --------------------------------
 

@@ -26,6 +26,8 @@ from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
 from orchestrator.state import (
     SCHEMA_VERSION,
+    AdaptiveRule,
+    AdaptiveSeeds,
     Attempt,
     AttemptClass,
     RunRecord,
@@ -86,6 +88,10 @@ def state_to_json(state: StudyState) -> str:
             del header[key]
         else:
             header[key] = _plain(header[key])
+    if state.adaptive is None:  # a study without adaptive seeds: the file as before
+        del header["adaptive"]
+    else:
+        header["adaptive"] = _adaptive_payload(state.adaptive)
     # Plain types already but for the tuples; converting the seeds here rather
     # than through _plain saves a call per run at 10,000 runs.
     header.update(
@@ -104,6 +110,37 @@ def state_to_json(state: StudyState) -> str:
 ATTEMPT_JSON_KEYS = {"attempt_class": "outcome"}
 _ATTEMPT_FIELDS = {json_key: name for name, json_key in ATTEMPT_JSON_KEYS.items()}
 _VARIANT_KEYS = ("variant_configs", "compare_to", "goal")
+
+
+def _adaptive_payload(adaptive: AdaptiveSeeds) -> dict[str, Any]:
+    """The config's shape (min, max, until), then the drawn sequence and the verdict."""
+    rule = adaptive.rule
+    return {
+        "min": rule.min_seeds,
+        "max": rule.max_seeds,
+        "until": {"metric": rule.metric, "ci_halfwidth": rule.ci_halfwidth},
+        "sequence": list(adaptive.sequence),
+        "stopped": adaptive.stopped,
+    }
+
+
+def _adaptive(payload: Any) -> AdaptiveSeeds | None:
+    if payload is None:
+        return None
+    where = "adaptive"
+    if type(payload) is not dict:
+        raise _Bad(f"{where} is {_short(payload)}, not an object")
+    until = _get(payload, "until", dict, where)
+    return AdaptiveSeeds(
+        rule=AdaptiveRule(
+            min_seeds=_get(payload, "min", int, where),
+            max_seeds=_get(payload, "max", int, where),
+            metric=_get(until, "metric", str, f"{where}.until"),
+            ci_halfwidth=_get(until, "ci_halfwidth", float, f"{where}.until"),
+        ),
+        sequence=tuple(_each(_get(payload, "sequence", list, where), int, f"{where}.sequence")),
+        stopped=_get(payload, "stopped", (str, _NONE), where, None),
+    )
 
 
 def _record_payload(record: RunRecord) -> dict[str, Any]:
@@ -131,6 +168,12 @@ def _plain(value: Any) -> Any:
 def _check(state: StudyState) -> None:
     if [r.index for r in state.runs] != list(range(len(state.runs))):
         raise ValueError("run indexes are not 0..n-1")
+    adaptive = state.adaptive
+    if adaptive is not None:
+        if adaptive.sequence[: len(state.seeds)] != state.seeds:
+            raise ValueError("adaptive.sequence does not start with the study's seeds")
+        if not len(state.seeds) <= adaptive.rule.max_seeds <= len(adaptive.sequence):
+            raise ValueError("adaptive.max is outside the seeds run and the sequence drawn")
     if not state.variant_configs:
         if tuple(r.seed for r in state.runs) != state.seeds:
             raise ValueError("run seeds do not match the seed list")
@@ -172,6 +215,7 @@ def state_from_payload(payload: Any) -> StudyState:
         variant_configs=_get(payload, "variant_configs", dict, "", {}),
         compare_to=_get(payload, "compare_to", (str, _NONE), "", None),
         goal=_get(payload, "goal", dict, "", {}),
+        adaptive=_adaptive(payload.get("adaptive")),
     )
     _check(state)
     return state

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
-from orchestrator.state import RunStatus
+from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
 from orchestrator.summary import format_number, split_finite
 from orchestrator.tables import aligned_lines
@@ -48,6 +48,7 @@ class StudyStatus:
     rows: tuple[RunRow, ...]
     # summary metric -> "1 run not finite: inf", for those with such values
     not_finite: dict[str, str] = field(default_factory=dict)
+    adaptive: str | None = None  # adaptive seeds: why they stopped, or how far they got
 
 
 def study_status(study_dir: Path) -> StudyStatus:
@@ -77,7 +78,26 @@ def study_status(study_dir: Path) -> StudyStatus:
         if left_out.count:
             not_finite[name] = left_out.describe()
     return StudyStatus(
-        paths.root, len(state.runs), counts, state.summary_metrics, tuple(rows), not_finite
+        paths.root,
+        len(state.runs),
+        counts,
+        state.summary_metrics,
+        tuple(rows),
+        not_finite,
+        _adaptive_line(state),
+    )
+
+
+def _adaptive_line(state: StudyState) -> str | None:
+    adaptive = state.adaptive
+    if adaptive is None:
+        return None
+    if adaptive.stopped is not None:
+        return f"adaptive seeds: stopped: {adaptive.stopped}"
+    rule = adaptive.rule
+    return (
+        f"adaptive seeds: {len(state.seeds)} of max {rule.max_seeds} so far, until the 95% CI "
+        f"of {rule.metric}'s mean is within ±{rule.ci_halfwidth:g}"
     )
 
 
@@ -111,4 +131,6 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
+    if status.adaptive is not None:
+        notes.append(status.adaptive)
     return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body, *notes])

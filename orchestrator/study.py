@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from orchestrator.adaptive import add_seeds
 from orchestrator.config import (
     Mode,
     StudySpec,
@@ -38,9 +39,10 @@ from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
-from orchestrator.seeds import random_seeds, study_seeds
+from orchestrator.seeds import adaptive_sequence, random_seeds, study_seeds
 from orchestrator.single import train_single
 from orchestrator.state import (
+    AdaptiveSeeds,
     AttemptClass,
     RunRecord,
     RunStatus,
@@ -212,16 +214,19 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
     if spec.variants or (existing is not None and existing.variant_configs):
         return _initial_variant_state(spec, paths, resume, existing, recovered)
     if existing is None:
-        seeds = study_seeds(spec.runner)
+        adaptive, planned = _adaptive_seeds(spec, None)
+        seeds = study_seeds(spec.runner) if planned is None else planned
+        width = len(adaptive.sequence) if adaptive else len(seeds)
         state = StudyState(
             config_fingerprint=spec.fingerprint,
             training_config=dict(spec.training),
             seeds=seeds,
             runs=tuple(
-                RunRecord(index=i, seed=s, dir=run_dir_name(i, s, len(seeds)))
+                RunRecord(index=i, seed=s, dir=run_dir_name(i, s, width))
                 for i, s in enumerate(seeds)
             ),
             summary_metrics=spec.runner.summary_metrics,
+            adaptive=adaptive,
         )
         save_state(paths, state)  # random seeds are on disk before any run starts
         return state
@@ -239,16 +244,20 @@ def _initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudySta
             f"experiments_runner.seeds {list(runner.seeds)} differ from the study's "
             f"{list(existing.seeds)}; resume with the original seeds"
         )
-    if runner.seeds is None and runner.n_runs != len(existing.seeds):
+    adaptive, planned = _adaptive_seeds(spec, existing)
+    if adaptive is None and runner.seeds is None and runner.n_runs != len(existing.seeds):
         raise StateError(
             f"experiments_runner.n_runs is {runner.n_runs} but the study has "
             f"{len(existing.seeds)} runs; resume with n_runs: {len(existing.seeds)}"
         )
-    if existing.summary_metrics != runner.summary_metrics:
-        existing = dataclasses.replace(existing, summary_metrics=runner.summary_metrics)
-        save_state(paths, existing)
-    elif recovered:
-        save_state(paths, existing)  # the .bak is left as it is: nothing is replaced
+    updated = dataclasses.replace(
+        existing, summary_metrics=runner.summary_metrics, adaptive=adaptive
+    )
+    if planned is not None and len(planned) > len(updated.seeds):  # a larger min: now
+        updated, _ = add_seeds(updated, len(planned) - len(updated.seeds))
+    if updated != existing or recovered:  # recovered: the .bak is left as it is
+        save_state(paths, updated)
+    existing = updated
     if recovered:
         Reporter(paths.log).say(
             f"{paths.state.name} was missing: recovered the study from "
@@ -268,7 +277,8 @@ def _initial_variant_state(
     seed by seed), and nothing that ran is trained again."""
     runner = spec.runner
     if existing is None:
-        seeds = study_seeds(runner)
+        adaptive, planned = _adaptive_seeds(spec, None)
+        seeds = study_seeds(runner) if planned is None else planned
         state = StudyState(
             config_fingerprint=spec.fingerprint,
             training_config=dict(spec.training),
@@ -281,7 +291,9 @@ def _initial_variant_state(
             _refuse_existing(paths)
         state = existing
         _check_variants_kept(spec, existing)
-        seeds = _resumed_seeds(spec, existing)
+        adaptive, planned = _adaptive_seeds(spec, existing)
+        seeds = _resumed_seeds(spec, existing) if planned is None else planned
+    width = len(adaptive.sequence) if adaptive else len(seeds)
     configs = {**state.variant_configs, **{n: dict(c) for n, c in spec.variants.items()}}
     have = {(r.variant, r.seed) for r in state.runs}
     added = [
@@ -292,7 +304,7 @@ def _initial_variant_state(
     ]
     runs = list(state.runs)
     for variant, position, seed in added:
-        name = run_dir_name(position, seed, len(seeds), variant)
+        name = run_dir_name(position, seed, width, variant)
         runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
     updated = dataclasses.replace(
         state,
@@ -302,6 +314,7 @@ def _initial_variant_state(
         compare_to=runner.compare_to,
         goal=dict(runner.goal),
         summary_metrics=runner.summary_metrics,
+        adaptive=adaptive,
     )
     if updated != existing or recovered:
         save_state(paths, updated)  # random seeds are on disk before any run starts
@@ -341,6 +354,45 @@ def _check_variants_kept(spec: StudySpec, existing: StudyState) -> None:
                 f"variant {name}: its training config changed since the study started "
                 f"({keys}); resume with the original, or add the change as a new variant"
             )
+
+
+def _adaptive_seeds(
+    spec: StudySpec, existing: StudyState | None
+) -> tuple[AdaptiveSeeds | None, tuple[int, ...] | None]:
+    """A study with adaptive seeds: its rule and sequence, and the seeds planned
+    now (the ones already run, and at least ``min``). (None, None) otherwise.
+
+    A new study draws all ``max`` seeds at once. A resume keeps the stored
+    sequence (extended if ``max`` grew); the rule may change as any
+    experiments_runner setting may, but not to fewer seeds than already ran."""
+    rule = spec.runner.adaptive
+    old = existing.adaptive if existing is not None else None
+    if existing is not None and old is None and rule is not None:
+        raise StateError(
+            f"experiments_runner.n_runs: this study was started with {len(existing.seeds)} "
+            f"fixed seeds; resume it with n_runs: {len(existing.seeds)}, or start adaptive "
+            "seeds in a new output_base_dir"
+        )
+    if old is not None and rule is None:
+        raise StateError(
+            "experiments_runner.n_runs: this study adds seeds adaptively; resume it with its "
+            f"n_runs mapping ({{min: {old.rule.min_seeds}, max: {old.rule.max_seeds}, until: "
+            "...}), or start a new output_base_dir"
+        )
+    if rule is None:
+        return None, None
+    if existing is None or old is None:
+        sequence = adaptive_sequence(rule.max_seeds)
+        return AdaptiveSeeds(rule, sequence), sequence[: rule.min_seeds]
+    ran = len(existing.seeds)
+    if rule.max_seeds < ran:
+        raise StateError(
+            f"experiments_runner.n_runs.max is {rule.max_seeds} but the study has already "
+            f"run {ran} seeds; resume with max: {ran} or more"
+        )
+    sequence = adaptive_sequence(rule.max_seeds, old.sequence)
+    stopped = old.stopped if rule == old.rule else None  # a new rule is judged afresh
+    return AdaptiveSeeds(rule, sequence, stopped), sequence[: max(ran, rule.min_seeds)]
 
 
 def _resumed_seeds(spec: StudySpec, existing: StudyState) -> tuple[int, ...]:

@@ -1,0 +1,285 @@
+"""Adaptive seeds: ``n_runs: {min: 5, max: 40, until: {metric: val/F1Score, ci_halfwidth: 0.002}}``.
+
+A **precision target** for an estimate. The study runs ``min`` seeds, then adds
+seeds until the Student t 95% interval of the mean of ``until.metric`` over the
+completed runs is at most ``ci_halfwidth`` either side of the mean, or ``max``
+seeds have been tried. It is not a stopping rule for a significance test: it
+looks only at the width of one interval, never at a difference between
+variants or at a p-value, so it cannot stop "when the result looks
+significant". (Stopping a test once p < 0.05 inflates false positives: every
+look is another chance for noise to cross the line.)
+
+- The ``max`` seeds are drawn once, when the study is created, and stored in
+  runner_state.json (``adaptive.sequence``); the seeds run are always its first
+  ones, so a resume or a replay adds exactly the seeds a straight run would.
+- Variants: every variant runs on every seed (so comparisons stay paired), and
+  a seed is added for all of them until every variant's interval meets the
+  target. One rule over all variants, never a seed for one variant only.
+- Only completed runs with a finite value count. A run that failed for good
+  still used its seed: ``max`` bounds the seeds tried, so a study whose runs
+  keep failing ends at ``max`` instead of drawing forever; while fewer than
+  ``min`` values are in, a failed seed is replaced.
+- With several slots, seeds are added to fill the free slots while others
+  still run, so a study may end up to (slots - 1) seeds past the point where
+  the target was first met; with one slot it adds one seed at a time.
+
+``next_step`` is the rule as a pure function of the values; ``study_step``
+feeds it from a state; the scheduler calls ``study_step`` when its queue is
+empty and a slot is free, and ``add_seeds`` or ``with_stop`` records the answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.contract.paths import run_dir_name
+from orchestrator.errors import ConfigError
+from orchestrator.state import AdaptiveRule, RunRecord, RunStatus, StudyState
+
+__all__ = [
+    "Action",
+    "AdaptiveRule",
+    "Precision",
+    "Step",
+    "add_seeds",
+    "check_metric",
+    "describe_rule",
+    "next_step",
+    "parse_adaptive",
+    "precision",
+    "study_step",
+    "with_stop",
+]
+
+WHERE = "experiments_runner.n_runs"
+_KEYS = ("min", "max", "until")
+_UNTIL_KEYS = ("metric", "ci_halfwidth")
+_EXAMPLE = "{min: 5, max: 40, until: {metric: val/loss, ci_halfwidth: 0.002}}"
+
+
+# --------------------------------------------------------------------------- config
+
+
+def parse_adaptive(block: Mapping[str, Any], max_runs: int) -> AdaptiveRule:
+    """The ``n_runs`` mapping -> ``AdaptiveRule``; a ``ConfigError`` naming the key."""
+    _refuse_unknown(block, _KEYS, WHERE)
+    for key in _KEYS:
+        if key not in block:
+            raise ConfigError(f"{WHERE}.{key} is missing; adaptive seeds read like {_EXAMPLE}")
+    low = _whole(block["min"], f"{WHERE}.min", max_runs, " (an interval needs two values)")
+    high = _whole(block["max"], f"{WHERE}.max", max_runs)
+    if low > high:
+        raise ConfigError(f"{WHERE}.min ({low}) is more than max ({high}); make min <= max")
+    until = block["until"]
+    if not isinstance(until, dict):
+        raise ConfigError(f"{WHERE}.until must be a mapping like {{metric: val/loss, "
+                          "ci_halfwidth: 0.002}}")  # fmt: skip
+    _refuse_unknown(until, _UNTIL_KEYS, f"{WHERE}.until")
+    metric = until.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(
+            f"{WHERE}.until.metric is missing; name the metric whose mean must be precise, "
+            "like metric: val/loss"
+        )
+    width: Any = until.get("ci_halfwidth")
+    number = isinstance(width, (int, float)) and not isinstance(width, bool)
+    if not number or not math.isfinite(width) or width <= 0:
+        raise ConfigError(
+            f"{WHERE}.until.ci_halfwidth must be a number > 0 (the 95% interval's half-width "
+            f"in the metric's units), not {width!r}"
+        )
+    return AdaptiveRule(min_seeds=low, max_seeds=high, metric=metric, ci_halfwidth=float(width))
+
+
+def check_metric(rule: AdaptiveRule, summary_metrics: Sequence[str]) -> None:
+    """The metric must be one the study summarises (a typo would never be logged,
+    and the study would run to ``max`` for nothing)."""
+    if rule.metric not in summary_metrics:
+        raise ConfigError(
+            f"{WHERE}.until.metric {rule.metric} is not in summary_metrics "
+            f"[{', '.join(summary_metrics)}]; add it to experiments_runner.summary_metrics"
+        )
+
+
+def describe_rule(rule: AdaptiveRule) -> str:
+    """One line for ``xorch validate`` and ``xorch status``."""
+    return (
+        f"adaptive seeds: {rule.min_seeds} to {rule.max_seeds}, until the 95% CI of "
+        f"{rule.metric}'s mean is within ±{rule.ci_halfwidth:g}"
+    )
+
+
+def _refuse_unknown(block: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _whole(value: Any, where: str, maximum: int, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigError(f"{where} must be an integer >= 2{why}, not {value!r}")
+    if value > maximum:
+        raise ConfigError(
+            f"{where} is {value:,}; the limit is {maximum:,} (see the README's Limits)"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+class Action(str, enum.Enum):
+    MORE = "more"  # add seeds now
+    WAIT = "wait"  # runs in flight decide it
+    STOP = "stop"  # no more seeds: the target is met or max is reached
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The worst group's figures: its count of values and its interval's half-width."""
+
+    n: int  # the fewest finite values of any group
+    halfwidth: float  # the widest group's; inf where a group has fewer than 2 values
+    widest: str | None = None  # that group's name (a variant), None for one config
+
+    def text(self) -> str:
+        if math.isfinite(self.halfwidth):
+            return f"ci_halfwidth {self.halfwidth:.3g}"
+        return f"ci_halfwidth n/a ({self.n} value{'s' if self.n != 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    seeds: int  # how many seeds to add (MORE only)
+    reason: str
+    precision: Precision
+
+
+def precision(groups: Mapping[str | None, Sequence[float]]) -> Precision:
+    """Each group's t interval of the mean (``stats.describe``: finite values
+    only, scipy's t quantile); the widest one decides."""
+    # stats (numpy) is imported here: the config loader imports this module and
+    # must stay light.
+    from orchestrator.stats import describe
+
+    found: list[Precision] = []
+    for name, values in groups.items():
+        n, half = 0, math.inf
+        if values:
+            described = describe(values)
+            n = described.n
+            if n >= 2:
+                half = (described.ci_high - described.ci_low) / 2
+        found.append(Precision(n=n, halfwidth=half, widest=name))
+    if not found:
+        return Precision(n=0, halfwidth=math.inf)
+    widest = max(found, key=lambda p: p.halfwidth)  # the first of equals
+    return Precision(min(p.n for p in found), widest.halfwidth, widest.widest)
+
+
+def next_step(
+    rule: AdaptiveRule,
+    groups: Mapping[str | None, Sequence[float]],
+    seeds_tried: int,
+    seeds_in_flight: int = 0,
+    seeds_failed: int = 0,
+    free_slots: int = 1,
+    runs_per_seed: int = 1,
+) -> Step:
+    """What the study does next, from the completed values of each group (one
+    group per variant; ``None`` for a study of one config).
+
+    ``seeds_tried``: seeds given runs so far; ``seeds_in_flight``: those with a
+    run still to finish; ``seeds_failed``: those with a run that failed for good."""
+    found = precision(groups)
+    of_every = " for every variant" if len(groups) > 1 else ""
+    lost = f" ({seeds_failed} failed)" if seeds_failed else ""
+    final = Action.WAIT if seeds_in_flight else Action.STOP
+    if found.n >= rule.min_seeds and found.halfwidth <= rule.ci_halfwidth:
+        reason = f"{found.text()} <= {rule.ci_halfwidth:g}{of_every} after {found.n} seeds{lost}"
+        return Step(final, 0, reason, found)
+    widest = f" (widest: {found.widest})" if of_every and found.widest else ""
+    if seeds_tried >= rule.max_seeds:
+        reason = f"reached max {rule.max_seeds} seeds{lost}, {found.text()}{widest}"
+        if math.isfinite(found.halfwidth):
+            reason += f" > {rule.ci_halfwidth:g}"
+        return Step(final, 0, reason, found)
+    short = rule.min_seeds - found.n - seeds_in_flight  # values still missing for min
+    if found.n < rule.min_seeds and short <= 0:
+        return Step(Action.WAIT, 0, f"{found.n} of min {rule.min_seeds} seeds in", found)
+    if found.n < rule.min_seeds:
+        why = f"{found.n} of min {rule.min_seeds} seeds in{lost}"
+    else:
+        why = f"{found.text()} > {rule.ci_halfwidth:g}{widest} after {found.n} seeds{lost}"
+    fill = -(-free_slots // max(1, runs_per_seed))  # enough seeds for every free slot
+    count = min(max(short, fill, 1), rule.max_seeds - seeds_tried)
+    return Step(Action.MORE, count, why, found)
+
+
+# --------------------------------------------------------------------------- a study
+
+
+def study_step(state: StudyState, free_slots: int = 1) -> Step:
+    """``next_step`` for a state whose queue is empty: a run that is neither
+    completed nor running nor pending failed for good."""
+    adaptive = state.adaptive
+    assert adaptive is not None, "only a study with adaptive seeds has a next seed"
+    rule = adaptive.rule
+    names: list[str | None] = [*state.variant_configs] or [None]
+    groups: dict[str | None, list[float]] = {name: [] for name in names}
+    in_flight: set[int] = set()
+    failed: set[int] = set()
+    for record in state.runs:
+        if record.status is RunStatus.COMPLETED:
+            if rule.metric in record.metrics:
+                groups.setdefault(record.variant, []).append(record.metrics[rule.metric])
+        elif record.status is RunStatus.FAILED:
+            failed.add(record.seed)
+        else:
+            in_flight.add(record.seed)
+    return next_step(
+        rule,
+        groups,
+        seeds_tried=len(state.seeds),
+        seeds_in_flight=len(in_flight),
+        seeds_failed=len(failed - in_flight),
+        free_slots=free_slots,
+        runs_per_seed=len(names),
+    )
+
+
+def add_seeds(state: StudyState, count: int) -> tuple[StudyState, list[int]]:
+    """The next ``count`` seeds of the stored sequence (never past max), one run
+    per variant each; returns the new state and the new runs' indices."""
+    adaptive = state.adaptive
+    assert adaptive is not None
+    start = len(state.seeds)
+    new = adaptive.sequence[start : min(start + count, adaptive.rule.max_seeds)]
+    names: list[str | None] = [*state.variant_configs] or [None]
+    runs = list(state.runs)
+    for position, seed in enumerate(new, start):
+        for variant in names:
+            name = run_dir_name(position, seed, len(adaptive.sequence), variant)
+            runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
+    updated = dataclasses.replace(
+        state,
+        seeds=state.seeds + tuple(new),
+        runs=tuple(runs),
+        adaptive=dataclasses.replace(adaptive, stopped=None),
+    )
+    return updated, list(range(len(state.runs), len(runs)))
+
+
+def with_stop(state: StudyState, reason: str) -> StudyState:
+    """The state that says why no more seeds are added."""
+    assert state.adaptive is not None
+    return dataclasses.replace(state, adaptive=dataclasses.replace(state.adaptive, stopped=reason))
