@@ -45,7 +45,9 @@ def reference_of(state: StudyState) -> str:
 
 def variant_progress(state: StudyState) -> str:
     """Per variant: runs planned and how many are in each status."""
-    shown = [s for s in RunStatus if any(r.status is s for r in state.runs)]
+    order = (RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.PENDING, RunStatus.FAILED,
+             RunStatus.INTERRUPTED)  # fmt: skip
+    shown = [s for s in order if any(r.status is s for r in state.runs)]
     rows = []
     for variant in state.variant_configs:
         mine = [r for r in state.runs if r.variant == variant]

@@ -399,7 +399,7 @@ def differences_figure(state: StudyState, metrics: Sequence[str] | None = None) 
             mine = groups[variant].get(name, {})
             shared = sorted(set(mine) & set(base))
             diffs = np.array([mine[s] - base[s] for s in shared], dtype=float)
-            labels.append(f"{variant}\n{len(shared)} pairs")
+            labels.append(f"{variant}\n{len(shared)} pair{'' if len(shared) == 1 else 's'}")
             finite = diffs[np.isfinite(diffs)]
             if finite.size:
                 jitter = rng.uniform(-_JITTER, _JITTER, size=finite.size)

@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +20,15 @@ from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
 from orchestrator.study import _initial_state
 from orchestrator.summary import summary_text
-from tests.helpers import read_state, running_attempt, tiny_config, wait_for, xorch, xorch_popen
+from tests.helpers import (
+    read_state,
+    running_attempt,
+    saved_variant_study,
+    tiny_config,
+    wait_for,
+    xorch,
+    xorch_popen,
+)
 
 VARIANTS = {
     "baseline": {},
@@ -287,3 +296,55 @@ def test_compare_of_a_study_without_variants_says_how_to_compare_studies():
         compare_variants(plain)
     assert comparison_csv(plain) is None
     assert summary_text(plain.completed).startswith("run,seed,duration_s,val/loss\n0,1,")
+
+
+# --------------------------------------------------------------------------- status, summary, power
+
+
+def test_summary_and_status_are_per_variant_in_every_format(tmp_path):
+    inf = float("inf")
+    values = {"base": [0.5, 0.6, 0.7, 0.65], "worse": [0.9, 1.0, 1.2, None],
+              "diverged": [0.5, inf, 0.6, 0.55]}  # fmt: skip
+    root = tmp_path / "variants study"
+    state = saved_variant_study(root, values, seeds=(1, 2, 3, 4), with_logs=False)
+    csv_means = pd.read_csv(io.StringIO(summary_text(state.completed, state.variant_configs)),
+                            dtype={"run": str})  # fmt: skip
+    csv_means = csv_means[csv_means["run"] == "mean"].set_index("variant")
+
+    result = xorch("summary", str(root), "-f", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["metric"], r["variant"]) for r in rows] == [
+        (m, v) for m in ("val/acc", "val/loss") for v in values
+    ]
+    for row in rows:  # each variant over its own finite values, as summary.csv's blocks
+        sample = [x for x in values[row["variant"]] if x is not None and x != inf]
+        if row["metric"] == "val/acc":
+            sample = [1.0 - x for x in sample]
+        assert row["n"] == len(sample)
+        assert row["mean"] == pytest.approx(float(np.mean(sample)), abs=1e-12)
+        assert row["std"] == pytest.approx(float(np.std(sample, ddof=1)), abs=1e-12)
+        assert row["mean"] == pytest.approx(csv_means.loc[row["variant"], row["metric"]], abs=1e-6)
+    assert rows[-1]["not_finite"] == 1 and rows[-2]["not_finite"] == 0
+
+    table = xorch("summary", str(root), "-m", "val/loss").stdout
+    assert table.splitlines()[0].split()[:4] == ["metric", "variant", "n", "mean"]
+    assert "val/loss (diverged): 1 run not finite: inf; left out" in table
+    markdown = xorch("summary", str(root), "-m", "val/loss", "-f", "markdown").stdout
+    assert "| val/loss | worse | 3 | 1.03333 |" in markdown
+    latex = xorch("summary", str(root), "-m", "val/loss", "-f", "latex").stdout
+    assert "val/loss & worse & 3 & 1.03333" in latex
+    csv = pd.read_csv(io.StringIO(xorch("summary", str(root), "-f", "csv").stdout))
+    assert list(csv.columns[:3]) == ["metric", "variant", "n"] and len(csv) == 6
+
+    status = xorch("status", str(root))
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[1:4] == ["  base: 4/4 completed", "  worse: 3/4 completed, 1 pending",
+                          "  diverged: 4/4 completed"]  # fmt: skip
+    assert lines[4].split()[:3] == ["run", "variant", "seed"]
+    assert lines[5].split()[:4] == ["0", "base", "1", "completed"]
+    assert "val/loss (diverged): 1 run not finite: inf (left out of the mean)" in status.stdout
+    payload = json.loads(xorch("status", str(root), "--json").stdout)
+    assert [r["variant"] for r in payload["rows"][:3]] == list(values)
+    assert payload["variants"]["worse"] == {"total": 4, "counts": {"completed": 3, "pending": 1}}
