@@ -347,7 +347,8 @@ def report(
 @app.command()
 def plot(study_dir: StudyDirArg, metrics: MetricsOpt = None) -> None:
     """PNG plots in DIR/plots: learning curves (mean ± std across seeds) and the
-    spread of each final metric across seeds.
+    spread of each final metric across seeds; a study of variants gets one colour
+    per variant and differences.png (each variant minus the reference, per seed).
 
     Example: xorch plot outputs/quickstart -m val/loss -m val/acc
     """

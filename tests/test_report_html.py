@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -282,10 +283,21 @@ def test_report_of_a_variants_study_compares_the_variants_paired(tmp_path):
 
 def test_report_of_a_variants_study_before_the_reference_completed(tmp_path):
     values: dict[str, list[float | None]] = {"baseline": [None, None], "wide": [0.5, None]}
-    _, page = variant_report(tmp_path, values)
+    state, page = variant_report(tmp_path, values)
     assert "No comparison yet: the reference variant baseline has no completed run" in page
     assert "No power figures yet" in page
     assert "<tr><td>baseline</td><td>2</td><td>0</td><td>2</td></tr>" in cells(page)
+    # A run that failed is listed with its variant and failure class.
+    oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
+                  attempt_class=AttemptClass.CUDA_OOM, reason="CUDA out of memory")  # fmt: skip
+    failed = replace(state.runs[0], status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
+                     attempts=(oom,))  # fmt: skip
+    paths = StudyPaths(tmp_path / "variants study")
+    save_state(paths, replace(state, runs=(failed, *state.runs[1:])))
+    page = write_report(paths.root).read_text(encoding="utf-8")
+    assert ("<td>0</td><td>baseline</td><td>1</td><td>baseline/run_00_seed1</td><td>failed</td>"
+            "<td>cuda_oom</td><td>1</td><td>CUDA out of memory</td>") in cells(page)  # fmt: skip
+    assert "<th>failed</th>" in cells(page)  # the progress table counts it
     nothing: dict[str, list[float | None]] = {"baseline": [None], "wide": [None]}
     _, empty = variant_report(tmp_path / "fresh", nothing)
     assert "No completed run yet" in empty and "<h2>Comparison table" not in empty
