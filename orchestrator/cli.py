@@ -175,14 +175,22 @@ def status(
 @app.command()
 def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOpt = None) -> None:
     """Statistics over seeds per metric: n, mean, std, standard error, 95% confidence
-    interval (Student t), min, median, max. Completed runs only.
+    interval (Student t), min, median, max. Completed runs only; a study of variants
+    gets one row per metric and variant.
 
     Example: xorch summary outputs/quickstart --format markdown -m val/loss -m val/acc
     """
-    from orchestrator.stats import render_stats, study_metric_stats
+    from orchestrator.stats import (
+        render_stats,
+        render_variant_stats,
+        study_metric_stats,
+        variant_metric_stats,
+    )
 
     def run() -> str:
         state = _study_state(study_dir)
+        if state.variant_configs:
+            return render_variant_stats(variant_metric_stats(state, metrics or None), fmt)
         return render_stats(study_metric_stats(state, metrics or None), fmt)
 
     typer.echo(_guard(run))
@@ -278,22 +286,31 @@ def power(
 ) -> None:
     """How many seeds a t-test needs to detect --effect, and the smallest difference the
     current seeds detect, from the observed spread (of the per-seed differences when
-    paired).
+    paired). One study of variants: each variant against its compare_to, paired by seed.
 
     Example: xorch power outputs/quickstart --metric val/loss --effect 0.01
     """
-    from orchestrator.power import power_for_studies, power_for_study, render_power
+    from orchestrator.power import (
+        power_for_studies,
+        power_for_study,
+        power_for_variants,
+        render_power,
+    )
 
     def run() -> str:
         if len(studies) not in (1, 2):
             raise XorchError(f"give one or two study folders, not {len(studies)}")
         if len(studies) == 1:
+            state = _study_state(studies[0])
+            if state.variant_configs:
+                rows = power_for_variants(state, metrics, effect, alpha, power_level, paired)
+                return render_power(rows, fmt)
             if paired:
                 raise XorchError(
                     "--paired needs two studies on the same seeds (the spread of their "
                     "differences); one study gives two-sample and one-sample figures"
                 )
-            rows = power_for_study(_study_state(studies[0]), metrics, effect, alpha, power_level)
+            rows = power_for_study(state, metrics, effect, alpha, power_level)
         else:
             state_a, state_b = (_study_state(s) for s in studies)
             rows = power_for_studies(state_a, state_b, metrics, effect, alpha, power_level, paired)
@@ -330,7 +347,8 @@ def report(
 @app.command()
 def plot(study_dir: StudyDirArg, metrics: MetricsOpt = None) -> None:
     """PNG plots in DIR/plots: learning curves (mean ± std across seeds) and the
-    spread of each final metric across seeds.
+    spread of each final metric across seeds; a study of variants gets one colour
+    per variant and differences.png (each variant minus the reference, per seed).
 
     Example: xorch plot outputs/quickstart -m val/loss -m val/acc
     """

@@ -19,34 +19,28 @@ runs recorded: the hosts and GPUs of their attempts.
 
 from __future__ import annotations
 
-import base64
-import html
 import importlib.metadata
-import io
 import os
 import platform
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-from orchestrator.compare import state_groups
+from orchestrator.compare import state_groups, variant_groups
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
+from orchestrator.html_parts import esc, figure_html, html_table, interval
 from orchestrator.inference import describe_sample
 from orchestrator.power import Design, detectable_effect, power_for_study
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
 from orchestrator.tables import human_cell
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 __all__ = ["REPORT_NAME", "ReportWriteError", "render_report", "watch_report", "write_report"]
 
@@ -110,52 +104,84 @@ def render_report(paths: StudyPaths) -> str:
     state = load_study_state(paths)
     title = f"xorch report: {paths.root.name}"
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    sections = [
-        _section("Progress", _progress(state)),
-        _section("Learning curves and spread of final metrics", _figures(paths)),
-        _section("Statistics over seeds (completed runs)", _statistics(state)),
-        _section("Power: how many seeds are enough", _power(state)),
+    if state.variant_configs:
+        sections = _variant_sections(paths, state)
+    else:
+        sections = [
+            _section("Progress", _progress(state)),
+            _section("Learning curves and spread of final metrics", _figures(paths, state)),
+            _section("Statistics over seeds (completed runs)", _statistics(state)),
+            _section("Power: how many seeds are enough", _power(state)),
+        ]
+    sections += [
         _section("Runs that did not complete", _unfinished(state)),
         _section("Environment", _environment(state)),
-        _section("Training config", f"<pre>{_e(_config_text(state))}</pre>"),
+        _section("Training config", _config(state)),
     ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>{_e(title)}</h1><p class='meta'>{_e(str(paths.root))} · written {written}</p>"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<h1>{esc(title)}</h1><p class='meta'>{esc(str(paths.root))} · written {written}</p>"
         + "".join(sections)
         + f"</main><script>{_SELF_CHECK}</script></body></html>\n"
     )
 
 
+def _variant_sections(paths: StudyPaths, state: StudyState) -> list[str]:
+    from orchestrator import html_variants as v
+
+    reference = v.reference_of(state)
+    groups = variant_groups(state)
+    logged = {m: None for values in groups.values() for m in values}
+    metrics = _ordered_metrics(state, logged)
+    if not metrics:
+        empty = "<p class='empty'>No completed run yet.</p>"
+        return [_section("Progress", v.variant_progress(state)),
+                _section("Learning curves and spread of final metrics", empty)]  # fmt: skip
+    return [
+        _section("Progress", v.variant_progress(state)),
+        _section("Learning curves and spread of final metrics", _figures(paths, state)),
+        _section("Statistics over seeds, per variant", v.variant_statistics(state, metrics)),
+        _section(
+            f"Paired differences: each variant minus {reference}",
+            v.variant_differences(state, metrics),
+        ),
+        _section(
+            f"Comparison table: each variant against {reference}",
+            v.variant_comparison(state, metrics),
+        ),
+        _section("Power: how many seeds are enough", v.variant_power(state)),
+    ]
+
+
 def _section(heading: str, body: str) -> str:
     anchor = heading.split(":")[0].lower().replace(" ", "-")
-    return f"<section id='{_e(anchor)}'><h2>{_e(heading)}</h2>{body}</section>"
+    return f"<section id='{esc(anchor)}'><h2>{esc(heading)}</h2>{body}</section>"
 
 
 def _progress(state: StudyState) -> str:
     counts = {status: len(state.with_status(status)) for status in RunStatus}
     cells = "".join(
-        f"<span class='pill {status.value}'>{_e(status.value)}: {count}</span>"
+        f"<span class='pill {status.value}'>{esc(status.value)}: {count}</span>"
         for status, count in counts.items()
         if count
     )
     return f"<p>{len(state.runs)} runs planned. {cells}</p>"
 
 
-def _figures(paths: StudyPaths) -> str:
+def _figures(paths: StudyPaths, state: StudyState) -> str:
     from orchestrator.plots import _study_figures
 
     try:
         figures = _study_figures(paths.root)
     except XorchError as exc:
-        return f"<p class='empty'>No figures yet: {_e(str(exc))}.</p>"
+        return f"<p class='empty'>No figures yet: {esc(str(exc))}.</p>"
+    notes = _VARIANT_FIGURE_NOTES if state.variant_configs else _FIGURE_NOTES
     images = []
     for target, figure in figures:
         alt = "learning curves" if target == paths.curves_plot else "spread of final metrics"
-        images.append(f"<figure><img alt='{alt}' src='{_png_data_url(figure)}'>"
-                      f"<figcaption>{_e(_FIGURE_NOTES[alt])}</figcaption></figure>")  # fmt: skip
+        images.append(figure_html(figure, alt, notes[alt]))
     return "".join(images)
 
 
@@ -164,12 +190,12 @@ _FIGURE_NOTES = {
     "the band is mean ± std across seeds.",
     "spread of final metrics": "Each seed's final value as a point over a box plot.",
 }
-
-
-def _png_data_url(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+_VARIANT_FIGURE_NOTES = {
+    "learning curves": "Per epoch and variant (one colour each): its seeds as faint lines, "
+    "its mean in bold, the band is its mean ± std across seeds.",
+    "spread of final metrics": "Per variant, each seed's final value as a point over a box "
+    "plot (the black line is the median); n counts the variant's completed seeds.",
+}
 
 
 def _statistics(state: StudyState) -> str:
@@ -182,16 +208,16 @@ def _statistics(state: StudyState) -> str:
     rows = []
     for metric in metrics:
         s = describe_sample(values[metric])
-        boot = f"{_interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
+        boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
         rows.append([metric, str(s.n), human_cell(s.mean), human_cell(s.std),
-                     _interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
+                     interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
                      boot if s.bootstrap_method != "n/a" else "n/a", s.note])  # fmt: skip
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
         "highest quarter of the seeds). Bootstrap: 9999 resamples, seed 0; BCa where it is "
         "defined, else percentile.</p>"
     )
-    return _table(header, rows) + note
+    return html_table(header, rows) + note
 
 
 def _power(state: StudyState) -> str:
@@ -207,7 +233,7 @@ def _power(state: StudyState) -> str:
         more = [human_cell(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
         body.append([r.metric, str(r.n), human_cell(r.std), human_cell(r.detectable), *more])
         if r.note:
-            notes.append(f"<li>{_e(r.metric)}: {_e(r.note)}</li>")
+            notes.append(f"<li>{esc(r.metric)}: {esc(r.note)}</li>")
     explain = (
         "<p class='note'>The smallest difference between this config and another one, run "
         "on as many independent seeds each, that Student's two-sample t-test detects with "
@@ -216,22 +242,25 @@ def _power(state: StudyState) -> str:
         "needed for a given effect.</p>"
     )
     listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return _table(header, body, numeric=range(1, len(header))) + listed + explain
+    return html_table(header, body, numeric=range(1, len(header))) + listed + explain
 
 
 def _unfinished(state: StudyState) -> str:
     runs = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
     if not runs:
         return "<p>Every run completed.</p>"
+    named = bool(state.variant_configs)
     rows = []
     for r in runs:
         last = r.attempts[-1] if r.attempts else None
         failure = r.failure.value if r.failure is not None else ""
         reason = last.reason if last is not None else ""
-        rows.append([str(r.index), str(r.seed), r.dir, r.status.value, failure,
-                     str(len(r.attempts)), reason])  # fmt: skip
-    header = ["run", "seed", "folder", "status", "class", "attempts", "reason"]
-    return _table(header, rows, numeric=(0, 1, 5))
+        rows.append([str(r.index), *([r.variant or ""] if named else []), str(r.seed), r.dir,
+                     r.status.value, failure, str(len(r.attempts)), reason])  # fmt: skip
+    header = ["run", *(["variant"] if named else []), "seed", "folder", "status", "class",
+              "attempts", "reason"]  # fmt: skip
+    shift = 1 if named else 0
+    return html_table(header, rows, numeric=(0, 1 + shift, 5 + shift))
 
 
 def _environment(state: StudyState) -> str:
@@ -251,7 +280,7 @@ def _environment(state: StudyState) -> str:
     used = sorted({a.gpu for a in attempts if a.gpu})
     rows.append(["runs' hosts", ", ".join(hosts) or "no attempt yet"])
     rows.append(["runs' GPUs (CUDA_VISIBLE_DEVICES)", ", ".join(used) or "none (CPU)"])
-    return _table(["", "value"], rows, numeric=())
+    return html_table(["", "value"], rows, numeric=())
 
 
 def _version(package: str) -> str:
@@ -261,39 +290,23 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _config(state: StudyState) -> str:
+    text = f"<pre>{esc(_config_text(state))}</pre>"
+    if not state.variant_configs:
+        return text
+    from orchestrator.html_variants import variant_configs
+
+    return variant_configs(state) + "<p class='note'>The base config:</p>" + text
+
+
 def _config_text(state: StudyState) -> str:
     return yaml.safe_dump(dict(state.training_config), sort_keys=False, default_flow_style=False)
 
 
-def _ordered_metrics(state: StudyState, values: dict[str, dict[int, float]]) -> list[str]:
+def _ordered_metrics(state: StudyState, values: Mapping[str, object]) -> list[str]:
     """The summary metrics first, in their order, then the rest sorted."""
     first = [m for m in state.summary_metrics if m in values]
     return first + sorted(m for m in values if m not in first)
-
-
-def _interval(low: float, high: float) -> str:
-    if low != low or high != high:  # nan
-        return "n/a"
-    return f"[{human_cell(low)}, {human_cell(high)}]"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
-           numeric: Sequence[int] | None = None) -> str:  # fmt: skip
-    """An HTML table; ``numeric`` columns (default: all but the first and last) align right."""
-    right = set(range(1, len(header) - 1)) if numeric is None else set(numeric)
-
-    def cells(row: Sequence[str], tag: str) -> str:
-        return "".join(
-            f"<{tag}{' class=num' if i in right else ''}>{_e(c)}</{tag}>" for i, c in enumerate(row)
-        )
-
-    head = f"<thead><tr>{cells(header, 'th')}</tr></thead>"
-    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
-    return f"<div class='scroll'><table>{head}<tbody>{body}</tbody></table></div>"
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
 
 
 # Marks on <body> what the browser made of the page, for a headless check (--dump-dom):
@@ -312,18 +325,19 @@ window.addEventListener("load", function () {
 _CSS = """
 body { margin: 0; background: #f6f7f9; color: #1d232b;
   font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }
+main { max-width: 1180px; margin: 0 auto; padding: 20px 20px 60px; }
 h1 { font-size: 26px; margin: 0 0 2px; }
 h2 { font-size: 19px; margin: 0 0 12px; padding-bottom: 6px; border-bottom: 2px solid #dde2e8; }
 section { background: #fff; border: 1px solid #e1e5ea; border-radius: 8px;
-  padding: 16px 20px; margin: 18px 0; }
+  padding: 16px 16px; margin: 18px 0; }
 .meta { color: #5b6573; margin: 0; font-size: 13px; }
 .note, figcaption { color: #5b6573; font-size: 13px; margin: 8px 0 0; }
 .empty { color: #8a5a00; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 14px; }
-th, td { padding: 5px 12px; border-bottom: 1px solid #e6e9ee; text-align: left;
+table { border-collapse: collapse; font-size: 13.5px; }
+th, td { padding: 4px 9px; border-bottom: 1px solid #e6e9ee; text-align: left;
   vertical-align: top; }
+td:first-child { white-space: nowrap; }
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }

@@ -14,6 +14,15 @@ CSVLogger logs) and writes two PNGs into ``<study>/plots/``:
   values stay visible. Non-finite values cannot be placed and are left out; the
   panel says how many.
 
+In a study of variants each variant has its colour (the same in every figure):
+``curves.png`` draws one mean line and band per variant (its seeds faint in its
+colour), ``spread.png`` one box with the seed points per variant, side by side,
+and a third file, ``differences.png`` (``differences_figure``), shows per final
+metric each variant minus the reference seed by seed (the points), their mean
+and the paired t interval of that mean (the bar), against a line at zero: the
+comparison table's ``diff`` and ``diff_ci_low``/``diff_ci_high``
+(``orchestrator.inference.contrast``), drawn.
+
 When ``metrics`` is given it chooses the panels of both files; a name must be a
 curve metric or a final metric, and a file none of the names fits is not written.
 
@@ -43,19 +52,21 @@ import pandas as pd
 from orchestrator.contract.atomic import atomic_write_bytes
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.errors import XorchError
-from orchestrator.state import RunRecord
+from orchestrator.state import RunRecord, StudyState
 from orchestrator.state_store import load_state
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["CURVE_PREFIXES", "plot_study", "run_epoch_metrics"]
+__all__ = ["CURVE_PREFIXES", "DIFFERENCES_PNG", "differences_figure", "plot_study",
+           "run_epoch_metrics"]  # fmt: skip
 
 CURVE_PREFIXES: tuple[str, ...] = ("train/", "val/")
 
 _DPI = 110
 _JITTER = 0.12  # half-width of the sideways scatter of seed points, in box widths
+DIFFERENCES_PNG = "differences.png"  # in plots/, beside curves.png and spread.png
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class _RunCurves:
     label: str
     epochs: pd.DataFrame
     step_level: frozenset[str]
+    variant: str | None = None
 
 
 # --------------------------------------------------------------------------- reading logs
@@ -128,8 +140,14 @@ def plot_study(study_dir: Path, metrics: Sequence[str] | None = None) -> list[Pa
     Raises XorchError when the folder holds no study, the study has no completed
     run, its completed runs left no CSV logs, or a named metric is unknown.
     """
+    figures = _study_figures(Path(study_dir), metrics)
+    state = load_state(StudyPaths(Path(study_dir)))
+    if state is not None and state.variant_configs:
+        difference = differences_figure(state, metrics)
+        if difference is not None:
+            figures.append((StudyPaths(Path(study_dir)).plots / DIFFERENCES_PNG, difference))
     written = []
-    for path, figure in _study_figures(Path(study_dir), metrics):
+    for path, figure in figures:
         path.parent.mkdir(parents=True, exist_ok=True)
         _save_png(figure, path)
         written.append(path)
@@ -188,16 +206,27 @@ def _study_figures(
         chosen_final = [m for m in wanted if m in final_names]
 
     figures: list[tuple[Path, Figure]] = []
+    variants = list(state.variant_configs)
     if chosen_curves:
-        figures.append((paths.curves_plot, _curves_figure(curves, chosen_curves)))
+        figure = (
+            _variant_curves_figure(curves, chosen_curves, variants)
+            if variants
+            else _curves_figure(curves, chosen_curves)
+        )
+        figures.append((paths.curves_plot, figure))
     if chosen_final:
-        figures.append((paths.spread_plot, _spread_figure(runs, chosen_final)))
+        figure = (
+            _variant_spread_figure(runs, chosen_final, variants)
+            if variants
+            else _spread_figure(runs, chosen_final)
+        )
+        figures.append((paths.spread_plot, figure))
     return figures
 
 
 def _run_curves(paths: StudyPaths, run: RunRecord) -> _RunCurves:
     epochs, step_level = _read_run(paths.run(run.dir))
-    return _RunCurves(f"run {run.index} (seed {run.seed})", epochs, step_level)
+    return _RunCurves(f"run {run.index} (seed {run.seed})", epochs, step_level, run.variant)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -272,6 +301,143 @@ def _spread_panel(axes: Axes, values: np.ndarray, rng: np.random.Generator) -> N
     jitter = rng.uniform(-_JITTER, _JITTER, size=values.size)
     axes.scatter(1.0 + jitter, values, s=18, color="C0", alpha=0.8, zorder=3)
     axes.set_xlim(0.5, 1.5)
+
+
+def _variant_curves_figure(
+    curves: Sequence[_RunCurves], metrics: Sequence[str], variants: Sequence[str]
+) -> Figure:
+    """One panel per metric; per variant, in its colour: its seeds faint, its mean bold,
+    and its mean ± std band."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _new_figure(len(metrics), max_columns=2, panel_size=(6.0, 3.8))
+    for axes, name in zip(figure.axes, metrics, strict=True):
+        for position, variant in enumerate(variants):
+            colour = f"C{position % 10}"
+            table = pd.DataFrame(
+                {c.label: c.epochs[name] for c in curves
+                 if c.variant == variant and name in c.epochs.columns}
+            ).dropna(how="all")  # fmt: skip
+            if table.empty:
+                continue
+            for label in table.columns:
+                seed_curve = table[label].dropna()
+                axes.plot(seed_curve.index, seed_curve.to_numpy(), color=colour, lw=0.7,
+                          alpha=0.3)  # fmt: skip
+            epochs = table.index.to_numpy(dtype=float)
+            mean = table.mean(axis=1).to_numpy(dtype=float)
+            std = table.std(axis=1, ddof=1).fillna(0.0).to_numpy(dtype=float)
+            axes.plot(epochs, mean, color=colour, lw=2.2,
+                      label=f"{variant} (mean of {table.shape[1]})")  # fmt: skip
+            axes.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.18)
+        axes.set_title(name)
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small", title="band: ± std", title_fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def _variant_spread_figure(
+    runs: Sequence[RunRecord], metrics: Sequence[str], variants: Sequence[str]
+) -> Figure:
+    """One panel per final metric: per variant a box plot with each seed as a point."""
+    rng = np.random.default_rng(0)
+    width = max(2.9, 0.6 + 0.75 * len(variants))
+    figure = _new_figure(len(metrics), _balanced_columns(len(metrics), width), (width, 4.0))
+    for axes, name in zip(figure.axes, metrics, strict=True):
+        labels = []
+        for position, variant in enumerate(variants, start=1):
+            mine = [r.metrics[name] for r in runs if r.variant == variant and name in r.metrics]
+            values = np.array(mine, dtype=float)
+            finite = values[np.isfinite(values)]
+            left_out = values.size - finite.size
+            labels.append(f"{variant}\nn={finite.size}" + (f", {left_out} n/f" if left_out else ""))
+            if finite.size == 0:
+                continue
+            axes.boxplot([finite], positions=[position], widths=0.5, showfliers=False,
+                         medianprops={"color": "black"})  # not a variant's colour  # fmt: skip
+            jitter = rng.uniform(-_JITTER, _JITTER, size=finite.size)
+            axes.scatter(position + jitter, finite, s=18, alpha=0.85, zorder=3,
+                         color=f"C{(position - 1) % 10}")  # fmt: skip
+        axes.set_xticks(range(1, len(variants) + 1), labels, fontsize="small")
+        axes.set_xlim(0.4, len(variants) + 0.6)
+        axes.set_title(name)
+        axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def differences_figure(state: StudyState, metrics: Sequence[str] | None = None) -> Figure | None:
+    """Per final metric, each variant minus the reference on the seeds both completed:
+    the seeds as points, the mean difference with its paired 95% t interval as a bar,
+    and a line at zero. None when no variant shares a completed seed with the reference."""
+    from orchestrator.compare import variant_groups
+    from orchestrator.inference import contrast, default_goal
+
+    reference = state.compare_to or next(iter(state.variant_configs))
+    groups = variant_groups(state)
+    others = [v for v in groups if v != reference]
+    logged = sorted({m for values in groups.values() for m in values})
+    names = [m for m in (metrics or logged) if m in logged]
+    names = [
+        m for m in names
+        if any(set(groups[v].get(m, {})) & set(groups[reference].get(m, {})) for v in others)
+    ]  # fmt: skip
+    if not names or not others:
+        return None
+    width = max(2.9, 0.9 + 0.8 * len(others))
+    figure = _new_figure(len(names), _balanced_columns(len(names), width), (width, 4.2))
+    rng = np.random.default_rng(0)
+    colours = {v: f"C{i % 10}" for i, v in enumerate(groups)}
+    for axes, name in zip(figure.axes, names, strict=True):
+        base = groups[reference].get(name, {})
+        goal = state.goal.get(name) or default_goal(name).value
+        labels = []
+        for position, variant in enumerate(others, start=1):
+            mine = groups[variant].get(name, {})
+            shared = sorted(set(mine) & set(base))
+            diffs = np.array([mine[s] - base[s] for s in shared], dtype=float)
+            labels.append(f"{variant}\n{len(shared)} pair{'' if len(shared) == 1 else 's'}")
+            finite = diffs[np.isfinite(diffs)]
+            if finite.size:
+                jitter = rng.uniform(-_JITTER, _JITTER, size=finite.size)
+                axes.scatter(position + jitter, finite, s=18, alpha=0.6, zorder=3,
+                             color=colours[variant])  # fmt: skip
+            c = contrast(name, variant, mine, reference, base, paired=True) if len(shared) > 1 \
+                else None  # fmt: skip
+            if c is not None and math.isfinite(c.diff):
+                low, high = c.diff_ci_low, c.diff_ci_high
+                if math.isfinite(low) and math.isfinite(high):
+                    axes.errorbar([position + 0.3], [c.diff],
+                                  yerr=[[c.diff - low], [high - c.diff]], fmt="D",
+                                  color="black", capsize=5, ms=5, zorder=4)  # fmt: skip
+                else:
+                    axes.plot([position + 0.3], [c.diff], "D", color="black", ms=5, zorder=4)
+        axes.axhline(0.0, color="0.35", lw=1.0, ls="--", label="no difference")
+        if axes is figure.axes[0]:
+            from matplotlib.lines import Line2D
+
+            handles = [
+                Line2D([], [], ls="", marker="o", color="0.5", alpha=0.6, label="one seed"),
+                Line2D([], [], ls="-", marker="D", color="black", label="mean, 95% CI (paired t)"),
+            ]
+            axes.legend(handles=handles, fontsize="x-small", loc="best")
+        axes.set_xticks(range(1, len(others) + 1), labels, fontsize="small")
+        axes.set_xlim(0.4, len(others) + 0.8)
+        better = "lower" if goal == "min" else "higher"
+        axes.set_title(f"{name} minus {reference}\n({better} is better)", fontsize="small")
+        axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _balanced_columns(panels: int, panel_width: float, page_width: float = 12.0) -> int:
+    """As many columns as fit ``page_width`` inches, then as few as keep the rows full:
+    four panels that fit three across go two by two, not three and one."""
+    most = max(1, int(page_width // panel_width))
+    return max(1, math.ceil(panels / math.ceil(panels / most)))
 
 
 def _save_png(figure: Figure, path: Path) -> None:

@@ -12,8 +12,12 @@ Power analysis for a t-test (two-sided), from the spread a study has shown:
 - ``one-sample`` (one study against a fixed number, e.g. a published score):
   the runs' std, ``TTestPower``.
 
-One study alone cannot give the std of paired differences (that needs a second
-config on the same seeds), so it gets the two-sample and one-sample figures.
+One study of one config cannot give the std of paired differences (that needs a
+second config on the same seeds), so it gets the two-sample and one-sample
+figures. A study of variants has that second config: each variant against the
+reference (``compare_to``) gets paired figures from its per-seed differences on
+the seeds both completed (``power_for_variants``; two-sample with the pooled std
+when asked ``paired=False``). Those rows name the variant and its reference.
 
 ``effect`` is a difference in the metric's own units; the solvers take it in
 std units (Cohen's d = effect / std). ``seeds_needed`` is the solver's sample
@@ -32,19 +36,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.compare import state_groups
+from orchestrator.compare import state_groups, variant_groups
 from orchestrator.errors import XorchError
 from orchestrator.state import StudyState
 from orchestrator.tables import Cell, render_rows
 
 __all__ = [
     "POWER_COLUMNS",
+    "VARIANT_POWER_COLUMNS",
     "Design",
     "PowerFigures",
     "detectable_effect",
     "power_figures",
     "power_for_studies",
     "power_for_study",
+    "power_for_variants",
     "render_power",
 ]
 
@@ -52,6 +58,8 @@ POWER_COLUMNS: tuple[str, ...] = (
     "metric", "design", "n", "std", "effect", "effect_d", "alpha", "power",
     "seeds_needed", "detectable", "note",
 )  # fmt: skip
+# A study of variants: which variant against which reference, after the metric.
+VARIANT_POWER_COLUMNS: tuple[str, ...] = (POWER_COLUMNS[0], "variant", "vs", *POWER_COLUMNS[1:])
 
 
 class Design(str, enum.Enum):
@@ -74,6 +82,8 @@ class PowerFigures:
     seeds_needed: int | None
     detectable: float
     note: str = ""
+    variant: str = ""  # a study of variants: the variant compared ...
+    vs: str = ""  # ... with this reference
 
     @property
     def effect_d(self) -> float:
@@ -221,24 +231,71 @@ def power_for_studies(
         a, b = values_a[metric], values_b[metric]
         shared = sorted(set(a) & set(b))
         use_paired = len(shared) >= 2 if paired is None else paired
-        if use_paired:
-            if len(shared) < 2:
-                raise XorchError(
-                    f"the studies share {len(shared)} seed(s) on {metric}: paired power needs "
-                    "at least two; use --unpaired"
-                )
-            diffs = [b[s] - a[s] for s in shared]
-            rows.append(
-                power_figures(metric, Design.PAIRED, _std(diffs), len(shared), effect, alpha, power)
+        if use_paired and len(shared) < 2:
+            raise XorchError(
+                f"the studies share {len(shared)} seed(s) on {metric}: paired power needs "
+                "at least two; use --unpaired"
             )
-        else:
-            std = _pooled_std(list(a.values()), list(b.values()))
-            n = min(len(a), len(b))
-            ratio = max(len(a), len(b)) / n
-            rows.append(
-                power_figures(metric, Design.TWO_SAMPLE, std, n, effect, alpha, power, ratio)
-            )
+        rows.append(_pair_figures(metric, a, b, use_paired, effect, alpha, power))
     return rows
+
+
+def power_for_variants(
+    state: StudyState,
+    metrics: Sequence[str] | None,
+    effect: float | None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    paired: bool | None = None,
+) -> list[PowerFigures]:
+    """Figures per metric for each variant against the reference, paired on the seeds
+    both completed (unless ``paired`` is False: two-sample, pooled std). A variant
+    with fewer than two such seeds gets a row whose note says there is no std yet."""
+    _check_levels(alpha, power)
+    if not state.variant_configs:
+        raise XorchError("this study has no variants: give a second study to compare with")
+    reference = state.compare_to or next(iter(state.variant_configs))
+    groups = variant_groups(state)
+    if not groups[reference]:
+        raise XorchError(
+            f"the reference variant {reference} has no completed run yet: no spread to work from"
+        )
+    logged = {m: None for values in groups.values() for m in values}
+    default = [m for m in state.summary_metrics if m in logged] or sorted(logged)
+    chosen = list(dict.fromkeys(metrics or default))
+    _check_metrics(chosen, logged, "any variant's completed runs")
+    rows = []
+    for metric in chosen:
+        base = groups[reference].get(metric, {})
+        for variant, values in groups.items():
+            if variant == reference:
+                continue
+            mine = values.get(metric, {})
+            figures = _pair_figures(metric, base, mine, paired is not False, effect, alpha, power)
+            rows.append(_with(figures, variant=variant, vs=reference))
+    return rows
+
+
+def _pair_figures(
+    metric: str,
+    a: Mapping[int, float],
+    b: Mapping[int, float],
+    paired: bool,
+    effect: float | None,
+    alpha: float,
+    power: float,
+) -> PowerFigures:
+    """B against A: paired on the shared seeds (std of ``b - a``), or two-sample."""
+    if paired:
+        shared = sorted(set(a) & set(b))
+        diffs = [b[s] - a[s] for s in shared]
+        return power_figures(metric, Design.PAIRED, _std(diffs), len(shared), effect, alpha, power)
+    if not a or not b:
+        return power_figures(metric, Design.TWO_SAMPLE, math.nan, 0, effect, alpha, power)
+    std = _pooled_std(list(a.values()), list(b.values()))
+    n = min(len(a), len(b))
+    ratio = max(len(a), len(b)) / n
+    return power_figures(metric, Design.TWO_SAMPLE, std, n, effect, alpha, power, ratio)
 
 
 def _pooled_std(a: Sequence[float], b: Sequence[float]) -> float:
@@ -257,10 +314,13 @@ def _check_levels(alpha: float, power: float) -> None:
 
 
 def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:
-    """``rows`` as ``fmt`` (table, markdown, latex, csv, json), ending in a newline."""
+    """``rows`` as ``fmt`` (table, markdown, latex, csv, json), ending in a newline;
+    rows of a study of variants get the ``variant`` and ``vs`` columns."""
+    named = any(r.variant for r in rows)
     records: list[list[Cell]] = [
-        [r.metric, r.design.value, r.n, r.std, r.effect, r.effect_d, r.alpha, r.power,
-         math.nan if r.seeds_needed is None else r.seeds_needed, r.detectable, r.note]
+        [r.metric, *([r.variant, r.vs] if named else []), r.design.value, r.n, r.std, r.effect,
+         r.effect_d, r.alpha, r.power, math.nan if r.seeds_needed is None else r.seeds_needed,
+         r.detectable, r.note]
         for r in rows
     ]  # fmt: skip
-    return render_rows(POWER_COLUMNS, records, fmt)
+    return render_rows(VARIANT_POWER_COLUMNS if named else POWER_COLUMNS, records, fmt)

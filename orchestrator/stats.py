@@ -2,6 +2,12 @@
 
 Comparing studies is ``compare.py`` over ``inference.py``.
 
+A study of variants is described per variant (``variant_metric_stats``): one
+row per (metric, variant), metrics sorted and variants in the config's order,
+each over that variant's completed runs only, so its mean and std are the ones
+of the variant's block in summary.csv. Pooling the variants would average
+several configs into a number that describes none of them.
+
 Only completed runs count, and a metric's sample is the values its completed
 runs logged (a run that did not log it is left out, not counted as zero).
 
@@ -38,16 +44,22 @@ from orchestrator.tables import Cell, render_rows
 
 __all__ = [
     "STATS_COLUMNS",
+    "VARIANT_STATS_COLUMNS",
     "MetricStats",
+    "VariantMetricStats",
     "describe",
     "render_stats",
+    "render_variant_stats",
     "study_metric_stats",
+    "variant_metric_stats",
 ]
 
 STATS_COLUMNS: tuple[str, ...] = (
     "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "median", "max",
     "not_finite",
 )  # fmt: skip
+
+VARIANT_STATS_COLUMNS: tuple[str, ...] = (STATS_COLUMNS[0], "variant", *STATS_COLUMNS[1:])
 
 _CONFIDENCE = 0.95
 _UPPER_QUANTILE = 0.5 + _CONFIDENCE / 2  # 0.975: two-sided interval
@@ -68,6 +80,15 @@ class MetricStats:
     median: float
     max: float
     not_finite: NotFinite = field(default_factory=NotFinite)
+
+
+@dataclass(frozen=True)
+class VariantMetricStats:
+    """One metric over the completed runs of one variant."""
+
+    metric: str
+    variant: str
+    stats: MetricStats
 
 
 # --------------------------------------------------------------------------- statistics
@@ -126,6 +147,35 @@ def study_metric_stats(
     return [(name, describe(values[name])) for name in names]
 
 
+def variant_metric_stats(
+    state: StudyState, metrics: Sequence[str] | None = None
+) -> list[VariantMetricStats]:
+    """One row per (metric, variant) of a study of variants; metrics as in
+    ``study_metric_stats`` (every metric any variant logged, sorted, by default).
+
+    A variant with no completed run (yet) that logged the metric gets ``n`` 0 and
+    nan statistics, so a partial study shows every variant.
+    """
+    runs = state.completed
+    if not runs:
+        raise XorchError("the study has no completed run yet: there is nothing to describe")
+    names = _choose(metrics, sorted(_metric_values(runs, finite_only=False)),
+                    "logged by the completed runs")  # fmt: skip
+    per_variant = {
+        v: _metric_values([r for r in runs if r.variant == v], finite_only=False)
+        for v in state.variant_configs
+    }
+    rows = []
+    for name in names:
+        for variant, values in per_variant.items():
+            stats = describe(values[name]) if name in values else _NO_VALUES
+            rows.append(VariantMetricStats(name, variant, stats))
+    return rows
+
+
+_NO_VALUES = MetricStats(0, *(math.nan,) * 8)
+
+
 def _metric_values(runs: Sequence[RunRecord], finite_only: bool = True) -> dict[str, list[float]]:
     """Each metric's values, in run order, from the runs that logged it; only the
     finite ones unless ``finite_only`` is False (describe counts the others)."""
@@ -165,6 +215,28 @@ def render_stats(rows: Sequence[tuple[str, MetricStats]], fmt: str = "table") ->
     text = render_rows(STATS_COLUMNS, records, fmt)
     if fmt == "table":  # people read the table: say which values were left out, and why
         notes = [f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count]
-        if notes:
-            text += "".join(f"{note}; left out of the statistics\n" for note in notes)
+        text += _left_out(notes)
     return text
+
+
+def render_variant_stats(rows: Sequence[VariantMetricStats], fmt: str = "table") -> str:
+    """``rows`` from variant_metric_stats as ``fmt``: STATS_COLUMNS with ``variant`` second."""
+    records: list[list[Cell]] = [
+        [r.metric, r.variant, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median,
+         s.max, s.not_finite.count]
+        for r in rows
+        for s in (r.stats,)
+    ]  # fmt: skip
+    text = render_rows(VARIANT_STATS_COLUMNS, records, fmt)
+    if fmt == "table":
+        notes = [
+            f"{r.metric} ({r.variant}): {r.stats.not_finite.describe()}"
+            for r in rows
+            if r.stats.not_finite.count
+        ]
+        text += _left_out(notes)
+    return text
+
+
+def _left_out(notes: Sequence[str]) -> str:
+    return "".join(f"{note}; left out of the statistics\n" for note in notes)

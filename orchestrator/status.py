@@ -25,18 +25,27 @@ from orchestrator.state_store import load_study_state
 from orchestrator.summary import format_number, split_finite
 from orchestrator.tables import aligned_lines
 
-__all__ = ["RunRow", "StudyStatus", "render_status", "study_status"]
+__all__ = ["RunRow", "StudyStatus", "VariantProgress", "render_status", "study_status"]
 
 
 @dataclass(frozen=True)
 class RunRow:
     run: int
+    variant: str | None  # None in a study of one config
     seed: int
     status: str  # pending, running, completed, interrupted, or the failure class
     attempt: int
     duration_s: float | None
     epoch: str | None  # "3/50" for a running run, from its heartbeat
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VariantProgress:
+    """One variant's runs: how many, and how many per status or failure class."""
+
+    total: int
+    counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,10 @@ class StudyStatus:
     summary_metrics: tuple[str, ...]
     rows: tuple[RunRow, ...]
     # summary metric -> "1 run not finite: inf", for those with such values
+    # (a study of variants: "val/loss (wide)" -> ...)
     not_finite: dict[str, str] = field(default_factory=dict)
+    # a study of variants: variant -> its runs (total) and status -> count, config order
+    variants: dict[str, VariantProgress] = field(default_factory=dict)
     adaptive: str | None = None  # adaptive seeds: why they stopped, or how far they got
 
 
@@ -56,9 +68,13 @@ def study_status(study_dir: Path) -> StudyStatus:
     state = load_study_state(paths)
     rows = []
     counts: dict[str, int] = {}
+    per_variant: dict[str, dict[str, int]] = {v: {} for v in state.variant_configs}
     for record in state.runs:
         status = record.failure.value if record.failure else record.status.value
         counts[status] = counts.get(status, 0) + 1
+        if record.variant is not None:
+            mine = per_variant.setdefault(record.variant, {})
+            mine[status] = mine.get(status, 0) + 1
         duration = record.duration_s
         epoch = None
         if record.status is RunStatus.RUNNING:
@@ -69,14 +85,26 @@ def study_status(study_dir: Path) -> StudyStatus:
         metrics = {m: record.metrics[m] for m in state.summary_metrics if m in record.metrics}
         rows.append(
             RunRow(
-                record.index, record.seed, status, len(record.attempts), duration, epoch, metrics
+                record.index,
+                record.variant,
+                record.seed,
+                status,
+                len(record.attempts),
+                duration,
+                epoch,
+                metrics,
             )
         )
     not_finite = {}
+    groups: list[str | None] = [*per_variant] or [None]
     for name in state.summary_metrics:
-        _, left_out = split_finite(r.metrics[name] for r in state.completed if name in r.metrics)
-        if left_out.count:
-            not_finite[name] = left_out.describe()
+        for variant in groups:
+            values = (r.metrics[name] for r in state.completed
+                      if name in r.metrics and r.variant == variant)  # fmt: skip
+            _, left_out = split_finite(values)
+            if left_out.count:
+                not_finite[name if variant is None else f"{name} ({variant})"] = left_out.describe()
+    progress = {v: VariantProgress(sum(c.values()), c) for v, c in per_variant.items()}
     return StudyStatus(
         paths.root,
         len(state.runs),
@@ -84,6 +112,7 @@ def study_status(study_dir: Path) -> StudyStatus:
         state.summary_metrics,
         tuple(rows),
         not_finite,
+        progress,
         _adaptive_line(state),
     )
 
@@ -110,12 +139,15 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
                 k: v if math.isfinite(v) else format_number(v) for k, v in row["metrics"].items()
             }
         return json.dumps(payload, indent=1, allow_nan=False)
-    header = ["run", "seed", "status", "attempt", "duration_s", "epoch", *status.summary_metrics]
+    named = bool(status.variants)
+    header = ["run", *(["variant"] if named else []), "seed", "status", "attempt", "duration_s",
+              "epoch", *status.summary_metrics]  # fmt: skip
     lines = [header]
     for row in status.rows:
         lines.append(
             [
                 str(row.run),
+                *([row.variant or "-"] if named else []),
                 str(row.seed),
                 row.status,
                 str(row.attempt),
@@ -133,4 +165,13 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
     if status.adaptive is not None:
         notes.append(status.adaptive)
-    return "\n".join([f"{status.root}  ({status.total} runs: {counts})  {stamp}", *body, *notes])
+    heading = [f"{status.root}  ({status.total} runs: {counts})  {stamp}"]
+    heading += [f"  {name}: {_progress(p)}" for name, p in status.variants.items()]
+    return "\n".join([*heading, *body, *notes])
+
+
+def _progress(progress: VariantProgress) -> str:
+    """``3/4 completed, 1 running``: the completed share first, then the other statuses."""
+    done = progress.counts.get("completed", 0)
+    others = sorted((k, n) for k, n in progress.counts.items() if k != "completed")
+    return ", ".join([f"{done}/{progress.total} completed", *(f"{n} {k}" for k, n in others)])

@@ -145,3 +145,48 @@ def wait_gone(pid: int, what: str, timeout: float = 15.0) -> None:
         timeout=timeout,
         what=what,
     )
+
+
+def saved_variant_study(
+    root: Path,
+    values: dict[str, list[float | None]],
+    seeds: tuple[int, ...],
+    goal: dict[str, str] | None = None,
+    with_logs: bool = True,
+) -> Any:
+    """A study of variants on disk without training: ``values[variant][i]`` is the final
+    val/loss on ``seeds[i]`` (val/acc is 1 - val/loss); None leaves that run pending.
+    With ``with_logs``, each completed run gets a 3-epoch CSVLogger log ending at its value.
+    Returns the saved StudyState."""
+    from orchestrator.contract.paths import StudyPaths
+    from orchestrator.state import RunRecord, RunStatus, StudyState
+    from orchestrator.state_store import save_state
+
+    runs = []
+    for position, seed in enumerate(seeds):
+        for variant, losses in values.items():
+            loss = losses[position]
+            folder = f"{variant}/run_{position:02d}_seed{seed}"
+            if loss is None:
+                runs.append(RunRecord(index=len(runs), seed=seed, dir=folder, variant=variant))
+                continue
+            metrics = {"val/loss": loss, "val/acc": 1.0 - loss}
+            runs.append(RunRecord(index=len(runs), seed=seed, dir=folder, variant=variant,
+                                  status=RunStatus.COMPLETED, duration_s=1.0,
+                                  metrics=metrics))  # fmt: skip
+            if with_logs:
+                log = root / folder / "lightning_logs" / "version_0" / "metrics.csv"
+                log.parent.mkdir(parents=True)
+                rows = [f"{e},{e},{loss + 0.3 * (2 - e)},{1 - loss - 0.3 * (2 - e)}"
+                        for e in range(3)]  # fmt: skip
+                log.write_text("epoch,step,val/loss,val/acc\n" + "\n".join(rows) + "\n")
+    state = StudyState(
+        config_fingerprint="f", training_config={"model": {"lr": 0.05}}, seeds=seeds,
+        runs=tuple(runs), summary_metrics=("val/loss", "val/acc"),
+        variant_configs={v: {"model": {"lr": 0.05 if i == 0 else 0.05 / (10 * i)}}
+                         for i, v in enumerate(values)},
+        compare_to=next(iter(values)), goal=goal or {"val/loss": "min", "val/acc": "max"},
+    )  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    save_state(StudyPaths(root), state)
+    return state

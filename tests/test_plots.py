@@ -19,7 +19,7 @@ from orchestrator.errors import XorchError
 from orchestrator.plots import _study_figures, plot_study, run_epoch_metrics
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from tests.helpers import ROOT
+from tests.helpers import ROOT, saved_variant_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCH_METRICS = ["train/acc", "train/loss", "val/acc", "val/loss"]
@@ -227,3 +227,46 @@ def test_stats_and_plots_never_import_torch(study):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert report["lazy"] == {"scipy": False, "matplotlib": False}
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def test_a_variants_study_gets_a_colour_per_variant_and_a_differences_plot(tmp_path):
+    from matplotlib.collections import LineCollection
+
+    from orchestrator.compare import compare_variants
+    from orchestrator.plots import DIFFERENCES_PNG, differences_figure
+
+    values = {"base": [0.5, 0.6, 0.55], "worse": [0.8, 0.95, 0.85], "half": [0.6, None, None]}
+    root = tmp_path / "variants study"
+    state = saved_variant_study(root, values, (1, 2, 3))
+    paths = StudyPaths(root)
+    written = plot_study(root)
+    assert written == [paths.curves_plot, paths.spread_plot, paths.plots / DIFFERENCES_PNG]
+    figures = dict(_study_figures(root))
+    loss_panel = figures[paths.curves_plot].axes[1]  # val/acc, val/loss: sorted
+    assert loss_panel.get_title() == "val/loss"
+    means = [line.get_label() for line in loss_panel.get_lines() if "mean" in line.get_label()]
+    assert means == ["base (mean of 3)", "worse (mean of 3)", "half (mean of 1)"]
+    assert len([c for c in loss_panel.collections if isinstance(c, PolyCollection)]) == 3
+    spread = figures[paths.spread_plot].axes[1]
+    labels = [t.get_text() for t in spread.get_xticklabels()]
+    assert labels == ["base\nn=3", "worse\nn=3", "half\nn=1"]
+    points = sorted(y for c in spread.collections if isinstance(c, PathCollection)
+                    for y in c.get_offsets()[:, 1])  # fmt: skip
+    assert np.allclose(points, sorted(x for v in values.values() for x in v if x is not None))
+
+    figure = differences_figure(state, ["val/loss"])
+    assert figure is not None
+    (axes,) = figure.axes
+    assert axes.get_title() == "val/loss minus base\n(lower is better)"
+    worse = axes.collections[0].get_offsets()[:, 1]  # one point per seed: worse - base
+    assert np.allclose(sorted(worse), sorted([0.3, 0.35, 0.3]))
+    # The bar is the comparison table's paired interval of the mean difference.
+    contrast = compare_variants(state, ["val/loss"]).contrast_of("worse", "val/loss")
+    assert contrast is not None
+    (bar,) = [c for c in axes.collections if isinstance(c, LineCollection)][:1]
+    low, high = sorted(bar.get_segments()[0][:, 1])
+    assert np.isclose(low, contrast.diff_ci_low) and np.isclose(high, contrast.diff_ci_high)
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["worse\n3 pairs", "half\n1 pair"]

@@ -14,7 +14,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.power import Design, power_figures
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from tests.helpers import snapshot, xorch
+from tests.helpers import saved_variant_study, snapshot, xorch
 
 TOL = 1e-10
 
@@ -125,3 +125,52 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before
+
+
+def test_xorch_power_on_a_variants_study_is_paired_per_variant_and_matches_statsmodels(tmp_path):
+    rng = np.random.default_rng(7)
+    seeds = tuple(range(1, 7))
+    base = rng.normal(0.5, 0.05, 6)
+    close_one = base + 0.01 + rng.normal(0, 0.005, 6)  # correlated with base by seed
+    far_one = base + 0.3 + rng.normal(0, 0.02, 6)
+    values = {"base": list(base), "close": list(close_one), "far": list(far_one)}
+    root = tmp_path / "variants study"
+    saved_variant_study(root, values, seeds, with_logs=False)
+    result = xorch("power", str(root), "--metric", "val/loss", "--effect", "0.01", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["variant"], r["vs"], r["design"]) for r in rows] == [
+        ("close", "base", "paired"), ("far", "base", "paired")
+    ]  # fmt: skip
+    for row, other in zip(rows, (close_one, far_one), strict=True):
+        std_d = float(np.std(other - base, ddof=1))  # the spread of the per-seed differences
+        assert row["n"] == 6 and close(row["std"], std_d)
+        want = TTestPower().solve_power(effect_size=0.01 / std_d, alpha=0.05, power=0.8)
+        assert row["seeds_needed"] == max(2, math.ceil(want))
+        d = TTestPower().solve_power(effect_size=None, nobs=6, alpha=0.05, power=0.8)
+        assert close(row["detectable"], std_d * d)
+    table = xorch("power", str(root), "-m", "val/loss", "--effect", "0.01").stdout
+    assert table.split()[:4] == ["metric", "variant", "vs", "design"]
+
+    # --unpaired: two-sample figures from the pooled std of the two variants.
+    unpaired = json.loads(xorch("power", str(root), "-m", "val/loss", "--effect", "0.01",
+                                "--unpaired", "-f", "json").stdout)  # fmt: skip
+    pooled = math.sqrt((np.var(base, ddof=1) + np.var(close_one, ddof=1)) / 2)
+    assert unpaired[0]["design"] == "two-sample" and close(unpaired[0]["std"], pooled)
+    want = TTestIndPower().solve_power(effect_size=0.01 / pooled, alpha=0.05, power=0.8, ratio=1)
+    assert unpaired[0]["seeds_needed"] == math.ceil(want)
+
+
+def test_power_on_a_variants_study_still_running(tmp_path):
+    values = {"base": [0.5, 0.6, 0.55], "new": [0.52, None, None]}
+    root = tmp_path / "running"
+    saved_variant_study(root, values, (1, 2, 3), with_logs=False)
+    rows = json.loads(xorch("power", str(root), "-m", "val/loss", "-f", "json").stdout)
+    assert rows[0]["variant"] == "new" and rows[0]["n"] == 1
+    assert rows[0]["seeds_needed"] is None and "no std yet" in rows[0]["note"]
+    nothing = tmp_path / "nothing yet"
+    saved_variant_study(nothing, {"base": [None], "new": [0.5]}, (1,), with_logs=False)
+    refused = xorch("power", str(nothing), "--effect", "0.1")
+    assert refused.returncode == 2 and "reference variant base has no completed run" in (
+        refused.stderr
+    )

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from orchestrator.tables import human_cell
-from tests.helpers import TORCH_WATCH, snapshot, xorch, xorch_popen
+from tests.helpers import TORCH_WATCH, saved_variant_study, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -221,3 +222,105 @@ def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatc
     assert caught.value.exit_code is ExitCode.STATE_WRITE
     assert target.read_bytes() == previous
     assert not [p.name for p in paths.root.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- variants
+
+VARIANT_LOSSES: dict[str, list[float | None]] = {
+    "baseline": [0.50, 0.55, 0.48, 0.52],
+    "wide": [0.49, 0.53, 0.49, 0.50],
+    "tiny_lr": [1.10, 1.08, 1.12, None],  # the last one still pending
+}
+
+
+def variant_report(tmp_path: Path, values=VARIANT_LOSSES) -> tuple[StudyState, str]:
+    paths = StudyPaths(tmp_path / "variants study")
+    seeds = tuple(range(1, len(next(iter(values.values()))) + 1))
+    state = saved_variant_study(paths.root, values, seeds)
+    return state, write_report(paths.root).read_text(encoding="utf-8")
+
+
+def cells(page: str) -> str:
+    return page.replace(" class=num", "")
+
+
+def test_report_of_a_variants_study_compares_the_variants_paired(tmp_path):
+    from orchestrator.compare import compare_variants
+
+    state, page = variant_report(tmp_path)
+    for heading in ("Progress", "Learning curves", "Statistics over seeds, per variant",
+                    "Paired differences: each variant minus baseline",
+                    "Comparison table: each variant against baseline", "Power",
+                    "Runs that did not complete", "Environment", "Training config"):  # fmt: skip
+        assert f"<h2>{heading}" in page, heading
+    images = embedded_pngs(page)  # curves, spread, paired differences
+    assert len(images) == 3 and all(png.startswith(PNG) for png in images)
+    assert "alt='paired differences'" in page
+    # Progress per variant; the pending run is listed with its variant.
+    assert "<tr><td>tiny_lr</td><td>4</td><td>3</td><td>1</td></tr>" in cells(page)
+    assert "<td>11</td><td>tiny_lr</td><td>4</td><td>tiny_lr/run_03_seed4</td><td>pending" in (
+        cells(page)
+    )
+    # Statistics: each variant over its own seeds, never pooled.
+    for variant, losses in VARIANT_LOSSES.items():
+        s = describe_sample([x for x in losses if x is not None])
+        row = f"<td>val/loss</td><td>{variant}</td><td>{s.n}</td><td>{human_cell(s.mean)}</td>"
+        assert row in cells(page), variant
+    # Paired differences and the comparison table are compare_variants' numbers.
+    table = compare_variants(state, ["val/loss", "val/acc"])
+    bad = table.contrast_of("tiny_lr", "val/loss")
+    assert bad is not None and bad.n == 3 and bad.better == "no"
+    assert (f"<td>val/loss</td><td>tiny_lr</td><td>baseline</td><td>3</td>"
+            f"<td>{bad.diff:.4g}</td><td>[{bad.diff_ci_low:.4g}, {bad.diff_ci_high:.4g}]</td>"
+            "<td>no (min is better)</td>") in cells(page)  # fmt: skip
+    assert f"<td>{bad.p_value:.3g} ({bad.p_holm:.3g})</td>" in cells(page)
+    # Power: paired, per variant, from the spread of the differences.
+    assert "<th>std of diffs</th>" in cells(page) and "<th>40 pairs</th>" in cells(page)
+    assert "<td>val/loss</td><td>tiny_lr</td><td>baseline</td><td>3</td>" in cells(page)
+    # The config: each variant's change to the base.
+    assert "<td>wide</td><td>model.lr=0.005</td>" in page
+
+
+def test_report_of_a_variants_study_before_the_reference_completed(tmp_path):
+    values: dict[str, list[float | None]] = {"baseline": [None, None], "wide": [0.5, None]}
+    state, page = variant_report(tmp_path, values)
+    assert "No comparison yet: the reference variant baseline has no completed run" in page
+    assert "No power figures yet" in page
+    assert "<tr><td>baseline</td><td>2</td><td>0</td><td>2</td></tr>" in cells(page)
+    # A run that failed is listed with its variant and failure class.
+    oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
+                  attempt_class=AttemptClass.CUDA_OOM, reason="CUDA out of memory")  # fmt: skip
+    failed = replace(state.runs[0], status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
+                     attempts=(oom,))  # fmt: skip
+    paths = StudyPaths(tmp_path / "variants study")
+    save_state(paths, replace(state, runs=(failed, *state.runs[1:])))
+    page = write_report(paths.root).read_text(encoding="utf-8")
+    assert ("<td>0</td><td>baseline</td><td>1</td><td>baseline/run_00_seed1</td><td>failed</td>"
+            "<td>cuda_oom</td><td>1</td><td>CUDA out of memory</td>") in cells(page)  # fmt: skip
+    assert "<th>failed</th>" in cells(page)  # the progress table counts it
+    nothing: dict[str, list[float | None]] = {"baseline": [None], "wide": [None]}
+    _, empty = variant_report(tmp_path / "fresh", nothing)
+    assert "No completed run yet" in empty and "<h2>Comparison table" not in empty
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
+)
+def test_headless_chromium_loads_a_variants_report(tmp_path):
+    from PIL import Image
+
+    variant_report(tmp_path)
+    target = tmp_path / "variants study" / "report.html"
+    dom = chromium("--dump-dom", target.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body is not None
+    assert 'data-images-loaded="3"' in body.group(0)
+    assert 'data-images-broken="0"' in body.group(0) and "data-errors" not in body.group(0)
+    # progress, statistics, differences, comparison, power, unfinished, environment, variants
+    assert dom.stdout.count("<table>") == 8
+    shot = tmp_path / "variants.png"
+    taken = chromium("--window-size=1200,4000", f"--screenshot={shot}", target.as_uri())
+    assert taken.returncode == 0 and shot.exists(), taken.stderr
+    with Image.open(shot) as image:
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 200

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +21,16 @@ from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
 from orchestrator.study import _initial_state
 from orchestrator.summary import summary_text
-from tests.helpers import read_state, running_attempt, tiny_config, wait_for, xorch, xorch_popen
+from orchestrator.tables import human_cell
+from tests.helpers import (
+    read_state,
+    running_attempt,
+    saved_variant_study,
+    tiny_config,
+    wait_for,
+    xorch,
+    xorch_popen,
+)
 
 VARIANTS = {
     "baseline": {},
@@ -159,12 +170,16 @@ def test_variants_cannot_be_added_to_a_study_of_one_config(workdir, write_config
 
 
 def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write_config):
+    """3 variants x 4 seeds of a real model, one with a learning rate far too small:
+    killed once, resumed; the comparison finds the bad one, the right way round, and
+    summary.csv, comparison.csv, the LaTeX table and the report agree on every mean."""
     out = workdir / "out"
-    config = variant_config(out, goal={"val/loss": "min"})
+    seeds = (0, 1, 2, 3)
+    config = variant_config(out, seeds=seeds, goal={"val/loss": "min"})
     # Blobs far enough apart that training helps on the validation set too.
     config["model"]["init_args"]["features"] = config["data"]["init_args"]["features"] = 32
     config["data"]["init_args"]["train_size"] = 128
-    config["pl_trainer"]["max_epochs"] = 3
+    config["pl_trainer"]["max_epochs"] = 2
     path = write_config(config)
 
     parent = xorch_popen("launch", str(path), cwd=workdir)
@@ -177,24 +192,34 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
             parent.kill()
     before = read_state(out)
     done = [r["index"] for r in before["runs"] if r["status"] == "completed"]
-    assert len(done) < 6  # it was stopped mid-study
+    assert len(done) < 12  # it was stopped mid-study
+
+    # The report of the stopped study shows what exists so far, per variant.
+    partial = xorch("report", str(out), cwd=workdir)
+    assert partial.returncode == 0, partial.stderr
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "12 runs planned: 3 variants on 4 seeds, compared to <b>baseline</b>" in page
+    assert "<td>tiny_lr</td><td class=num>4</td><td class=num>0</td>" in page  # none done
+    assert not list(out.glob(".report.html*"))  # written atomically: no temp file left
 
     result = xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
-    assert [r["status"] for r in state["runs"]] == ["completed"] * 6
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 12
     for index in done:  # nothing that had completed was trained again
         assert len(state["runs"][index]["attempts"]) == 1
     assert sorted(str(p.relative_to(out)) for p in out.glob("*/run_*")) == sorted(
-        f"{v}/run_{i:02d}_seed{s}" for v in VARIANTS for i, s in enumerate((0, 1))
+        f"{v}/run_{i:02d}_seed{s}" for v in VARIANTS for i, s in enumerate(seeds)
     )
 
     # summary.csv: per variant its rows, then its mean and std rows.
     summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
     assert list(summary.columns[:4]) == ["run", "variant", "seed", "duration_s"]
-    assert list(summary["variant"]) == [v for v in VARIANTS for _ in range(4)]
-    assert list(summary["run"]) == ["0", "3", "mean", "std", "1", "4", "mean", "std",
-                                    "2", "5", "mean", "std"]  # fmt: skip
+    assert list(summary["variant"]) == [v for v in VARIANTS for _ in range(6)]
+    expected_runs = []  # per variant k: runs k, k+3, k+6, k+9 (seed by seed), mean, std
+    for k in range(3):
+        expected_runs += [str(3 * i + k) for i in range(4)] + ["mean", "std"]
+    assert list(summary["run"]) == expected_runs
 
     # comparison.csv is `xorch compare STUDY --format csv`, and finds tiny_lr worse.
     comparison = (out / "comparison.csv").read_text(encoding="utf-8")
@@ -204,14 +229,37 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     table = pd.read_csv(io.StringIO(comparison))
     loss = table[table["metric"] == "val/loss"].set_index("group")
     assert list(loss.index) == list(VARIANTS)
-    means = summary[summary["run"] == "mean"].set_index("variant")["val/loss"]
-    for variant in VARIANTS:
-        assert loss.loc[variant, "mean"] == pytest.approx(means[variant], abs=1e-6)
     bad = loss.loc["tiny_lr"]
-    assert bad["vs"] == "baseline" and bad["test"] == "paired t" and bad["n_pairs"] == 2
+    assert bad["vs"] == "baseline" and bad["test"] == "paired t" and bad["n_pairs"] == 4
     assert bad["diff"] > 0 and bad["better"] == "no"  # higher loss, and lower is better
+    assert bad["diff_ci_low"] > 0  # the whole interval: worse on these seeds, not by luck
     acc = table[table["metric"] == "val/acc"].set_index("group")
     assert acc.loc["tiny_lr", "diff"] < 0  # and a lower accuracy
+
+    # Every output agrees on each variant's mean: summary.csv (6 decimals, half a unit of
+    # the last one apart at most: 0.2890625 is written 0.289062), comparison.csv
+    # (full precision), the LaTeX table (rounded to its column's decimals), the report.
+    summary_means = summary[summary["run"] == "mean"].set_index("variant")
+    latex = xorch("compare", str(out), "-m", "val/loss", "-m", "val/acc", "-f", "latex").stdout
+    latex_rows = {line.split(" & ")[0]: line.split(" & ")[1:] for line in latex.splitlines()
+                  if " & " in line and "$" not in line.split(" & ")[0]}  # fmt: skip
+    page = xorch("report", str(out), cwd=workdir)
+    assert page.returncode == 0, page.stderr
+    report = (out / "report.html").read_text(encoding="utf-8").replace(" class=num", "")
+    for column, metric in enumerate(("val/loss", "val/acc")):
+        rows = table[table["metric"] == metric].set_index("group")
+        for variant in VARIANTS:
+            mean = float(rows.loc[variant, "mean"])
+            assert mean == pytest.approx(summary_means.loc[variant, metric], abs=5.01e-7)
+            cell = latex_rows[variant.replace("_", r"\_")][column]
+            printed = re.search(r"([0-9.]+)", cell.replace(r"\textbf{", ""))
+            assert printed is not None
+            decimals = len(printed.group(1).split(".")[1])
+            assert float(printed.group(1)) == pytest.approx(mean, abs=0.51 * 10**-decimals)
+            stats_row = f"<td>{metric}</td><td>{variant}</td><td>4</td><td>{human_cell(mean)}</td>"
+            assert stats_row in report, (metric, variant)
+    assert r"$^{\dagger}$" in latex_rows[r"tiny\_lr"][0]  # significant after Holm
+    assert "<td>val/loss</td><td>tiny_lr</td><td>baseline</td><td>4</td>" in report
 
     # A resume that adds a variant trains only that variant's runs.
     attempts = [len(r["attempts"]) for r in state["runs"]]
@@ -220,11 +268,10 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     result = xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     after = read_state(out)
-    assert [len(r["attempts"]) for r in after["runs"][:6]] == attempts
-    assert [(r["variant"], r["status"]) for r in after["runs"][6:]] == [
-        ("narrow", "completed"),
-        ("narrow", "completed"),
-    ]
+    assert [len(r["attempts"]) for r in after["runs"][:12]] == attempts
+    assert [(r["variant"], r["status"]) for r in after["runs"][12:]] == [
+        ("narrow", "completed")
+    ] * 4
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(set(table["group"])) == sorted([*VARIANTS, "narrow"])
     assert after["goal"] == {"val/loss": "min"}
@@ -287,3 +334,55 @@ def test_compare_of_a_study_without_variants_says_how_to_compare_studies():
         compare_variants(plain)
     assert comparison_csv(plain) is None
     assert summary_text(plain.completed).startswith("run,seed,duration_s,val/loss\n0,1,")
+
+
+# --------------------------------------------------------------------------- status, summary, power
+
+
+def test_summary_and_status_are_per_variant_in_every_format(tmp_path):
+    inf = float("inf")
+    values = {"base": [0.5, 0.6, 0.7, 0.65], "worse": [0.9, 1.0, 1.2, None],
+              "diverged": [0.5, inf, 0.6, 0.55]}  # fmt: skip
+    root = tmp_path / "variants study"
+    state = saved_variant_study(root, values, seeds=(1, 2, 3, 4), with_logs=False)
+    csv_means = pd.read_csv(io.StringIO(summary_text(state.completed, state.variant_configs)),
+                            dtype={"run": str})  # fmt: skip
+    csv_means = csv_means[csv_means["run"] == "mean"].set_index("variant")
+
+    result = xorch("summary", str(root), "-f", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["metric"], r["variant"]) for r in rows] == [
+        (m, v) for m in ("val/acc", "val/loss") for v in values
+    ]
+    for row in rows:  # each variant over its own finite values, as summary.csv's blocks
+        sample = [x for x in values[row["variant"]] if x is not None and x != inf]
+        if row["metric"] == "val/acc":
+            sample = [1.0 - x for x in sample]
+        assert row["n"] == len(sample)
+        assert row["mean"] == pytest.approx(float(np.mean(sample)), abs=1e-12)
+        assert row["std"] == pytest.approx(float(np.std(sample, ddof=1)), abs=1e-12)
+        assert row["mean"] == pytest.approx(csv_means.loc[row["variant"], row["metric"]], abs=1e-6)
+    assert rows[-1]["not_finite"] == 1 and rows[-2]["not_finite"] == 0
+
+    table = xorch("summary", str(root), "-m", "val/loss").stdout
+    assert table.splitlines()[0].split()[:4] == ["metric", "variant", "n", "mean"]
+    assert "val/loss (diverged): 1 run not finite: inf; left out" in table
+    markdown = xorch("summary", str(root), "-m", "val/loss", "-f", "markdown").stdout
+    assert "| val/loss | worse | 3 | 1.03333 |" in markdown
+    latex = xorch("summary", str(root), "-m", "val/loss", "-f", "latex").stdout
+    assert "val/loss & worse & 3 & 1.03333" in latex
+    csv = pd.read_csv(io.StringIO(xorch("summary", str(root), "-f", "csv").stdout))
+    assert list(csv.columns[:3]) == ["metric", "variant", "n"] and len(csv) == 6
+
+    status = xorch("status", str(root))
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[1:4] == ["  base: 4/4 completed", "  worse: 3/4 completed, 1 pending",
+                          "  diverged: 4/4 completed"]  # fmt: skip
+    assert lines[4].split()[:3] == ["run", "variant", "seed"]
+    assert lines[5].split()[:4] == ["0", "base", "1", "completed"]
+    assert "val/loss (diverged): 1 run not finite: inf (left out of the mean)" in status.stdout
+    payload = json.loads(xorch("status", str(root), "--json").stdout)
+    assert [r["variant"] for r in payload["rows"][:3]] == list(values)
+    assert payload["variants"]["worse"] == {"total": 4, "counts": {"completed": 3, "pending": 1}}

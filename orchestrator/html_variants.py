@@ -1,0 +1,229 @@
+"""The sections of ``xorch report`` that a study of variants has instead of, or beside,
+those of a study of one config.
+
+Every number comes from the modules the commands use, over the same completed
+runs, so the page agrees with them: the statistics per variant are
+``inference.describe_sample`` of each variant's seeds (the means of summary.csv's
+variant blocks, where every value is finite), the paired differences and the
+comparison table are ``compare.compare_variants`` (comparison.csv and ``xorch
+compare STUDY``), the power figures are ``power.power_for_variants`` (``xorch
+power STUDY``), and the differences figure is ``plots.differences_figure``.
+A study still running shows what has completed so far; a variant without a
+completed run is listed with n = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.compare import ComparisonTable, compare_variants, variant_groups
+from orchestrator.errors import XorchError
+from orchestrator.html_parts import esc, figure_html, html_table, interval
+from orchestrator.inference import describe_sample
+from orchestrator.power import Design, detectable_effect, power_for_variants
+from orchestrator.state import RunStatus, StudyState
+from orchestrator.tables import human_cell
+
+__all__ = [
+    "SEED_COUNTS",
+    "variant_comparison",
+    "variant_configs",
+    "variant_differences",
+    "variant_power",
+    "variant_progress",
+    "variant_statistics",
+]
+
+SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N pairs" columns of the power table
+
+
+def reference_of(state: StudyState) -> str:
+    return state.compare_to or next(iter(state.variant_configs))
+
+
+def variant_progress(state: StudyState) -> str:
+    """Per variant: runs planned and how many are in each status."""
+    order = (RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.PENDING, RunStatus.FAILED,
+             RunStatus.INTERRUPTED)  # fmt: skip
+    shown = [s for s in order if any(r.status is s for r in state.runs)]
+    rows = []
+    for variant in state.variant_configs:
+        mine = [r for r in state.runs if r.variant == variant]
+        rows.append([variant, str(len(mine)),
+                     *(str(sum(r.status is s for r in mine)) for s in shown)])  # fmt: skip
+    header = ["variant", "runs", *(s.value for s in shown)]
+    reference = reference_of(state)
+    lead = (
+        f"<p>{len(state.runs)} runs planned: {len(state.variant_configs)} variants on "
+        f"{len(state.seeds)} seeds, compared to <b>{esc(reference)}</b>.</p>"
+    )
+    return lead + html_table(header, rows, numeric=range(1, len(header)))
+
+
+def variant_statistics(state: StudyState, metrics: list[str]) -> str:
+    """One row per (metric, variant): the descriptive statistics of its seeds."""
+    groups = variant_groups(state)
+    header = ["metric", "variant", "n", "mean", "std", "95% CI (t)", "median", "IQM",
+              "95% CI (bootstrap)", "note"]  # fmt: skip
+    rows = []
+    for metric in metrics:
+        for variant, values in groups.items():
+            s = describe_sample(values.get(metric, {}))
+            boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}"
+            rows.append([metric, variant, str(s.n), human_cell(s.mean), human_cell(s.std),
+                         interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
+                         boot if s.bootstrap_method != "n/a" else "n/a", s.note])  # fmt: skip
+    note = (
+        "<p class='note'>Each variant over its own completed seeds. IQM: interquartile mean "
+        "(the mean after dropping the lowest and highest quarter of the seeds). Bootstrap: "
+        "9999 resamples, seed 0; BCa where it is defined, else percentile.</p>"
+    )
+    return html_table(header, rows, numeric=range(2, len(header) - 1)) + note
+
+
+def _table_or_reason(state: StudyState, metrics: list[str]) -> ComparisonTable | str:
+    """compare_variants on every logged metric (the summary metrics first): the same
+    contrasts, so the same Holm family and p-values, as comparison.csv."""
+    try:
+        return compare_variants(state, metrics)
+    except XorchError as exc:
+        return f"<p class='empty'>No comparison yet: {esc(str(exc))}.</p>"
+
+
+def variant_differences(state: StudyState, metrics: list[str]) -> str:
+    """The per-seed differences figure and, per (metric, variant), the mean difference
+    against the reference with its paired 95% interval."""
+    table = _table_or_reason(state, metrics)
+    if isinstance(table, str):
+        return table
+    from orchestrator.plots import differences_figure
+
+    figure = differences_figure(state, metrics)
+    reference = table.reference
+    parts = []
+    if figure is not None:
+        caption = (
+            f"Each variant minus {reference}, seed by seed (the points: one per seed that both "
+            "completed), and the mean difference with its 95% paired-t interval (the black "
+            "diamond and bar). A bar that does not cross the dashed zero line is a difference "
+            "the paired t-test finds at alpha = 0.05, before correction for several comparisons."
+        )
+        parts.append(figure_html(figure, "paired differences", caption))
+    header = ["metric", "variant", "minus", "pairs", "mean difference", "95% CI (paired t)",
+              "better?"]  # fmt: skip
+    rows = []
+    for metric in metrics:
+        for c in table.contrasts:
+            if c.metric == metric:
+                rows.append([c.metric, c.group, c.reference, str(c.n), _g(c.diff),
+                             _interval4(c.diff_ci_low, c.diff_ci_high),
+                             f"{c.better} ({c.goal.value} is better)"])  # fmt: skip
+    return "".join(parts) + html_table(header, rows, numeric=(3, 4, 5))
+
+
+def variant_comparison(state: StudyState, metrics: list[str]) -> str:
+    """``xorch compare STUDY`` as an HTML table, every metric the runs logged; numbers
+    to 4 significant digits so the table fits a page (comparison.csv has them all)."""
+    table = _table_or_reason(state, metrics)
+    if isinstance(table, str):
+        return table
+    arrows = {"min": "↓", "max": "↑"}
+    header = ["metric", "variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
+              "p Wilcoxon (Holm)", "g", "P(impr.)", "better"]  # fmt: skip
+    rows = []
+    notes = []
+    for metric in table.metrics:
+        label = f"{metric} {arrows[table.goals[metric].value]}"
+        for group in table.groups:
+            s = table.described[(group, metric)]
+            c = table.contrast_of(group, metric)
+            half = s.ci_high - s.mean
+            mean = _g(s.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
+            own = [label, group, str(s.n), mean]
+            if c is None:
+                rows.append([*own, "reference", "", "", "", "", "", ""])
+            else:
+                rows.append([*own, _g(c.diff), _interval4(c.diff_ci_low, c.diff_ci_high),
+                             _p_pair(c.p_value, c.p_holm), _p_pair(c.p_wilcoxon, c.p_wilcoxon_holm),
+                             _g(c.hedges_g, 3), _g(c.prob_improvement, 3), c.better])  # fmt: skip
+            for note in (s.note, c.note if c is not None else ""):
+                if note:
+                    notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(note)}</li>")
+    tests = ", ".join(sorted({c.test for c in table.contrasts})) or "no"
+    note = (
+        f"<p class='note'>Each variant against {esc(table.reference)} ({esc(tests)}-test on "
+        "the seeds both completed; diff = variant − reference with its 95% interval; "
+        "Wilcoxon signed-rank beside it). ↓: lower is better, ↑: higher is better. Each p is "
+        "raw, then in brackets Holm-corrected over every (variant, metric) comparison in this "
+        "table, one family per test. g: Hedges' g, the difference in std units; P(impr.): "
+        "the chance that a seed of the variant beats a seed of the reference. The same rows as "
+        "comparison.csv and <code>xorch compare STUDY</code>, which give every digit.</p>"
+    )
+    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
+    return html_table(header, rows, numeric=range(2, 10)) + listed + note
+
+
+def _g(value: float, digits: int = 4) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _p_pair(raw: float, corrected: float) -> str:
+    """``0.0012 (0.0048)``: the raw p-value, then the Holm-corrected one."""
+    if not math.isfinite(raw):
+        return "n/a"
+    return f"{raw:.3g} ({_g(corrected, 3)})"
+
+
+def _interval4(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"[{_g(low)}, {_g(high)}]"
+
+
+def variant_power(state: StudyState) -> str:
+    """Paired power figures per variant and summary metric, for the pairs now and more."""
+    try:
+        rows = power_for_variants(state, None, None)
+    except XorchError as exc:
+        return f"<p class='empty'>No power figures yet: {esc(str(exc))}.</p>"
+    header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now",
+              *(f"{n} pairs" for n in SEED_COUNTS)]  # fmt: skip
+    body, notes = [], []
+    for r in rows:
+        more = [_g(detectable_effect(Design.PAIRED, r.std, n)) for n in SEED_COUNTS]
+        body.append([r.metric, r.variant, r.vs, str(r.n), _g(r.std), _g(r.detectable), *more])
+        if r.note:
+            notes.append(f"<li>{esc(r.metric)}, {esc(r.variant)}: {esc(r.note)}</li>")
+    explain = (
+        "<p class='note'>The smallest difference from the reference that the paired t-test "
+        "(two-sided, alpha 0.05) detects with power 0.8, from the spread of the per-seed "
+        "differences observed here (statsmodels' <code>TTestPower</code>), with the pairs "
+        "now and with 5, 10, 20 and 40 pairs. "
+        "<code>xorch power STUDY --metric M --effect E</code> gives the seeds needed for a "
+        "given difference E.</p>"
+    )
+    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
+    return html_table(header, body, numeric=range(3, len(header))) + listed + explain
+
+
+def variant_configs(state: StudyState) -> str:
+    """Each variant's changes to the base config, as dotted keys."""
+    from orchestrator.config import changed_keys
+
+    rows = []
+    for variant, config in state.variant_configs.items():
+        keys = changed_keys(state.training_config, config)
+        changes = ", ".join(f"{k}={_value_at(config, k)}" for k in keys) or "the base config"
+        rows.append([variant, changes])
+    return html_table(["variant", "changes to the base config below"], rows, numeric=())
+
+
+def _value_at(config: Mapping[str, Any], dotted: str) -> object:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return "(removed)"
+        node = node[part]
+    return node
