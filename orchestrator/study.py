@@ -87,6 +87,9 @@ def launch_spec(
     before = _entries(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with launcher_lock(paths):
+        for temp in paths.stale_temp_files():  # a killed launch's half-written files
+            with contextlib.suppress(OSError):
+                temp.unlink()
         fresh = not (paths.state.exists() or paths.state_backup.exists())
         state = _initial_state(spec, paths, resume)
         reporter = reporter or Reporter(paths.log)

@@ -152,6 +152,21 @@ def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(stud
     assert read_state(out)["summary_metrics"] == ["val/loss", "val/acc"]
 
 
+def test_resume_removes_the_temp_files_a_killed_launch_left(study):
+    path, out, _ = study
+    left = [out / ".summary.csv.0123456789ab.tmp", out / ".runner_state.json.0123456789ab.tmp"]
+    others = out / ".notes.txt.0123456789ab.tmp"  # not a file a launch writes: kept
+    for temp in [*left, others]:
+        temp.write_text("half a file")
+    try:
+        result = xorch("launch", str(path), "--resume", cwd=path.parent)
+        assert result.returncode == 0, result.stderr
+        assert not any(temp.exists() for temp in left)
+        assert others.read_text() == "half a file"
+    finally:
+        others.unlink()
+
+
 def test_replay_with_mode_train_reproduces_a_run_exactly(study):
     path, out, _ = study
     config = yaml.safe_load(path.read_text())

@@ -167,5 +167,12 @@ class StudyPaths:
     def spread_plot(self) -> Path:
         return self.plots / "spread.png"
 
+    def stale_temp_files(self) -> list[Path]:
+        """Temp files (see contract/atomic.py) of the files only a launch writes,
+        left by a launch killed mid-write: whoever holds the launcher lock may
+        remove them, as no other writer of those files can be alive."""
+        owned = (self.state, self.state_backup, self.summary, self.comparison)
+        return [temp for path in owned for temp in self.root.glob(f".{path.name}.*.tmp")]
+
     def run(self, dir_name: str) -> RunPaths:
         return RunPaths(self.root / dir_name)
