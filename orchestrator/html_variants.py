@@ -112,7 +112,7 @@ def variant_differences(state: StudyState, metrics: list[str]) -> str:
         )
         parts.append(figure_html(figure, "paired differences", caption))
     header = ["metric", "variant", "minus", "pairs", "mean difference", "95% CI (paired t)",
-              "better?"]  # fmt: skip
+              "mean better?"]  # fmt: skip
     rows = []
     for metric in metrics:
         for c in table.contrasts:
@@ -131,7 +131,7 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         return table
     arrows = {"min": "↓", "max": "↑"}
     header = ["metric", "variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
-              "p Wilcoxon (Holm)", "g", "P(impr.)", "better"]  # fmt: skip
+              "p Wilcoxon (Holm)", "g", "P(impr.)", "mean better?"]  # fmt: skip
     rows = []
     notes = []
     for metric in table.metrics:
