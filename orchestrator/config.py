@@ -43,7 +43,6 @@ from orchestrator.compose import (
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     RUNNER_KEY,
-    Executor,
     RunnerSettings,
     kind_of,
     parse_runner,
@@ -306,10 +305,6 @@ def _validate(
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
         _check_output_dir(runner.output_base_dir)
-        if "command" in raw and runner.executor is Executor.SLURM:
-            raise ConfigError(
-                f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
-            )
     return StudySpec(
         config_path=path,
         mode=mode,
