@@ -19,6 +19,7 @@ from tests.helpers import (
     TORCH_WATCH,
     read_state,
     running_attempt,
+    snapshot,
     wait_for,
     wait_gone,
     xorch,
@@ -278,6 +279,20 @@ def test_a_seed_style_study_survives_an_exception_a_hang_and_a_kill(workdir):
     state = faults_kill_and_resume(path, out)
     assert state["training_config"]["pl_trainer"]["max_epochs"] == 2
     assert state["training_config"]["model"]["init_args"]["lr"] == 0.05
+
+
+def test_an_interpolation_that_does_not_resolve_in_a_seed_style_file_is_exit_2(workdir):
+    out = workdir / "out"
+    path = workdir / "my_experiment.yaml"
+    text = SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0])
+    path.write_text(text.replace("${hyperparameters.max_lr}", "${hyperparameters.max_lrr}"))
+    before = snapshot(workdir)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("xorch: error: model.init_args.lr: ")
+    assert "Interpolation key 'hyperparameters.max_lrr' not found" in line
+    assert snapshot(workdir) == before
 
 
 @pytest.mark.parametrize(
