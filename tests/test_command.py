@@ -228,7 +228,7 @@ def test_a_script_that_only_writes_metrics_json(workdir):
         script,
         ["python", "train.py"],
         summary_metrics=["score"],
-        hang_timeout=8,
+        hang_timeout=10,
         **FAULT_RUNNER,
     )
     out = workdir / "out"
@@ -286,7 +286,7 @@ def test_a_lightning_script_with_only_a_csv_logger(workdir):
     command = ["python", "train.py", "{seed}", "{run_dir}"]
     # No heartbeat but its run folder's activity: the quiet import of torch and
     # Lightning must fit in hang_timeout on a loaded box.
-    path = command_config(workdir, LIGHTNING_SCRIPT, command, hang_timeout=30, **FAULT_RUNNER)
+    path = command_config(workdir, LIGHTNING_SCRIPT, command, hang_timeout=45, **FAULT_RUNNER)
     out = workdir / "out"
     state = faults_kill_and_resume(path, out, "val/loss", ("curves.png", "spread.png"))
     for record in state["runs"]:

@@ -137,11 +137,11 @@ def test_a_hydra_folder_study_survives_a_killed_parent_and_resumes(workdir):
 # its first attempt only (tests/fixtures/faulty.py), so a retry or a resume completes.
 FAULTS = {"1": "raise_once", "2": "hang_once", "3": "wait_once"}
 # One run at a time, so the runs meet their faults in seed order; a hang is
-# called after 20 s without a beat (the startup beats cover importing torch).
+# called after 30 s without a beat (the startup beats cover importing torch).
 FAULT_RUNNER = {
     "seeds": [1, 2, 3],
     "max_retries": 1,
-    "hang_timeout": 20,
+    "hang_timeout": 30,
     "grace_period": 2,
     "gpus": "none",
     "max_parallel": 1,
