@@ -44,7 +44,6 @@ from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import (
     RUNNER_KEY,
     RUNNER_KEYS,
-    Executor,
     RunnerSettings,
     kind_of,
     parse_runner,
@@ -307,10 +306,6 @@ def _validate(
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
         _check_output_dir(runner.output_base_dir)
-        if "command" in raw and runner.executor is Executor.SLURM:
-            raise ConfigError(
-                f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
-            )
     return StudySpec(
         config_path=path,
         mode=mode,

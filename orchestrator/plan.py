@@ -111,7 +111,10 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         return [
             f"executor: slurm, one job per run, up to {slurm.max_concurrent} in the queue "
             f"at once ({', '.join(parts)}; requeue {'on' if slurm.requeue else 'off'})",
-            "launcher: submitit (sbatch)",
+            # A command study's jobs run the same wrapper as local command runs.
+            "launcher: submitit (sbatch, command)"
+            if "command" in spec.training
+            else "launcher: submitit (sbatch)",
         ]
     slots = study_slots(spec)
     where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")

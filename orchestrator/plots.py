@@ -138,7 +138,9 @@ def plot_study(study_dir: Path, metrics: Sequence[str] | None = None) -> list[Pa
     """Write ``plots/curves.png`` and ``plots/spread.png``; return the paths written.
 
     Raises XorchError when the folder holds no study, the study has no completed
-    run, its completed runs left no CSV logs, or a named metric is unknown.
+    run, its completed runs left neither CSV logs nor final metrics, or a named
+    metric is unknown. Runs without CSV logs (a command run that only wrote
+    metrics.json) give spread.png alone.
     """
     figures = _study_figures(Path(study_dir), metrics)
     state = load_state(StudyPaths(Path(study_dir)))
@@ -167,15 +169,17 @@ def _study_figures(
         raise XorchError(f"the study in {study_dir} has no completed run to plot yet")
     curves = [_run_curves(paths, run) for run in runs]
     curves = [c for c in curves if not c.epochs.empty]
-    if not curves:
+    final_names = sorted({name for run in runs for name in run.metrics})
+    # A command run that only wrote metrics.json has final values but no
+    # curves: its study still gets spread.png.
+    if not curves and not final_names:
         raise XorchError(
             f"no completed run in {study_dir} has a CSV log "
-            "(lightning_logs/version_*/metrics.csv); plots need the default CSVLogger"
+            "(lightning_logs/version_*/metrics.csv) or final metrics to plot"
         )
     curve_names = sorted(
         {str(name) for c in curves for name in c.epochs.columns if c.epochs[name].notna().any()}
     )
-    final_names = sorted({name for run in runs for name in run.metrics})
 
     if metrics is None:
         step_level = frozenset().union(*(c.step_level for c in curves))
@@ -186,7 +190,7 @@ def _study_figures(
             and not name.endswith("_step")
             and name not in step_level
         ]
-        if not chosen_curves:
+        if curves and not chosen_curves:
             raise XorchError(
                 f"the CSV logs in {study_dir} have no train/ or val/ metric logged once per "
                 f"epoch; name the metrics to plot (logged: {', '.join(curve_names)})"

@@ -150,34 +150,114 @@ def test_a_script_that_stops_reporting_is_stopped_as_a_hang(workdir):
     assert attempt["outcome"] == "hang" and "no heartbeat" in attempt["reason"]
 
 
-def test_a_script_that_only_writes_metrics_json(workdir):
-    script = """
-    import json, os, sys
-    seed = int(os.environ["XORCH_SEED"])
-    with open(os.path.join(os.environ["XORCH_RUN_DIR"], "metrics.json"), "w") as f:
-        json.dump({"score": seed * 10.0, "name": "not a number"}, f)
-    """
-    path = command_config(
-        workdir, script, ["python", "train.py"], seeds=[1, 2], summary_metrics=["score"]
-    )
-    result = xorch("launch", str(path), cwd=workdir)
+# How a program with no xorch code misbehaves on purpose, in its first attempt
+# only (a file in its run folder counts the attempts): seed 1 raises, seed 2
+# goes silent (a hang, seen by its quiet run folder), seed 3 waits for the test
+# to kill xorch. ``first_attempt_faults(seed, out)`` runs where the fault belongs.
+FAULTS = """
+def first_attempt_faults(seed, out):
+    import os, time
+    tries = os.path.join(out, "tries")
+    with open(tries, "a") as handle:
+        handle.write("x")
+    if os.path.getsize(tries) > 1:
+        return
+    if seed == 1:
+        raise RuntimeError(f"boom on purpose (seed {seed})")
+    if seed == 2:
+        time.sleep(600)
+    if seed == 3:
+        open(os.path.join(out, "waiting"), "w").close()
+        time.sleep(600)
+"""
+
+# One run at a time, so the runs meet their faults in seed order.
+FAULT_RUNNER = {"max_retries": 1, "grace_period": 2, "max_parallel": 1, "gpus": "none"}
+
+
+def faults_kill_and_resume(path: Path, out: Path, metric: str, pictures: tuple[str, ...]) -> dict:
+    """Launch the 3-seed study at ``path`` whose program runs FAULTS, SIGKILL
+    xorch while seed 3 waits, resume, and check what a user sees: each failure
+    class recorded and retried, the killed run resumed, summary.csv, plots."""
+    parent = xorch_popen("launch", str(path), cwd=path.parent)
+    try:
+        wait_for(
+            lambda: (out / "run_02_seed3" / "waiting").exists(),
+            timeout=300,
+            what="seed 3 to wait, after seed 1 raised and seed 2 hung",
+        )
+        child_pid = read_state(out)["runs"][2]["attempts"][-1]["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    wait_gone(child_pid, what="the orphaned program to follow its parent")
+    result = xorch("launch", str(path), "--resume", cwd=path.parent)
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = pd.read_csv(workdir / "out" / "summary.csv", dtype={"run": str})
-    assert list(summary["score"][:2]) == [10.0, 20.0]
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    expected = [["failed", "completed"], ["hang", "completed"], ["interrupted", "completed"]]
+    assert [outcomes(out, i) for i in range(3)] == expected
+    assert state["runs"][0]["attempts"][0]["reason"] == (
+        "exit status 1: RuntimeError: boom on purpose (seed 1)"
+    )
+    assert "no heartbeat" in state["runs"][1]["attempts"][0]["reason"]
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
+    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
+    assert summary[metric].iloc[:3].notna().all()
+    plotted = xorch("plot", str(out), cwd=path.parent)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    for picture in pictures:
+        assert (out / "plots" / picture).stat().st_size > 0
+    return state
 
 
-LIGHTNING_SCRIPT = """
+def test_a_script_that_only_writes_metrics_json(workdir):
+    script = FAULTS + textwrap.dedent("""
+    import json, os, sys
+    seed, out = int(os.environ["XORCH_SEED"]), os.environ["XORCH_RUN_DIR"]
+    first_attempt_faults(seed, out)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump({"score": seed * 10.0, "name": "not a number"}, f)
+    """)
+    # A silent program shows life only by its run folder: a short hang_timeout
+    # is enough for a plain Python script.
+    path = command_config(
+        workdir,
+        script,
+        ["python", "train.py"],
+        summary_metrics=["score"],
+        hang_timeout=10,
+        **FAULT_RUNNER,
+    )
+    out = workdir / "out"
+    state = faults_kill_and_resume(path, out, "score", ("spread.png",))
+    assert [r["metrics"] for r in state["runs"]] == [
+        {"score": 10.0},
+        {"score": 20.0},
+        {"score": 30.0},
+    ]
+    assert not (out / "plots" / "curves.png").exists()  # nothing was reported per epoch
+
+
+LIGHTNING_SCRIPT = (
+    FAULTS
+    + """
 import sys
 import torch
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
 class Tiny(pl.LightningModule):
-    def __init__(self):
+    def __init__(self, seed, out):
         super().__init__()
+        self.seed, self.out = seed, out
         self.layer = torch.nn.Linear(4, 1)
 
     def training_step(self, batch, _):
+        if self.current_epoch == 1:  # after one epoch of curves in metrics.csv
+            first_attempt_faults(self.seed, self.out)
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("train/loss", loss, on_epoch=True, on_step=False)
@@ -197,19 +277,22 @@ data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, ke
                                    batch_size=8)
 trainer = pl.Trainer(max_epochs=2, logger=CSVLogger(out), enable_progress_bar=False,
                      enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
-trainer.fit(Tiny(), data, data)
+trainer.fit(Tiny(seed, out), data, data)
 """
+)
 
 
 def test_a_lightning_script_with_only_a_csv_logger(workdir):
     command = ["python", "train.py", "{seed}", "{run_dir}"]
-    path = command_config(workdir, LIGHTNING_SCRIPT, command, seeds=[4])
-    result = xorch("launch", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    metrics = read_state(workdir / "out")["runs"][0]["metrics"]
-    assert {"train/loss", "val/loss"} <= set(metrics)
-    plotted = xorch("plot", str(workdir / "out"), cwd=workdir)
-    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    # No heartbeat but its run folder's activity: the quiet import of torch and
+    # Lightning must fit in hang_timeout on a loaded box.
+    path = command_config(workdir, LIGHTNING_SCRIPT, command, hang_timeout=45, **FAULT_RUNNER)
+    out = workdir / "out"
+    state = faults_kill_and_resume(path, out, "val/loss", ("curves.png", "spread.png"))
+    for record in state["runs"]:
+        assert {"train/loss", "val/loss"} <= set(record["metrics"])
+    # The completed attempt's own log: a fresh CSVLogger version per attempt.
+    assert (out / "run_02_seed3" / "lightning_logs" / "version_1" / "metrics.csv").is_file()
 
 
 @pytest.mark.parametrize(

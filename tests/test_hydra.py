@@ -4,6 +4,7 @@ the child with hydra.utils.instantiate, with xorch's state, resume and refusals.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import TORCH_WATCH, read_state, running_attempt, wait_for, xorch, xorch_popen
+from tests.helpers import (
+    FAULTY,
+    TORCH_WATCH,
+    read_state,
+    running_attempt,
+    snapshot,
+    wait_for,
+    wait_gone,
+    xorch,
+    xorch_popen,
+)
 
 MAIN = """\
 defaults:
@@ -122,6 +133,80 @@ def test_a_hydra_folder_study_survives_a_killed_parent_and_resumes(workdir):
     assert summary["val/acc"].iloc[:3].notna().all()
 
 
+# Seed 1 raises, seed 2 hangs, seed 3 waits for the test to kill xorch: each in
+# its first attempt only (tests/fixtures/faulty.py), so a retry or a resume completes.
+FAULTS = {"1": "raise_once", "2": "hang_once", "3": "wait_once"}
+# One run at a time, so the runs meet their faults in seed order; a hang is
+# called after 30 s without a beat (the startup beats cover importing torch).
+FAULT_RUNNER = {
+    "seeds": [1, 2, 3],
+    "max_retries": 1,
+    "hang_timeout": 30,
+    "grace_period": 2,
+    "gpus": "none",
+    "max_parallel": 1,
+}
+
+
+def faults_kill_and_resume(config: Path, out: Path, *args: str) -> dict:
+    """Launch a 3-seed study whose runs meet FAULTS, SIGKILL xorch while seed 3
+    waits, resume it, and check every guarantee a user sees: each failure class
+    recorded and retried, the killed run resumed, summary.csv and the plots."""
+    cwd = config.parent
+    parent = xorch_popen("launch", str(config), *args, cwd=cwd)
+    try:
+        wait_for(
+            lambda: (out / "run_02_seed3" / "waiting").exists(),
+            timeout=300,
+            what="seed 3 to wait, after seed 1 raised and seed 2 hung",
+        )
+        child_pid = read_state(out)["runs"][2]["attempts"][-1]["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    wait_gone(child_pid, what="the orphaned run to follow its parent")
+    resumed = xorch("launch", str(config), *args, "--resume", cwd=cwd)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    attempts = [[a["outcome"] for a in r["attempts"]] for r in state["runs"]]
+    assert attempts == [
+        ["failed", "completed"],
+        ["hang", "completed"],
+        ["interrupted", "completed"],
+    ]
+    raised, hung = state["runs"][0]["attempts"][0], state["runs"][1]["attempts"][0]
+    assert "RuntimeError: boom on purpose (seed 1)" in raised["reason"]
+    assert "no heartbeat" in hung["reason"]
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
+    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
+    assert summary["val/loss"].iloc[:3].notna().all()
+    plotted = xorch("plot", str(out), cwd=cwd)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    for picture in ("curves.png", "spread.png"):
+        assert (out / "plots" / picture).stat().st_size > 0
+    return state
+
+
+def test_a_hydra_folder_study_survives_an_exception_a_hang_and_a_kill(workdir):
+    out = workdir / "out"
+    main = hydra_folder(workdir, out)
+    shutil.copy(FAULTY, main.parent / "faulty.py")  # the user's module, beside train.yaml
+    # A model group of its own, picked on the command line (model=faulty).
+    (main.parent / "model" / "faulty.yaml").write_text(
+        "_target_: faulty.FaultyClassifier\n"
+        f"faults: {FAULTS}\n"
+        "features: ${features}\nhidden: 16\nclasses: ${classes}\nlr: 0.05\n"
+    )
+    runner = "\n".join(f"  {k}: {v}" for k, v in FAULT_RUNNER.items() if k != "seeds")
+    main.write_text(main.read_text().replace("seeds: [42, 101, 28]", f"seeds: [1, 2, 3]\n{runner}"))
+    state = faults_kill_and_resume(main, out, "model=faulty")
+    assert state["training_config"]["model"]["faults"] == FAULTS
+    assert state["training_config"]["model"]["features"] == 8  # ${features}, resolved
+
+
 SEED_STYLE = """\
 mode: run-experiments
 experiments_runner:
@@ -180,6 +265,36 @@ def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdi
     assert read_state(out)["summary_metrics"] == ["val/acc"]
 
 
+def test_a_seed_style_study_survives_an_exception_a_hang_and_a_kill(workdir):
+    out = workdir / "out"
+    shutil.copy(FAULTY, workdir / "faulty.py")
+    config = yaml.safe_load(SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0]))
+    config["experiments_runner"].update(FAULT_RUNNER, summary_metrics=["val/loss", "val/acc"])
+    config["model"]["class_path"] = "faulty.FaultyClassifier"
+    config["model"]["init_args"]["faults"] = FAULTS
+    config["hyperparameters"]["epochs"] = 2
+    path = workdir / "my_experiment.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert "${hyperparameters.max_lr}" in path.read_text()  # still the seed's style
+    state = faults_kill_and_resume(path, out)
+    assert state["training_config"]["pl_trainer"]["max_epochs"] == 2
+    assert state["training_config"]["model"]["init_args"]["lr"] == 0.05
+
+
+def test_an_interpolation_that_does_not_resolve_in_a_seed_style_file_is_exit_2(workdir):
+    out = workdir / "out"
+    path = workdir / "my_experiment.yaml"
+    text = SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0])
+    path.write_text(text.replace("${hyperparameters.max_lr}", "${hyperparameters.max_lrr}"))
+    before = snapshot(workdir)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("xorch: error: model.init_args.lr: ")
+    assert "Interpolation key 'hyperparameters.max_lrr' not found" in line
+    assert snapshot(workdir) == before
+
+
 @pytest.mark.parametrize(
     ("change", "args", "expected"),
     [
@@ -222,6 +337,24 @@ def test_bad_hydra_input_is_one_line_exit_2_and_writes_nothing(workdir, change, 
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not out.exists()
+
+
+def test_a_target_that_does_not_import_stops_launch_with_exit_2_and_leaves_nothing(workdir):
+    """The parent never imports user code, so under launch the first run's child
+    finds the bad _target_: one line naming the key, no retry, exit 2, and the
+    study folder that launch made is removed again."""
+    out = workdir / "out"
+    main = hydra_folder(workdir, out)
+    (main.parent / "model" / "mlp.yaml").write_text(
+        GROUPS["model/mlp.yaml"].replace("hydra_style.MLP", "no_such_nets.MLP")
+    )
+    result = xorch("launch", str(main), "+experiments_runner.max_retries=2", cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = "model.net._target_ 'worker.tasks.no_such_nets.MLP': cannot import it"
+    assert f"a run could not be built from the config: {line}" in result.stdout
+    assert result.stdout.count("starting attempt") == 1  # no retry, no second run
     assert "Traceback" not in result.stdout + result.stderr
     assert not out.exists()
 

@@ -196,12 +196,23 @@ def test_no_study_no_completed_run_no_logs_are_clear_errors(tmp_path):
                                                              status=RunStatus.FAILED)])  # fmt: skip
     with pytest.raises(XorchError, match="no completed run"):
         plot_study(failed.root)
-    no_logs = save_study(tmp_path / "no logs", [RunRecord(
-        index=0, seed=1, dir="run_00_seed1", status=RunStatus.COMPLETED, metrics={"val/loss": 1.0},
+    nothing = save_study(tmp_path / "nothing", [RunRecord(
+        index=0, seed=1, dir="run_00_seed1", status=RunStatus.COMPLETED, metrics={},
     )])  # fmt: skip
     with pytest.raises(XorchError, match=r"no completed run .* has a CSV log"):
-        plot_study(no_logs.root)
-    assert not no_logs.plots.exists()
+        plot_study(nothing.root)
+    assert not nothing.plots.exists()
+
+
+def test_runs_with_final_metrics_but_no_csv_logs_get_the_spread_plot_alone(tmp_path):
+    # As a command run that only wrote metrics.json leaves them.
+    no_logs = save_study(tmp_path / "no logs", [RunRecord(
+        index=i, seed=i, dir=f"run_0{i}_seed{i}", status=RunStatus.COMPLETED,
+        metrics={"score": float(i)},
+    ) for i in range(3)])  # fmt: skip
+    assert plot_study(no_logs.root) == [no_logs.spread_plot]
+    assert no_logs.spread_plot.stat().st_size > 0
+    assert not no_logs.curves_plot.exists()
 
 
 # --------------------------------------------------------------------------- no torch

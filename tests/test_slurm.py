@@ -5,6 +5,7 @@ it and a missing Slurm must fail loudly."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -233,3 +234,64 @@ def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_co
         f"Slurm no longer knows job {ids[1]} (MinJobAge passed); settled from error.json"
     )
     assert "boom on purpose" in second[0]["reason"]
+
+
+# A program of the user's own (no torch): tells what it was given, then ends
+# its seed's way: 1 writes metrics.json, 2 raises, 3 goes silent (a hang).
+COMMAND_SCRIPT = """\
+import json, os, sys, time
+seed, out = int(sys.argv[1]), sys.argv[2]
+seen = {"argv": sys.argv[1:], "cwd": os.getcwd(), "job": os.environ.get("SLURM_JOB_ID"),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("XORCH_")}}
+with open(os.path.join(out, "seen.json"), "w") as handle:
+    json.dump(seen, handle)
+if seed == 2:
+    raise RuntimeError("broken on purpose")
+if seed == 3:
+    time.sleep(600)
+with open(os.path.join(out, "metrics.json"), "w") as handle:
+    json.dump({"score": seed * 10.0}, handle)
+"""
+
+
+def test_a_command_study_runs_its_program_as_slurm_jobs(workdir, write_config):
+    (workdir / "train.py").write_text(COMMAND_SCRIPT)
+    out = workdir / "out"
+    config = {
+        "mode": "run-experiments",
+        "experiments_runner": {
+            "output_base_dir": str(out),
+            "seeds": [1, 2, 3],
+            "summary_metrics": ["score"],
+            "max_retries": 0,
+            "hang_timeout": 15,
+            "grace_period": 2,
+            **SLURM,
+        },
+        "command": ["python", "train.py", "{seed}", "{run_dir}"],
+    }
+    path = write_config(config)
+    checked = xorch("validate", str(path), cwd=workdir)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "launcher: submitit (sbatch, command)" in checked.stdout
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    runs = {r["seed"]: r for r in read_state(out)["runs"]}
+    assert [runs[s]["status"] for s in (1, 2, 3)] == ["completed", "failed", "failed"]
+    assert runs[1]["metrics"] == {"score": 10.0}
+    assert runs[2]["failure"] == "failed"
+    assert "RuntimeError: broken on purpose" in runs[2]["attempts"][0]["reason"]
+    assert runs[3]["failure"] == "hang"
+    for seed, record in runs.items():
+        (attempt,) = record["attempts"]
+        seen = json.loads((out / record["dir"] / "seen.json").read_text())
+        # The job ran the command wrapper: placeholders, XORCH_* and the folder
+        # are those of a local command run, inside the job xorch recorded.
+        assert seen["job"] == attempt["job_id"]
+        assert seen["argv"] == [str(seed), str(out / record["dir"])]
+        assert seen["cwd"] == str(workdir)
+        assert seen["env"]["XORCH_SEED"] == str(seed)
+        assert seen["env"]["XORCH_RUN_DIR"] == str(out / record["dir"])
+        assert seen["env"]["XORCH_ATTEMPT"] == "1"
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "mean", "std"]

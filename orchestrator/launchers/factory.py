@@ -17,14 +17,17 @@ __all__ = ["make_launcher"]
 def make_launcher(
     spec: StudySpec, paths: StudyPaths, say: Callable[[str], None] = lambda message: None
 ) -> Launcher:
-    """Slurm jobs for ``executor: slurm``; else forked runs (the default), which
+    """Slurm jobs for ``executor: slurm`` (running the command wrapper for a
+    ``command:`` study); else forked runs (the default), which
     fall back to spawn by themselves, and say so once, where forking is unsafe;
     or spawned runs for ``launcher: spawn`` and for every ``command:`` study."""
+    command = "command" in spec.training
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
-        return SlurmLauncher(spec.runner.slurm, paths)
-    if "command" in spec.training:
+        entry = "worker.command_run" if command else "worker.train_one"
+        return SlurmLauncher(spec.runner.slurm, paths, entry)
+    if command:
         # A program of the user's own: always spawned (the fork server preloads
         # torch and Lightning for Lightning runs, of no use to an exec'd program).
         return LocalLauncher(entry="worker.command_run")

@@ -1,7 +1,9 @@
 """``executor: slurm``: one Slurm job per attempt, submitted with submitit.
 
 The job runs ``worker.slurm_job.SlurmRun``: the same worker entry and run spec
-as a local child, writing into the same run directory. The parent records each
+as a local child, writing into the same run directory (``worker.command_run``
+for a ``command:`` study, so the program gets the same placeholders, ``XORCH_*``
+variables and working directory as on this machine). The parent records each
 job id in the attempt, so a parent started again with resume re-attaches to the
 jobs still queued or running instead of submitting them again.
 
@@ -311,13 +313,16 @@ class SlurmChild(ChildProcess):
 class SlurmLauncher(Launcher):
     reattaches_jobs = True  # jobs outlive the parent; a resume watches them again
 
-    def __init__(self, slurm: SlurmSpec, paths: StudyPaths) -> None:
+    def __init__(
+        self, slurm: SlurmSpec, paths: StudyPaths, entry: str = "worker.train_one"
+    ) -> None:
         import submitit
 
         # submitit warns at every status check when sacct is missing (no
         # accounting); we ask squeue and scontrol ourselves, so keep it quiet.
         logging.getLogger("submitit").setLevel(logging.ERROR)
         self.paths = paths
+        self.entry = entry  # the child module a job runs, as LocalLauncher.entry
         self.requeue = slurm.requeue
         self.executor = submitit.SlurmExecutor(folder=paths.slurm_jobs / "%j")
         parameters: dict[str, object] = {
@@ -344,7 +349,7 @@ class SlurmLauncher(Launcher):
         from worker.slurm_job import SlurmRun, SlurmRunOnce
 
         work = SlurmRun if self.requeue else SlurmRunOnce
-        job = self.executor.submit(work(str(run.run_spec), str(run.log)))
+        job = self.executor.submit(work(str(run.run_spec), str(run.log), self.entry))
         return SlurmChild(str(job.job_id), self.paths, run)
 
     def attach(self, job_id: str, run: RunPaths) -> SlurmChild:
