@@ -95,7 +95,8 @@ def test_report_of_a_running_study_shows_what_exists_so_far(tmp_path):
     target = write_report(paths.root)
     assert target == paths.root / "report.html"
     page = target.read_text(encoding="utf-8")
-    assert "No figures yet" in page  # no CSV logs yet: said, not a crash
+    # No CSV logs yet: no learning curves, but the final metrics are drawn.
+    assert "alt='spread of final metrics'" in page and "alt='learning curves'" not in page
     assert "completed: 2" in page and "running: 1" in page and "failed: 1" in page
     assert "<td>cuda_oom</td>" in page
     assert "CUDA out of memory &lt;at&gt; batch 3" in page  # escaped, not markup
