@@ -41,6 +41,7 @@ from orchestrator.compose import (
     trainer_arguments,
 )
 from orchestrator.errors import ConfigError
+from orchestrator.ranks import with_devices
 from orchestrator.runner_spec import (
     RUNNER_KEY,
     Executor,
@@ -310,14 +311,21 @@ def _validate(
             raise ConfigError(
                 f"command runs do not run on Slurm yet; remove {RUNNER_KEY}.executor: slurm"
             )
+    # gpus_per_run > 1: pl_trainer.devices is set to it, or must agree (orchestrator.ranks).
+    share = runner.gpus_per_run
     return StudySpec(
         config_path=path,
         mode=mode,
         runner=runner,
-        training=training,
+        training=with_devices(training, share, ""),
         train_seed=train_seed,
         warnings=tuple(warnings),
-        variants={name: _variant(path, raw, name, c) for name, c in runner.variants.items()},
+        variants={
+            name: with_devices(
+                _variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: "
+            )
+            for name, c in runner.variants.items()
+        },
     )
 
 

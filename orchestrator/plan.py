@@ -8,7 +8,8 @@ from pathlib import Path
 
 from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
-from orchestrator.runner_spec import Executor
+from orchestrator.launchers.factory import SPAWN_FOR_DDP, ddp_runs
+from orchestrator.runner_spec import Executor, LauncherKind
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
 from orchestrator.state_store import load_state
@@ -111,10 +112,18 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         ]
     slots = study_slots(spec)
     where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")
-    return [
-        f"executor: local, {len(slots)} runs at a time ({where})",
+    if "command" in spec.training:
         # A command study's program is always spawned (orchestrator.launchers.factory).
-        "launcher: spawn (command)"
-        if "command" in spec.training
-        else f"launcher: {runner.launcher.value}",
-    ]
+        launcher = "launcher: spawn (command)"
+    elif runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):
+        launcher = SPAWN_FOR_DDP
+    else:
+        launcher = f"launcher: {runner.launcher.value}"
+    lines = [f"executor: local, {len(slots)} runs at a time ({where})", launcher]
+    if runner.gpus_per_run > 1:
+        groups = [slot.gpu for slot in slots if slot.gpu is not None]
+        lines.append(
+            f"{runner.gpus_per_run} GPUs per run: "
+            + ("; ".join(f"CUDA_VISIBLE_DEVICES={g}" for g in groups) or "CPU processes")
+        )
+    return lines

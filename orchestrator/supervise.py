@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from orchestrator.command import command_metrics, last_activity
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
+from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RunResult
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
 from orchestrator.runner_spec import RunnerSettings
@@ -260,12 +260,15 @@ def classify_exit(
         )
     signum = -code
     name = _signal_name(code) or f"signal {signum}"
+    # A DDP run's rank 0 ends the way another rank that ended first did, and names it.
+    rank = RankExit.read(run.rank_exit)
+    first = f"rank {rank.rank} (pid {rank.pid}) ended first; " if rank is not None else ""
     if signum == signal.SIGKILL:
         # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.
-        evidence = oom_evidence(pid, peak_rss, memory)
+        evidence = oom_evidence(rank.pid if rank is not None else pid, peak_rss, memory)
         outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
-        return Verdict(outcome, evidence.reason, code, name, {})
-    return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
+        return Verdict(outcome, first + evidence.reason, code, name, {})
+    return Verdict(AttemptClass.SIGNAL, f"{first}killed by {name}", code, name, {})
 
 
 def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:

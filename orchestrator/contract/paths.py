@@ -65,6 +65,10 @@ class RunPaths:
         return self.root / records.LOG_FILE
 
     @property
+    def rank_exit(self) -> Path:
+        return self.root / records.RANK_EXIT_FILE
+
+    @property
     def last_checkpoint(self) -> Path:
         return self.root / records.LAST_CHECKPOINT_FILE
 

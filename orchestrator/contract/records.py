@@ -22,11 +22,13 @@ __all__ = [
     "LOG_FILE",
     "METRICS_FILE",
     "PARENT_PID_ENV",
+    "RANK_EXIT_FILE",
     "RUN_SPEC_FILE",
     "ErrorReport",
     "Heartbeat",
     "HeartbeatPhase",
     "JsonRecord",
+    "RankExit",
     "RunResult",
     "RunSpec",
     "read_json_object",
@@ -38,6 +40,7 @@ METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "train.log"
 LAST_CHECKPOINT_FILE = "last.ckpt"
+RANK_EXIT_FILE = "rank_exit.json"
 
 # The environment variable through which the child learns its parent's pid, to
 # stop itself when the parent dies before it could set the death signal.
@@ -237,6 +240,20 @@ class ErrorReport(JsonRecord):
     def _checked(self) -> bool:
         # Not ours otherwise: the parent falls back to the exit status.
         return isinstance(self.type, str) and isinstance(self.message, str)
+
+
+@dataclass(frozen=True)
+class RankExit(JsonRecord):
+    """Rank 0's word that another DDP rank of the run ended first, and how
+    (``exit_code`` < 0: killed by that signal); rank 0 then ended the same way."""
+
+    rank: int
+    pid: int
+    exit_code: int
+
+    def _checked(self) -> bool:
+        values = (self.rank, self.pid, self.exit_code)
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _as_float(value: Any) -> float | None:

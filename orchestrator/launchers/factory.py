@@ -9,9 +9,20 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher
+from orchestrator.ranks import starts_ranks
 from orchestrator.runner_spec import Executor, LauncherKind
 
-__all__ = ["make_launcher"]
+__all__ = ["SPAWN_FOR_DDP", "ddp_runs", "make_launcher"]
+
+SPAWN_FOR_DDP = (
+    "launcher: spawn, not forkserver: Lightning starts DDP ranks by running the "
+    "child's command line again, and a forked run's is the fork server's"
+)
+
+
+def ddp_runs(spec: StudySpec) -> bool:
+    """Whether any run of the study starts DDP ranks of its own."""
+    return any(starts_ranks(c) for c in (spec.training, *spec.variants.values()))
 
 
 def make_launcher(
@@ -19,7 +30,8 @@ def make_launcher(
 ) -> Launcher:
     """Slurm jobs for ``executor: slurm``; else forked runs (the default), which
     fall back to spawn by themselves, and say so once, where forking is unsafe;
-    or spawned runs for ``launcher: spawn`` and for every ``command:`` study."""
+    or spawned runs for ``launcher: spawn``, for every ``command:`` study and
+    for runs that start DDP ranks (said once too)."""
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
@@ -28,6 +40,9 @@ def make_launcher(
         # A program of the user's own: always spawned (the fork server preloads
         # torch and Lightning for Lightning runs, of no use to an exec'd program).
         return LocalLauncher(entry="worker.command_run")
+    if spec.runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):
+        say(SPAWN_FOR_DDP)
+        return LocalLauncher()
     if spec.runner.launcher is LauncherKind.FORKSERVER:
         preload = preload_modules(spec.training, spec.import_paths)
         return ForkserverLauncher(preload, paths.forkserver_log, say)
