@@ -103,8 +103,9 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         slurm = runner.slurm
         parts = [f"partition {slurm.partition}" if slurm.partition else "default partition"]
         parts.append(f"{slurm.time_min} min per job")
-        if slurm.gpus_per_task:
-            parts.append(f"{slurm.gpus_per_task} GPU(s) per job")
+        if slurm.gpus_per_task or runner.gpus_per_run > 1:
+            gpus = slurm.gpus_per_task or runner.gpus_per_run
+            parts.append(f"{gpus} GPU(s) per job, one task")
         return [
             f"executor: slurm, one job per run, up to {slurm.max_concurrent} in the queue "
             f"at once ({', '.join(parts)}; requeue {'on' if slurm.requeue else 'off'})",

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["device_count", "free_port", "starts_ranks", "with_devices"]
+__all__ = ["cpu_only", "device_count", "free_port", "starts_ranks", "with_devices"]
 
 # Strategies that start their ranks with multiprocessing (spawn, fork) rather
 # than by running the command line again; everything else named ddp* re-runs it.
@@ -90,3 +90,9 @@ def free_port(taken: Collection[int] = ()) -> int:
         if port not in taken:
             return port
     raise OSError("no free TCP port for a run's MASTER_PORT")
+
+
+def cpu_only(trainings: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether every config (the base and each variant) says ``accelerator: cpu``:
+    then ``gpus_per_run`` counts CPU processes, and no GPU is needed or asked for."""
+    return all((t.get("pl_trainer") or {}).get("accelerator") == "cpu" for t in trainings)

@@ -204,12 +204,18 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
             f"{p}runs_per_gpu is {runs_per_gpu} and {p}gpus_per_run is {gpus_per_run}: a run "
             "on several GPUs has them to itself; set runs_per_gpu: 1 or gpus_per_run: 1"
         )
+    slurm = _slurm(block.get("slurm") or {})
+    if gpus_per_run > 1 and slurm.gpus_per_task not in (None, gpus_per_run):
+        raise ConfigError(
+            f"{p}slurm.gpus_per_task is {slurm.gpus_per_task} but {p}gpus_per_run is "
+            f"{gpus_per_run}; a run is one task with all its GPUs: drop gpus_per_task"
+        )
     return RunnerSettings(
         variants=variants,
         compare_to=compare_to,
         goal=_goal(block.get("goal")),
         executor=executor_kind,
-        slurm=_slurm(block.get("slurm") or {}),
+        slurm=slurm,
         launcher=launcher_kind,
         gpus=_gpus(block.get("gpus", "auto")),
         runs_per_gpu=runs_per_gpu,

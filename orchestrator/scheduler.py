@@ -43,7 +43,7 @@ from orchestrator.gpus import (
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.policy import AttemptTally, Decision, decide
-from orchestrator.ranks import free_port, starts_ranks
+from orchestrator.ranks import cpu_only, free_port, starts_ranks
 from orchestrator.report import Reporter, format_metrics, progress_line
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
@@ -78,7 +78,7 @@ def study_slots(spec: StudySpec) -> list[Slot]:
         return [Slot(i, None, cluster=True) for i in range(runner.slurm.max_concurrent)]
     gpus = resolve_gpus(runner.gpus, detect_gpus()) if runner.gpus != () else []
     share = runner.gpus_per_run
-    if share > 1 and not gpus and not _cpu_only(spec):
+    if share > 1 and not gpus and not cpu_only([spec.training, *spec.variants.values()]):
         # Several processes per run on CPU only when the config says so: a GPU
         # config would otherwise train N CPU processes without a word.
         raise ConfigError(
@@ -88,11 +88,6 @@ def study_slots(spec: StudySpec) -> list[Slot]:
         )
     topology = gpu_topology(gpus) if share > 1 else None
     return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel, share, topology)
-
-
-def _cpu_only(spec: StudySpec) -> bool:
-    configs = [spec.training, *spec.variants.values()]
-    return all((c.get("pl_trainer") or {}).get("accelerator") == "cpu" for c in configs)
 
 
 @dataclass

@@ -37,6 +37,7 @@ class RunRow:
     duration_s: float | None
     epoch: str | None  # "3/50" for a running run, from its heartbeat
     metrics: dict[str, float]
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES of its latest attempt ("2,3"), if any
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,14 @@ def study_status(study_dir: Path) -> StudyStatus:
         metrics = {m: record.metrics[m] for m in state.summary_metrics if m in record.metrics}
         rows.append(
             RunRow(
-                record.index, record.seed, status, len(record.attempts), duration, epoch, metrics
+                record.index,
+                record.seed,
+                status,
+                len(record.attempts),
+                duration,
+                epoch,
+                metrics,
+                record.attempts[-1].gpu if record.attempts else None,
             )
         )
     not_finite = {}
@@ -91,7 +99,8 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
             }
         return json.dumps(payload, indent=1, allow_nan=False)
     header = ["run", "seed", "status", "attempt", "duration_s", "epoch", *status.summary_metrics]
-    lines = [header]
+    on_gpus = any(row.gpus for row in status.rows)  # a column only where runs had GPUs
+    lines = [[*header, "gpus"] if on_gpus else header]
     for row in status.rows:
         lines.append(
             [
@@ -105,6 +114,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
                     format_number(row.metrics[m]) if m in row.metrics else "-"
                     for m in status.summary_metrics
                 ),
+                *([row.gpus or "-"] if on_gpus else []),
             ]
         )
     body = aligned_lines(lines)

@@ -23,10 +23,14 @@ import psutil
 import pytest
 
 from orchestrator.config import load_study
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import Slot, gpu_groups, make_slots, parse_topology
+from orchestrator.html_report import _environment
 from orchestrator.plan import describe_plan
 from orchestrator.ranks import device_count, starts_ranks
+from orchestrator.state_store import load_study_state
+from orchestrator.status import render_status, study_status
 from tests.helpers import (
     ROOT,
     TORCH_WATCH,
@@ -263,6 +267,13 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     assert [a["outcome"] for a in hung] == ["hang", "completed"], hung
     assert hung[1]["resumed_from"].endswith("last.ckpt")
 
+    # xorch status and the report name each run's GPUs.
+    status = study_status(out)
+    assert {row.gpus for row in status.rows} == pairs
+    assert render_status(status).splitlines()[1].split()[-1] == "gpus"
+    environment = _environment(load_study_state(StudyPaths(out)))
+    assert "0,1 (runs " in environment and "2,3 (runs " in environment
+
     for seed in (2, 3):  # resumed from last.ckpt: the numbers of an uninterrupted run
         assert runs[("faulty", seed)]["metrics"] == runs[("clean", seed)]["metrics"]
         assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
@@ -311,3 +322,33 @@ def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishe
     assert_no_rank_alive(out)
     for record in runs:
         assert record["attempts"][-1]["resumed_from"].endswith("last.ckpt"), record
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(
+    not os.environ.get("CI") and not _slurm_up(), reason="no local Slurm: scripts/slurm_local.sh"
+)
+def test_ddp_run_on_slurm_is_one_job_of_one_task_whose_rank0_starts_the_others(
+    workdir, write_config
+):
+    out = workdir / "out"
+    config = ddp_config(workdir, {}, [5], executor="slurm")
+    config["experiments_runner"]["slurm"] = {"cpus_per_task": 2, "time_min": 10}
+    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (record,) = read_state(out)["runs"]
+    assert record["status"] == "completed" and record["attempts"][0]["job_id"]
+    lines = rank_lines(out / record["dir"])
+    assert sorted(line["rank"] for line in lines) == [0, 1]
+    assert (out / record["dir"] / "metrics.json").is_file()
+    job = record["attempts"][0]["job_id"]
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
+    if shown.returncode == 0 and "NumTasks" in shown.stdout:  # still known to the controller
+        assert "NumTasks=1" in shown.stdout

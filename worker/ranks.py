@@ -38,6 +38,7 @@ from orchestrator.contract.records import PARENT_PID_ENV, ErrorReport, RankExit
 __all__ = [
     "RankWatch",
     "lead_ranks",
+    "own_ranks_in_one_task",
     "process_rank",
     "settle_failed_ranks",
     "take_over_rank_watch",
@@ -176,3 +177,24 @@ def settle_failed_ranks() -> None:
     """Rank 0 raised: if another rank died first, end as it did (no return)."""
     if _watch is not None:
         _watch.settle()
+
+
+def own_ranks_in_one_task(kwargs: dict[str, Any]) -> None:
+    """A Slurm job of one task for a run of several devices: Lightning would
+    see Slurm, wait for Slurm to start the ranks as tasks and refuse the
+    mismatch (``--ntasks-per-node=1``, ``devices=2``). xorch gives a run one
+    task with all its GPUs, so the ranks are started from rank 0 as on a local
+    slot: ``LightningEnvironment`` instead of ``SLURMEnvironment``. A config
+    with its own ``plugins`` decides for itself."""
+    if os.environ.get("SLURM_NTASKS") != "1" or "plugins" in kwargs:
+        return
+    from lightning_fabric.plugins.environments import LightningEnvironment
+
+    devices = kwargs.get("devices", "auto")
+    if isinstance(devices, str) and not devices.strip().lstrip("-").isdigit():
+        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else 1
+    elif isinstance(devices, str):
+        devices = int(devices)
+    several = len(devices) > 1 if isinstance(devices, (list, tuple)) else devices > 1
+    if several or devices == -1:  # -1: every GPU the task has
+        kwargs["plugins"] = [LightningEnvironment()]

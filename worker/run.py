@@ -20,6 +20,7 @@ from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase
 from worker.lifeline import follow_parent
 from worker.ranks import (
     lead_ranks,
+    own_ranks_in_one_task,
     process_rank,
     settle_failed_ranks,
     take_over_rank_watch,
@@ -141,6 +142,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
         take_over_rank_watch(paths.rank_exit)  # for the ranks trainer.fit may start
 
+    own_ranks_in_one_task(parts.kwargs)
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
     if startup is not None:

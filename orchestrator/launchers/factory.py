@@ -9,7 +9,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
 from orchestrator.launchers.local import LocalLauncher
-from orchestrator.ranks import starts_ranks
+from orchestrator.ranks import cpu_only, starts_ranks
 from orchestrator.runner_spec import Executor, LauncherKind
 
 __all__ = ["SPAWN_FOR_DDP", "ddp_runs", "make_launcher"]
@@ -35,7 +35,11 @@ def make_launcher(
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
-        return SlurmLauncher(spec.runner.slurm, paths)
+        # One task with the run's GPUs; Lightning starts the ranks inside it, as
+        # on a local slot (worker.ranks.own_ranks_in_one_task). CPU DDP asks for none.
+        trainings = [spec.training, *spec.variants.values()]
+        gpus = 0 if cpu_only(trainings) else spec.runner.gpus_per_run
+        return SlurmLauncher(spec.runner.slurm, paths, gpus_per_run=gpus)
     if "command" in spec.training:
         # A program of the user's own: always spawned (the fork server preloads
         # torch and Lightning for Lightning runs, of no use to an exec'd program).
