@@ -352,6 +352,8 @@ def _prepare_run_dir(run: RunPaths, number: int) -> None:
         if path.exists():
             path.replace(run.previous_attempt_file(path, number - 1))
     run.heartbeat.unlink(missing_ok=True)
+    for progress in run.rank_progress_files():  # DDP ranks' places: this attempt's only
+        progress.unlink(missing_ok=True)
     if number > 1:
         with open(run.log, "a", encoding="utf-8") as log:
             log.write(f"\n===== xorch: attempt {number} =====\n")

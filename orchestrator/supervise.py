@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from orchestrator.command import command_metrics, last_activity
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RunResult
+from orchestrator.contract.records import (
+    ErrorReport,
+    Heartbeat,
+    RankExit,
+    RankProgress,
+    RunResult,
+)
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
 from orchestrator.runner_spec import RunnerSettings
@@ -135,7 +141,9 @@ class AttemptWatch:
             quiet = self._wall() - self._last_sign_of_life()
             if quiet > hang:
                 self.begin_stop(
-                    AttemptClass.HANG, f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                    AttemptClass.HANG,
+                    f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                    + rank_behind(self.run, self._started_wall),
                 )
         return None
 
@@ -190,6 +198,21 @@ class AttemptWatch:
         if beat is None or beat.time < self._started_wall:
             return self._started_wall  # a beat from an earlier attempt does not count
         return beat.time
+
+
+def rank_behind(run: RunPaths, since: float) -> str:
+    """For a DDP run that hangs: the one rank behind all the others in the
+    training step (the others wait for it at the next collective), as a note
+    for the reason; "" when no single rank is behind or there are no ranks."""
+    notes = [RankProgress.read(path) for path in run.rank_progress_files()]
+    places = [n for n in notes if n is not None and n.time >= since]
+    if len(places) < 2:
+        return ""
+    places.sort(key=lambda n: n.passed)
+    first, second = places[0], places[1]
+    if first.passed == second.passed:
+        return ""
+    return f"; rank {first.rank} (pid {first.pid}) is behind: at step {first.step}, {first.point}"
 
 
 def classify_exit(

@@ -265,6 +265,9 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
 
     hung = runs[("faulty", 3)]["attempts"]
     assert [a["outcome"] for a in hung] == ["hang", "completed"], hung
+    stuck = next(x for x in rank_lines(out / runs[("faulty", 3)]["dir"]) if x["rank"] == 1)
+    # Two batches per rank and epoch: epoch 1's second batch begins after 3 steps.
+    assert f"; rank 1 (pid {stuck['pid']}) is behind: at step 3, batch_start" in hung[0]["reason"]
     assert hung[1]["resumed_from"].endswith("last.ckpt")
 
     # xorch status and the report name each run's GPUs.

@@ -120,7 +120,12 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         torch.set_num_threads(int(threads))
 
     from worker.build import build_data, build_model, build_trainer_parts
-    from worker.callbacks import HeartbeatCallback, ResumeStateCallback, scalar_metrics
+    from worker.callbacks import (
+        HeartbeatCallback,
+        RankProgressCallback,
+        ResumeStateCallback,
+        scalar_metrics,
+    )
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
 
@@ -131,7 +136,8 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
 
     resume_state = ResumeStateCallback()
     heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
-    parts = build_trainer_parts(config, run_dir, [heartbeat] if rank == 0 else [])
+    progress = RankProgressCallback(paths.rank_progress)  # DDP runs only
+    parts = build_trainer_parts(config, run_dir, [heartbeat, progress] if rank == 0 else [progress])
     # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
     parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None

@@ -29,6 +29,7 @@ __all__ = [
     "HeartbeatPhase",
     "JsonRecord",
     "RankExit",
+    "RankProgress",
     "RunResult",
     "RunSpec",
     "read_json_object",
@@ -254,6 +255,34 @@ class RankExit(JsonRecord):
     def _checked(self) -> bool:
         values = (self.rank, self.pid, self.exit_code)
         return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+# Where a DDP rank is within a training step, in order: a rank stuck before
+# the point the others reached is the one they wait for at the next collective.
+PROGRESS_POINTS = ("batch_start", "backward", "batch_end")
+
+
+@dataclass(frozen=True)
+class RankProgress(JsonRecord):
+    """Where one rank of a DDP run last was: ``passed`` points so far (the
+    ranks pass the same points in lockstep, so the counts compare), the last
+    one's step and name (written at every point, without fsync: it only names
+    the rank a hang waits for)."""
+
+    rank: int
+    pid: int
+    passed: int
+    step: int
+    point: str
+    time: float
+
+    def _checked(self) -> bool:
+        ints = (self.rank, self.pid, self.passed, self.step)
+        return (
+            all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
+            and self.point in PROGRESS_POINTS
+            and isinstance(self.time, (int, float))
+        )
 
 
 def _as_float(value: Any) -> float | None:
