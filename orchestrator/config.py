@@ -317,7 +317,8 @@ def _validate(
         config_path=path,
         mode=mode,
         runner=runner,
-        training=with_devices(training, share, ""),
+        # mode train: one run that sees every GPU, whatever devices says
+        training=with_devices(training, share, "") if mode is Mode.RUN_EXPERIMENTS else training,
         train_seed=train_seed,
         warnings=tuple(warnings),
         variants={

@@ -123,8 +123,10 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
     lines = [f"executor: local, {len(slots)} runs at a time ({where})", launcher]
     if runner.gpus_per_run > 1:
         groups = [slot.gpu for slot in slots if slot.gpu is not None]
+        n = runner.gpus_per_run
         lines.append(
-            f"{runner.gpus_per_run} GPUs per run: "
-            + ("; ".join(f"CUDA_VISIBLE_DEVICES={g}" for g in groups) or "CPU processes")
+            f"{n} GPUs per run: " + "; ".join(f"CUDA_VISIBLE_DEVICES={g}" for g in groups)
+            if groups
+            else f"{n} CPU processes per run (accelerator: cpu, no GPU here)"
         )
     return lines

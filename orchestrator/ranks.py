@@ -44,18 +44,29 @@ def device_count(value: Any) -> int | None:
 
 
 def with_devices(training: Mapping[str, Any], gpus_per_run: int, where: str) -> dict[str, Any]:
-    """``training`` with ``pl_trainer.devices: gpus_per_run`` when it is absent;
-    a ``devices`` that says otherwise is refused. Nothing changes for
-    ``gpus_per_run: 1`` (a study's fingerprint must not move under it) or a
+    """``training`` with ``pl_trainer.devices: gpus_per_run`` when it is absent
+    (or ``auto``/-1, which would leave the launcher choice to chance); a
+    ``devices`` that says otherwise is refused. Nothing is added for
+    ``gpus_per_run: 1`` (a study's fingerprint must not move under it), where
+    only more than one device on GPUs is refused (the slot has one), nor for a
     ``command:`` run (no Trainer of ours)."""
-    if gpus_per_run == 1 or "command" in training:
+    if "command" in training:
         return dict(training)
     trainer = dict(training.get("pl_trainer") or {})
-    if "devices" not in trainer:
+    if gpus_per_run == 1:
+        count = device_count(trainer.get("devices", "auto"))
+        if count is not None and count > 1 and trainer.get("accelerator") != "cpu":
+            raise ConfigError(
+                f"{where}pl_trainer.devices is {trainer['devices']!r} but each run gets one "
+                f"GPU; set experiments_runner.gpus_per_run: {count} (or accelerator: cpu "
+                "for CPU processes)"
+            )
+        return dict(training)
+    if device_count(trainer.get("devices", "auto")) is None:
         trainer["devices"] = gpus_per_run
         return {**training, "pl_trainer": trainer}
     count = device_count(trainer["devices"])
-    if count is not None and count != gpus_per_run:
+    if count != gpus_per_run:
         raise ConfigError(
             f"{where}pl_trainer.devices is {trainer['devices']!r} but "
             f"experiments_runner.gpus_per_run is {gpus_per_run}; make them agree "

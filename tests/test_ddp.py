@@ -153,6 +153,8 @@ def test_devices_follow_gpus_per_run(workdir, write_config):
     assert starts_ranks(spec.training)
     config["pl_trainer"]["devices"] = [0, 1]  # agrees: two devices
     assert load_study(write_config(config)).training["pl_trainer"]["devices"] == [0, 1]
+    config["pl_trainer"]["devices"] = "auto"  # the slot's count, so the launcher is sure
+    assert load_study(write_config(config)).training["pl_trainer"]["devices"] == 2
     one = faulty_config(workdir, {}, [1])
     del one["pl_trainer"]["devices"]  # gpus_per_run 1: the config is left as it is
     assert "devices" not in load_study(write_config(one)).training["pl_trainer"]
@@ -179,6 +181,11 @@ def test_devices_follow_gpus_per_run(workdir, write_config):
             "pl_trainer.devices is 4 but experiments_runner.gpus_per_run is 2",
         ),
         ({"gpus_per_run": 0}, "experiments_runner.gpus_per_run must be an integer >= 1"),
+        (
+            {"gpus_per_run": 1, "pl_trainer.devices": 2, "pl_trainer.accelerator": "gpu"},
+            "pl_trainer.devices is 2 but each run gets one GPU; set "
+            "experiments_runner.gpus_per_run: 2",
+        ),
         ({"gpus": [0]}, "gpus_per_run is 2, but only 1 GPU(s) are usable (0)"),
         (
             {"pl_trainer.accelerator": "gpu", "gpus": "none"},
