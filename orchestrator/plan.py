@@ -9,6 +9,7 @@ from pathlib import Path
 from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.launchers.factory import SPAWN_FOR_DDP, ddp_runs
+from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor, LauncherKind
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
@@ -103,8 +104,9 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         slurm = runner.slurm
         parts = [f"partition {slurm.partition}" if slurm.partition else "default partition"]
         parts.append(f"{slurm.time_min} min per job")
-        if slurm.gpus_per_task or runner.gpus_per_run > 1:
-            gpus = slurm.gpus_per_task or runner.gpus_per_run
+        ddp_gpus = 0 if cpu_only([spec.training, *spec.variants.values()]) else runner.gpus_per_run
+        if slurm.gpus_per_task or ddp_gpus > 1:  # as launchers.factory asks for them
+            gpus = slurm.gpus_per_task or ddp_gpus
             parts.append(f"{gpus} GPU(s) per job, one task")
         return [
             f"executor: slurm, one job per run, up to {slurm.max_concurrent} in the queue "
