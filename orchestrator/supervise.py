@@ -247,6 +247,12 @@ def classify_exit(
         return Verdict(
             AttemptClass.COMPLETED, result.note, 0, None, result.metrics, result.resumed_from
         )
+    # A DDP run's rank 0 ends the way another rank that ended first did, and
+    # names it; if it could not reproduce that rank's signal (a handler in the
+    # way), it exited 128 + the signal, and the rank's record decides.
+    rank = RankExit.read(run.rank_exit) if code != 0 else None
+    if rank is not None and rank.exit_code < 0:
+        code = rank.exit_code
     if code > 0:
         report = ErrorReport.read(run.error)
         if report is None:
@@ -283,8 +289,6 @@ def classify_exit(
         )
     signum = -code
     name = _signal_name(code) or f"signal {signum}"
-    # A DDP run's rank 0 ends the way another rank that ended first did, and names it.
-    rank = RankExit.read(run.rank_exit)
     first = f"rank {rank.rank} (pid {rank.pid}) ended first; " if rank is not None else ""
     if signum == signal.SIGKILL:
         # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.

@@ -23,14 +23,17 @@ import psutil
 import pytest
 
 from orchestrator.config import load_study
-from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.contract.records import RankExit
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import Slot, gpu_groups, make_slots, parse_topology
 from orchestrator.html_report import _environment
 from orchestrator.plan import describe_plan
 from orchestrator.ranks import device_count, starts_ranks
+from orchestrator.state import AttemptClass
 from orchestrator.state_store import load_study_state
 from orchestrator.status import render_status, study_status
+from orchestrator.supervise import classify_exit
 from tests.helpers import (
     ROOT,
     TORCH_WATCH,
@@ -218,6 +221,19 @@ def test_validate_shows_the_slot_plan(workdir, write_config, monkeypatch):
     assert "executor: local, 2 runs at a time (gpu0,1#0, gpu2,3#1)" in lines
     assert "2 GPUs per run: CUDA_VISIBLE_DEVICES=0,1; CUDA_VISIBLE_DEVICES=2,3" in lines
     assert any(line.startswith("launcher: spawn, not forkserver") for line in lines)
+
+
+def test_a_rank_that_ended_first_decides_the_class_and_is_named(tmp_path):
+    run = RunPaths(tmp_path)
+    RankExit(rank=1, pid=4321, exit_code=-signal.SIGSEGV).write(run.rank_exit)
+    # Rank 0 could not raise the same signal (a handler in the way): 128 + 11.
+    verdict = classify_exit(128 + signal.SIGSEGV, run)
+    assert verdict.attempt_class is AttemptClass.SIGNAL
+    assert verdict.reason == "rank 1 (pid 4321) ended first; killed by SIGSEGV"
+    RankExit(rank=1, pid=4321, exit_code=-signal.SIGKILL).write(run.rank_exit)
+    verdict = classify_exit(-signal.SIGKILL, run)
+    assert verdict.attempt_class is AttemptClass.KILLED
+    assert verdict.reason.startswith("rank 1 (pid 4321) ended first; ")
 
 
 # ------------------------------------------------------------------ end to end
