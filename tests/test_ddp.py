@@ -377,6 +377,7 @@ def test_ddp_run_on_slurm_is_one_job_of_one_task_whose_rank0_starts_the_others(
     lines = rank_lines(out / record["dir"])
     assert sorted(line["rank"] for line in lines) == [0, 1]
     assert (out / record["dir"] / "metrics.json").is_file()
+    assert_no_rank_alive(out)  # the node is this machine
     job = record["attempts"][0]["job_id"]
     shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
     if shown.returncode == 0 and "NumTasks" in shown.stdout:  # still known to the controller
