@@ -240,12 +240,14 @@ def test_a_rank_that_ended_first_decides_the_class_and_is_named(tmp_path):
 
 
 def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
-    """Seeds 2 and 3 each run twice: the "faulty" variant, where rank 1 SIGKILLs
-    itself (seed 2) or hangs (seed 3) in epoch 1 once, and the "clean" one that
-    runs uninterrupted. Four runs of two GPUs on four GPUs: two at a time."""
+    """Seeds 2, 3 and 4 each run twice: the "faulty" variant, where rank 1
+    SIGKILLs itself (seed 2), hangs (seed 3) or raises (seed 4) in epoch 1
+    once, and the "clean" one that runs uninterrupted. Six runs of two GPUs on
+    four GPUs: two at a time."""
     out = workdir / "out"
     env = fake_gpus(workdir)
-    config = ddp_config(workdir, {2: "sigkill_once", 3: "hang_once"}, [2, 3], hang_timeout=60)
+    faults = {2: "sigkill_once", 3: "hang_once", 4: "raise_once"}
+    config = ddp_config(workdir, faults, [2, 3, 4], hang_timeout=60)
     config["model"]["init_args"]["at_epoch"] = 1
     config["experiments_runner"]["variants"] = {
         "faulty": {},
@@ -300,7 +302,13 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     environment = _environment(load_study_state(StudyPaths(out)))
     assert "0,1 (runs " in environment and "2,3 (runs " in environment
 
-    for seed in (2, 3):  # resumed from last.ckpt: the numbers of an uninterrupted run
+    raised = runs[("faulty", 4)]["attempts"]
+    assert [a["outcome"] for a in raised] == ["failed", "completed"], raised
+    # The rank that raised is named; rank 0's own error (the closed connection) came later.
+    assert raised[0]["reason"] == "RuntimeError: rank 1: boom on purpose (seed 4)", raised
+    assert raised[1]["resumed_from"].endswith("last.ckpt")
+
+    for seed in (2, 3, 4):  # resumed from last.ckpt: the numbers of an uninterrupted run
         assert runs[("faulty", seed)]["metrics"] == runs[("clean", seed)]["metrics"]
         assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
 

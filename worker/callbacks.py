@@ -16,7 +16,13 @@ import torch
 from orchestrator.contract.records import Heartbeat, HeartbeatPhase, RankProgress
 from worker.seeding import capture_rng_state, restore_rng_state
 
-__all__ = ["HeartbeatCallback", "RankProgressCallback", "ResumeStateCallback", "scalar_metrics"]
+__all__ = [
+    "ErrorAtOnceCallback",
+    "HeartbeatCallback",
+    "RankProgressCallback",
+    "ResumeStateCallback",
+    "scalar_metrics",
+]
 
 CHECKPOINT_KEY = "xorch"
 
@@ -71,6 +77,21 @@ class HeartbeatCallback(pl.Callback):
 
     def on_test_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self.beat(trainer, HeartbeatPhase.TEST)
+
+
+class ErrorAtOnceCallback(pl.Callback):
+    """Writes the run's error record the moment an exception reaches the
+    Trainer, before its teardown: in a DDP run the teardown closes the process
+    group, and the other ranks then fail too; the first record written is the
+    one that stands (``worker.ranks.write_first_error``)."""
+
+    def __init__(self, record: Callable[[BaseException], object]) -> None:
+        self.record = record
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.record(exception)
 
 
 class RankProgressCallback(pl.Callback):

@@ -10,14 +10,19 @@ inherit rank 0's process group (the parent stops them all with one
   writes last.ckpt and the CSV logs on rank 0 only.
 - Every rank follows its own parent (rank 0 follows xorch, the others follow
   rank 0), so a parent death ends the whole tree.
-- error.json: the first rank to raise writes it (first writer wins, its rank
-  named in the message); a rank that fails only because another one died
-  (gloo's "connection closed") finds it written.
+- error.json: the first rank to raise writes it, from Lightning's
+  ``on_exception`` hook, before the Trainer's teardown closes the process
+  group (first writer wins, its rank named in the message); a rank that fails
+  only because another one raised or died (gloo's "connection closed") finds
+  it written.
 - A rank other than 0 that ends badly ends the run: rank 0's watcher (in place
-  of Lightning's own, which polls every 5 s and kills without a word) writes
-  rank_exit.json naming it, kills the other ranks, and ends rank 0 the same way
-  (the same signal, or the same exit status), so the parent's usual verdict
-  applies to the whole run with the rank in its evidence.
+  of Lightning's own, which polls every 5 s and kills without a word) kills the
+  other ranks and ends rank 0 the same way: the same exit status (error.json
+  says why), or, for a rank killed by a signal, rank_exit.json naming it and
+  the same signal, so the parent's usual verdict applies to the whole run with
+  the rank in its evidence. A signal death is always a cause, never a
+  consequence of another rank's failure; so when rank 0's own step fails, it
+  first looks (SETTLE_S) for a rank killed by a signal.
 """
 
 from __future__ import annotations
@@ -119,11 +124,13 @@ class RankWatch:
         return ended[0] if ended else None
 
     def settle(self) -> None:
-        """Rank 0 failed: if another rank died first (within SETTLE_S), end as it did."""
+        """Rank 0 failed: if another rank was killed by a signal (within
+        SETTLE_S), that was the cause: end as it did. A rank that exited with
+        an error now most likely failed of rank 0's own failure."""
         deadline = time.monotonic() + SETTLE_S
         while True:
             failed = self.first_failed()
-            if failed is not None:
+            if failed is not None and (failed[1].returncode or 0) < 0:
                 self.end_like(*failed)
             if time.monotonic() >= deadline or all(p.poll() is not None for p in self.procs):
                 return
@@ -134,8 +141,9 @@ class RankWatch:
         with self._lock:  # the thread and the main thread may both get here
             code = proc.returncode
             assert code is not None
-            with contextlib.suppress(OSError):
-                RankExit(rank=rank, pid=proc.pid, exit_code=code).write(self.rank_exit)
+            if code < 0:  # an exit status has error.json as its evidence
+                with contextlib.suppress(OSError):
+                    RankExit(rank=rank, pid=proc.pid, exit_code=code).write(self.rank_exit)
             for other in self.procs:
                 if other.poll() is None:
                     with contextlib.suppress(OSError):

@@ -121,6 +121,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
 
     from worker.build import build_data, build_model, build_trainer_parts
     from worker.callbacks import (
+        ErrorAtOnceCallback,
         HeartbeatCallback,
         RankProgressCallback,
         ResumeStateCallback,
@@ -137,7 +138,11 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     resume_state = ResumeStateCallback()
     heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
     progress = RankProgressCallback(paths.rank_progress)  # DDP runs only
-    parts = build_trainer_parts(config, run_dir, [heartbeat, progress] if rank == 0 else [progress])
+    at_once = ErrorAtOnceCallback(
+        lambda exc: write_first_error(_error_report(exc), paths.error, rank)
+    )
+    ours = [heartbeat, progress, at_once] if rank == 0 else [progress, at_once]
+    parts = build_trainer_parts(config, run_dir, ours)
     # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
     parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None
