@@ -41,6 +41,7 @@ from orchestrator.compose import (
     trainer_arguments,
 )
 from orchestrator.errors import ConfigError
+from orchestrator.ranks import with_devices
 from orchestrator.runner_spec import (
     RUNNER_KEY,
     RUNNER_KEYS,
@@ -306,14 +307,22 @@ def _validate(
             raise ConfigError(f"{RUNNER_KEY} must be a mapping, not a {kind_of(block)}")
         runner = parse_runner(block)
         _check_output_dir(runner.output_base_dir)
+    # gpus_per_run > 1: pl_trainer.devices is set to it, or must agree (orchestrator.ranks).
+    share = runner.gpus_per_run
     return StudySpec(
         config_path=path,
         mode=mode,
         runner=runner,
-        training=training,
+        # mode train: one run that sees every GPU, whatever devices says
+        training=with_devices(training, share, "") if mode is Mode.RUN_EXPERIMENTS else training,
         train_seed=train_seed,
         warnings=tuple(warnings),
-        variants={name: _variant(path, raw, name, c) for name, c in runner.variants.items()},
+        variants={
+            name: with_devices(
+                _variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: "
+            )
+            for name, c in runner.variants.items()
+        },
     )
 
 

@@ -277,9 +277,14 @@ def _environment(state: StudyState) -> str:
     rows.append(["GPUs here (nvidia-smi)", "; ".join(gpus) or "none found"])
     attempts = [a for r in state.runs for a in r.attempts]
     hosts = sorted({a.host for a in attempts})
-    used = sorted({a.gpu for a in attempts if a.gpu})
+    # Each slot's GPUs ("0,1" for a run on two) with the runs that used them.
+    used: dict[str, list[int]] = {}
+    for record in state.runs:
+        for gpu in dict.fromkeys(a.gpu for a in record.attempts if a.gpu):
+            used.setdefault(gpu, []).append(record.index)
+    shown = [f"{gpu} (runs {', '.join(map(str, runs))})" for gpu, runs in sorted(used.items())]
     rows.append(["runs' hosts", ", ".join(hosts) or "no attempt yet"])
-    rows.append(["runs' GPUs (CUDA_VISIBLE_DEVICES)", ", ".join(used) or "none (CPU)"])
+    rows.append(["runs' GPUs (CUDA_VISIBLE_DEVICES)", "; ".join(shown) or "none (CPU)"])
     return html_table(["", "value"], rows, numeric=())
 
 

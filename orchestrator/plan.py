@@ -9,7 +9,9 @@ from pathlib import Path
 from orchestrator.adaptive import describe_rule
 from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
-from orchestrator.runner_spec import Executor
+from orchestrator.launchers.factory import SPAWN_FOR_DDP, ddp_runs
+from orchestrator.ranks import cpu_only
+from orchestrator.runner_spec import Executor, LauncherKind
 from orchestrator.scheduler import study_slots
 from orchestrator.single import single_run_dir
 from orchestrator.state_store import load_state
@@ -106,8 +108,10 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         slurm = runner.slurm
         parts = [f"partition {slurm.partition}" if slurm.partition else "default partition"]
         parts.append(f"{slurm.time_min} min per job")
-        if slurm.gpus_per_task:
-            parts.append(f"{slurm.gpus_per_task} GPU(s) per job")
+        ddp_gpus = 0 if cpu_only([spec.training, *spec.variants.values()]) else runner.gpus_per_run
+        if slurm.gpus_per_task or ddp_gpus > 1:  # as launchers.factory asks for them
+            gpus = slurm.gpus_per_task or ddp_gpus
+            parts.append(f"{gpus} GPU(s) per job, one task")
         return [
             f"executor: slurm, one job per run, up to {slurm.max_concurrent} in the queue "
             f"at once ({', '.join(parts)}; requeue {'on' if slurm.requeue else 'off'})",
@@ -118,10 +122,20 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
         ]
     slots = study_slots(spec)
     where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")
-    return [
-        f"executor: local, {len(slots)} runs at a time ({where})",
+    if "command" in spec.training:
         # A command study's program is always spawned (orchestrator.launchers.factory).
-        "launcher: spawn (command)"
-        if "command" in spec.training
-        else f"launcher: {runner.launcher.value}",
-    ]
+        launcher = "launcher: spawn (command)"
+    elif runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):
+        launcher = SPAWN_FOR_DDP
+    else:
+        launcher = f"launcher: {runner.launcher.value}"
+    lines = [f"executor: local, {len(slots)} runs at a time ({where})", launcher]
+    if runner.gpus_per_run > 1:
+        groups = [slot.gpu for slot in slots if slot.gpu is not None]
+        n = runner.gpus_per_run
+        lines.append(
+            f"{n} GPUs per run: " + "; ".join(f"CUDA_VISIBLE_DEVICES={g}" for g in groups)
+            if groups
+            else f"{n} CPU processes per run (accelerator: cpu, no GPU here)"
+        )
+    return lines

@@ -19,6 +19,7 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "DEFAULT_OUTPUT_DIR",
+    "MAX_GPUS_PER_RUN",
     "MAX_RUNS",
     "MAX_SEED",
     "MAX_SLOTS",
@@ -41,6 +42,7 @@ MAX_SEED = 2**31 - 1
 # front, so past these a study would crawl or exhaust memory instead of running.
 MAX_RUNS = 100_000
 MAX_SLOTS = 10_000  # max_parallel, runs_per_gpu, slurm.max_concurrent
+MAX_GPUS_PER_RUN = 64  # gpus_per_run: one node's GPUs (runs span one node)
 DEFAULT_OUTPUT_DIR = "outputs/experiments_runner"
 RUNNER_KEY = "experiments_runner"
 
@@ -94,6 +96,7 @@ class RunnerSettings:
     grace_period: float = 30.0
     gpus: Literal["auto"] | tuple[int, ...] = "auto"  # () means none
     runs_per_gpu: int = 1
+    gpus_per_run: int = 1  # > 1: each run gets a group of GPUs (DDP, see orchestrator.ranks)
     max_parallel: int | None = None  # None: one per GPU slot, or 1 without GPUs
     min_free_gpu_mem_gb: float | None = None
     launcher: LauncherKind = LauncherKind.FORKSERVER
@@ -212,15 +215,29 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         )
     if variants and compare_to is None:
         compare_to = next(iter(variants))
+    runs_per_gpu = _int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", 1, MAX_SLOTS)
+    gpus_per_run = _int(block.get("gpus_per_run", 1), f"{p}gpus_per_run", 1, MAX_GPUS_PER_RUN)
+    if runs_per_gpu > 1 and gpus_per_run > 1:
+        raise ConfigError(
+            f"{p}runs_per_gpu is {runs_per_gpu} and {p}gpus_per_run is {gpus_per_run}: a run "
+            "on several GPUs has them to itself; set runs_per_gpu: 1 or gpus_per_run: 1"
+        )
+    slurm = _slurm(block.get("slurm") or {})
+    if gpus_per_run > 1 and slurm.gpus_per_task not in (None, gpus_per_run):
+        raise ConfigError(
+            f"{p}slurm.gpus_per_task is {slurm.gpus_per_task} but {p}gpus_per_run is "
+            f"{gpus_per_run}; a run is one task with all its GPUs: drop gpus_per_task"
+        )
     return RunnerSettings(
         variants=variants,
         compare_to=compare_to,
         goal=_goal(block.get("goal")),
         executor=executor_kind,
-        slurm=_slurm(block.get("slurm") or {}),
+        slurm=slurm,
         launcher=launcher_kind,
         gpus=_gpus(block.get("gpus", "auto")),
-        runs_per_gpu=_int(block.get("runs_per_gpu", 1), f"{p}runs_per_gpu", 1, MAX_SLOTS),
+        runs_per_gpu=runs_per_gpu,
+        gpus_per_run=gpus_per_run,
         max_parallel=(
             None if max_parallel is None else _int(max_parallel, f"{p}max_parallel", 1, MAX_SLOTS)
         ),

@@ -31,10 +31,20 @@ from orchestrator.adaptive import Action, add_seeds, study_step, with_stop
 from orchestrator.config import StudySpec
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RunSpec
-from orchestrator.gpus import GpuMemoryGate, Slot, detect_gpus, make_slots, resolve_gpus, slot_env
+from orchestrator.errors import ConfigError
+from orchestrator.gpus import (
+    GpuMemoryGate,
+    Slot,
+    detect_gpus,
+    gpu_topology,
+    make_slots,
+    resolve_gpus,
+    slot_env,
+)
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.policy import AttemptTally, Decision, decide
+from orchestrator.ranks import cpu_only, free_port, starts_ranks
 from orchestrator.report import Reporter, format_metrics, progress_line
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
@@ -68,7 +78,17 @@ def study_slots(spec: StudySpec) -> list[Slot]:
     if runner.executor is Executor.SLURM:  # the cluster places jobs; this caps the queue
         return [Slot(i, None, cluster=True) for i in range(runner.slurm.max_concurrent)]
     gpus = resolve_gpus(runner.gpus, detect_gpus()) if runner.gpus != () else []
-    return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel)
+    share = runner.gpus_per_run
+    if share > 1 and not gpus and not cpu_only([spec.training, *spec.variants.values()]):
+        # Several processes per run on CPU only when the config says so: a GPU
+        # config would otherwise train N CPU processes without a word.
+        raise ConfigError(
+            f"experiments_runner.gpus_per_run is {share} but no GPU is visible here; "
+            f"run where there are GPUs, or set pl_trainer.accelerator: cpu for {share} "
+            "CPU processes per run"
+        )
+    topology = gpu_topology(gpus) if share > 1 else None
+    return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel, share, topology)
 
 
 @dataclass
@@ -92,6 +112,7 @@ class Scheduler:
         if self.gpu_gate is None:
             self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
+        self._ports: dict[Slot, int] = {}  # the MASTER_PORT last given on each slot
 
     def run(
         self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]] = ()
@@ -293,7 +314,14 @@ class Scheduler:
             f"run {index} seed {record.seed}: starting attempt {number} in {record.dir}{on}"
         )
         started_at = now_iso()
-        child = self.launcher.start(run, slot_env(slot, len(self.slots)))
+        env = slot_env(slot, len(self.slots), processes=self.spec.runner.gpus_per_run)
+        if not slot.cluster and starts_ranks(self.spec.training_for(record.variant)):
+            # Each DDP run its own rendezvous port, also apart from the ports of
+            # runs still starting (they may not have bound theirs yet).
+            taken = [port for other, port in self._ports.items() if other != slot]
+            self._ports[slot] = free_port(taken)
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self._ports[slot]))
+        child = self.launcher.start(run, env)
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
         attempt = Attempt(
@@ -358,10 +386,12 @@ def _prepare_run_dir(run: RunPaths, number: int) -> None:
     """Make the folder; keep an earlier attempt's final files as evidence under
     another name, so this attempt's verdict reads only its own."""
     run.root.mkdir(parents=True, exist_ok=True)
-    for path in (run.metrics, run.error):
+    for path in (run.metrics, run.error, run.rank_exit):
         if path.exists():
             path.replace(run.previous_attempt_file(path, number - 1))
     run.heartbeat.unlink(missing_ok=True)
+    for progress in run.rank_progress_files():  # DDP ranks' places: this attempt's only
+        progress.unlink(missing_ok=True)
     if number > 1:
         with open(run.log, "a", encoding="utf-8") as log:
             log.write(f"\n===== xorch: attempt {number} =====\n")

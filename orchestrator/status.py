@@ -38,6 +38,7 @@ class RunRow:
     duration_s: float | None
     epoch: str | None  # "3/50" for a running run, from its heartbeat
     metrics: dict[str, float]
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES of its latest attempt ("2,3"), if any
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def study_status(study_dir: Path) -> StudyStatus:
                 duration,
                 epoch,
                 metrics,
+                record.attempts[-1].gpu if record.attempts else None,
             )
         )
     not_finite = {}
@@ -142,7 +144,8 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     named = bool(status.variants)
     header = ["run", *(["variant"] if named else []), "seed", "status", "attempt", "duration_s",
               "epoch", *status.summary_metrics]  # fmt: skip
-    lines = [header]
+    on_gpus = any(row.gpus for row in status.rows)  # a column only where runs had GPUs
+    lines = [[*header, "gpus"] if on_gpus else header]
     for row in status.rows:
         lines.append(
             [
@@ -157,6 +160,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
                     format_number(row.metrics[m]) if m in row.metrics else "-"
                     for m in status.summary_metrics
                 ),
+                *([row.gpus or "-"] if on_gpus else []),
             ]
         )
     body = aligned_lines(lines)

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from orchestrator.command import command_metrics, last_activity
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import ErrorReport, Heartbeat, RunResult
+from orchestrator.contract.records import (
+    ErrorReport,
+    Heartbeat,
+    RankExit,
+    RankProgress,
+    RunResult,
+)
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
 from orchestrator.runner_spec import RunnerSettings
@@ -135,7 +141,9 @@ class AttemptWatch:
             quiet = self._wall() - self._last_sign_of_life()
             if quiet > hang:
                 self.begin_stop(
-                    AttemptClass.HANG, f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                    AttemptClass.HANG,
+                    f"no heartbeat for {quiet:.0f} s (hang_timeout {hang:g} s)"
+                    + rank_behind(self.run, self._started_wall),
                 )
         return None
 
@@ -192,6 +200,21 @@ class AttemptWatch:
         return beat.time
 
 
+def rank_behind(run: RunPaths, since: float) -> str:
+    """For a DDP run that hangs: the one rank behind all the others in the
+    training step (the others wait for it at the next collective), as a note
+    for the reason; "" when no single rank is behind or there are no ranks."""
+    notes = [RankProgress.read(path) for path in run.rank_progress_files()]
+    places = [n for n in notes if n is not None and n.time >= since]
+    if len(places) < 2:
+        return ""
+    places.sort(key=lambda n: n.passed)
+    first, second = places[0], places[1]
+    if first.passed == second.passed:
+        return ""
+    return f"; rank {first.rank} (pid {first.pid}) is behind: at step {first.step}, {first.point}"
+
+
 def classify_exit(
     code: int,
     run: RunPaths,
@@ -224,6 +247,12 @@ def classify_exit(
         return Verdict(
             AttemptClass.COMPLETED, result.note, 0, None, result.metrics, result.resumed_from
         )
+    # A DDP run's rank 0 ends the way another rank that ended first did, and
+    # names it; if it could not reproduce that rank's signal (a handler in the
+    # way), it exited 128 + the signal, and the rank's record decides.
+    rank = RankExit.read(run.rank_exit) if code != 0 else None
+    if rank is not None and rank.exit_code < 0:
+        code = rank.exit_code
     if code > 0:
         report = ErrorReport.read(run.error)
         if report is None:
@@ -260,12 +289,13 @@ def classify_exit(
         )
     signum = -code
     name = _signal_name(code) or f"signal {signum}"
+    first = f"rank {rank.rank} (pid {rank.pid}) ended first; " if rank is not None else ""
     if signum == signal.SIGKILL:
         # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.
-        evidence = oom_evidence(pid, peak_rss, memory)
+        evidence = oom_evidence(rank.pid if rank is not None else pid, peak_rss, memory)
         outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
-        return Verdict(outcome, evidence.reason, code, name, {})
-    return Verdict(AttemptClass.SIGNAL, f"killed by {name}", code, name, {})
+        return Verdict(outcome, first + evidence.reason, code, name, {})
+    return Verdict(AttemptClass.SIGNAL, f"{first}killed by {name}", code, name, {})
 
 
 def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:

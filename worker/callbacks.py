@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -12,10 +13,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from orchestrator.contract.records import Heartbeat, HeartbeatPhase
+from orchestrator.contract.records import Heartbeat, HeartbeatPhase, RankProgress
 from worker.seeding import capture_rng_state, restore_rng_state
 
-__all__ = ["HeartbeatCallback", "ResumeStateCallback", "scalar_metrics"]
+__all__ = [
+    "ErrorAtOnceCallback",
+    "HeartbeatCallback",
+    "RankProgressCallback",
+    "ResumeStateCallback",
+    "scalar_metrics",
+]
 
 CHECKPOINT_KEY = "xorch"
 
@@ -70,6 +77,57 @@ class HeartbeatCallback(pl.Callback):
 
     def on_test_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self.beat(trainer, HeartbeatPhase.TEST)
+
+
+class ErrorAtOnceCallback(pl.Callback):
+    """Writes the run's error record the moment an exception reaches the
+    Trainer, before its teardown: in a DDP run the teardown closes the process
+    group, and the other ranks then fail too; the first record written is the
+    one that stands (``worker.ranks.write_first_error``)."""
+
+    def __init__(self, record: Callable[[BaseException], object]) -> None:
+        self.record = record
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.record(exception)
+
+
+class RankProgressCallback(pl.Callback):
+    """In a run of several ranks, each rank notes where it is in the step
+    (batch start, backward, batch end) in its own small file. When a rank
+    hangs, the others wait for it at the next collective, one point further:
+    the parent's hang verdict names the rank that is behind (see
+    ``orchestrator.supervise``). A plain write and rename, no fsync: a few per
+    step must cost next to nothing."""
+
+    def __init__(self, path_of_rank: Callable[[int], Path]) -> None:
+        self.path_of_rank = path_of_rank
+        self.passed = 0
+
+    def _note(self, trainer: pl.Trainer, point: str) -> None:
+        if trainer.world_size < 2:
+            return
+        rank = trainer.global_rank
+        path = self.path_of_rank(rank)
+        self.passed += 1
+        note = RankProgress(rank, os.getpid(), self.passed, trainer.global_step, point, time.time())
+        temp = path.with_name(f".{path.name}.tmp")
+        try:
+            temp.write_text(json.dumps(note.to_json()), encoding="utf-8")
+            os.replace(temp, path)
+        except OSError:
+            pass  # a note, not a result
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._note(trainer, "batch_start")
+
+    def on_before_backward(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._note(trainer, "backward")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._note(trainer, "batch_end")
 
 
 class ResumeStateCallback(pl.Callback):

@@ -18,6 +18,14 @@ from pathlib import Path
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
 from worker.lifeline import follow_parent
+from worker.ranks import (
+    lead_ranks,
+    own_ranks_in_one_task,
+    process_rank,
+    settle_failed_ranks,
+    take_over_rank_watch,
+    write_first_error,
+)
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
@@ -35,20 +43,31 @@ def main(argv: list[str]) -> int:
     # before it was set and for other systems).
     follow_parent(watch=True)
     paths = RunPaths(Path(spec.run_dir))
-    startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)
+    # DDP ranks other than 0 (started by Lightning from rank 0) write no
+    # heartbeat and no metrics.json (see worker.ranks).
+    rank = process_rank()
+    startup = None
+    if rank == 0:
+        lead_ranks()
+        for stale in (paths.error, paths.rank_exit):  # not this attempt's: none has failed yet
+            stale.unlink(missing_ok=True)
+        startup = _StartupBeats(paths.heartbeat, spec.heartbeat_interval_s)
     try:
-        result = run(spec, startup)
+        result = run(spec, startup, rank)
     except BaseException as exc:  # every way out leaves its record
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
+        if rank == 0:
+            settle_failed_ranks()  # another rank's death first: end as it did
         report = _error_report(exc)
-        report.write(paths.error)
+        write_first_error(report, paths.error, rank)
         if report.type == BUILD_ERROR_TYPE:  # a config mistake: one line, no traceback
             print(f"xorch: config error: {report.message}", file=sys.stderr)
             return 2
         traceback.print_exc()
         return 1
-    result.write(paths.metrics)
+    if rank == 0:
+        result.write(paths.metrics)
     return 0
 
 
@@ -79,7 +98,7 @@ class _StartupBeats:
         self._thread.join()
 
 
-def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
+def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> RunResult:
     config = spec.config
     paths = RunPaths(Path(spec.run_dir))
     run_dir = paths.root
@@ -101,7 +120,13 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
         torch.set_num_threads(int(threads))
 
     from worker.build import build_data, build_model, build_trainer_parts
-    from worker.callbacks import HeartbeatCallback, ResumeStateCallback, scalar_metrics
+    from worker.callbacks import (
+        ErrorAtOnceCallback,
+        HeartbeatCallback,
+        RankProgressCallback,
+        ResumeStateCallback,
+        scalar_metrics,
+    )
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
 
@@ -112,15 +137,23 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None) -> RunResult:
 
     resume_state = ResumeStateCallback()
     heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
-    parts = build_trainer_parts(config, run_dir, [heartbeat])
+    progress = RankProgressCallback(paths.rank_progress)  # DDP runs only
+    at_once = ErrorAtOnceCallback(
+        lambda exc: write_first_error(_error_report(exc), paths.error, rank)
+    )
+    ours = [heartbeat, progress, at_once] if rank == 0 else [progress, at_once]
+    parts = build_trainer_parts(config, run_dir, ours)
     # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
     parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
     heartbeat.resumed_from = resumed_from
-    heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
+    if rank == 0:
+        heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
+        take_over_rank_watch(paths.rank_exit)  # for the ranks trainer.fit may start
 
+    own_ranks_in_one_task(parts.kwargs)
     trainer = pl.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
     if startup is not None:

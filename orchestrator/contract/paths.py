@@ -65,6 +65,17 @@ class RunPaths:
         return self.root / records.LOG_FILE
 
     @property
+    def rank_exit(self) -> Path:
+        return self.root / records.RANK_EXIT_FILE
+
+    def rank_progress(self, rank: int) -> Path:
+        """Where DDP rank ``rank`` notes its place in the training step."""
+        return self.root / f"progress.rank{rank}.json"
+
+    def rank_progress_files(self) -> list[Path]:
+        return sorted(self.root.glob("progress.rank*.json"))
+
+    @property
     def last_checkpoint(self) -> Path:
         return self.root / records.LAST_CHECKPOINT_FILE
 

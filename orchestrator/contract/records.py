@@ -22,11 +22,14 @@ __all__ = [
     "LOG_FILE",
     "METRICS_FILE",
     "PARENT_PID_ENV",
+    "RANK_EXIT_FILE",
     "RUN_SPEC_FILE",
     "ErrorReport",
     "Heartbeat",
     "HeartbeatPhase",
     "JsonRecord",
+    "RankExit",
+    "RankProgress",
     "RunResult",
     "RunSpec",
     "read_json_object",
@@ -38,6 +41,7 @@ METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "train.log"
 LAST_CHECKPOINT_FILE = "last.ckpt"
+RANK_EXIT_FILE = "rank_exit.json"
 
 # The environment variable through which the child learns its parent's pid, to
 # stop itself when the parent dies before it could set the death signal.
@@ -237,6 +241,48 @@ class ErrorReport(JsonRecord):
     def _checked(self) -> bool:
         # Not ours otherwise: the parent falls back to the exit status.
         return isinstance(self.type, str) and isinstance(self.message, str)
+
+
+@dataclass(frozen=True)
+class RankExit(JsonRecord):
+    """Rank 0's word that another DDP rank of the run ended first, and how
+    (``exit_code`` < 0: killed by that signal); rank 0 then ended the same way."""
+
+    rank: int
+    pid: int
+    exit_code: int
+
+    def _checked(self) -> bool:
+        values = (self.rank, self.pid, self.exit_code)
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+# Where a DDP rank is within a training step, in order: a rank stuck before
+# the point the others reached is the one they wait for at the next collective.
+PROGRESS_POINTS = ("batch_start", "backward", "batch_end")
+
+
+@dataclass(frozen=True)
+class RankProgress(JsonRecord):
+    """Where one rank of a DDP run last was: ``passed`` points so far (the
+    ranks pass the same points in lockstep, so the counts compare), the last
+    one's step and name (written at every point, without fsync: it only names
+    the rank a hang waits for)."""
+
+    rank: int
+    pid: int
+    passed: int
+    step: int
+    point: str
+    time: float
+
+    def _checked(self) -> bool:
+        ints = (self.rank, self.pid, self.passed, self.step)
+        return (
+            all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
+            and self.point in PROGRESS_POINTS
+            and isinstance(self.time, (int, float))
+        )
 
 
 def _as_float(value: Any) -> float | None:

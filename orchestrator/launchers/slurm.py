@@ -314,8 +314,14 @@ class SlurmLauncher(Launcher):
     reattaches_jobs = True  # jobs outlive the parent; a resume watches them again
 
     def __init__(
-        self, slurm: SlurmSpec, paths: StudyPaths, entry: str = "worker.train_one"
+        self,
+        slurm: SlurmSpec,
+        paths: StudyPaths,
+        entry: str = "worker.train_one",
+        gpus_per_run: int = 0,
     ) -> None:
+        """``entry``: the module each job runs; ``gpus_per_run``: the GPUs of one
+        job's one task (0: as ``slurm.gpus_per_task`` says)."""
         import submitit
 
         # submitit warns at every status check when sacct is missing (no
@@ -333,7 +339,9 @@ class SlurmLauncher(Launcher):
         }
         optional = {
             "partition": slurm.partition,
-            "gpus_per_task": slurm.gpus_per_task,
+            # gpus_per_run > 1: one task holds all of the run's GPUs (config.py
+            # refuses a gpus_per_task that says otherwise).
+            "gpus_per_task": slurm.gpus_per_task or (gpus_per_run if gpus_per_run > 1 else None),
             "cpus_per_task": slurm.cpus_per_task,
             "mem": f"{int(slurm.mem_gb * 1024)}M" if slurm.mem_gb else None,
             "account": slurm.account,
