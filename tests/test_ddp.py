@@ -298,7 +298,8 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     # xorch status and the report name each run's GPUs.
     status = study_status(out)
     assert {row.gpus for row in status.rows} == pairs
-    assert render_status(status).splitlines()[1].split()[-1] == "gpus"
+    header = next(line for line in render_status(status).splitlines() if line.startswith("run"))
+    assert header.split()[1] == "variant" and header.split()[-1] == "gpus"
     environment = _environment(load_study_state(StudyPaths(out)))
     assert "0,1 (runs " in environment and "2,3 (runs " in environment
 
