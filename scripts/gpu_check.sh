@@ -175,6 +175,7 @@ data:
 pl_trainer: {max_epochs: 2, accelerator: $ACCEL, devices: 1, strategy: $strategy, enable_progress_bar: false}
 YAML
   "$PY" -m orchestrator launch "$work/rank0_$strategy.yaml" > "$work/rank0_$strategy.out" 2>&1 || echo "strategy $strategy: exit $?"
+  grep -m1 -o "launcher: [a-z]*[^;]*" "$work/rank0_$strategy.out" | sed "s/^/strategy $strategy: /" || true
   "$PY" - "$work/rank0_$strategy" "$strategy" <<'PYEOF'
 import json, sys
 from pathlib import Path
