@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -189,4 +190,55 @@ def saved_variant_study(
     )  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     save_state(StudyPaths(root), state)
+    return state
+
+
+def faults_kill_and_resume(
+    config: Path,
+    out: Path,
+    *args: str,
+    metric: str = "val/loss",
+    pictures: tuple[str, ...] = ("curves.png", "spread.png"),
+) -> dict:
+    """Launch a 3-seed study (extra CLI ``args``) whose seed 1 raises and seed 2
+    hangs in their first attempts, SIGKILL xorch while seed 3 waits, resume it,
+    and check what a user sees: each failure class recorded and retried, the
+    orphaned run gone, the killed run finished, summary.csv and the plots.
+    Returns the final runner_state.json."""
+    import pandas as pd  # only the tests that check a summary need it
+
+    parent = xorch_popen("launch", str(config), *args, cwd=config.parent)
+    try:
+        wait_for(
+            lambda: (out / "run_02_seed3" / "waiting").exists(),
+            timeout=300,
+            what="seed 3 to wait, after seed 1 raised and seed 2 hung",
+        )
+        child_pid = read_state(out)["runs"][2]["attempts"][-1]["pid"]
+        parent.send_signal(signal.SIGKILL)
+        parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    wait_gone(child_pid, what="the orphaned run to follow its parent")
+    resumed = xorch("launch", str(config), *args, "--resume", cwd=config.parent)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = read_state(out)
+    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
+    attempts = [[a["outcome"] for a in r["attempts"]] for r in state["runs"]]
+    assert attempts == [
+        ["failed", "completed"],
+        ["hang", "completed"],
+        ["interrupted", "completed"],
+    ]
+    raised, hung = state["runs"][0]["attempts"][0], state["runs"][1]["attempts"][0]
+    assert "RuntimeError: boom on purpose (seed 1)" in raised["reason"]
+    assert "no heartbeat" in hung["reason"]
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
+    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
+    assert summary[metric].iloc[:3].notna().all()
+    plotted = xorch("plot", str(out), cwd=config.parent)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    for picture in pictures:
+        assert (out / "plots" / picture).stat().st_size > 0
     return state

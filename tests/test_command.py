@@ -15,7 +15,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import read_state, snapshot, wait_for, wait_gone, xorch, xorch_popen
+from tests.helpers import (
+    faults_kill_and_resume,
+    read_state,
+    snapshot,
+    wait_for,
+    wait_gone,
+    xorch,
+    xorch_popen,
+)
 
 # Reports each epoch through worker.report; writes last.ckpt where xorch says,
 # and takes it back from {resume_from}.
@@ -175,44 +183,6 @@ def first_attempt_faults(seed, out):
 FAULT_RUNNER = {"max_retries": 1, "grace_period": 2, "max_parallel": 1, "gpus": "none"}
 
 
-def faults_kill_and_resume(path: Path, out: Path, metric: str, pictures: tuple[str, ...]) -> dict:
-    """Launch the 3-seed study at ``path`` whose program runs FAULTS, SIGKILL
-    xorch while seed 3 waits, resume, and check what a user sees: each failure
-    class recorded and retried, the killed run resumed, summary.csv, plots."""
-    parent = xorch_popen("launch", str(path), cwd=path.parent)
-    try:
-        wait_for(
-            lambda: (out / "run_02_seed3" / "waiting").exists(),
-            timeout=300,
-            what="seed 3 to wait, after seed 1 raised and seed 2 hung",
-        )
-        child_pid = read_state(out)["runs"][2]["attempts"][-1]["pid"]
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    wait_gone(child_pid, what="the orphaned program to follow its parent")
-    result = xorch("launch", str(path), "--resume", cwd=path.parent)
-    assert result.returncode == 0, result.stdout + result.stderr
-    state = read_state(out)
-    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
-    expected = [["failed", "completed"], ["hang", "completed"], ["interrupted", "completed"]]
-    assert [outcomes(out, i) for i in range(3)] == expected
-    assert state["runs"][0]["attempts"][0]["reason"] == (
-        "exit status 1: RuntimeError: boom on purpose (seed 1)"
-    )
-    assert "no heartbeat" in state["runs"][1]["attempts"][0]["reason"]
-    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
-    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
-    assert summary[metric].iloc[:3].notna().all()
-    plotted = xorch("plot", str(out), cwd=path.parent)
-    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
-    for picture in pictures:
-        assert (out / "plots" / picture).stat().st_size > 0
-    return state
-
-
 def test_a_script_that_only_writes_metrics_json(workdir):
     script = FAULTS + textwrap.dedent("""
     import json, os, sys
@@ -232,7 +202,10 @@ def test_a_script_that_only_writes_metrics_json(workdir):
         **FAULT_RUNNER,
     )
     out = workdir / "out"
-    state = faults_kill_and_resume(path, out, "score", ("spread.png",))
+    state = faults_kill_and_resume(path, out, metric="score", pictures=("spread.png",))
+    assert state["runs"][0]["attempts"][0]["reason"] == (
+        "exit status 1: RuntimeError: boom on purpose (seed 1)"
+    )
     assert [r["metrics"] for r in state["runs"]] == [
         {"score": 10.0},
         {"score": 20.0},
@@ -288,7 +261,10 @@ def test_a_lightning_script_with_only_a_csv_logger(workdir):
     # Lightning must fit in hang_timeout on a loaded box.
     path = command_config(workdir, LIGHTNING_SCRIPT, command, hang_timeout=45, **FAULT_RUNNER)
     out = workdir / "out"
-    state = faults_kill_and_resume(path, out, "val/loss", ("curves.png", "spread.png"))
+    state = faults_kill_and_resume(path, out)
+    assert state["runs"][0]["attempts"][0]["reason"] == (
+        "exit status 1: RuntimeError: boom on purpose (seed 1)"
+    )
     for record in state["runs"]:
         assert {"train/loss", "val/loss"} <= set(record["metrics"])
     # The completed attempt's own log: a fresh CSVLogger version per attempt.

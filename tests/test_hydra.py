@@ -17,11 +17,11 @@ import yaml
 from tests.helpers import (
     FAULTY,
     TORCH_WATCH,
+    faults_kill_and_resume,
     read_state,
     running_attempt,
     snapshot,
     wait_for,
-    wait_gone,
     xorch,
     xorch_popen,
 )
@@ -146,48 +146,6 @@ FAULT_RUNNER = {
     "gpus": "none",
     "max_parallel": 1,
 }
-
-
-def faults_kill_and_resume(config: Path, out: Path, *args: str) -> dict:
-    """Launch a 3-seed study whose runs meet FAULTS, SIGKILL xorch while seed 3
-    waits, resume it, and check every guarantee a user sees: each failure class
-    recorded and retried, the killed run resumed, summary.csv and the plots."""
-    cwd = config.parent
-    parent = xorch_popen("launch", str(config), *args, cwd=cwd)
-    try:
-        wait_for(
-            lambda: (out / "run_02_seed3" / "waiting").exists(),
-            timeout=300,
-            what="seed 3 to wait, after seed 1 raised and seed 2 hung",
-        )
-        child_pid = read_state(out)["runs"][2]["attempts"][-1]["pid"]
-        parent.send_signal(signal.SIGKILL)
-        parent.communicate(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    wait_gone(child_pid, what="the orphaned run to follow its parent")
-    resumed = xorch("launch", str(config), *args, "--resume", cwd=cwd)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    state = read_state(out)
-    assert [r["status"] for r in state["runs"]] == ["completed"] * 3
-    attempts = [[a["outcome"] for a in r["attempts"]] for r in state["runs"]]
-    assert attempts == [
-        ["failed", "completed"],
-        ["hang", "completed"],
-        ["interrupted", "completed"],
-    ]
-    raised, hung = state["runs"][0]["attempts"][0], state["runs"][1]["attempts"][0]
-    assert "RuntimeError: boom on purpose (seed 1)" in raised["reason"]
-    assert "no heartbeat" in hung["reason"]
-    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
-    assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
-    assert summary["val/loss"].iloc[:3].notna().all()
-    plotted = xorch("plot", str(out), cwd=cwd)
-    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
-    for picture in ("curves.png", "spread.png"):
-        assert (out / "plots" / picture).stat().st_size > 0
-    return state
 
 
 def test_a_hydra_folder_study_survives_an_exception_a_hang_and_a_kill(workdir):
