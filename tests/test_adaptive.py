@@ -465,7 +465,9 @@ def test_variants_get_the_same_added_seeds(workdir, write_config):
 def test_a_study_killed_after_adding_a_seed_resumes_with_the_stored_sequence(workdir, write_config):
     out = workdir / "out"
     config = adaptive_config(out, min_seeds=2, max_seeds=4, width=1e-12)
-    config["pl_trainer"]["max_epochs"] = 20  # long enough to be caught training
+    # Each run trains for 5 s, however fast the box: long enough to be caught
+    # training (a count of epochs can end before the kill lands).
+    config["pl_trainer"].update(max_epochs=-1, max_time={"seconds": 5})
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
