@@ -131,7 +131,7 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         return table
     arrows = {"min": "↓", "max": "↑"}
     header = ["metric", "variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
-              "p Wilcoxon (Holm)", "g", "P(impr.)", "mean better?"]  # fmt: skip
+              "p Wilcoxon (Holm)", "g", "P(impr.)", "better"]  # fmt: skip
     rows = []
     notes = []
     for metric in table.metrics:
@@ -158,7 +158,9 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         "Wilcoxon signed-rank beside it). ↓: lower is better, ↑: higher is better. Each p is "
         "raw, then in brackets Holm-corrected over every (variant, metric) comparison in this "
         "table, one family per test. g: Hedges' g, the difference in std units; P(impr.): "
-        "the chance that a seed of the variant beats a seed of the reference. The same rows as "
+        "the chance that a seed of the variant beats a seed of the reference; better: whether "
+        "the variant's mean is on the better side (its sign only; whether it is more than noise "
+        "is the interval and the p-values). The same rows as "
         "comparison.csv and <code>xorch compare STUDY</code>, which give every digit.</p>"
     )
     listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
