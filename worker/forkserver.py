@@ -122,6 +122,10 @@ def _preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def _fork_run(request: dict[str, Any]) -> int:
     sys.stdout.flush()
+    # Known before the fork: should the server die before the run reads it, the
+    # run's getppid() is already the reaper's, and a run that took that for its
+    # parent would never notice it had none (and train on as an orphan).
+    server = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -139,7 +143,7 @@ def _fork_run(request: dict[str, Any]) -> int:
         os.dup2(log, 2)
         os.closerange(3, 65536)  # the server's pipes and anything else inherited
         os.environ.update(request["env"])
-        os.environ[PARENT_PID_ENV] = str(os.getppid())
+        os.environ[PARENT_PID_ENV] = str(server)
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0 lives on
         sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
