@@ -169,7 +169,7 @@ def precision(groups: Mapping[str | None, Sequence[float]]) -> Precision:
     only, scipy's t quantile); the widest one decides."""
     # stats (numpy) is imported here: the config loader imports this module and
     # must stay light.
-    from orchestrator.stats import describe
+    from orchestrator.commands.summary_cmd import describe
 
     found: list[Precision] = []
     for name, values in groups.items():

@@ -111,9 +111,9 @@ def validate(
 
     Example: xorch validate conf/examples/quickstart.yaml experiments_runner.n_runs=5
     """
-    from orchestrator.build_check import check_build
+    from orchestrator.commands.build_check import check_build
+    from orchestrator.commands.validate import describe_plan
     from orchestrator.config import load_study
-    from orchestrator.plan import describe_plan
 
     for line in _guard(lambda: describe_plan(config, overrides or ())):
         typer.echo(line)
@@ -156,7 +156,7 @@ def status(
     """
     import time
 
-    from orchestrator.status import render_status, study_status
+    from orchestrator.commands.status import render_status, study_status
 
     folder = _guard(lambda: _study_folder(study_dir))
     while True:
@@ -180,7 +180,7 @@ def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOp
 
     Example: xorch summary outputs/quickstart --format markdown -m val/loss -m val/acc
     """
-    from orchestrator.stats import (
+    from orchestrator.commands.summary_cmd import (
         render_stats,
         render_variant_stats,
         study_metric_stats,
@@ -242,7 +242,7 @@ def compare(
 
     Example: xorch compare outputs/baseline outputs/ablation -m val/loss --format latex
     """
-    from orchestrator.compare import compare_studies, compare_variants, render_comparison
+    from orchestrator.commands.compare import compare_studies, compare_variants, render_comparison
     from orchestrator.inference import parse_goals
 
     def run() -> str:
@@ -290,7 +290,7 @@ def power(
 
     Example: xorch power outputs/quickstart --metric val/loss --effect 0.01
     """
-    from orchestrator.power import (
+    from orchestrator.commands.power import (
         power_for_studies,
         power_for_study,
         power_for_variants,
@@ -336,7 +336,7 @@ def report(
 
     Example: xorch report outputs/quickstart --watch
     """
-    from orchestrator.html_report import watch_report, write_report
+    from orchestrator.commands.report_page import watch_report, write_report
 
     if watch:
         _guard(lambda: watch_report(study_dir, out, interval, typer.echo))
@@ -352,7 +352,7 @@ def plot(study_dir: StudyDirArg, metrics: MetricsOpt = None) -> None:
 
     Example: xorch plot outputs/quickstart -m val/loss -m val/acc
     """
-    from orchestrator.plots import plot_study
+    from orchestrator.commands.plot import plot_study
 
     folder = _guard(lambda: _study_folder(study_dir))
     for path in _guard(lambda: plot_study(folder, metrics or None)):
@@ -369,7 +369,7 @@ def replay(
 
     Example: xorch replay outputs/quickstart 1
     """
-    from orchestrator.replay import replay_run
+    from orchestrator.commands.replay import replay_run
 
     folder = _guard(lambda: _study_folder(study_dir))
     result = _guard(lambda: replay_run(folder, run))

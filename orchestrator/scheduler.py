@@ -29,6 +29,7 @@ from pathlib import Path
 
 from orchestrator.adaptive import Action, add_seeds, study_step, with_stop
 from orchestrator.config import StudySpec
+from orchestrator.console import Reporter, format_metrics, progress_line
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ConfigError
@@ -45,7 +46,6 @@ from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.ranks import cpu_only, free_port, starts_ranks
-from orchestrator.report import Reporter, format_metrics, progress_line
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.state_store import save_state

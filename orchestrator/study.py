@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from orchestrator.adaptive import add_seeds
+from orchestrator.commands.train import train_single
 from orchestrator.config import (
     Mode,
     StudySpec,
@@ -27,6 +28,7 @@ from orchestrator.config import (
     load_study,
     training_fingerprint,
 )
+from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.errors import ExitCode, StateError, StudyExistsError
@@ -35,12 +37,10 @@ from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.locks import launcher_lock
-from orchestrator.report import Reporter
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
 from orchestrator.seeds import adaptive_sequence, random_seeds, study_seeds
-from orchestrator.single import train_single
 from orchestrator.state import (
     AdaptiveSeeds,
     AttemptClass,

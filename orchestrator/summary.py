@@ -12,13 +12,13 @@ diverged seed does not turn the whole column into ``inf`` or ``nan``; std is 0
 for a single finite value, and both are empty where a column has no finite
 value at all. How many runs were left out this way is told by the closing lines
 of ``xorch launch``, by ``xorch status`` and by ``xorch summary``
-(``orchestrator.stats`` uses the same rule and the same count).
+(``orchestrator.commands.summary_cmd`` uses the same rule and the same count).
 
 A study of variants writes ``run,variant,seed,duration_s,...``: per variant (in
 the config's order) its completed rows, then its own ``mean`` and ``std`` rows
 (``mean,wide,-,...``), every block with the same columns. Next to it,
 ``comparison.csv`` holds each variant against the reference
-(``orchestrator.compare.compare_variants``), rewritten with it.
+(``orchestrator.commands.compare.compare_variants``), rewritten with it.
 
 The file is rewritten after every run, so the rewrite must stay cheap at 10,000
 runs: a run's row text is formatted once and reused while its record object and
@@ -179,7 +179,7 @@ def write_summary(paths: StudyPaths, state: StudyState) -> None:
     """summary.csv, and comparison.csv for a study of variants."""
     atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs))
     if state.variant_configs:
-        from orchestrator.compare import comparison_csv  # scipy: only for variants
+        from orchestrator.commands.compare import comparison_csv  # scipy: only for variants
 
         text = comparison_csv(state)
         if text is not None:

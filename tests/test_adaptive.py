@@ -22,12 +22,12 @@ from orchestrator.adaptive import (
     study_step,
     with_stop,
 )
+from orchestrator.commands.status import render_status, study_status
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
-from orchestrator.status import render_status, study_status
 from orchestrator.study import _initial_state
 from tests.helpers import (
     read_state,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from orchestrator.compare import COMPARE_COLUMNS, build_comparison, render_comparison
+from orchestrator.commands.compare import COMPARE_COLUMNS, build_comparison, render_comparison
 from orchestrator.inference import Goal
 from tests.helpers import tiny_config, xorch
 

@@ -22,17 +22,17 @@ from pathlib import Path
 import psutil
 import pytest
 
+from orchestrator.commands.report_page import _environment
+from orchestrator.commands.status import render_status, study_status
+from orchestrator.commands.validate import describe_plan
 from orchestrator.config import load_study
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RankExit
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import Slot, gpu_groups, make_slots, parse_topology
-from orchestrator.html_report import _environment
-from orchestrator.plan import describe_plan
 from orchestrator.ranks import device_count, starts_ranks
 from orchestrator.state import AttemptClass
 from orchestrator.state_store import load_study_state
-from orchestrator.status import render_status, study_status
 from orchestrator.supervise import classify_exit
 from tests.helpers import (
     ROOT,

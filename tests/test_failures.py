@@ -240,8 +240,8 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
     import errno
 
     import orchestrator.state_store as state_module
+    from orchestrator.console import Reporter
     from orchestrator.errors import StateWriteError
-    from orchestrator.report import Reporter
     from orchestrator.study import launch
 
     out = workdir / "out"

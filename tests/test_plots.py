@@ -1,4 +1,4 @@
-"""orchestrator.plots on fake but realistic studies: runner_state.json written by
+"""orchestrator.commands.plot on fake but realistic studies: runner_state.json written by
 save_state and CSVLogger logs laid out as Lightning writes them (one row per
 logging call, NaN for what that call did not log), in a folder with a space."""
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
+from orchestrator.commands.plot import _study_figures, plot_study, run_epoch_metrics
 from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.errors import XorchError
-from orchestrator.plots import _study_figures, plot_study, run_epoch_metrics
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from tests.helpers import ROOT, saved_variant_study
@@ -222,13 +222,13 @@ def test_stats_and_plots_never_import_torch(study):
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "import orchestrator.plots, orchestrator.stats\n"
+        "import orchestrator.commands.plot, orchestrator.commands.summary_cmd\n"
         "lazy = {m: m in sys.modules for m in ('scipy', 'matplotlib')}\n"
         "from orchestrator.state_store import load_state\n"
         "from orchestrator.contract.paths import StudyPaths\n"
         "root = Path(sys.argv[1])\n"
-        "orchestrator.plots.plot_study(root)\n"
-        "orchestrator.stats.study_metric_stats(load_state(StudyPaths(root)))\n"
+        "orchestrator.commands.plot.plot_study(root)\n"
+        "orchestrator.commands.summary_cmd.study_metric_stats(load_state(StudyPaths(root)))\n"
         "print(json.dumps({'lazy': lazy, 'heavy': [m for m in ('torch', 'pytorch_lightning',"
         " 'lightning') if m in sys.modules]}))\n"
     )
@@ -246,8 +246,8 @@ def test_stats_and_plots_never_import_torch(study):
 def test_a_variants_study_gets_a_colour_per_variant_and_a_differences_plot(tmp_path):
     from matplotlib.collections import LineCollection
 
-    from orchestrator.compare import compare_variants
-    from orchestrator.plots import DIFFERENCES_PNG, differences_figure
+    from orchestrator.commands.compare import compare_variants
+    from orchestrator.commands.plot import DIFFERENCES_PNG, differences_figure
 
     values = {"base": [0.5, 0.6, 0.55], "worse": [0.8, 0.95, 0.85], "half": [0.6, None, None]}
     root = tmp_path / "variants study"

@@ -1,4 +1,4 @@
-"""orchestrator.power and ``xorch power``: the seed counts and detectable differences are
+"""orchestrator.commands.power and ``xorch power``: the seed counts and detectable differences are
 statsmodels' solvers' answers, on a real study and on saved states."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
+from orchestrator.commands.power import Design, power_figures
 from orchestrator.contract.paths import StudyPaths
-from orchestrator.power import Design, power_figures
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from tests.helpers import saved_variant_study, snapshot, xorch

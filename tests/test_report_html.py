@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.commands.report_page import write_report
 from orchestrator.contract.paths import StudyPaths
-from orchestrator.html_report import write_report
 from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
@@ -203,9 +203,9 @@ def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_
 def test_a_failed_write_keeps_the_previous_page_and_exits_3(tmp_path, monkeypatch):
     import errno
 
+    from orchestrator.commands.report_page import ReportWriteError
     from orchestrator.contract import atomic
     from orchestrator.errors import ExitCode
-    from orchestrator.html_report import ReportWriteError
 
     paths = StudyPaths(tmp_path / "full disk")
     paths.root.mkdir()
@@ -246,7 +246,7 @@ def cells(page: str) -> str:
 
 
 def test_report_of_a_variants_study_compares_the_variants_paired(tmp_path):
-    from orchestrator.compare import compare_variants
+    from orchestrator.commands.compare import compare_variants
 
     state, page = variant_report(tmp_path)
     for heading in ("Progress", "Learning curves", "Statistics over seeds, per variant",

@@ -19,13 +19,13 @@ import pytest
 import yaml
 
 from orchestrator.config import StudySpec, load_study
+from orchestrator.console import Reporter
 from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.contract.records import RunResult
 from orchestrator.gpus import GpuMemoryGate, Slot
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.policy import INTERRUPTION_RETRIES, AttemptTally, Decision, decide
-from orchestrator.report import Reporter
 from orchestrator.runner_spec import OnFailure, RunnerSettings
 from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, RunStatus, StudyState

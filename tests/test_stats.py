@@ -1,4 +1,4 @@
-"""orchestrator.stats: the numbers agree with numpy and scipy, the edge cases are
+"""orchestrator.commands.summary_cmd: the numbers agree with numpy and scipy, the edge cases are
 the documented ones, and every output format reads back."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from orchestrator.contract.paths import StudyPaths
-from orchestrator.errors import XorchError
-from orchestrator.state import RunRecord, RunStatus, StudyState
-from orchestrator.state_store import load_state, save_state
-from orchestrator.stats import (
+from orchestrator.commands.summary_cmd import (
     STATS_COLUMNS,
     describe,
     render_stats,
     study_metric_stats,
 )
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.errors import XorchError
+from orchestrator.state import RunRecord, RunStatus, StudyState
+from orchestrator.state_store import load_state, save_state
 from orchestrator.summary import NotFinite, summary_text
 from orchestrator.tables import FORMATS
 

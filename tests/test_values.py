@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from orchestrator.commands.status import render_status, study_status
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.contract.records import ErrorReport, RunResult
 from orchestrator.state import Attempt, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
-from orchestrator.status import render_status, study_status
 from tests.helpers import read_state, tiny_config, xorch
 
 INF, NAN = float("inf"), float("nan")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.compare import compare_variants, comparison_csv, render_comparison
+from orchestrator.commands.compare import compare_variants, comparison_csv, render_comparison
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError, XorchError

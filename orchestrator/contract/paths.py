@@ -17,7 +17,7 @@
     comparison.csv          a study of variants: each variant against the reference
     xorch.log               what the parent printed
     forkserver.log          the fork server's own output (launcher: forkserver)
-    plots/                  curves.png and spread.png, written by orchestrator.plots
+    plots/                  curves.png and spread.png, written by orchestrator.commands.plot
 """
 
 from __future__ import annotations

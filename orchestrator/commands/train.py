@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 from orchestrator.config import StudySpec
+from orchestrator.console import Reporter, format_metrics
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ExitCode, StudyExistsError
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
-from orchestrator.report import Reporter, format_metrics
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.compare import state_groups, variant_groups
+from orchestrator.commands.compare import state_groups, variant_groups
 from orchestrator.errors import XorchError
 from orchestrator.state import StudyState
 from orchestrator.tables import Cell, render_rows

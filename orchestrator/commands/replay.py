@@ -13,12 +13,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.commands.train import run_one
+from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import StateError, XorchError
-from orchestrator.report import Reporter
 from orchestrator.runner_spec import RunnerSettings
-from orchestrator.single import run_one
 from orchestrator.state import AttemptClass, RunStatus
 from orchestrator.state_store import load_study_state
 

@@ -18,11 +18,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.compare import ComparisonTable, compare_variants, variant_groups
+from orchestrator.commands.compare import ComparisonTable, compare_variants, variant_groups
+from orchestrator.commands.power import Design, detectable_effect, power_for_variants
+from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
 from orchestrator.errors import XorchError
-from orchestrator.html_parts import esc, figure_html, html_table, interval
 from orchestrator.inference import describe_sample
-from orchestrator.power import Design, detectable_effect, power_for_variants
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.tables import human_cell
 
@@ -98,7 +98,7 @@ def variant_differences(state: StudyState, metrics: list[str]) -> str:
     table = _table_or_reason(state, metrics)
     if isinstance(table, str):
         return table
-    from orchestrator.plots import differences_figure
+    from orchestrator.commands.plot import differences_figure
 
     figure = differences_figure(state, metrics)
     reference = table.reference

@@ -1,6 +1,6 @@
 """``xorch validate``'s second half: build one run from the config in a child.
 
-The plan checks (``orchestrator.plan``) never import torch or the user's code,
+The plan checks (``orchestrator.commands.validate``) never import torch or the user's code,
 so they cannot see a class_path that does not import, a class of the wrong
 kind, an ``init_args`` key the class does not take or an unknown Trainer
 argument. This module asks one child process (``python -m worker.check_build``)

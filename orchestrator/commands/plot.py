@@ -377,7 +377,7 @@ def differences_figure(state: StudyState, metrics: Sequence[str] | None = None) 
     """Per final metric, each variant minus the reference on the seeds both completed:
     the seeds as points, the mean difference with its paired 95% t interval as a bar,
     and a line at zero. None when no variant shares a completed seed with the reference."""
-    from orchestrator.compare import variant_groups
+    from orchestrator.commands.compare import variant_groups
     from orchestrator.inference import contrast, default_goal
 
     reference = state.compare_to or next(iter(state.variant_configs))

@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.adaptive import describe_rule
+from orchestrator.commands.train import single_run_dir
 from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.launchers.factory import SPAWN_FOR_DDP, ddp_runs
 from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor, LauncherKind
 from orchestrator.scheduler import study_slots
-from orchestrator.single import single_run_dir
 from orchestrator.state_store import load_state
 
 __all__ = ["describe_plan"]

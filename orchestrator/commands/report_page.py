@@ -9,7 +9,7 @@ file). The page is replaced atomically, so a browser never loads half of it.
 
 Sections: progress, config, environment, learning curves, spread of the final
 metrics, descriptive statistics per metric (``orchestrator.inference``), power
-figures per summary metric (``orchestrator.power``), the runs that did not
+figures per summary metric (``orchestrator.commands.power``), the runs that did not
 complete with their failure classes.
 
 The environment is that of the machine writing the report (package versions
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.compare import state_groups, variant_groups
+from orchestrator.commands.compare import state_groups, variant_groups
+from orchestrator.commands.power import Design, detectable_effect, power_for_study
+from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
-from orchestrator.html_parts import esc, figure_html, html_table, interval
 from orchestrator.inference import describe_sample
-from orchestrator.power import Design, detectable_effect, power_for_study
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
 from orchestrator.tables import human_cell
@@ -129,7 +129,7 @@ def render_report(paths: StudyPaths) -> str:
 
 
 def _variant_sections(paths: StudyPaths, state: StudyState) -> list[str]:
-    from orchestrator import html_variants as v
+    from orchestrator.commands import report_variants as v
 
     reference = v.reference_of(state)
     groups = variant_groups(state)
@@ -171,7 +171,7 @@ def _progress(state: StudyState) -> str:
 
 
 def _figures(paths: StudyPaths, state: StudyState) -> str:
-    from orchestrator.plots import _study_figures
+    from orchestrator.commands.plot import _study_figures
 
     try:
         figures = _study_figures(paths.root)
@@ -299,7 +299,7 @@ def _config(state: StudyState) -> str:
     text = f"<pre>{esc(_config_text(state))}</pre>"
     if not state.variant_configs:
         return text
-    from orchestrator.html_variants import variant_configs
+    from orchestrator.commands.report_variants import variant_configs
 
     return variant_configs(state) + "<p class='note'>The base config:</p>" + text
 
