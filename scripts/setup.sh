@@ -11,5 +11,10 @@ python3 -m venv .venv
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "${XORCH_TORCH:-torch==2.13.0}"
 fi
-.venv/bin/python -m pip install --quiet -e '.[dev]'
-.venv/bin/python -c "import torch, pytorch_lightning; print('xorch setup: torch', torch.__version__, '- lightning', pytorch_lightning.__version__)"
+# The torch now installed is pinned for every later install into this venv: a
+# package that depends on torch (torchvision, segmentation-models-pytorch) would
+# otherwise be free to replace a CPU torch with a multi-GB CUDA build. Use it as
+#   .venv/bin/pip install -c .venv/constraints.txt torchvision
+.venv/bin/python -c "import torch; print('torch==' + torch.__version__)" > .venv/constraints.txt
+.venv/bin/python -m pip install --quiet -c .venv/constraints.txt -e '.[dev]'
+.venv/bin/python -c "import torch, lightning, pytorch_lightning; print('xorch setup: torch', torch.__version__, '- lightning', lightning.__version__, '- pytorch_lightning', pytorch_lightning.__version__)"
