@@ -53,20 +53,35 @@ def check_command(config_path: Path, raw: Mapping[str, Any]) -> None:
                 f"command and {key} are both set: a command study runs its own program; "
                 f"remove {key} (or command)"
             )
+    resume_args = raw.get("resume_args") or []
+    if not isinstance(resume_args, list) or not all(
+        isinstance(item, str) and item for item in resume_args
+    ):
+        raise ConfigError(
+            'resume_args must be a list of strings, e.g. ["--ckpt_path", "{resume_from}"]'
+        )
+    _check_placeholders("command", command)
+    _check_placeholders("resume_args", resume_args)
+    _check_program(config_path, command)
+
+
+def _check_placeholders(key: str, command: list[str]) -> None:
     known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
     for i, argument in enumerate(command):
         try:
             fields = placeholders_in(argument)
         except ValueError:
             raise ConfigError(
-                f"command[{i}] {argument!r}: unbalanced braces; "
-                "write {{ and }} for literal ones"
+                f"{key}[{i}] {argument!r}: unbalanced braces; write {{{{ and }}}} for literal ones"
             ) from None
         for field in fields:
             if field not in PLACEHOLDERS:
                 raise ConfigError(
-                    f"command[{i}] {argument!r}: unknown placeholder {{{field}}}; known: {known}"
+                    f"{key}[{i}] {argument!r}: unknown placeholder {{{field}}}; known: {known}"
                 )
+
+
+def _check_program(config_path: Path, command: list[str]) -> None:
     folder = config_path.parent.resolve()
     program = command[0]
     if program_path(program, folder) is None:

@@ -49,6 +49,10 @@ def main(argv: list[str]) -> int:
     folder = Path(spec.import_paths[0]) if spec.import_paths else Path.cwd()
     values = run_values(spec)
     command = expand(spec.config["command"], values)
+    if values["resume_from"]:
+        # resume_args exist only when there is a checkpoint: a program that
+        # refuses an empty ``--ckpt_path ""`` is never given one.
+        command += expand(spec.config.get("resume_args") or [], values)
     env = dict(os.environ)
     env.update({f"XORCH_{name.upper()}": value for name, value in values.items()})
     # The program imports the same xorch as this wrapper (``worker.report``).
