@@ -4,8 +4,10 @@ A study may name a program instead of a model and data module
 (``command: [python, train.py, --seed, "{seed}"]``). The child is
 ``worker.command_run``, which execs the program. This module never starts it:
 it checks the config before anything is written, and after the program exits
-0 it finds the run's metrics, in order: ``metrics.json`` (``{"metrics": {...}}``
-as the worker writes it, or a flat ``{name: number}``), then the last values of
+0 it finds the run's metrics: with ``metrics_from_log`` only from the patterns
+it names (``orchestrator.log_metrics``); otherwise, in order, ``metrics.json``
+(``{"metrics": {...}}`` as the worker writes it, or a flat ``{name: number}``),
+a last line of ``train.log`` that is a JSON object of numbers, then the last values of
 the newest CSVLogger-layout ``metrics.csv`` in the run folder (what
 ``worker.report`` writes, or a Lightning ``CSVLogger`` the program made itself).
 """
@@ -21,8 +23,17 @@ from typing import Any
 
 from orchestrator.contract.command import PLACEHOLDERS, placeholders_in, program_path
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import RunResult, read_json_object
+from orchestrator.contract.records import RunResult, RunSpec, read_json_object
 from orchestrator.errors import ConfigError
+from orchestrator.log_metrics import KEY as LOG_METRICS_KEY
+from orchestrator.log_metrics import (
+    LogPattern,
+    check_log_patterns,
+    json_last_line,
+    log_patterns,
+    values_from_log,
+    write_curves,
+)
 
 __all__ = ["check_command", "command_metrics", "last_activity"]
 
@@ -62,6 +73,8 @@ def check_command(config_path: Path, raw: Mapping[str, Any]) -> None:
         )
     _check_placeholders("command", command)
     _check_placeholders("resume_args", resume_args)
+    if LOG_METRICS_KEY in raw:
+        check_log_patterns(raw[LOG_METRICS_KEY])
     _check_program(config_path, command)
 
 
@@ -98,8 +111,33 @@ def _check_program(config_path: Path, command: list[str]) -> None:
             )
 
 
+# Where the curves read from a log go: a version folder ``xorch plot`` reads last.
+LOG_CURVES_FOLDER = "version_from_log"
+
+
 def command_metrics(run: RunPaths) -> dict[str, float] | None:
     """The metrics a command run left, or None when it left none."""
+    patterns = _configured_patterns(run)
+    if patterns:
+        curves = values_from_log(run.log, patterns)
+        if not curves:
+            return None
+        folder = run.lightning_logs / LOG_CURVES_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        write_curves(folder / "metrics.csv", curves)
+        return {name: values[-1] for name, values in curves.items()}
+    return _reported_metrics(run)
+
+
+def _configured_patterns(run: RunPaths) -> tuple[LogPattern, ...]:
+    try:
+        config = RunSpec.load(run.run_spec).config
+    except (OSError, ValueError, TypeError):
+        return ()
+    return log_patterns(config)
+
+
+def _reported_metrics(run: RunPaths) -> dict[str, float] | None:
     result = RunResult.read(run.metrics)
     if result is not None:
         return result.metrics
@@ -112,6 +150,9 @@ def command_metrics(run: RunPaths) -> dict[str, float] | None:
         }
         if numbers:
             return numbers
+    printed = json_last_line(run.log)
+    if printed is not None:
+        return printed
     logs = run.csv_metric_logs() or sorted(
         run.root.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime
     )

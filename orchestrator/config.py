@@ -202,6 +202,7 @@ TOP_LEVEL_KEYS = (
     "run_test",
     "command",  # a program to run instead of model and data (orchestrator.command)
     "resume_args",  # arguments added to a command only when there is a checkpoint
+    "metrics_from_log",  # regular expressions that read a command's printed metrics
 )
 
 # Keys that belong one level down: written at the top level they would be
@@ -361,8 +362,9 @@ def _training(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raw = {**raw, trainer_key: trainer_arguments(trainer, trainer_key)}
     if "logger" in raw:
         raw = move_logger(raw, trainer_key)
-    if "resume_args" in raw and "command" not in raw:
-        raise ConfigError("resume_args is set without command: remove it or add a command")
+    for key in ("resume_args", "metrics_from_log"):
+        if key in raw and "command" not in raw:
+            raise ConfigError(f"{key} is set without command: remove it or add a command")
     if "command" in raw:
         check_command(path, raw)
     for key in ("model", "data"):

@@ -1,11 +1,15 @@
-"""Scripts run as they are: arguments that exist only on a resume."""
+"""Scripts run as they are: arguments that exist only on a resume, metrics a
+program only prints."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
 
 from tests.helpers import read_state, xorch
@@ -31,7 +35,19 @@ with open(os.path.join(out, "metrics.json"), "w") as f:
 """
 
 
-def study(folder: Path, **extra: object) -> Path:
+PRINTING = Path(__file__).parent / "fixtures" / "printing_script.py"
+MNIST_PATTERNS = {
+    "test/loss": r"Average loss: ([0-9.]+)",
+    "test/acc": r"Accuracy: \d+/\d+ \(([0-9.]+)%\)",
+}
+
+
+def study(
+    folder: Path,
+    runner: dict[str, object] | None = None,
+    command: list[str] | None = None,
+    **extra: object,
+) -> Path:
     (folder / "train.py").write_text(textwrap.dedent(SCRIPT), encoding="utf-8")
     config = {
         "experiments_runner": {
@@ -39,8 +55,9 @@ def study(folder: Path, **extra: object) -> Path:
             "seeds": [3],
             "summary_metrics": ["score"],
             "max_retries": 1,
+            **(runner or {}),
         },
-        "command": ["python", "train.py", "--seed", "{seed}"],
+        "command": command or ["python", "train.py", "--seed", "{seed}"],
         **extra,
     }
     path = folder / "study.yaml"
@@ -69,4 +86,52 @@ def test_resume_args_with_an_unknown_placeholder_exit_2_naming_the_key(workdir):
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode == 2
     assert "resume_args[1]" in result.stdout + result.stderr
+    assert not (workdir / "out").exists()
+
+
+def printing_study(folder: Path, *args: str, **extra: object) -> Path:
+    shutil.copy(PRINTING, folder / "main.py")
+    runner = {"seeds": [1, 2, 3], "summary_metrics": ["test/loss", "test/acc"]}
+    return study(folder, runner, ["python", "main.py", "--seed", "{seed}", *args], **extra)
+
+
+def test_metrics_a_script_only_prints_are_read_from_its_log(workdir):
+    path = printing_study(workdir, metrics_from_log=MNIST_PATTERNS)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = workdir / "out"
+    summary = pd.read_csv(out / "summary.csv", dtype={"run": str}).set_index("run")
+    # Last match wins: epoch 3's loss is 1/3 + noise; accuracy 93.x% rounds to 93-94.
+    assert all(0.333 <= v <= 0.345 for v in summary.loc[["0", "1", "2"], "test/loss"])
+    assert all(v in (93.0, 94.0) for v in summary.loc[["0", "1", "2"], "test/acc"])
+    curve = pd.read_csv(
+        out / "run_00_seed1" / "lightning_logs" / "version_from_log" / "metrics.csv"
+    )
+    assert list(curve["epoch"]) == [0, 1, 2]
+    assert curve["test/loss"].iloc[0] > curve["test/loss"].iloc[2]
+    plotted = xorch("plot", str(out), "-m", "test/loss", cwd=workdir)
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    assert (out / "plots" / "curves.png").stat().st_size > 0
+
+
+def test_a_last_line_of_json_is_taken_without_any_config(workdir):
+    path = printing_study(workdir, "--json")
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = pd.read_csv(workdir / "out" / "summary.csv", dtype={"run": str}).set_index("run")
+    assert 0.333 <= summary.loc["0", "test/loss"] <= 0.345
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        ({"test/loss": "Average loss: ([0-9.]+"}, "metrics_from_log.test/loss"),
+        ({"test/loss": "Average loss: [0-9.]+"}, "needs exactly one capture group"),
+    ],
+)
+def test_a_bad_log_pattern_exits_2_naming_the_metric(workdir, patterns, message):
+    path = printing_study(workdir, metrics_from_log=patterns)
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 2
+    assert message in result.stdout + result.stderr
     assert not (workdir / "out").exists()
