@@ -71,6 +71,11 @@ def check_command(config_path: Path, raw: Mapping[str, Any]) -> None:
         raise ConfigError(
             'resume_args must be a list of strings, e.g. ["--ckpt_path", "{resume_from}"]'
         )
+    if raw.get("cwd", "config_dir") not in ("config_dir", "run_dir"):
+        raise ConfigError(
+            f"cwd {raw['cwd']!r}: must be run_dir (each run in its own folder) "
+            "or config_dir (the default)"
+        )
     _check_placeholders("command", command)
     _check_placeholders("resume_args", resume_args)
     if LOG_METRICS_KEY in raw:

@@ -203,6 +203,7 @@ TOP_LEVEL_KEYS = (
     "command",  # a program to run instead of model and data (orchestrator.command)
     "resume_args",  # arguments added to a command only when there is a checkpoint
     "metrics_from_log",  # regular expressions that read a command's printed metrics
+    "cwd",  # where a command runs: config_dir (default) or run_dir
 )
 
 # Keys that belong one level down: written at the top level they would be
@@ -362,7 +363,7 @@ def _training(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raw = {**raw, trainer_key: trainer_arguments(trainer, trainer_key)}
     if "logger" in raw:
         raw = move_logger(raw, trainer_key)
-    for key in ("resume_args", "metrics_from_log"):
+    for key in ("resume_args", "metrics_from_log", "cwd"):
         if key in raw and "command" not in raw:
             raise ConfigError(f"{key} is set without command: remove it or add a command")
     if "command" in raw:

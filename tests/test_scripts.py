@@ -135,3 +135,20 @@ def test_a_bad_log_pattern_exits_2_naming_the_metric(workdir, patterns, message)
     assert result.returncode == 2
     assert message in result.stdout + result.stderr
     assert not (workdir / "out").exists()
+
+
+def test_cwd_run_dir_keeps_each_seeds_relative_outputs_apart(workdir):
+    path = printing_study(workdir, "--json", cwd="run_dir")
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = workdir / "out"
+    runs = ["run_00_seed1", "run_01_seed2", "run_02_seed3"]
+    assert [(out / r / "mnist_cnn.pt").read_text() for r in runs] == ["1", "2", "3"]
+    assert not (workdir / "mnist_cnn.pt").exists()
+
+
+def test_a_bad_cwd_exits_2_naming_the_choices(workdir):
+    path = printing_study(workdir, cwd="here")
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 2
+    assert "cwd 'here': must be run_dir" in result.stdout + result.stderr

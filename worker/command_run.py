@@ -59,8 +59,13 @@ def main(argv: list[str]) -> int:
     here = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
     program = program_path(command[0], folder) or command[0]
+    in_run_dir = spec.config.get("cwd") == "run_dir"
+    if in_run_dir and len(command) > 1 and (folder / command[1]).is_file():
+        # The script is named from the config's folder, wherever the program runs.
+        command[1] = str(folder / command[1])
     try:
-        os.chdir(folder)
+        # cwd: run_dir keeps the relative outputs of different seeds apart.
+        os.chdir(spec.run_dir if in_run_dir else folder)
         # argv[0] is the resolved path: Python finds its venv from argv[0], so
         # a bare "python" there would start the system's interpreter instead.
         os.execve(program, [program, *command[1:]], env)
