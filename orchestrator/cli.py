@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from orchestrator.errors import ENVIRONMENT_ERRNOS, ExitCode, XorchError, os_error_line
 
@@ -399,8 +400,26 @@ def _study_folder(study_dir: Path) -> Path:
     return folder
 
 
-def main() -> None:
-    app(prog_name="xorch")
+def main(argv: list[str] | None = None) -> None:
+    """``xorch``: a mistake on the command line (``xorch lanch``, an unknown
+    option) is one line on stderr with typer's suggestion, exit 2, not a framed box."""
+    try:
+        code = app(prog_name="xorch", args=argv, standalone_mode=False)
+    except TyperException as exc:
+        sys.exit(_usage_line(exc))
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(exc: TyperException) -> int:
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        app(prog_name="xorch", args=[])  # bare ``xorch``: typer's help, as before
+    message = " ".join(exc.format_message().split())
+    where = ctx.command_path if ctx is not None else "xorch"
+    typer.echo(f"xorch: error: {message} (see '{where} --help')", err=True)
+    return int(exc.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -125,3 +125,19 @@ def test_status_reads_a_running_study_without_blocking_it(workdir, write_config)
     assert parent.returncode == 0, stdout
     assert seen_epoch
     assert "\x1b[" not in stdout  # a pipe gets plain lines
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["lanch", "x.yaml"], "xorch: error: No such command 'lanch'. Did you mean 'launch'?"),
+        (["launch", "--reum", "x.yaml"], "No such option: --reum (Possible options: --resume)"),
+    ],
+)
+def test_a_command_line_mistake_is_one_line_with_the_suggestion(args, expected):
+    result = xorch(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "╭" not in result.stderr
