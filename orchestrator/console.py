@@ -53,6 +53,15 @@ class Reporter:
             except OSError:
                 pass  # the terminal still has it; a full disk is reported by the state writer
 
+    def error(self, message: str) -> None:
+        """An error of the launch: ``xorch: error: ...`` on stderr (after the
+        progress lines, not among them), and in xorch.log like every line."""
+        line = f"xorch: error: {message}"
+        print(line, file=sys.stderr, flush=True)
+        if self.log_path is not None:
+            with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         for line in aligned_lines([header, *rows]):
             self.say(line)

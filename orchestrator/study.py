@@ -184,7 +184,6 @@ def _take_back(
     command works once the config is fixed. Only names xorch itself gives are
     removed, and only those that were not there before: output_base_dir may be
     a folder shared with other files."""
-    reporter.say(f"a run could not be built from the config: {config_error}")
     reporter.log_path = None  # xorch.log is about to go
     ours = [paths.state, paths.state_backup, paths.state_lock, paths.summary, paths.log]
     ours += [paths.comparison, paths.forkserver_log, paths.slurm_jobs]
@@ -198,9 +197,10 @@ def _take_back(
         else:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
-    reporter.say(
-        f"nothing was trained; removed what this launch created in {paths.root}. "
-        f"Fix the config and launch again (xorch validate {spec.config_path} checks it)"
+    reporter.error(
+        f"a run could not be built from the config: {config_error}; nothing was trained "
+        f"and what this launch created in {paths.root} is removed: fix the config and "
+        f"launch again (xorch validate {spec.config_path} checks it)"
     )
     return LaunchResult(paths.root, 0, len(state.runs), ExitCode.USAGE)
 
@@ -524,7 +524,7 @@ def _finish(
         code = ExitCode(128 + flag.signum)
         reporter.say(f"stopped by signal {flag.signum}; resume with: xorch launch ... --resume")
     elif config_error is not None:
-        reporter.say(f"a run could not be built from the config: {config_error}")
+        reporter.error(f"a run could not be built from the config: {config_error}")
         code = ExitCode.USAGE
     else:
         code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK

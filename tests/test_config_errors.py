@@ -58,7 +58,7 @@ def test_a_config_mistake_found_by_the_worker_exits_2_at_once_without_retry(
     assert "run 0 seed 1: config_error after" in result.stdout
     assert result.stdout.count("starting attempt") == 1  # no retry, no second run
     assert "retrying" not in result.stdout
-    assert f"a run could not be built from the config: {line}" in result.stdout
+    assert f"xorch: error: a run could not be built from the config: {line}" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not out.exists()  # a new study that only met config errors leaves nothing
 

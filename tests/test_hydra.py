@@ -311,7 +311,7 @@ def test_a_target_that_does_not_import_stops_launch_with_exit_2_and_leaves_nothi
     result = xorch("launch", str(main), "+experiments_runner.max_retries=2", cwd=workdir)
     assert result.returncode == 2, result.stdout + result.stderr
     line = "model.net._target_ 'worker.tasks.no_such_nets.MLP': cannot import it"
-    assert f"a run could not be built from the config: {line}" in result.stdout
+    assert f"xorch: error: a run could not be built from the config: {line}" in result.stderr
     assert result.stdout.count("starting attempt") == 1  # no retry, no second run
     assert "Traceback" not in result.stdout + result.stderr
     assert not out.exists()
