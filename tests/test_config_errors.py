@@ -203,7 +203,7 @@ def test_after_fixing_the_typo_the_same_launch_just_works(workdir, write_config)
     path = write_config(config)
     first = xorch("launch", str(path), cwd=workdir)
     assert first.returncode == 2, first.stdout + first.stderr
-    assert f"removed what this launch created in {out}" in first.stdout
+    assert f"what this launch created in {out} is removed" in first.stderr
     assert {p.name for p in out.iterdir()} <= {"notes.txt", ".xorch-launch.lock"}
 
     del config["model"]["init_args"]["hiddn"]
