@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass
 
 from orchestrator.command import command_metrics
+from orchestrator.contract.failure_text import traceback_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RankProgress, RunResult
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
@@ -204,7 +205,8 @@ def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:
     except OSError:
         return ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    # A traceback's error and its cause (raise ... from), not only its last line.
+    return traceback_line(text) or (lines[-1][:300] if lines else "")
 
 
 def _worker_oom(pids: list[int], peak_rss: int, memory: MemoryBaseline | None) -> str | None:

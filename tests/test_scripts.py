@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from orchestrator.contract.failure_text import exception_line
 from tests.helpers import read_state, xorch
 
 # Refuses an empty --ckpt_path as LightningCLI does; the first attempt leaves
@@ -152,3 +153,39 @@ def test_a_bad_cwd_exits_2_naming_the_choices(workdir):
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode == 2
     assert "cwd 'here': must be run_dir" in result.stdout + result.stderr
+
+
+def _chained() -> BaseException:
+    try:
+        try:
+            {}["lr"]
+        except KeyError as exc:
+            raise ValueError("config is broken\nsee the optimizer block") from exc
+    except ValueError as exc:
+        return exc
+    raise AssertionError("not reached")
+
+
+def test_a_failure_line_is_the_messages_last_line_and_its_cause():
+    assert exception_line(_chained()) == ("see the optimizer block (caused by KeyError: 'lr')")
+
+
+CHAINED = """
+def load():
+    try:
+        {}["lr"]
+    except KeyError:
+        raise RuntimeError("optimizer has no lr")
+load()
+"""
+
+
+def test_a_scripts_failure_reason_names_the_cause_from_its_traceback(workdir):
+    (workdir / "chained.py").write_text(CHAINED, encoding="utf-8")
+    path = study(workdir, {"max_retries": 0}, ["python", "chained.py"])
+    result = xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    assert attempt["reason"] == (
+        "exit status 1: RuntimeError: optimizer has no lr (caused by KeyError: 'lr')"
+    )

@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from orchestrator.contract.failure_text import exception_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
 from worker.lifeline import follow_parent
@@ -188,7 +189,7 @@ def _error_report(exc: BaseException) -> ErrorReport:
     host_oom = not cuda_oom and (isinstance(exc, MemoryError) or "can't allocate memory" in text)
     return ErrorReport(
         type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        message=str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
+        message=exception_line(exc),
         traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
         cuda_oom=cuda_oom,
         host_oom=host_oom,
