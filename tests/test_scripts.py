@@ -189,3 +189,33 @@ def test_a_scripts_failure_reason_names_the_cause_from_its_traceback(workdir):
     assert attempt["reason"] == (
         "exit status 1: RuntimeError: optimizer has no lr (caused by KeyError: 'lr')"
     )
+
+
+LIGHTNING_SCRIPT = Path(__file__).parent / "fixtures" / "lightning_script.py"
+
+
+def _lightning_val_loss(folder: Path, fault: bool, callback: bool = True) -> float:
+    folder.mkdir()
+    shutil.copy(LIGHTNING_SCRIPT, folder / "fit.py")
+    runner = {"seeds": [4], "summary_metrics": ["val/loss"], "hang_timeout": 120}
+    command = ["python", "fit.py", "--seed", "{seed}", *(["--rng-callback"] if callback else [])]
+    path = study(folder, runner, command, resume_args=["--ckpt_path", "{resume_from}"])
+    env = {"XORCH_FAULT": "1" if fault else "0"}
+    result = xorch("launch", str(path), cwd=folder, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = read_state(folder / "out")["runs"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == (["failed", "completed"] if fault else ["completed"])
+    summary = pd.read_csv(folder / "out" / "summary.csv", dtype={"run": str}).set_index("run")
+    return float(summary.loc["0", "val/loss"])
+
+
+@pytest.mark.lightning
+def test_a_lightning_script_with_the_rng_callback_resumes_with_the_uninterrupted_numbers(
+    workdir,
+):
+    uninterrupted = _lightning_val_loss(workdir / "whole", fault=False)
+    resumed = _lightning_val_loss(workdir / "resumed", fault=True)
+    assert resumed == uninterrupted
+    # Without it the resumed epochs draw other dropout masks and batch orders.
+    plain = _lightning_val_loss(workdir / "plain", fault=True, callback=False)
+    assert plain != uninterrupted
