@@ -216,3 +216,19 @@ def make_setup(
         gpu_gate=gpu_gate,
     )
     return Setup(world, launcher, scheduler, state, output, wakeup)
+
+
+def fake_study_config(
+    output_dir: Path,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    steps: int = 2,
+    acts: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
+    **runner: object,
+) -> dict[str, object]:
+    """``tiny_config`` whose model is ``tests.fake_worker.Script``: run it with
+    ``LocalLauncher(entry="tests.fake_worker")`` (see tests/fake_worker.py for
+    ``acts``: per seed, per attempt, what the child does)."""
+    config = tiny_config(output_dir, seeds=seeds, gpus="none", **runner)
+    init_args = {"steps": steps, "acts": {k: dict(v) for k, v in (acts or {}).items()}}
+    config["model"] = {"class_path": "tests.fake_worker.Script", "init_args": init_args}
+    return config
