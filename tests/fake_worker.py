@@ -16,8 +16,9 @@ way. What it does comes from the training config's model::
           "*": {"*": {do: complete}}
 
 An act is ``{do: ..., at_step: k}`` with ``do`` one of ``complete``, ``raise``
-(error.json, exit 1), ``hang`` (no more beats, sleep), ``sigkill`` (itself),
-``exit`` (``code``), ``ignore_sigterm`` (then hang), ``grandchild`` (leave a
+(error.json, exit 1), ``cuda_oom``, ``slow`` (beats, never ends), ``segfault``,
+``hang`` (no more beats, sleep), ``sigkill`` (itself), ``exit`` (``code``),
+``ignore_sigterm`` (then hang), ``grandchild`` (leave a
 sleeping child, then complete), ``allocate`` (``mb`` of memory, then hang) or
 ``memory_error`` (raise MemoryError). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
@@ -53,6 +54,13 @@ __all__ = ["PROGRESS_FILE", "Script", "act_for", "main"]
 
 PROGRESS_FILE = "fake_progress.json"
 STEP_S = 0.1
+
+
+class _CudaOom(RuntimeError):
+    """Named as torch's error is, so error.json reads as the real one's."""
+
+
+_CudaOom.__name__ = _CudaOom.__qualname__ = "OutOfMemoryError"
 
 
 class Script:
@@ -92,8 +100,10 @@ def _misbehave(act: dict[str, Any]) -> None:
         raise RuntimeError(str(act.get("message", "fake failure")))
     if do == "memory_error":
         raise MemoryError("fake host allocation failed")
-    if do == "sigkill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if do == "cuda_oom":
+        raise _CudaOom("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
+    if do in ("sigkill", "segfault"):
+        os.kill(os.getpid(), signal.SIGKILL if do == "sigkill" else signal.SIGSEGV)
     if do == "exit":
         sys.stdout.flush()
         os._exit(int(act.get("code", 3)))
@@ -108,6 +118,12 @@ def _misbehave(act: dict[str, Any]) -> None:
         _hold = bytearray(int(act.get("mb", 100)) * 2**20)
         _hold[::4096] = b"x" * len(_hold[::4096])
         time.sleep(3600)
+    if do == "slow":  # beats forever, never ends
+        while True:
+            time.sleep(STEP_S)
+            Heartbeat(pid=os.getpid(), time=time.time(), phase=HeartbeatPhase.TRAIN).write(
+                Path(str(act["_heartbeat"]))
+            )
     if do in ("hang", "ignore_sigterm"):
         print("fake worker: hanging", flush=True)
         time.sleep(3600)
@@ -125,6 +141,7 @@ def train(spec: RunSpec) -> RunResult:
         start = int(json.loads(progress.read_text())["step"])
         resumed = str(progress)
     _beat(paths, start, resumed)
+    act["_heartbeat"] = str(paths.heartbeat)
     at_step = int(act.get("at_step", 0))
     for step in range(start, steps):
         if step == at_step:
@@ -153,6 +170,7 @@ def main(argv: list[str]) -> int:
         ErrorReport(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=str(exc),
+            cuda_oom=isinstance(exc, _CudaOom),
             host_oom=isinstance(exc, MemoryError),
         ).write(paths.error)
         print(f"Traceback: {type(exc).__name__}: {exc}", file=sys.stderr)

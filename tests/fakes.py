@@ -13,7 +13,10 @@ from __future__ import annotations
 import heapq
 import io
 import itertools
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,18 @@ from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, StudyState
 from tests.helpers import tiny_config
 
-__all__ = ["FakeChild", "FakeLauncher", "FakeWakeup", "Plan", "Setup", "World", "make_setup"]
+__all__ = [
+    "FakeChild",
+    "FakeLauncher",
+    "FakeWakeup",
+    "Plan",
+    "Setup",
+    "World",
+    "fake_study_config",
+    "fake_xorch",
+    "fake_xorch_popen",
+    "make_setup",
+]
 
 
 class World:
@@ -232,3 +246,35 @@ def fake_study_config(
     init_args = {"steps": steps, "acts": {k: dict(v) for k, v in (acts or {}).items()}}
     config["model"] = {"class_path": "tests.fake_worker.Script", "init_args": init_args}
     return config
+
+
+def fake_xorch(
+    *args: str, cwd: Path, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``xorch ARGS`` as a real process whose children are fake workers."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.fake_xorch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
+    )
+
+
+def fake_xorch_popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``fake_xorch`` started, not waited for (to signal or kill it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_xorch", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
+    )
+
+
+def _pythonpath() -> str:
+    """This checkout first, so parent and children import its ``tests``."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH", "")])])

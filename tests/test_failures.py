@@ -21,31 +21,32 @@ import torch
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import Attempt, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import ROOT, by_seed, faulty_config, read_state, tiny_config, xorch
 from worker.checkpoints import usable_checkpoint
 
 
 def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(workdir, write_config):
-    faults = {
-        1: "raise",
-        2: "sigkill",
-        3: "segfault",
-        4: "hang",
-        5: "exit0",
-        6: "memory",
-        8: "cuda_oom",
+    acts = {
+        "1": {"*": {"do": "raise", "message": "boom on purpose (seed 1)"}},
+        "2": {"*": {"do": "sigkill"}},
+        "3": {"*": {"do": "segfault"}},
+        "4": {"*": {"do": "hang", "at_step": 1}},
+        "5": {"*": {"do": "exit", "code": 0}},
+        "6": {"*": {"do": "memory_error"}},
+        "8": {"*": {"do": "cuda_oom"}},
     }
-    config = faulty_config(
-        workdir,
-        faults,
-        seeds=[1, 2, 3, 4, 5, 6, 7, 8],
+    config = fake_study_config(
+        workdir / "out",
+        seeds=(1, 2, 3, 4, 5, 6, 7, 8),
+        steps=2,
+        acts=acts,
         max_retries=0,
-        hang_timeout=30,
+        hang_timeout=1,
         grace_period=1,
-        gpus="none",
         max_parallel=2,
     )
-    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
     expected = {
@@ -74,14 +75,14 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(work
     assert "killed by SIGSEGV" in runs[3]["attempts"][0]["reason"]
     assert "no heartbeat" in runs[4]["attempts"][0]["reason"]
     beat = json.loads((workdir / "out" / "run_03_seed4" / "heartbeat.json").read_text())
-    # The last beat came at the first training batch, before the step that hangs.
-    assert beat["phase"] == "train" and beat["epoch"] == 0 and beat["max_epochs"] == 2
-    assert beat["first_batch_time"] is not None
+    # The last beat came at the step before the one that hangs.
+    assert beat["phase"] == "train" and beat["global_step"] == 1
     assert "out of host memory" in runs[6]["attempts"][0]["reason"]
     assert runs[7]["status"] == "completed"
     # summary.csv holds the completed run only, and mean/std over it alone.
     lines = (workdir / "out" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["6", "mean", "std"]
+    assert lines[1].split(",")[-1].startswith("7.5")  # val/loss = seed + 0.5
     # The closing table names every run that did not complete, with its class.
     table = result.stdout[result.stdout.index("runs did not complete") :]
     for outcome in expected.values():
