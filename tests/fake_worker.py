@@ -22,7 +22,8 @@ An act is ``{do: ..., at_step: k}`` with ``do`` one of ``complete``, ``raise``
 sleeping child, then complete), ``allocate`` (``mb`` of memory, then hang) or
 ``memory_error`` (raise MemoryError). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
-says so in ``resumed_from``. Metrics: ``val/loss = seed + 0.5``,
+says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
+Metrics: ``val/loss = seed + 0.5``,
 ``val/acc = seed / 100``, ``steps_done`` (steps trained by this attempt).
 """
 
@@ -50,9 +51,10 @@ from orchestrator.contract.records import (
     RunSpec,
 )
 
-__all__ = ["PROGRESS_FILE", "Script", "act_for", "main"]
+__all__ = ["PROGRESS_FILE", "WAITING_FILE", "Script", "act_for", "main"]
 
 PROGRESS_FILE = "fake_progress.json"
+WAITING_FILE = "fake_waiting"  # written when the act starts to hang
 STEP_S = 0.1
 
 
@@ -114,6 +116,8 @@ def _misbehave(act: dict[str, Any]) -> None:
         return
     if do == "ignore_sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if do in ("hang", "ignore_sigterm", "allocate"):  # for a test to wait for
+        (Path(str(act["_heartbeat"])).parent / WAITING_FILE).touch()
     if do == "allocate":
         _hold = bytearray(int(act.get("mb", 100)) * 2**20)
         _hold[::4096] = b"x" * len(_hold[::4096])
