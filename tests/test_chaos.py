@@ -9,9 +9,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 
 
+@pytest.mark.lightning  # resume must match an uninterrupted real study bit for bit
 def test_short_chaos_run_loses_nothing(tmp_path):
     result = subprocess.run(
         [
