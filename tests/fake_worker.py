@@ -19,7 +19,8 @@ An act is ``{do: ..., at_step: k}`` with ``do`` one of ``complete``, ``raise``
 (error.json, exit 1), ``cuda_oom``, ``slow`` (beats, never ends), ``segfault``,
 ``hang`` (no more beats, sleep), ``sigkill`` (itself), ``exit`` (``code``),
 ``ignore_sigterm`` (then hang), ``grandchild`` (leave a
-sleeping child, then complete), ``allocate`` (``mb`` of memory, then hang) or
+sleeping child, then complete; ``grandchild_hang``: then hang),
+``allocate`` (``mb`` of memory, then hang) or
 ``memory_error`` (raise MemoryError). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
@@ -109,11 +110,13 @@ def _misbehave(act: dict[str, Any]) -> None:
     if do == "exit":
         sys.stdout.flush()
         os._exit(int(act.get("code", 3)))
-    if do == "grandchild":
+    if do in ("grandchild", "grandchild_hang"):
         cmd = [sys.executable, "-c", "import time; time.sleep(120)"]
         proc = subprocess.Popen(cmd)
         print(f"grandchild pid {proc.pid}", flush=True)
-        return
+        if do == "grandchild":
+            return
+        time.sleep(3600)
     if do == "ignore_sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if do in ("hang", "ignore_sigterm", "allocate"):  # for a test to wait for

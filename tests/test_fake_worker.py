@@ -35,3 +35,26 @@ def test_a_study_of_fake_children_completes_retries_and_resumes(tmp_path):
     assert metrics["resumed_from"] and metrics["metrics"]["steps_done"] == 2
     summary = StudyPaths(spec.output_dir).summary.read_text()
     assert "1.5" in summary and "0.5" in summary
+
+
+def test_a_hung_run_is_stopped_with_the_grandchild_it_started(tmp_path):
+    """The hang verdict stops the child's whole process group: a process the
+    training started (a DataLoader worker, say) does not outlive the attempt."""
+    import re
+
+    import psutil
+
+    acts = {"0": {"*": {"do": "grandchild_hang"}}}
+    config = fake_study_config(
+        tmp_path / "out", seeds=(0,), acts=acts, max_retries=0, hang_timeout=1, grace_period=1
+    )
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
+    spec = load_study(tmp_path / "s.yaml")
+    launch_spec(spec, reporter=Reporter(), launcher=LocalLauncher(entry="tests.fake_worker"))
+    state = load_state(StudyPaths(spec.output_dir))
+    assert state is not None and state.runs[0].attempts[0].attempt_class.value == "hang"
+    log = StudyPaths(spec.output_dir).run(state.runs[0].dir).log.read_text()
+    found = re.search(r"grandchild pid (\d+)", log)
+    assert found, log
+    pid = int(found.group(1))
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
