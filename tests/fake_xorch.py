@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
+import orchestrator.cli as cli
 import orchestrator.launchers as launchers
-import orchestrator.study as study
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
 
@@ -24,13 +24,20 @@ def fake_launcher(*args: object, **kwargs: object) -> Launcher:
 
 
 def main(argv: list[str]) -> None:
-    for module in (launchers, study):
-        if hasattr(module, "make_launcher"):
-            module.make_launcher = fake_launcher  # type: ignore[attr-defined]
-    from orchestrator.cli import main as cli_main
-
+    """Every loaded module that holds ``make_launcher`` gets ``fake_launcher``
+    instead (the CLI's imports are all loaded by now); none found is an error,
+    so a move of the factory cannot quietly start real workers."""
+    real = launchers.make_launcher
+    holders = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("orchestrator") and getattr(module, "make_launcher", None) is real
+    ]
+    assert holders, "tests.fake_xorch: no module holds make_launcher any more"
+    for module in holders:
+        module.make_launcher = fake_launcher  # type: ignore[attr-defined]
     sys.argv = ["xorch", *argv]
-    cli_main()
+    cli.main()
 
 
 if __name__ == "__main__":
