@@ -3,6 +3,7 @@ left behind by a dead parent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -302,6 +303,7 @@ def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir,
     assert "killed after" in stdout and "retrying (attempt 2 of 2)" in stdout
 
 
+@contextlib.contextmanager
 def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
     """A new memory cgroup (v1 or v2) limited to ``limit_bytes``, removed after
     the test; the test is skipped, saying why, where none can be made."""
