@@ -112,6 +112,27 @@ def test_summary_matches_the_state_and_pandas(study):
     assert "test/loss" in frame.columns and "val/loss" in frame.columns
 
 
+def test_the_state_and_summary_of_a_fake_study_hold_each_seeds_values(fake_study):
+    """The parent's records of a study, checked against values the fake worker
+    derives from the seed: state, summary.csv (runs, mean, std) and pandas agree."""
+    _, out, _ = fake_study
+    state = read_state(out)
+    assert state["seeds"] == [42, 101, 28]
+    for index, record in enumerate(state["runs"]):
+        assert record["index"] == index and record["status"] == "completed"
+        assert record["exit_code"] == 0 and record["duration_s"] > 0
+        assert record["metrics"]["val/loss"] == record["seed"] + 0.5
+        (attempt,) = record["attempts"]
+        assert attempt["outcome"] == "completed" and attempt["pid"] > 0
+    frame = pd.read_csv(out / "summary.csv", dtype={"run": str, "seed": str})
+    assert list(frame["run"]) == ["0", "1", "2", "mean", "std"]
+    assert list(frame["seed"]) == ["42", "101", "28", "-", "-"]
+    losses = pd.Series([42.5, 101.5, 28.5])
+    assert list(frame["val/loss"].iloc[:3]) == pytest.approx(list(losses))
+    assert frame["val/loss"].iloc[3] == pytest.approx(losses.mean())
+    assert frame["val/loss"].iloc[4] == pytest.approx(losses.std(ddof=1))
+
+
 def test_progress_lines_show_summary_metrics(fake_study):
     _, out, result = fake_study
     assert "run 1 seed 101: completed in" in result.stdout
