@@ -4,6 +4,9 @@ to fix it, and ``validate --fast`` never reads as a full pass."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import tiny_config, xorch
@@ -16,7 +19,9 @@ from tests.helpers import tiny_config, xorch
         ("lightning.pytorch.demos.boring_classes.BoringDataModule", "LightningDataModule"),
     ],
 )
-def test_a_lightning_package_class_is_refused_naming_the_package(class_path, kind):
+def test_a_lightning_package_class_is_refused_naming_the_package(
+    class_path: str, kind: str
+) -> None:
     import pytorch_lightning as pl
 
     from worker.build import BuildError, resolve_class
@@ -29,7 +34,9 @@ def test_a_lightning_package_class_is_refused_naming_the_package(class_path, kin
     assert "\n" not in message
 
 
-def test_validate_fast_says_it_did_not_build(write_config, workdir):
+def test_validate_fast_says_it_did_not_build(
+    write_config: Callable[..., Path], workdir: Path
+) -> None:
     config = write_config(tiny_config(workdir / "out", seeds=(1,)))
     result = xorch("validate", "--fast", str(config), cwd=workdir)
     assert result.returncode == 0, result.stderr
