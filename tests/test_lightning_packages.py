@@ -42,3 +42,33 @@ def test_validate_fast_says_it_did_not_build(
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("not built (--fast)")
     assert "without --fast" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "lightning.pytorch.trainer.Trainer",
+        "lightning.pytorch.trainer.trainer.Trainer",
+        "lightning.pytorch.Trainer",
+        "lightning.Trainer",
+        "pytorch_lightning.Trainer",
+        "pytorch_lightning.trainer.trainer.Trainer",
+    ],
+)
+def test_the_trainer_may_be_named_by_any_of_its_module_paths(target: str) -> None:
+    import importlib
+
+    from orchestrator.compose import trainer_arguments
+
+    module, _, name = target.rpartition(".")
+    assert getattr(importlib.import_module(module), name).__name__ == "Trainer"  # a real path
+    args = trainer_arguments({"_target_": target, "max_epochs": 2}, "trainer")
+    assert args == {"max_epochs": 2}
+
+
+def test_a_trainer_target_that_is_no_trainer_is_refused() -> None:
+    from orchestrator.compose import trainer_arguments
+    from orchestrator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="xorch builds the Trainer itself"):
+        trainer_arguments({"_target_": "lightning.pytorch.Callback"}, "trainer")
