@@ -26,9 +26,9 @@ from orchestrator.commands.status import render_status, study_status
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
+from orchestrator.planning import initial_state
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
-from orchestrator.study import _initial_state
 from tests.helpers import (
     read_state,
     running_attempt,
@@ -248,7 +248,7 @@ def test_status_says_how_far_the_seeds_got_in_one_line(tmp_path):
 
 def plan(write_config, config: dict, resume: bool = False) -> StudyState:
     spec = load_study(write_config(config))
-    return _initial_state(spec, StudyPaths(spec.output_dir), resume)
+    return initial_state(spec, StudyPaths(spec.output_dir), resume)
 
 
 def test_the_whole_sequence_is_drawn_at_creation_and_min_seeds_are_planned(workdir, write_config):

@@ -1,0 +1,111 @@
+"""Recovery at launch: settling the runs a dead parent left 'running'."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from orchestrator.console import Reporter
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.records import Heartbeat, RunResult
+from orchestrator.launchers.base import ChildProcess, Launcher
+from orchestrator.launchers.local import stop_process_group
+from orchestrator.state import AttemptClass, RunStatus, StudyState, now_iso
+from orchestrator.state_store import save_state
+
+__all__ = ["settle_stale_runs", "still_running"]
+
+
+def settle_stale_runs(
+    paths: StudyPaths,
+    state: StudyState,
+    reporter: Reporter,
+    grace_period: float,
+    launcher: Launcher,
+) -> tuple[StudyState, list[tuple[int, ChildProcess]]]:
+    """Runs that a dead parent left 'running': a cluster job is watched again
+    (it may still run, or have finished meanwhile); otherwise adopt a result the
+    child finished, or stop a child that outlived its parent and record it
+    interrupted."""
+    stale = state.with_status(RunStatus.RUNNING)
+    reattach: list[tuple[int, ChildProcess]] = []
+    settled = False
+    for record in stale:
+        attempt = record.current_attempt
+        assert attempt is not None
+        if attempt.job_id is not None and launcher.reattaches_jobs:
+            reattach.append((record.index, launcher.attach(attempt.job_id, paths.run(record.dir))))
+            continue
+        settled = True
+        run = paths.run(record.dir)
+        result = RunResult.read(run.metrics)
+        if result is not None:
+            outcome = AttemptClass.COMPLETED
+            reason = "; ".join(filter(None, ["finished while the parent was away", result.note]))
+            ended = _file_time(run.metrics)  # the child's last act: its end, not ours
+        else:
+            outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
+            beat = Heartbeat.read(run.heartbeat)
+            ended = beat.time if beat is not None else None  # its last sign of life
+            if still_running(attempt.pid, attempt.pid_create_time, attempt.host):
+                assert attempt.pid is not None
+                reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
+                stop_process_group(attempt.pid, grace_period)
+        duration = _seconds_since(attempt.started_at, ended)
+        finished = dataclasses.replace(
+            attempt,
+            attempt_class=outcome,
+            reason=reason,
+            ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
+            duration_s=duration,
+        )
+        state = state.finish_attempt(record.index, finished, result.metrics if result else None)
+        reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
+    if settled:
+        save_state(paths, state)
+    return state, reattach
+
+
+def still_running(pid: int | None, create_time: float | None, host: str) -> bool:
+    """Alive only on proof: same host, the pid exists, and it is the same process
+    (its create time matches, so a reused pid is not mistaken for our child)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        process = psutil.Process(pid)
+        if create_time is not None and abs(process.create_time() - create_time) > 1.0:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _file_time(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _iso(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, timezone.utc)
+        .astimezone()
+        .isoformat(timespec="milliseconds")
+    )
+
+
+def _seconds_since(started_at: str, ended: float | None) -> float | None:
+    """The attempt's length from its recorded start to ``ended`` (a Unix time);
+    None when either is unknown or they disagree (a clock that went back)."""
+    if ended is None:
+        return None
+    try:
+        started = datetime.fromisoformat(started_at).timestamp()
+    except ValueError:
+        return None
+    return round(ended - started, 3) if ended >= started else None
