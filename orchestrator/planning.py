@@ -7,16 +7,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from orchestrator.adaptive import add_seeds
 from orchestrator.config import StudySpec, changed_keys, training_fingerprint
-from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.errors import StateError, StudyExistsError
 from orchestrator.seeds import adaptive_sequence, random_seeds, study_seeds
 from orchestrator.state import AdaptiveSeeds, RunRecord, StudyState
-from orchestrator.state_store import load_backup, load_state, save_state
+from orchestrator.state_store import load_state
 
-__all__ = ["entries", "initial_state", "refuse_existing"]
+__all__ = ["Plan", "entries", "plan_study", "refuse_existing"]
 
 
 def refuse_existing(paths: StudyPaths) -> None:
@@ -54,129 +52,118 @@ def entries(folder: Path) -> frozenset[str] | None:
         return frozenset()
 
 
-def initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:
-    existing = load_state(paths)
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The state a launch starts from; ``save``: it differs from the file (or
+    came from the .bak) and is written before any run starts."""
+
+    state: StudyState
+    save: bool
+    recovered: bool  # runner_state.json was missing: planned from the .bak
+
+
+def plan_study(
+    spec: StudySpec, existing: StudyState | None, backup: StudyState | None, *, resume: bool
+) -> Plan:
+    """The initial state of a launch, or a refusal (StateError, StudyExistsError).
+
+    Pure: ``existing`` is runner_state.json as loaded (None if absent), ``backup``
+    its .bak. A plain study is the one-variant case: every variant on every seed,
+    interleaved seed by seed; seeds or variants added on resume add their runs at
+    the end, and nothing that ran is planned again."""
     recovered = False
-    if existing is None and resume:
+    if existing is None and resume and backup is not None:
         # runner_state.json is gone (deleted, or moved aside as damaged) but the
         # previous good state is there: continue from it, never start over.
-        # A run it still shows running is settled from its folder like any other.
-        existing = load_backup(paths)
-        recovered = existing is not None
-    if spec.variants or (existing is not None and existing.variant_configs):
-        return _initial_variant_state(spec, paths, resume, existing, recovered)
-    if existing is None:
-        adaptive, planned = _adaptive_seeds(spec, None)
-        seeds = study_seeds(spec.runner) if planned is None else planned
-        width = len(adaptive.sequence) if adaptive else len(seeds)
-        state = StudyState(
-            config_fingerprint=spec.fingerprint,
-            training_config=dict(spec.training),
-            seeds=seeds,
-            runs=tuple(
-                RunRecord(index=i, seed=s, dir=run_dir_name(i, s, width))
-                for i, s in enumerate(seeds)
-            ),
-            summary_metrics=spec.runner.summary_metrics,
-            adaptive=adaptive,
+        existing, recovered = backup, True
+    if existing is not None and not resume:  # created between our check and the lock
+        raise _exists_error(spec.output_dir, existing)
+    with_variants = bool(spec.variants or (existing is not None and existing.variant_configs))
+    if existing is not None:
+        if with_variants:
+            _check_variants_kept(spec, existing)
+        else:
+            _check_plain_kept(spec, existing)
+    adaptive, planned = _adaptive_seeds(spec, existing)
+    if planned is not None:
+        seeds = planned
+    elif existing is None:
+        seeds = study_seeds(spec.runner)
+    elif with_variants:
+        seeds = _resumed_seeds(spec, existing)
+    else:
+        seeds = _kept_seeds(spec, existing)
+    base = existing or StudyState(
+        config_fingerprint=spec.fingerprint,
+        training_config=dict(spec.training),
+        seeds=(),
+        runs=(),
+        summary_metrics=spec.runner.summary_metrics,
+    )
+    width = len(adaptive.sequence) if adaptive else len(seeds)
+    runs = _with_runs(base.runs, seeds, [*spec.variants] or [None], width)
+    updated = dataclasses.replace(
+        base, seeds=seeds, runs=runs, summary_metrics=spec.runner.summary_metrics, adaptive=adaptive
+    )
+    if with_variants:
+        updated = dataclasses.replace(
+            updated,
+            variant_configs={
+                **base.variant_configs,
+                **{n: dict(c) for n, c in spec.variants.items()},
+            },
+            compare_to=spec.runner.compare_to,
+            goal=dict(spec.runner.goal),
         )
-        save_state(paths, state)  # random seeds are on disk before any run starts
-        return state
-    if not resume:  # another launch created it between our check and the lock
-        refuse_existing(paths)
+    return Plan(updated, save=updated != existing or recovered, recovered=recovered)
+
+
+def _with_runs(
+    runs: tuple[RunRecord, ...], seeds: tuple[int, ...], variants: list[str | None], width: int
+) -> tuple[RunRecord, ...]:
+    """``runs`` and, after them, one run per (seed, variant) not yet planned."""
+    have = {(r.variant, r.seed) for r in runs}
+    planned = list(runs)
+    for position, seed in enumerate(seeds):
+        for variant in variants:
+            if (variant, seed) not in have:
+                name = run_dir_name(position, seed, width, variant)
+                planned.append(RunRecord(len(planned), seed, name, variant=variant))
+    return tuple(planned)
+
+
+def _exists_error(root: Path, state: StudyState) -> StudyExistsError:
+    return StudyExistsError(
+        f"{root} already holds a study ({len(state.completed)} of {len(state.runs)} "
+        "runs completed); resume it with --resume (or resume: true), "
+        "or choose another output_base_dir"
+    )
+
+
+def _check_plain_kept(spec: StudySpec, existing: StudyState) -> None:
+    """Refuse a resume of a study without variants under another training config or seeds."""
     if existing.config_fingerprint != spec.fingerprint:
         keys = changed_keys(existing.training_config, spec.training)
         raise StateError(
             f"the training config changed since this study started ({', '.join(keys)}); "
             "resume with the original config, or start a new output_base_dir"
         )
-    runner = spec.runner
-    if runner.seeds is not None and runner.seeds != existing.seeds:
+    if spec.runner.seeds is not None and spec.runner.seeds != existing.seeds:
         raise StateError(
-            f"experiments_runner.seeds {list(runner.seeds)} differ from the study's "
+            f"experiments_runner.seeds {list(spec.runner.seeds)} differ from the study's "
             f"{list(existing.seeds)}; resume with the original seeds"
         )
-    adaptive, planned = _adaptive_seeds(spec, existing)
-    if adaptive is None and runner.seeds is None and runner.n_runs != len(existing.seeds):
+
+
+def _kept_seeds(spec: StudySpec, existing: StudyState) -> tuple[int, ...]:
+    """A study without variants keeps its fixed seeds: n_runs may not change."""
+    runner = spec.runner
+    if runner.seeds is None and runner.n_runs != len(existing.seeds):
         raise StateError(
             f"experiments_runner.n_runs is {runner.n_runs} but the study has "
             f"{len(existing.seeds)} runs; resume with n_runs: {len(existing.seeds)}"
         )
-    updated = dataclasses.replace(
-        existing, summary_metrics=runner.summary_metrics, adaptive=adaptive
-    )
-    if planned is not None and len(planned) > len(updated.seeds):  # a larger min: now
-        updated, _ = add_seeds(updated, len(planned) - len(updated.seeds))
-    if updated != existing or recovered:  # recovered: the .bak is left as it is
-        save_state(paths, updated)
-    existing = updated
-    if recovered:
-        Reporter(paths.log).say(
-            f"{paths.state.name} was missing: recovered the study from "
-            f"{paths.state_backup.name} ({len(existing.completed)} of {len(existing.runs)} "
-            "runs completed)"
-        )
-    return existing
-
-
-def _initial_variant_state(
-    spec: StudySpec, paths: StudyPaths, resume: bool, existing: StudyState | None, recovered: bool
-) -> StudyState:
-    """A study of variants: every variant on every seed, interleaved seed by seed.
-
-    On resume each variant's training config must be the one it started with;
-    a variant or seeds added to the config add their runs (at the end, still
-    seed by seed), and nothing that ran is trained again."""
-    runner = spec.runner
-    if existing is None:
-        adaptive, planned = _adaptive_seeds(spec, None)
-        seeds = study_seeds(runner) if planned is None else planned
-        state = StudyState(
-            config_fingerprint=spec.fingerprint,
-            training_config=dict(spec.training),
-            seeds=seeds,
-            runs=(),
-            summary_metrics=runner.summary_metrics,
-        )
-    else:
-        if not resume:
-            refuse_existing(paths)
-        state = existing
-        _check_variants_kept(spec, existing)
-        adaptive, planned = _adaptive_seeds(spec, existing)
-        seeds = _resumed_seeds(spec, existing) if planned is None else planned
-    width = len(adaptive.sequence) if adaptive else len(seeds)
-    configs = {**state.variant_configs, **{n: dict(c) for n, c in spec.variants.items()}}
-    have = {(r.variant, r.seed) for r in state.runs}
-    added = [
-        (variant, position, seed)
-        for position, seed in enumerate(seeds)
-        for variant in spec.variants
-        if (variant, seed) not in have
-    ]
-    runs = list(state.runs)
-    for variant, position, seed in added:
-        name = run_dir_name(position, seed, width, variant)
-        runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
-    updated = dataclasses.replace(
-        state,
-        seeds=seeds,
-        runs=tuple(runs),
-        variant_configs=configs,
-        compare_to=runner.compare_to,
-        goal=dict(runner.goal),
-        summary_metrics=runner.summary_metrics,
-        adaptive=adaptive,
-    )
-    if updated != existing or recovered:
-        save_state(paths, updated)  # random seeds are on disk before any run starts
-    if recovered:
-        Reporter(paths.log).say(
-            f"{paths.state.name} was missing: recovered the study from "
-            f"{paths.state_backup.name} ({len(updated.completed)} of {len(updated.runs)} "
-            "runs completed)"
-        )
-    return updated
+    return existing.seeds
 
 
 def _check_variants_kept(spec: StudySpec, existing: StudyState) -> None:

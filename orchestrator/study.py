@@ -27,7 +27,7 @@ from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import Launcher
 from orchestrator.locks import launcher_lock
-from orchestrator.planning import entries, initial_state, refuse_existing
+from orchestrator.planning import entries, plan_study, refuse_existing
 from orchestrator.recovery import settle_stale_runs
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
@@ -38,9 +38,10 @@ from orchestrator.state import (
     RunStatus,
     StudyState,
 )
+from orchestrator.state_store import load_backup, load_state, save_state
 from orchestrator.summary import mean_std_line, write_summary
 
-__all__ = ["launch", "launch_spec"]
+__all__ = ["initial_state", "launch", "launch_spec"]
 
 
 def launch(
@@ -112,6 +113,23 @@ def launch_spec(
             paths.launcher_lock.unlink()
             paths.root.rmdir()
     return result
+
+
+def initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:
+    """The planned state, on disk before any run starts (random seeds included)."""
+    existing = load_state(paths)
+    backup = load_backup(paths) if existing is None and resume else None
+    plan = plan_study(spec, existing, backup, resume=resume)
+    if plan.save:  # recovered: the .bak is left as it is
+        save_state(paths, plan.state)
+    if plan.recovered:
+        state = plan.state
+        Reporter(paths.log).say(
+            f"{paths.state.name} was missing: recovered the study from "
+            f"{paths.state_backup.name} ({len(state.completed)} of {len(state.runs)} "
+            "runs completed)"
+        )
+    return plan.state
 
 
 def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | None) -> bool:

@@ -26,9 +26,9 @@ from orchestrator.commands.status import render_status, study_status
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
-from orchestrator.planning import initial_state
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
+from orchestrator.study import initial_state
 from tests.helpers import (
     read_state,
     running_attempt,

@@ -17,9 +17,9 @@ from orchestrator.commands.compare import compare_variants, comparison_csv, rend
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError, XorchError
-from orchestrator.planning import initial_state
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
+from orchestrator.study import initial_state
 from orchestrator.summary import summary_text
 from orchestrator.tables import human_cell
 from tests.helpers import (
