@@ -14,60 +14,66 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
-from orchestrator.state import AttemptClass, RunStatus, StudyState, now_iso
-from orchestrator.state_store import save_state
+from orchestrator.ledger import Ledger, Settled
+from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, now_iso
 
 __all__ = ["settle_stale_runs", "still_running"]
 
 
 def settle_stale_runs(
-    paths: StudyPaths,
-    state: StudyState,
-    reporter: Reporter,
-    grace_period: float,
-    launcher: Launcher,
-) -> tuple[StudyState, list[tuple[int, ChildProcess]]]:
+    ledger: Ledger, reporter: Reporter, grace_period: float, launcher: Launcher
+) -> list[tuple[int, ChildProcess]]:
     """Runs that a dead parent left 'running': a cluster job is watched again
-    (it may still run, or have finished meanwhile); otherwise adopt a result the
-    child finished, or stop a child that outlived its parent and record it
-    interrupted."""
-    stale = state.with_status(RunStatus.RUNNING)
+    (it may still run, or have finished meanwhile) and returned to be reattached;
+    otherwise adopt a result the child finished, or stop a child that outlived
+    its parent and record it interrupted (all settled in one save)."""
+    paths = ledger.paths
     reattach: list[tuple[int, ChildProcess]] = []
-    settled = False
-    for record in stale:
+    settled: list[Settled] = []
+    for record in ledger.state.with_status(RunStatus.RUNNING):
         attempt = record.current_attempt
         assert attempt is not None
         if attempt.job_id is not None and launcher.reattaches_jobs:
             reattach.append((record.index, launcher.attach(attempt.job_id, paths.run(record.dir))))
             continue
-        settled = True
-        run = paths.run(record.dir)
-        result = RunResult.read(run.metrics)
-        if result is not None:
-            outcome = AttemptClass.COMPLETED
-            reason = "; ".join(filter(None, ["finished while the parent was away", result.note]))
-            ended = _file_time(run.metrics)  # the child's last act: its end, not ours
-        else:
-            outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
-            beat = Heartbeat.read(run.heartbeat)
-            ended = beat.time if beat is not None else None  # its last sign of life
-            if still_running(attempt.pid, attempt.pid_create_time, attempt.host):
-                assert attempt.pid is not None
-                reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
-                stop_process_group(attempt.pid, grace_period)
-        duration = _seconds_since(attempt.started_at, ended)
-        finished = dataclasses.replace(
-            attempt,
-            attempt_class=outcome,
-            reason=reason,
-            ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
-            duration_s=duration,
-        )
-        state = state.finish_attempt(record.index, finished, result.metrics if result else None)
+        finished, result = _settled_attempt(record, paths, reporter, grace_period)
+        settled.append((record.index, finished, result.metrics if result else None))
+        outcome = finished.attempt_class
+        assert outcome is not None
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
-    if settled:
-        save_state(paths, state)
-    return state, reattach
+    ledger.settle(settled)
+    return reattach
+
+
+def _settled_attempt(
+    record: RunRecord, paths: StudyPaths, reporter: Reporter, grace_period: float
+) -> tuple[Attempt, RunResult | None]:
+    """The stale attempt of ``record`` finished from what its run folder shows."""
+    attempt = record.current_attempt
+    assert attempt is not None
+    run = paths.run(record.dir)
+    result = RunResult.read(run.metrics)
+    if result is not None:
+        outcome = AttemptClass.COMPLETED
+        reason = "; ".join(filter(None, ["finished while the parent was away", result.note]))
+        ended = _file_time(run.metrics)  # the child's last act: its end, not ours
+    else:
+        outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
+        beat = Heartbeat.read(run.heartbeat)
+        ended = beat.time if beat is not None else None  # its last sign of life
+        if still_running(attempt.pid, attempt.pid_create_time, attempt.host):
+            assert attempt.pid is not None
+            reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
+            stop_process_group(attempt.pid, grace_period)
+    duration = _seconds_since(attempt.started_at, ended)
+    finished = dataclasses.replace(
+        attempt,
+        attempt_class=outcome,
+        reason=reason,
+        ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
+        duration_s=duration,
+    )
+    return finished, result
 
 
 def still_running(pid: int | None, create_time: float | None, host: str) -> bool:

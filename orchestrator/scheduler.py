@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.adaptive import Action, add_seeds, study_step, with_stop
+from orchestrator.adaptive import Action, study_step
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
 from orchestrator.contract.paths import RunPaths, StudyPaths
@@ -44,11 +44,11 @@ from orchestrator.gpus import (
 )
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
+from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.ranks import cpu_only, free_port, starts_ranks
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
-from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
 
@@ -115,10 +115,13 @@ class Scheduler:
         self._ports: dict[Slot, int] = {}  # the MASTER_PORT last given on each slot
 
     def run(
-        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]] = ()
+        self, state: StudyState | Ledger, reattach: Sequence[tuple[int, ChildProcess]] = ()
     ) -> SchedulerOutcome:
         """Run every run not completed; ``reattach``: attempts still running on a
-        cluster from an earlier launch, watched again instead of submitted again."""
+        cluster from an earlier launch, watched again instead of submitted again.
+        Every change to the state is made through the ledger, which saves it."""
+        self._ledger = state if isinstance(state, Ledger) else Ledger(self.paths, state)
+        state = self._ledger.state
         own_wakeup = self.wakeup is None
         wakeup = self.wakeup if self.wakeup is not None else Wakeup()
         self.stop.on_request = wakeup.set
@@ -221,15 +224,15 @@ class Scheduler:
         slot free, queue the next seeds of the stored sequence, or record why no
         more follow once nothing in flight can change the answer."""
         assert state.adaptive is not None
-        most, said = state.adaptive.rule.max_seeds, state.adaptive.stopped
+        most = state.adaptive.rule.max_seeds
         free = len(self.slots) - len(active)
         if free <= 0:
             return state
         step = study_step(state, free)
         if step.action is Action.MORE:
             before = len(state.seeds)
-            state, added = add_seeds(state, step.seeds)
-            save_state(self.paths, state)  # the runs are on record before they start
+            added = self._ledger.add_seeds(step.seeds)  # on record before they start
+            state = self._ledger.state
             queue.extend(added)
             tally.update((index, AttemptTally()) for index in added)
             new = ", ".join(str(s) for s in state.seeds[before:])
@@ -239,9 +242,7 @@ class Scheduler:
                 f"({len(state.seeds)} of max {most})"
             )
         elif step.action is Action.STOP:
-            if said != step.reason:
-                state = with_stop(state, step.reason)
-                save_state(self.paths, state)
+            state = self._ledger.stop_adding(step.reason)
             self.reporter.say(f"adaptive seeds: stopped: {step.reason}")
         return state
 
@@ -334,9 +335,8 @@ class Scheduler:
             gpu=slot.gpu,
             job_id=child.job_id,
         )
-        state = state.start_attempt(index, attempt)
         try:
-            save_state(self.paths, state)
+            state = self._ledger.start_attempt(index, attempt)
         except BaseException:
             # No record of this child can exist, so it must not train on.
             child.stop(0)
@@ -364,8 +364,7 @@ class Scheduler:
             duration_s=round(self.clock() - running.watch.started, 3),
             resumed_from=_relative(verdict.resumed_from, self.paths.root),
         )
-        state = state.finish_attempt(running.index, finished, verdict.metrics)
-        save_state(self.paths, state)
+        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
         self._report(state, running.index, finished)
         return state
 

@@ -26,6 +26,7 @@ from orchestrator.errors import ExitCode
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import Launcher
+from orchestrator.ledger import Ledger
 from orchestrator.locks import launcher_lock
 from orchestrator.planning import entries, plan_study, refuse_existing
 from orchestrator.recovery import settle_stale_runs
@@ -38,10 +39,10 @@ from orchestrator.state import (
     RunStatus,
     StudyState,
 )
-from orchestrator.state_store import load_backup, load_state, save_state
+from orchestrator.state_store import load_backup, load_state
 from orchestrator.summary import mean_std_line, write_summary
 
-__all__ = ["initial_state", "launch", "launch_spec"]
+__all__ = ["launch", "launch_spec", "plan_ledger"]
 
 
 def launch(
@@ -66,6 +67,8 @@ def launch_spec(
     launcher: Launcher | None = None,
     cancel_jobs: bool = False,
 ) -> LaunchResult:
+    """Lock, plan, settle, schedule, finish; ``launcher``: used instead of the
+    one the config names (``make_launcher``) when given."""
     if spec.mode is Mode.TRAIN:
         return train_single(spec, reporter=reporter, launcher=launcher)
     resume = resume or spec.runner.resume
@@ -81,28 +84,28 @@ def launch_spec(
             with contextlib.suppress(OSError):
                 temp.unlink()
         fresh = not (paths.state.exists() or paths.state_backup.exists())
-        state = initial_state(spec, paths, resume)
+        ledger = plan_ledger(spec, paths, resume)
         reporter = reporter or Reporter(paths.log)
+        state = ledger.state
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
         chosen = launcher or make_launcher(spec, paths, reporter.say)
-        state, reattach = settle_stale_runs(
-            paths, state, reporter, spec.runner.grace_period, chosen
-        )
+        reattach = settle_stale_runs(ledger, reporter, spec.runner.grace_period, chosen)
         flag = StopFlag()
         on_cluster = spec.runner.executor is Executor.SLURM
+        scheduler = Scheduler(
+            spec,
+            paths,
+            chosen,
+            reporter,
+            flag,
+            slots=slots,
+            leave_running_on_stop=on_cluster and not cancel_jobs,
+        )
         try:
             with stop_on_signals(flag), reporter.live_progress():
-                outcome = Scheduler(
-                    spec,
-                    paths,
-                    chosen,
-                    reporter,
-                    flag,
-                    slots=slots,
-                    leave_running_on_stop=on_cluster and not cancel_jobs,
-                ).run(state, reattach)
+                outcome = scheduler.run(ledger, reattach)
         finally:
             chosen.close()
         if not (fresh and _only_config_errors(outcome.state, flag, outcome.config_error)):
@@ -115,13 +118,15 @@ def launch_spec(
     return result
 
 
-def initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyState:
-    """The planned state, on disk before any run starts (random seeds included)."""
+def plan_ledger(spec: StudySpec, paths: StudyPaths, resume: bool) -> Ledger:
+    """The ledger of the planned state, on disk before any run starts (random
+    seeds included); a refusal (StateError, StudyExistsError) touches nothing."""
     existing = load_state(paths)
     backup = load_backup(paths) if existing is None and resume else None
     plan = plan_study(spec, existing, backup, resume=resume)
+    ledger = Ledger(paths, plan.state)
     if plan.save:  # recovered: the .bak is left as it is
-        save_state(paths, plan.state)
+        ledger.record_plan(plan.state)
     if plan.recovered:
         state = plan.state
         Reporter(paths.log).say(
@@ -129,7 +134,7 @@ def initial_state(spec: StudySpec, paths: StudyPaths, resume: bool) -> StudyStat
             f"{paths.state_backup.name} ({len(state.completed)} of {len(state.runs)} "
             "runs completed)"
         )
-    return plan.state
+    return ledger
 
 
 def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | None) -> bool:
