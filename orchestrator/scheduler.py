@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.adaptive import Action, study_step
+from orchestrator.attempt import PortBook, attempt_env, prepare_attempt
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
-from orchestrator.contract.paths import RunPaths, StudyPaths
-from orchestrator.contract.records import RunSpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import (
     GpuMemoryGate,
@@ -40,13 +40,12 @@ from orchestrator.gpus import (
     gpu_topology,
     make_slots,
     resolve_gpus,
-    slot_env,
 )
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
-from orchestrator.ranks import cpu_only, free_port, starts_ranks
+from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
 from orchestrator.summary import write_summary
@@ -112,7 +111,7 @@ class Scheduler:
         if self.gpu_gate is None:
             self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
-        self._ports: dict[Slot, int] = {}  # the MASTER_PORT last given on each slot
+        self._ports = PortBook()
 
     def run(
         self, state: StudyState | Ledger, reattach: Sequence[tuple[int, ChildProcess]] = ()
@@ -298,30 +297,14 @@ class Scheduler:
         self, state: StudyState, index: int, slot: Slot, wakeup: Wakeup
     ) -> tuple[StudyState, _Active]:
         record = state.runs[index]
-        run = self.paths.run(record.dir)
         number = len(record.attempts) + 1
-        _prepare_run_dir(run, number)
-        RunSpec(
-            run_index=index,
-            seed=record.seed,
-            run_dir=str(run.root),
-            config=dict(self.spec.training_for(record.variant)),
-            import_paths=self.spec.import_paths,
-            heartbeat_interval_s=self.spec.runner.heartbeat_interval_s,
-            attempt=number,
-        ).write(run.run_spec)
+        run = prepare_attempt(self.spec, self.paths, record, number)
         on = f" on {slot.label}" if len(self.slots) > 1 or slot.gpu is not None else ""
         self.reporter.say(
             f"run {index} seed {record.seed}: starting attempt {number} in {record.dir}{on}"
         )
         started_at = now_iso()
-        env = slot_env(slot, len(self.slots), processes=self.spec.runner.gpus_per_run)
-        if not slot.cluster and starts_ranks(self.spec.training_for(record.variant)):
-            # Each DDP run its own rendezvous port, also apart from the ports of
-            # runs still starting (they may not have bound theirs yet).
-            taken = [port for other, port in self._ports.items() if other != slot]
-            self._ports[slot] = free_port(taken)
-            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self._ports[slot]))
+        env = attempt_env(self.spec, record, slot, len(self.slots), self._ports)
         child = self.launcher.start(run, env)
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
@@ -379,21 +362,6 @@ class Scheduler:
             self.reporter.say(
                 f"run {index} seed {record.seed}: {outcome} after {took}: {attempt.reason}"
             )
-
-
-def _prepare_run_dir(run: RunPaths, number: int) -> None:
-    """Make the folder; keep an earlier attempt's final files as evidence under
-    another name, so this attempt's verdict reads only its own."""
-    run.root.mkdir(parents=True, exist_ok=True)
-    for path in (run.metrics, run.error, run.rank_exit):
-        if path.exists():
-            path.replace(run.previous_attempt_file(path, number - 1))
-    run.heartbeat.unlink(missing_ok=True)
-    for progress in run.rank_progress_files():  # DDP ranks' places: this attempt's only
-        progress.unlink(missing_ok=True)
-    if number > 1:
-        with open(run.log, "a", encoding="utf-8") as log:
-            log.write(f"\n===== xorch: attempt {number} =====\n")
 
 
 def _relative(path: str | None, root: Path) -> str | None:
