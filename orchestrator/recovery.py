@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
-
-import psutil
 
 from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths
@@ -15,9 +12,10 @@ from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.ledger import Ledger, Settled
+from orchestrator.liveness import still_running
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, now_iso
 
-__all__ = ["settle_stale_runs", "still_running"]
+__all__ = ["settle_stale_runs"]
 
 
 def settle_stale_runs(
@@ -74,20 +72,6 @@ def _settled_attempt(
         duration_s=duration,
     )
     return finished, result
-
-
-def still_running(pid: int | None, create_time: float | None, host: str) -> bool:
-    """Alive only on proof: same host, the pid exists, and it is the same process
-    (its create time matches, so a reused pid is not mistaken for our child)."""
-    if pid is None or host != socket.gethostname():
-        return False
-    try:
-        process = psutil.Process(pid)
-        if create_time is not None and abs(process.create_time() - create_time) > 1.0:
-            return False
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _file_time(path: Path) -> float | None:

@@ -187,7 +187,7 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
 
 
 def test_a_reused_pid_is_not_taken_for_our_child(tmp_path):
-    from orchestrator.recovery import still_running
+    from orchestrator.liveness import still_running
 
     me = psutil.Process()
     assert still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
