@@ -135,30 +135,9 @@ class Scheduler:
         self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]], wakeup: Wakeup
     ) -> SchedulerOutcome:
         runner = self.spec.runner
-        adopted = {index for index, _ in reattach}
-        queue = deque(
-            r.index
-            for r in state.runs
-            if r.status is not RunStatus.COMPLETED and r.index not in adopted
-        )
-        tally = {index: AttemptTally() for index in [*adopted, *queue]}
-        active: dict[Slot, _Active] = {}
-        free = iter(self.slots)
-        for extra, (index, child) in enumerate(reattach):
-            attempt = state.runs[index].attempts[-1]
-            child.notify_exit(wakeup)
-            run = self.paths.run(state.runs[index].dir)
-            watch = AttemptWatch(
-                child, run, runner, clock=self.clock, command_run="command" in self.spec.training
-            )
-            slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
-            active[slot] = _Active(index, attempt, child, watch)
-            self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
+        queue, tally, active = self._begin(state, reattach, wakeup)
         starting_allowed = True
         config_error: str | None = None
-        if len(self.slots) > 1:
-            where = ", ".join(s.label for s in self.slots)
-            self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
         while True:
             stopping = self.stop.requested
             if stopping and self.leave_running_on_stop:
@@ -211,6 +190,35 @@ class Scheduler:
             self._show_progress(state, active)
             wakeup.wait(self._sleep_for(active))
         return SchedulerOutcome(state, config_error=config_error)
+
+    def _begin(
+        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]], wakeup: Wakeup
+    ) -> tuple[deque[int], dict[int, AttemptTally], dict[Slot, _Active]]:
+        """The queue in run order, each run's tally, and the cluster jobs watched again."""
+        adopted = {index for index, _ in reattach}
+        queue = deque(
+            r.index
+            for r in state.runs
+            if r.status is not RunStatus.COMPLETED and r.index not in adopted
+        )
+        tally = {index: AttemptTally() for index in [*adopted, *queue]}
+        active: dict[Slot, _Active] = {}
+        free = iter(self.slots)
+        command_run = "command" in self.spec.training
+        for extra, (index, child) in enumerate(reattach):
+            attempt = state.runs[index].attempts[-1]
+            child.notify_exit(wakeup)
+            run = self.paths.run(state.runs[index].dir)
+            watch = AttemptWatch(
+                child, run, self.spec.runner, clock=self.clock, command_run=command_run
+            )
+            slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
+            active[slot] = _Active(index, attempt, child, watch)
+            self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
+        if len(self.slots) > 1:
+            where = ", ".join(s.label for s in self.slots)
+            self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
+        return queue, tally, active
 
     def _adaptive_seeds(
         self,
