@@ -11,6 +11,7 @@ not exist) is one ``ConfigError`` line naming the key.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,7 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
     from omegaconf.errors import OmegaConfBaseException
 
     folder = path.parent.resolve()
+    set_project_root(folder)
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
@@ -89,6 +91,18 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
         raise ConfigError(f"{path}: the composed config is not a mapping of keys")
     notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
     return cast(dict[str, Any], tree), notes
+
+
+def set_project_root(folder: Path) -> None:
+    """Set ``PROJECT_ROOT`` as lightning-hydra-template's rootutils would: the nearest
+    folder from ``folder`` upward that holds a ``.project-root`` file, so that
+    ``${oc.env:PROJECT_ROOT}`` resolves. A value the environment already has wins."""
+    if os.environ.get("PROJECT_ROOT"):
+        return
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".project-root").is_file():
+            os.environ["PROJECT_ROOT"] = str(candidate)
+            return
 
 
 def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,29 +9,20 @@ child left, never from its stdout.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from orchestrator.command import command_metrics, last_activity
+from orchestrator.command import last_activity
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import (
-    ErrorReport,
-    Heartbeat,
-    RankExit,
-    RankProgress,
-    RunResult,
-)
+from orchestrator.contract.records import Heartbeat
 from orchestrator.launchers.base import ChildProcess
-from orchestrator.oom import MemoryBaseline, dataloader_worker_pids, oom_evidence
+from orchestrator.oom import MemoryBaseline
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
+from orchestrator.verdict import Verdict, classify_exit, rank_behind, signal_name
 
 __all__ = ["PARENT_STOPS", "AttemptWatch", "Verdict", "classify_exit"]
 
-# The worker's exception for a config that cannot be built (bad class_path).
-BUILD_ERROR_TYPE = "worker.build.BuildError"
 HEALTH_EVERY_S = 2.0  # memory, heartbeat and run_timeout checks of a running child
 
 # A launcher that says only "it completed" or "it failed" (a Slurm job settled
@@ -43,17 +34,6 @@ _FILES_DECIDE = (AttemptClass.COMPLETED, AttemptClass.FAILED)
 # that exits after such a stop (Lightning turns SIGTERM into an exception and
 # exit 1) gets the class of the reason it was stopped, not of how it exited.
 PARENT_STOPS = frozenset({AttemptClass.TIMEOUT, AttemptClass.HANG, AttemptClass.INTERRUPTED})
-
-
-@dataclass(frozen=True)
-class Verdict:
-    attempt_class: AttemptClass
-    reason: str
-    exit_code: int | None
-    signal: str | None
-    metrics: dict[str, float]
-    resumed_from: str | None = None
-    config_error: bool = False  # retrying cannot help: stop the study
 
 
 class AttemptWatch:
@@ -172,14 +152,14 @@ class AttemptWatch:
                 attempt_class=why,
                 reason=reason,
                 exit_code=code,
-                signal=_signal_name(code),
+                signal=signal_name(code),
                 metrics={},
                 resumed_from=beat.resumed_from if beat else None,
             )
         ended = self.child.ended_as()
         if ended is not None and ended[0] not in _FILES_DECIDE:
             outcome, reason = ended
-            return Verdict(outcome, reason, code, _signal_name(code), {})
+            return Verdict(outcome, reason, code, signal_name(code), {})
         verdict = classify_exit(
             code, self.run, self.peak_rss, self.child.pid, self.memory, self.command_run
         )
@@ -198,132 +178,3 @@ class AttemptWatch:
         if beat is None or beat.time < self._started_wall:
             return self._started_wall  # a beat from an earlier attempt does not count
         return beat.time
-
-
-def rank_behind(run: RunPaths, since: float) -> str:
-    """For a DDP run that hangs: the one rank behind all the others in the
-    training step (the others wait for it at the next collective), as a note
-    for the reason; "" when no single rank is behind or there are no ranks."""
-    notes = [RankProgress.read(path) for path in run.rank_progress_files()]
-    places = [n for n in notes if n is not None and n.time >= since]
-    if len(places) < 2:
-        return ""
-    places.sort(key=lambda n: n.passed)
-    first, second = places[0], places[1]
-    if first.passed == second.passed:
-        return ""
-    return f"; rank {first.rank} (pid {first.pid}) is behind: at step {first.step}, {first.point}"
-
-
-def classify_exit(
-    code: int,
-    run: RunPaths,
-    peak_rss: int = 0,
-    pid: int | None = None,
-    memory: MemoryBaseline | None = None,
-    command_run: bool = False,
-) -> Verdict:
-    """The class of an attempt that ended by itself. A command run's program
-    reports its metrics its own way (``orchestrator.command``) and writes no
-    error.json: its exit status and the last line of its log are the evidence."""
-    if code == 0 and command_run:
-        metrics = command_metrics(run)
-        if metrics is None:
-            return Verdict(
-                AttemptClass.NO_METRICS,
-                "exited 0 without metrics (no worker.report rows, metrics.json or metrics.csv)",
-                0,
-                None,
-                {},
-            )
-        beat = Heartbeat.read(run.heartbeat)  # worker.report notes {resume_from} there
-        resumed = beat.resumed_from if beat is not None else None
-        return Verdict(AttemptClass.COMPLETED, "", 0, None, metrics, resumed)
-    if code == 0:
-        result = RunResult.read(run.metrics)
-        if result is None:
-            return Verdict(AttemptClass.NO_METRICS, "exited 0 without metrics.json", 0, None, {})
-        # note: values in metrics.json that were not numbers, left out (never a crash)
-        return Verdict(
-            AttemptClass.COMPLETED, result.note, 0, None, result.metrics, result.resumed_from
-        )
-    # A DDP run's rank 0 ends the way another rank that ended first did, and
-    # names it; if it could not reproduce that rank's signal (a handler in the
-    # way), it exited 128 + the signal, and the rank's record decides.
-    rank = RankExit.read(run.rank_exit) if code != 0 else None
-    if rank is not None and rank.exit_code < 0:
-        code = rank.exit_code
-    if code > 0:
-        report = ErrorReport.read(run.error)
-        if report is None:
-            tail = _last_log_line(run) if command_run else ""
-            told = f": {tail}" if tail else f", no error.json (see {run.log.name})"
-            return Verdict(
-                AttemptClass.FAILED,
-                f"exit status {code}{told}",
-                code,
-                None,
-                {},
-            )
-        short_type = report.type.rsplit(".", 1)[-1]
-        reason = f"{short_type}: {report.message}"
-        config_error = report.type == BUILD_ERROR_TYPE
-        outcome = AttemptClass.FAILED
-        workers = dataloader_worker_pids(report.message)
-        if config_error:
-            outcome, reason = AttemptClass.CONFIG_ERROR, report.message
-        elif workers and (worker_oom := _worker_oom(workers, peak_rss, memory)) is not None:
-            outcome, reason = AttemptClass.OOM_KILLED, f"a DataLoader worker was {worker_oom}"
-        elif report.cuda_oom:
-            outcome = AttemptClass.CUDA_OOM
-        elif report.host_oom:
-            outcome, reason = AttemptClass.OOM_KILLED, f"out of host memory: {reason}"
-        return Verdict(
-            outcome,
-            reason,
-            code,
-            None,
-            {},
-            report.resumed_from,
-            config_error=config_error,
-        )
-    signum = -code
-    name = _signal_name(code) or f"signal {signum}"
-    first = f"rank {rank.rank} (pid {rank.pid}) ended first; " if rank is not None else ""
-    if signum == signal.SIGKILL:
-        # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.
-        evidence = oom_evidence(rank.pid if rank is not None else pid, peak_rss, memory)
-        outcome = AttemptClass.OOM_KILLED if evidence.oom else AttemptClass.KILLED
-        return Verdict(outcome, first + evidence.reason, code, name, {})
-    return Verdict(AttemptClass.SIGNAL, f"{first}killed by {name}", code, name, {})
-
-
-def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:
-    """The last non-blank line of the run's log (a traceback's last line is its error)."""
-    try:
-        with open(run.log, "rb") as log:
-            log.seek(0, 2)
-            log.seek(max(0, log.tell() - tail_bytes))
-            text = log.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def _worker_oom(pids: list[int], peak_rss: int, memory: MemoryBaseline | None) -> str | None:
-    """The evidence that one of the dead DataLoader workers was killed for memory."""
-    for pid in pids:
-        evidence = oom_evidence(pid, peak_rss, memory)
-        if evidence.oom:
-            return evidence.reason
-    return None
-
-
-def _signal_name(code: int | None) -> str | None:
-    if code is None or code >= 0:
-        return None
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return None
