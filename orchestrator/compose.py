@@ -145,7 +145,14 @@ def _first_line(exc: BaseException) -> str:
 # What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
 # (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
 # so the block is read as the Trainer's keyword arguments.
+# Every module path each package exports the Trainer class under (``lightning``
+# re-exports it at its top level), spelled out so the parent needs no import.
 TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
+_TRAINER_PATHS = frozenset(
+    f"{package}{module}.Trainer"
+    for package in ("lightning.pytorch", "pytorch_lightning")
+    for module in ("", ".trainer", ".trainer.trainer")
+) | {"lightning.Trainer"}
 
 # Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
 _HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
@@ -154,7 +161,7 @@ _HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
 def trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
     if "_target_" not in trainer:
         return trainer
-    if trainer["_target_"] not in TRAINER_TARGETS:
+    if str(trainer["_target_"]) not in _TRAINER_PATHS:
         raise ConfigError(
             f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
             f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"
