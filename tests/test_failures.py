@@ -186,12 +186,12 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
 
 
 def test_a_reused_pid_is_not_taken_for_our_child(tmp_path):
-    from orchestrator.study import _still_running
+    from orchestrator.liveness import still_running
 
     me = psutil.Process()
-    assert _still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
-    assert not _still_running(me.pid, me.create_time() - 100, host=me.name())
-    assert not _still_running(
+    assert still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
+    assert not still_running(me.pid, me.create_time() - 100, host=me.name())
+    assert not still_running(
         me.pid, me.create_time() - 100, host=__import__("socket").gethostname()
     )
 
