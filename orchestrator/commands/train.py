@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics
+from orchestrator.contract.child import COMMAND_ENTRY, TRAIN_ENTRY
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.errors import ExitCode, StudyExistsError
@@ -43,7 +44,7 @@ def run_one(
     run.root.mkdir(parents=True, exist_ok=True)
     run_spec.write(run.run_spec)
     command_run = "command" in run_spec.config  # a study's own program (replay)
-    entry = "worker.command_run" if command_run else "worker.train_one"
+    entry = COMMAND_ENTRY if command_run else TRAIN_ENTRY
     child = (launcher or LocalLauncher(entry)).start(run, {})
     watch = AttemptWatch(child, run, runner, command_run=command_run)
     verdict = watch.check()
