@@ -118,6 +118,12 @@ def validate(
     for line in _guard(lambda: describe_plan(config, overrides or ())):
         typer.echo(line)
     if fast:
+        # --fast never builds the classes, so it must not read as a full pass:
+        # a class of the wrong kind is only found by the build (issue 20).
+        typer.echo(
+            "not built (--fast): model, data, callbacks and Trainer were not "
+            "checked; run 'xorch validate' without --fast to build-check them"
+        )
         return
     check = check_build(_guard(lambda: load_study(config, overrides or ())))
     for problem in check.problems:

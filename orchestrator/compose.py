@@ -11,6 +11,7 @@ not exist) is one ``ConfigError`` line naming the key.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,7 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
     from omegaconf.errors import OmegaConfBaseException
 
     folder = path.parent.resolve()
+    set_project_root(folder)
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
@@ -89,6 +91,18 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
         raise ConfigError(f"{path}: the composed config is not a mapping of keys")
     notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
     return cast(dict[str, Any], tree), notes
+
+
+def set_project_root(folder: Path) -> None:
+    """Set ``PROJECT_ROOT`` as lightning-hydra-template's rootutils would: the nearest
+    folder from ``folder`` upward that holds a ``.project-root`` file, so that
+    ``${oc.env:PROJECT_ROOT}`` resolves. A value the environment already has wins."""
+    if os.environ.get("PROJECT_ROOT"):
+        return
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".project-root").is_file():
+            os.environ["PROJECT_ROOT"] = str(candidate)
+            return
 
 
 def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +145,14 @@ def _first_line(exc: BaseException) -> str:
 # What a Hydra ``trainer:`` block may name: xorch builds the Trainer itself
 # (default_root_dir in the run folder, its checkpoint and heartbeat callbacks),
 # so the block is read as the Trainer's keyword arguments.
+# Every module path each package exports the Trainer class under (``lightning``
+# re-exports it at its top level), spelled out so the parent needs no import.
 TRAINER_TARGETS = ("lightning.pytorch.Trainer", "pytorch_lightning.Trainer")
+_TRAINER_PATHS = frozenset(
+    f"{package}{module}.Trainer"
+    for package in ("lightning.pytorch", "pytorch_lightning")
+    for module in ("", ".trainer", ".trainer.trainer")
+) | {"lightning.Trainer"}
 
 # Hydra's instantiate keys, allowed in a ``_target_`` entry next to its arguments.
 _HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
@@ -140,7 +161,7 @@ _HYDRA_KEYS = ("_target_", "_args_", "_recursive_", "_convert_", "_partial_")
 def trainer_arguments(trainer: dict[str, Any], key: str) -> dict[str, Any]:
     if "_target_" not in trainer:
         return trainer
-    if trainer["_target_"] not in TRAINER_TARGETS:
+    if str(trainer["_target_"]) not in _TRAINER_PATHS:
         raise ConfigError(
             f"{key}._target_ {trainer['_target_']!r}: xorch builds the Trainer itself; "
             f"name {' or '.join(TRAINER_TARGETS)}, or leave _target_ out"

@@ -109,8 +109,27 @@ def resolve_class(entry: Mapping[str, Any], where: str, kind: type) -> type:
             f"name a {kind.__name__} subclass"
         )
     if not issubclass(cls, kind):
-        raise BuildError(f"{where} {class_path!r}: {cls.__name__} is not a {kind.__name__}")
+        raise BuildError(
+            f"{where} {class_path!r}: {cls.__name__} is not a {kind.__name__}"
+            + _other_package(cls, kind)
+        )
     return cls
+
+
+def _other_package(cls: type, kind: type) -> str:
+    """A class of the ``lightning`` package's copy of ``kind`` (``import lightning
+    as L``) is not a subclass of the ``pytorch_lightning`` one: say so, instead
+    of a bare "X is not a LightningModule" for a LightningModule (issue 20).
+    Only the names in the MRO are read, so ``lightning`` is never imported."""
+    ours = kind.__module__.split(".")[0]
+    for base in cls.__mro__:
+        package = base.__module__.split(".")[0]
+        if base.__name__ == kind.__name__ and package != ours:
+            return (
+                f" of {ours} (it is {package}'s {kind.__name__}); xorch builds runs with "
+                f"{ours}: import the class from {ours} (import {ours} as pl)"
+            )
+    return ""
 
 
 def check_arguments(
