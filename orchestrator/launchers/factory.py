@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchestrator.config import StudySpec
-from orchestrator.contract.child import COMMAND_ENTRY, TRAIN_ENTRY
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.forkserver import ForkserverLauncher, preload_modules
@@ -34,7 +33,7 @@ def make_launcher(
     fall back to spawn by themselves, and say so once, where forking is unsafe;
     or spawned runs for ``launcher: spawn``, for every ``command:`` study and
     for runs that start DDP ranks (said once too)."""
-    command = "command" in spec.training
+    command = spec.shape.is_command
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
@@ -42,12 +41,11 @@ def make_launcher(
         # on a local slot (worker.ranks.own_ranks_in_one_task). CPU DDP asks for none.
         trainings = [spec.training, *spec.variants.values()]
         gpus = 0 if cpu_only(trainings) else spec.runner.gpus_per_run
-        entry = COMMAND_ENTRY if command else TRAIN_ENTRY
-        return SlurmLauncher(spec.runner.slurm, paths, entry, gpus_per_run=gpus)
+        return SlurmLauncher(spec.runner.slurm, paths, spec.shape.entry, gpus_per_run=gpus)
     if command:
         # A program of the user's own: always spawned (the fork server preloads
         # torch and Lightning for Lightning runs, of no use to an exec'd program).
-        return LocalLauncher(entry=COMMAND_ENTRY)
+        return LocalLauncher(entry=spec.shape.entry)
     if spec.runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):
         say(SPAWN_FOR_DDP)
         return LocalLauncher()
