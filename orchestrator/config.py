@@ -42,6 +42,7 @@ from orchestrator.compose import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.ranks import with_devices
+from orchestrator.run_shape import RunShape, run_shape
 from orchestrator.runner_spec import (
     RUNNER_KEY,
     RUNNER_KEYS,
@@ -79,6 +80,11 @@ class StudySpec:
     # Variant name -> its whole training config (the base with its changes), in the
     # config's order; empty for a study of one config.
     variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Derived from ``training`` when the spec is made (orchestrator.run_shape).
+    shape: RunShape = dataclasses.field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", run_shape(self.training))
 
     def training_for(self, variant: str | None) -> Mapping[str, Any]:
         """What a run of ``variant`` trains (the base config for ``None``)."""

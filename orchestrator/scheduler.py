@@ -204,7 +204,7 @@ class Scheduler:
         tally = {index: AttemptTally() for index in [*adopted, *queue]}
         active: dict[Slot, _Active] = {}
         free = iter(self.slots)
-        command_run = "command" in self.spec.training
+        command_run = self.spec.shape.is_command
         for extra, (index, child) in enumerate(reattach):
             attempt = state.runs[index].attempts[-1]
             child.notify_exit(wakeup)
@@ -338,7 +338,7 @@ class Scheduler:
             run,
             self.spec.runner,
             clock=self.clock,
-            command_run="command" in self.spec.training,
+            command_run=self.spec.shape.is_command,
         )
         return state, _Active(index, attempt, child, watch)
 

@@ -12,7 +12,11 @@ import signal
 from dataclasses import dataclass
 
 from orchestrator.command import command_metrics
+<<<<<<< HEAD
 from orchestrator.contract.failure_text import traceback_line
+=======
+from orchestrator.contract.child import BUILD_ERROR_TYPE
+>>>>>>> verdict
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RankProgress, RunResult
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
@@ -28,9 +32,6 @@ __all__ = [
     "rank_behind",
     "signal_name",
 ]
-
-# The worker's exception for a config that cannot be built (bad class_path).
-BUILD_ERROR_TYPE = "worker.build.BuildError"
 
 
 @dataclass(frozen=True)

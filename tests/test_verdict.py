@@ -6,10 +6,11 @@ import signal
 
 import pytest
 
+from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.records import ErrorReport, RankExit, RunResult
 from orchestrator.oom import MemoryEvidence
 from orchestrator.state import AttemptClass as C
-from orchestrator.verdict import BUILD_ERROR_TYPE, AttemptEvidence, decide
+from orchestrator.verdict import AttemptEvidence, decide
 
 KILL = -signal.SIGKILL
 OOM = MemoryEvidence(True, "killed by the kernel's OOM killer (kernel log: Killed process 7)")

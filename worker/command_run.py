@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from orchestrator.contract.child import ChildExit, run_variable
 from orchestrator.contract.command import RESUME_FILE, expand, program_path
 from orchestrator.contract.records import ERROR_FILE, PARENT_PID_ENV, ErrorReport, RunSpec
 from worker.lifeline import die_with_parent
@@ -23,7 +24,7 @@ from worker.lifeline import die_with_parent
 __all__ = ["main", "run_values"]
 
 # Exit status when the program could not be started (the shell's "not found").
-EXEC_FAILED = 127
+EXEC_FAILED = ChildExit.EXEC_FAILED
 
 
 def run_values(spec: RunSpec) -> dict[str, str]:
@@ -40,7 +41,7 @@ def run_values(spec: RunSpec) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.command_run RUN_SPEC_JSON", file=sys.stderr)
-        return 2
+        return ChildExit.CONFIG_ERROR
     spec = RunSpec.load(Path(argv[0]))
     expected = os.environ.get(PARENT_PID_ENV)
     if expected:
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         # refuses an empty ``--ckpt_path ""`` is never given one.
         command += expand(spec.config.get("resume_args") or [], values)
     env = dict(os.environ)
-    env.update({f"XORCH_{name.upper()}": value for name, value in values.items()})
+    env.update({run_variable(name): value for name, value in values.items()})
     # The program imports the same xorch as this wrapper (``worker.report``).
     here = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from orchestrator.contract.child import ChildExit
 from orchestrator.contract.records import PARENT_PID_ENV
 
 __all__ = ["die_with_parent", "follow_parent"]
@@ -24,7 +25,7 @@ def die_with_parent(expected_parent: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != expected_parent:
-        os._exit(1)
+        os._exit(ChildExit.FAILED)
 
 
 def follow_parent(*, watch: bool) -> None:

@@ -21,37 +21,43 @@ beats without a row. Outside xorch (no ``XORCH_RUN_DIR``) every call does nothin
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Reporter", "report"]
+from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.child import ATTEMPT_ENV, RESUME_FROM_ENV, RUN_DIR_ENV
+from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import Heartbeat, HeartbeatPhase, RunResult
 
-# The files of the run folder, as orchestrator.contract.records names them; repeated here so
-# a user's script imports nothing else of xorch.
-_HEARTBEAT_FILE = "heartbeat.json"
-_METRICS_FILE = "metrics.json"
+__all__ = ["Reporter", "report"]
 
 
 class Reporter:
-    """Rows of metrics and heartbeats for one attempt; ``report`` is the shared one."""
+    """Rows of metrics and heartbeats for one attempt; ``report`` is the shared one.
+
+    It writes the run folder's files through ``orchestrator.contract`` (torch-free,
+    nothing else of xorch), so their names and records are the parent's."""
 
     def __init__(self, run_dir: str | None = None, attempt: int | None = None) -> None:
-        folder = run_dir if run_dir is not None else os.environ.get("XORCH_RUN_DIR")
+        folder = run_dir if run_dir is not None else os.environ.get(RUN_DIR_ENV)
         self.run_dir = Path(folder) if folder else None
-        self.attempt = attempt if attempt is not None else int(os.environ.get("XORCH_ATTEMPT", 1))
+        self.attempt = attempt if attempt is not None else int(os.environ.get(ATTEMPT_ENV, 1))
         self._columns: list[str] = ["epoch", "step"]
         self._rows: list[dict[str, Any]] = []
         self._epoch = 0
         self._step = 0
 
     @property
+    def _paths(self) -> RunPaths | None:
+        return RunPaths(self.run_dir) if self.run_dir is not None else None
+
+    @property
     def csv_path(self) -> Path | None:
-        if self.run_dir is None:
-            return None
-        return self.run_dir / "lightning_logs" / f"version_{self.attempt - 1}" / "metrics.csv"
+        paths = self._paths
+        return paths.csv_metric_log(self.attempt) if paths is not None else None
 
     def __call__(self, step: int | None = None, epoch: int | None = None, **metrics: Any) -> None:
         """One row: the metrics at this epoch (and step), and a heartbeat."""
@@ -68,29 +74,27 @@ class Reporter:
 
     def beat(self, phase: str = "train") -> None:
         """A sign of life without a row (for long epochs between ``report`` calls)."""
-        if self.run_dir is None:
+        paths = self._paths
+        if paths is None:
             return
-        beat = {
-            "pid": os.getpid(),
-            "time": time.time(),
-            "phase": phase,
-            "epoch": self._epoch,
-            "global_step": self._step,
-            "max_epochs": None,
-            "resumed_from": os.environ.get("XORCH_RESUME_FROM") or None,
-            "first_batch_time": None,
-        }
-        _write_json(self.run_dir / _HEARTBEAT_FILE, beat)
+        Heartbeat(
+            pid=os.getpid(),
+            time=time.time(),
+            phase=HeartbeatPhase(phase),
+            epoch=self._epoch,
+            global_step=self._step,
+            resumed_from=os.environ.get(RESUME_FROM_ENV) or None,
+        ).write(paths.heartbeat)
 
     def final(self, **metrics: Any) -> None:
         """The run's final metrics (metrics.json); without it, the last reported values."""
-        if self.run_dir is None:
+        paths = self._paths
+        if paths is None:
             return
-        payload = {
-            "metrics": {str(k): float(v) for k, v in metrics.items()},
-            "resumed_from": os.environ.get("XORCH_RESUME_FROM") or None,
-        }
-        _write_json(self.run_dir / _METRICS_FILE, payload)
+        RunResult(
+            metrics={str(k): float(v) for k, v in metrics.items()},
+            resumed_from=os.environ.get(RESUME_FROM_ENV) or None,
+        ).write(paths.metrics)
 
     def _append(self, row: dict[str, Any]) -> None:
         path = self.csv_path
@@ -99,25 +103,17 @@ class Reporter:
         self._rows.append(row)
         new = [name for name in row if name not in self._columns]
         if new or not path.exists():
-            # A metric first seen now widens the header: write the file anew
-            # (rare); otherwise one appended line per call.
+            # A metric first seen now widens the header: write the file anew,
+            # whole or not at all (rare); otherwise one appended line per call.
             self._columns.extend(new)
-            temporary = path.with_suffix(".tmp")
-            with open(temporary, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, self._columns)
-                writer.writeheader()
-                writer.writerows(self._rows)
-            os.replace(temporary, path)
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, self._columns)
+            writer.writeheader()
+            writer.writerows(self._rows)
+            atomic_write_text(path, text.getvalue())
             return
         with open(path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, self._columns).writerow(row)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Whole or not at all: the parent may read the file at any moment."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload), encoding="utf-8")
-    os.replace(temporary, path)
 
 
 report = Reporter()

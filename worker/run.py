@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit
 from orchestrator.contract.failure_text import exception_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
@@ -30,14 +31,11 @@ from worker.ranks import (
 
 __all__ = ["BUILD_ERROR_TYPE", "main", "run"]
 
-# ``worker.build.BuildError`` by name: this module imports no torch before it must.
-BUILD_ERROR_TYPE = "worker.build.BuildError"
-
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m worker.train_one RUN_SPEC_JSON", file=sys.stderr)
-        return 2
+        return ChildExit.CONFIG_ERROR
     spec = RunSpec.load(Path(argv[0]))
     # Stop this run when the parent dies, so ``kill -9`` of xorch leaves no
     # training behind (the kernel's signal, and a watcher thread for the window
@@ -64,12 +62,12 @@ def main(argv: list[str]) -> int:
         write_first_error(report, paths.error, rank)
         if report.type == BUILD_ERROR_TYPE:  # a config mistake: one line, no traceback
             print(f"xorch: config error: {report.message}", file=sys.stderr)
-            return 2
+            return ChildExit.CONFIG_ERROR
         traceback.print_exc()
-        return 1
+        return ChildExit.FAILED
     if rank == 0:
         result.write(paths.metrics)
-    return 0
+    return ChildExit.OK
 
 
 class _StartupBeats:

@@ -17,6 +17,7 @@ import sys
 
 from submitit.helpers import Checkpointable
 
+from orchestrator.contract.child import TRAIN_ENTRY
 from orchestrator.contract.environment import child_environment
 
 __all__ = ["SlurmRun", "SlurmRunOnce"]
@@ -28,9 +29,9 @@ class SlurmRunOnce:
 
     # A job pickled before command runs existed has no ``entry`` of its own:
     # a requeue unpickles it with this default.
-    entry = "worker.train_one"
+    entry = TRAIN_ENTRY
 
-    def __init__(self, run_spec: str, log: str, entry: str = "worker.train_one") -> None:
+    def __init__(self, run_spec: str, log: str, entry: str = TRAIN_ENTRY) -> None:
         self.run_spec = run_spec
         self.log = log
         self.entry = entry

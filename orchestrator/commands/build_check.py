@@ -33,7 +33,7 @@ class BuildCheck:
 
 def check_build(spec: StudySpec, timeout_s: float = BUILD_CHECK_TIMEOUT_S) -> BuildCheck:
     """Build model, data, callbacks and Trainer from ``spec`` in one child process."""
-    if "command" in spec.training:
+    if spec.shape.is_command:
         # The program is the user's own: nothing to build; config checks found it.
         return BuildCheck((), ())
     seeds = spec.runner.seeds

@@ -17,6 +17,7 @@ from orchestrator.errors import ExitCode, StudyExistsError
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
 from orchestrator.result import LaunchResult
+from orchestrator.run_shape import run_shape
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
 from orchestrator.supervise import AttemptWatch, Verdict
@@ -42,10 +43,9 @@ def run_one(
         )
     run.root.mkdir(parents=True, exist_ok=True)
     run_spec.write(run.run_spec)
-    command_run = "command" in run_spec.config  # a study's own program (replay)
-    entry = "worker.command_run" if command_run else "worker.train_one"
-    child = (launcher or LocalLauncher(entry)).start(run, {})
-    watch = AttemptWatch(child, run, runner, command_run=command_run)
+    shape = run_shape(run_spec.config)  # a study's own program too (replay)
+    child = (launcher or LocalLauncher(shape.entry)).start(run, {})
+    watch = AttemptWatch(child, run, runner, command_run=shape.is_command)
     verdict = watch.check()
     while verdict is None:
         time.sleep(0.2)

@@ -117,12 +117,12 @@ def _where_runs_go(spec: StudySpec) -> list[str]:
             f"at once ({', '.join(parts)}; requeue {'on' if slurm.requeue else 'off'})",
             # A command study's jobs run the same wrapper as local command runs.
             "launcher: submitit (sbatch, command)"
-            if "command" in spec.training
+            if spec.shape.is_command
             else "launcher: submitit (sbatch)",
         ]
     slots = study_slots(spec)
     where = ", ".join(slot.label for slot in slots[:8]) + (", ..." if len(slots) > 8 else "")
-    if "command" in spec.training:
+    if spec.shape.is_command:
         # A command study's program is always spawned (orchestrator.launchers.factory).
         launcher = "launcher: spawn (command)"
     elif runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):

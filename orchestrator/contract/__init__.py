@@ -12,6 +12,16 @@ checks both directions.
 from __future__ import annotations
 
 from orchestrator.contract.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from orchestrator.contract.child import (
+    ATTEMPT_ENV,
+    BUILD_ERROR_TYPE,
+    COMMAND_ENTRY,
+    RESUME_FROM_ENV,
+    RUN_DIR_ENV,
+    TRAIN_ENTRY,
+    ChildExit,
+    run_variable,
+)
 from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths, StudyPaths, aside_path, run_dir_name
 from orchestrator.contract.records import (
@@ -25,7 +35,14 @@ from orchestrator.contract.records import (
 )
 
 __all__ = [
+    "ATTEMPT_ENV",
+    "BUILD_ERROR_TYPE",
+    "COMMAND_ENTRY",
     "PARENT_PID_ENV",
+    "RESUME_FROM_ENV",
+    "RUN_DIR_ENV",
+    "TRAIN_ENTRY",
+    "ChildExit",
     "ErrorReport",
     "Heartbeat",
     "HeartbeatPhase",
@@ -40,4 +57,5 @@ __all__ = [
     "child_environment",
     "read_json_object",
     "run_dir_name",
+    "run_variable",
 ]

@@ -84,6 +84,10 @@ class RunPaths:
         """Where the default CSVLogger writes (``name="lightning_logs"`` in worker.build)."""
         return self.root / "lightning_logs"
 
+    def csv_metric_log(self, attempt: int) -> Path:
+        """Attempt ``attempt``'s ``metrics.csv`` (CSVLogger's ``version_<attempt - 1>``)."""
+        return self.lightning_logs / f"version_{attempt - 1}" / "metrics.csv"
+
     def csv_metric_logs(self) -> list[Path]:
         """Every ``lightning_logs/version_*/metrics.csv`` that exists, oldest first.
 

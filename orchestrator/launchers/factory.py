@@ -33,7 +33,7 @@ def make_launcher(
     fall back to spawn by themselves, and say so once, where forking is unsafe;
     or spawned runs for ``launcher: spawn``, for every ``command:`` study and
     for runs that start DDP ranks (said once too)."""
-    command = "command" in spec.training
+    command = spec.shape.is_command
     if spec.runner.executor is Executor.SLURM:
         from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
 
@@ -41,12 +41,11 @@ def make_launcher(
         # on a local slot (worker.ranks.own_ranks_in_one_task). CPU DDP asks for none.
         trainings = [spec.training, *spec.variants.values()]
         gpus = 0 if cpu_only(trainings) else spec.runner.gpus_per_run
-        entry = "worker.command_run" if command else "worker.train_one"
-        return SlurmLauncher(spec.runner.slurm, paths, entry, gpus_per_run=gpus)
+        return SlurmLauncher(spec.runner.slurm, paths, spec.shape.entry, gpus_per_run=gpus)
     if command:
         # A program of the user's own: always spawned (the fork server preloads
         # torch and Lightning for Lightning runs, of no use to an exec'd program).
-        return LocalLauncher(entry="worker.command_run")
+        return LocalLauncher(entry=spec.shape.entry)
     if spec.runner.launcher is LauncherKind.FORKSERVER and ddp_runs(spec):
         say(SPAWN_FOR_DDP)
         return LocalLauncher()

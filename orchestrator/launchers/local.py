@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from orchestrator.contract.child import TRAIN_ENTRY
 from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
@@ -86,7 +87,7 @@ def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
 
 
 class LocalLauncher(Launcher):
-    def __init__(self, entry: str = "worker.train_one") -> None:
+    def __init__(self, entry: str = TRAIN_ENTRY) -> None:
         # The child's module: worker.train_one for a Lightning run,
         # worker.command_run for a study's own program (``command:``).
         self.entry = entry

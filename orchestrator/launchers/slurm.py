@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.child import TRAIN_ENTRY
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import ERROR_FILE, METRICS_FILE
 from orchestrator.launchers.base import ChildProcess, Launcher
@@ -317,7 +318,7 @@ class SlurmLauncher(Launcher):
         self,
         slurm: SlurmSpec,
         paths: StudyPaths,
-        entry: str = "worker.train_one",
+        entry: str = TRAIN_ENTRY,
         gpus_per_run: int = 0,
     ) -> None:
         """``entry``: the module each job runs; ``gpus_per_run``: the GPUs of one

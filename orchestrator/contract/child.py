@@ -1,0 +1,46 @@
+"""What a child and its parent agree on beyond the files: the modules a child
+starts as, the exit codes it ends with, the error type that marks a config
+mistake, and the ``XORCH_*`` environment variables a run is told about."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ATTEMPT_ENV",
+    "BUILD_ERROR_TYPE",
+    "COMMAND_ENTRY",
+    "RESUME_FROM_ENV",
+    "RUN_DIR_ENV",
+    "TRAIN_ENTRY",
+    "ChildExit",
+    "run_variable",
+]
+
+# The child's entry modules (``python -m <entry> RUN_SPEC_JSON``).
+TRAIN_ENTRY = "worker.train_one"  # a Lightning run
+COMMAND_ENTRY = "worker.command_run"  # a ``command:`` run
+
+# ``worker.build.BuildError`` by name, as error.json's ``type`` holds it: the
+# parent reads it as a config mistake (no retry), the child prints one line.
+BUILD_ERROR_TYPE = "worker.build.BuildError"
+
+
+class ChildExit(enum.IntEnum):
+    """The exit statuses the worker's own code ends with."""
+
+    OK = 0
+    FAILED = 1  # an exception (error.json says which), or the parent died
+    CONFIG_ERROR = 2  # a build error or a bad command line: retrying cannot help
+    EXEC_FAILED = 127  # a ``command:`` program could not be started
+
+
+def run_variable(name: str) -> str:
+    """The environment variable that carries the run value ``name``
+    (``run_dir`` -> ``XORCH_RUN_DIR``)."""
+    return f"XORCH_{name.upper()}"
+
+
+RUN_DIR_ENV = run_variable("run_dir")
+ATTEMPT_ENV = run_variable("attempt")
+RESUME_FROM_ENV = run_variable("resume_from")
