@@ -12,11 +12,8 @@ import signal
 from dataclasses import dataclass
 
 from orchestrator.command import command_metrics
-<<<<<<< HEAD
-from orchestrator.contract.failure_text import traceback_line
-=======
 from orchestrator.contract.child import BUILD_ERROR_TYPE
->>>>>>> verdict
+from orchestrator.contract.failure_text import traceback_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RankProgress, RunResult
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
