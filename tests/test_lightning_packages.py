@@ -72,3 +72,31 @@ def test_a_trainer_target_that_is_no_trainer_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="xorch builds the Trainer itself"):
         trainer_arguments({"_target_": "lightning.pytorch.Callback"}, "trainer")
+
+
+def test_the_package_is_chosen_from_the_classes() -> None:
+    import pytorch_lightning as pl
+    from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+    from worker.lightning_package import package_for
+
+    assert package_for({"model": BoringModel, "data": BoringDataModule}).__name__ == (
+        "lightning.pytorch"
+    )
+    assert package_for({"model": pl.LightningModule, "data": None}).__name__ == (
+        "pytorch_lightning"
+    )
+
+
+def test_classes_of_two_packages_are_refused_in_one_line() -> None:
+    import pytorch_lightning as pl
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from worker.build import BuildError
+    from worker.lightning_package import package_for
+
+    with pytest.raises(BuildError) as caught:
+        package_for({"model": BoringModel, "data": pl.LightningDataModule})
+    assert str(caught.value) == (
+        "model is lightning.pytorch, data is pytorch_lightning: import both from one package"
+    )
