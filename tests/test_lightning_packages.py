@@ -30,7 +30,7 @@ def test_a_lightning_package_class_is_refused_naming_the_package(
         resolve_class({"class_path": class_path}, "model", getattr(pl, kind))
     message = str(caught.value)
     assert f"of pytorch_lightning (it is lightning's {kind})" in message
-    assert "import the class from pytorch_lightning" in message
+    assert "import every class of a run from one package" in message
     assert "\n" not in message
 
 
