@@ -147,9 +147,9 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     heartbeat.resumed_from = resumed_from
     if rank == 0:
         heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
-        take_over_rank_watch(paths.rank_exit)  # for the ranks trainer.fit may start
+        take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
 
-    own_ranks_in_one_task(parts.kwargs)
+    own_ranks_in_one_task(parts.kwargs, pkg.__name__)
     trainer = pkg.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
     if startup is not None:
