@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.adaptive import Action, add_seeds, study_step, with_stop
+from orchestrator.adaptive import Action, study_step
+from orchestrator.attempt import PortBook, attempt_env, prepare_attempt
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
-from orchestrator.contract.paths import RunPaths, StudyPaths
-from orchestrator.contract.records import RunSpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import (
     GpuMemoryGate,
@@ -40,15 +40,14 @@ from orchestrator.gpus import (
     gpu_topology,
     make_slots,
     resolve_gpus,
-    slot_env,
 )
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
+from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
-from orchestrator.ranks import cpu_only, free_port, starts_ranks
+from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
-from orchestrator.state_store import save_state
 from orchestrator.summary import write_summary
 from orchestrator.supervise import AttemptWatch, Verdict
 
@@ -112,13 +111,16 @@ class Scheduler:
         if self.gpu_gate is None:
             self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
-        self._ports: dict[Slot, int] = {}  # the MASTER_PORT last given on each slot
+        self._ports = PortBook()
 
     def run(
-        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]] = ()
+        self, state: StudyState | Ledger, reattach: Sequence[tuple[int, ChildProcess]] = ()
     ) -> SchedulerOutcome:
         """Run every run not completed; ``reattach``: attempts still running on a
-        cluster from an earlier launch, watched again instead of submitted again."""
+        cluster from an earlier launch, watched again instead of submitted again.
+        Every change to the state is made through the ledger, which saves it."""
+        self._ledger = state if isinstance(state, Ledger) else Ledger(self.paths, state)
+        state = self._ledger.state
         own_wakeup = self.wakeup is None
         wakeup = self.wakeup if self.wakeup is not None else Wakeup()
         self.stop.on_request = wakeup.set
@@ -133,30 +135,9 @@ class Scheduler:
         self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]], wakeup: Wakeup
     ) -> SchedulerOutcome:
         runner = self.spec.runner
-        adopted = {index for index, _ in reattach}
-        queue = deque(
-            r.index
-            for r in state.runs
-            if r.status is not RunStatus.COMPLETED and r.index not in adopted
-        )
-        tally = {index: AttemptTally() for index in [*adopted, *queue]}
-        active: dict[Slot, _Active] = {}
-        free = iter(self.slots)
-        for extra, (index, child) in enumerate(reattach):
-            attempt = state.runs[index].attempts[-1]
-            child.notify_exit(wakeup)
-            run = self.paths.run(state.runs[index].dir)
-            watch = AttemptWatch(
-                child, run, runner, clock=self.clock, command_run="command" in self.spec.training
-            )
-            slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
-            active[slot] = _Active(index, attempt, child, watch)
-            self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
+        queue, tally, active = self._begin(state, reattach, wakeup)
         starting_allowed = True
         config_error: str | None = None
-        if len(self.slots) > 1:
-            where = ", ".join(s.label for s in self.slots)
-            self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
         while True:
             stopping = self.stop.requested
             if stopping and self.leave_running_on_stop:
@@ -210,6 +191,35 @@ class Scheduler:
             wakeup.wait(self._sleep_for(active))
         return SchedulerOutcome(state, config_error=config_error)
 
+    def _begin(
+        self, state: StudyState, reattach: Sequence[tuple[int, ChildProcess]], wakeup: Wakeup
+    ) -> tuple[deque[int], dict[int, AttemptTally], dict[Slot, _Active]]:
+        """The queue in run order, each run's tally, and the cluster jobs watched again."""
+        adopted = {index for index, _ in reattach}
+        queue = deque(
+            r.index
+            for r in state.runs
+            if r.status is not RunStatus.COMPLETED and r.index not in adopted
+        )
+        tally = {index: AttemptTally() for index in [*adopted, *queue]}
+        active: dict[Slot, _Active] = {}
+        free = iter(self.slots)
+        command_run = "command" in self.spec.training
+        for extra, (index, child) in enumerate(reattach):
+            attempt = state.runs[index].attempts[-1]
+            child.notify_exit(wakeup)
+            run = self.paths.run(state.runs[index].dir)
+            watch = AttemptWatch(
+                child, run, self.spec.runner, clock=self.clock, command_run=command_run
+            )
+            slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
+            active[slot] = _Active(index, attempt, child, watch)
+            self.reporter.say(f"run {index}: watching job {attempt.job_id} again")
+        if len(self.slots) > 1:
+            where = ", ".join(s.label for s in self.slots)
+            self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
+        return queue, tally, active
+
     def _adaptive_seeds(
         self,
         state: StudyState,
@@ -221,15 +231,15 @@ class Scheduler:
         slot free, queue the next seeds of the stored sequence, or record why no
         more follow once nothing in flight can change the answer."""
         assert state.adaptive is not None
-        most, said = state.adaptive.rule.max_seeds, state.adaptive.stopped
+        most = state.adaptive.rule.max_seeds
         free = len(self.slots) - len(active)
         if free <= 0:
             return state
         step = study_step(state, free)
         if step.action is Action.MORE:
             before = len(state.seeds)
-            state, added = add_seeds(state, step.seeds)
-            save_state(self.paths, state)  # the runs are on record before they start
+            added = self._ledger.add_seeds(step.seeds)  # on record before they start
+            state = self._ledger.state
             queue.extend(added)
             tally.update((index, AttemptTally()) for index in added)
             new = ", ".join(str(s) for s in state.seeds[before:])
@@ -239,9 +249,7 @@ class Scheduler:
                 f"({len(state.seeds)} of max {most})"
             )
         elif step.action is Action.STOP:
-            if said != step.reason:
-                state = with_stop(state, step.reason)
-                save_state(self.paths, state)
+            state = self._ledger.stop_adding(step.reason)
             self.reporter.say(f"adaptive seeds: stopped: {step.reason}")
         return state
 
@@ -297,30 +305,14 @@ class Scheduler:
         self, state: StudyState, index: int, slot: Slot, wakeup: Wakeup
     ) -> tuple[StudyState, _Active]:
         record = state.runs[index]
-        run = self.paths.run(record.dir)
         number = len(record.attempts) + 1
-        _prepare_run_dir(run, number)
-        RunSpec(
-            run_index=index,
-            seed=record.seed,
-            run_dir=str(run.root),
-            config=dict(self.spec.training_for(record.variant)),
-            import_paths=self.spec.import_paths,
-            heartbeat_interval_s=self.spec.runner.heartbeat_interval_s,
-            attempt=number,
-        ).write(run.run_spec)
+        run = prepare_attempt(self.spec, self.paths, record, number)
         on = f" on {slot.label}" if len(self.slots) > 1 or slot.gpu is not None else ""
         self.reporter.say(
             f"run {index} seed {record.seed}: starting attempt {number} in {record.dir}{on}"
         )
         started_at = now_iso()
-        env = slot_env(slot, len(self.slots), processes=self.spec.runner.gpus_per_run)
-        if not slot.cluster and starts_ranks(self.spec.training_for(record.variant)):
-            # Each DDP run its own rendezvous port, also apart from the ports of
-            # runs still starting (they may not have bound theirs yet).
-            taken = [port for other, port in self._ports.items() if other != slot]
-            self._ports[slot] = free_port(taken)
-            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self._ports[slot]))
+        env = attempt_env(self.spec, record, slot, len(self.slots), self._ports)
         child = self.launcher.start(run, env)
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
@@ -334,9 +326,8 @@ class Scheduler:
             gpu=slot.gpu,
             job_id=child.job_id,
         )
-        state = state.start_attempt(index, attempt)
         try:
-            save_state(self.paths, state)
+            state = self._ledger.start_attempt(index, attempt)
         except BaseException:
             # No record of this child can exist, so it must not train on.
             child.stop(0)
@@ -364,8 +355,7 @@ class Scheduler:
             duration_s=round(self.clock() - running.watch.started, 3),
             resumed_from=_relative(verdict.resumed_from, self.paths.root),
         )
-        state = state.finish_attempt(running.index, finished, verdict.metrics)
-        save_state(self.paths, state)
+        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
         self._report(state, running.index, finished)
         return state
 
@@ -380,21 +370,6 @@ class Scheduler:
             self.reporter.say(
                 f"run {index} seed {record.seed}: {outcome} after {took}: {attempt.reason}"
             )
-
-
-def _prepare_run_dir(run: RunPaths, number: int) -> None:
-    """Make the folder; keep an earlier attempt's final files as evidence under
-    another name, so this attempt's verdict reads only its own."""
-    run.root.mkdir(parents=True, exist_ok=True)
-    for path in (run.metrics, run.error, run.rank_exit):
-        if path.exists():
-            path.replace(run.previous_attempt_file(path, number - 1))
-    run.heartbeat.unlink(missing_ok=True)
-    for progress in run.rank_progress_files():  # DDP ranks' places: this attempt's only
-        progress.unlink(missing_ok=True)
-    if number > 1:
-        with open(run.log, "a", encoding="utf-8") as log:
-            log.write(f"\n===== xorch: attempt {number} =====\n")
 
 
 def _relative(path: str | None, root: Path) -> str | None:

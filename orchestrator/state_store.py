@@ -36,6 +36,7 @@ from orchestrator.state import (
 )
 
 __all__ = [
+    "RunTexts",
     "load_backup",
     "load_state",
     "load_study_state",
@@ -48,8 +49,9 @@ __all__ = [
 MIGRATIONS: dict[int, Any] = {}
 
 
-class _RunTexts:
-    """The JSON text of each run record, kept while the record object lives."""
+class RunTexts:
+    """The JSON text of each run record, kept while the record object lives: a
+    cache a ledger owns, so a save re-encodes only the runs that changed."""
 
     def __init__(self) -> None:
         self._texts: dict[int, tuple[RunRecord, str]] = {}
@@ -76,11 +78,9 @@ class _RunTexts:
             del self._texts[key]
 
 
-_RUN_TEXTS = _RunTexts()
-
-
-def state_to_json(state: StudyState) -> str:
+def state_to_json(state: StudyState, texts: RunTexts | None = None) -> str:
     _check(state)
+    texts = RunTexts() if texts is None else texts
     header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
     # A study of one config writes the file older versions wrote, key for key.
     for key in _VARIANT_KEYS:
@@ -99,8 +99,8 @@ def state_to_json(state: StudyState) -> str:
         summary_metrics=list(state.summary_metrics),
         training_config=_plain(state.training_config),
     )
-    runs = ",\n".join(_RUN_TEXTS.text(r) for r in state.runs)
-    _RUN_TEXTS.keep_only(state)
+    runs = ",\n".join(texts.text(r) for r in state.runs)
+    texts.keep_only(state)
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
 
 
@@ -406,9 +406,11 @@ def _load(paths: StudyPaths, source: Path) -> StudyState | None:
         raise StateError(f"{source} is damaged ({exc}){recover}") from None
 
 
-def save_state(paths: StudyPaths, state: StudyState) -> None:
-    """Validate, keep the previous file as .bak, replace atomically. Raises StateWriteError."""
-    text = state_to_json(state)
+def save_state(paths: StudyPaths, state: StudyState, texts: RunTexts | None = None) -> None:
+    """Validate, keep the previous file as .bak, replace atomically. Raises StateWriteError.
+
+    ``texts``: the caller's cache of run texts (a ledger's); none: every run is encoded."""
+    text = state_to_json(state, texts)
     try:
         with state_lock(paths):
             atomic_write_text(paths.state, text, keep_previous_as=paths.state_backup)

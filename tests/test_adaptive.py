@@ -28,7 +28,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
-from orchestrator.study import _initial_state
+from orchestrator.study import plan_ledger
 from tests.helpers import (
     read_state,
     running_attempt,
@@ -248,7 +248,7 @@ def test_status_says_how_far_the_seeds_got_in_one_line(tmp_path):
 
 def plan(write_config, config: dict, resume: bool = False) -> StudyState:
     spec = load_study(write_config(config))
-    return _initial_state(spec, StudyPaths(spec.output_dir), resume)
+    return plan_ledger(spec, StudyPaths(spec.output_dir), resume).state
 
 
 def test_the_whole_sequence_is_drawn_at_creation_and_min_seeds_are_planned(workdir, write_config):

@@ -1,4 +1,7 @@
-"""Whole studies with real child processes and a real Lightning Trainer."""
+"""Whole studies with real child processes: one real study with a Lightning
+Trainer (marked ``lightning``, shared by the tests that read what Lightning
+wrote), and studies of fake workers for the parent's behaviour (refusals,
+resume, signals, ``kill -9`` of the parent)."""
 
 from __future__ import annotations
 
@@ -8,25 +11,42 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 import yaml
 
+from tests.fake_worker import PROGRESS_FILE, WAITING_FILE
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import (
     ROOT,
     read_state,
     running_attempt,
     snapshot,
-    tiny_config,
     wait_for,
     wait_gone,
     xorch,
-    xorch_popen,
 )
 
 
+@pytest.fixture(scope="module")
+def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """A finished 3-seed study of fake workers, shared by the tests that only
+    read it or resume it without changing what it holds."""
+    workdir = tmp_path_factory.mktemp("e2e-fake") / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = fake_xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path, out, result
+
+
+@pytest.mark.lightning
 def test_study_completes_with_the_seed_layout(study):
     _, out, result = study
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,11 +69,13 @@ def test_study_completes_with_the_seed_layout(study):
         assert spec["run_dir"] == str(folder)
 
 
+@pytest.mark.lightning
 def test_parent_never_imports_torch_during_a_study(study):
     _, _, result = study
     assert "PARENT-IMPORTED False False" in result.stderr
 
 
+@pytest.mark.lightning
 def test_state_records_every_run(study):
     _, out, _ = study
     state = read_state(out)
@@ -70,6 +92,7 @@ def test_state_records_every_run(study):
         assert attempt["outcome"] == "completed" and attempt["pid"] > 0
 
 
+@pytest.mark.lightning
 def test_summary_matches_the_state_and_pandas(study):
     _, out, _ = study
     text = (out / "summary.csv").read_text()
@@ -89,8 +112,29 @@ def test_summary_matches_the_state_and_pandas(study):
     assert "test/loss" in frame.columns and "val/loss" in frame.columns
 
 
-def test_progress_lines_show_summary_metrics(study):
-    _, out, result = study
+def test_the_state_and_summary_of_a_fake_study_hold_each_seeds_values(fake_study):
+    """The parent's records of a study, checked against values the fake worker
+    derives from the seed: state, summary.csv (runs, mean, std) and pandas agree."""
+    _, out, _ = fake_study
+    state = read_state(out)
+    assert state["seeds"] == [42, 101, 28]
+    for index, record in enumerate(state["runs"]):
+        assert record["index"] == index and record["status"] == "completed"
+        assert record["exit_code"] == 0 and record["duration_s"] > 0
+        assert record["metrics"]["val/loss"] == record["seed"] + 0.5
+        (attempt,) = record["attempts"]
+        assert attempt["outcome"] == "completed" and attempt["pid"] > 0
+    frame = pd.read_csv(out / "summary.csv", dtype={"run": str, "seed": str})
+    assert list(frame["run"]) == ["0", "1", "2", "mean", "std"]
+    assert list(frame["seed"]) == ["42", "101", "28", "-", "-"]
+    losses = pd.Series([42.5, 101.5, 28.5])
+    assert list(frame["val/loss"].iloc[:3]) == pytest.approx(list(losses))
+    assert frame["val/loss"].iloc[3] == pytest.approx(losses.mean())
+    assert frame["val/loss"].iloc[4] == pytest.approx(losses.std(ddof=1))
+
+
+def test_progress_lines_show_summary_metrics(fake_study):
+    _, out, result = fake_study
     assert "run 1 seed 101: completed in" in result.stdout
     assert "val/loss=" in result.stdout and "val/acc=" in result.stdout
     assert "val/loss: " in result.stdout and " ± " in result.stdout
@@ -98,8 +142,8 @@ def test_progress_lines_show_summary_metrics(study):
     assert "run 2 seed 28: completed" in (out / "xorch.log").read_text()
 
 
-def test_a_study_is_never_overwritten_without_resume(study):
-    path, out, _ = study
+def test_a_study_is_never_overwritten_without_resume(fake_study):
+    path, out, _ = fake_study
     before = snapshot(out)
     result = xorch("launch", str(path), cwd=path.parent)
     assert result.returncode == 2
@@ -108,8 +152,8 @@ def test_a_study_is_never_overwritten_without_resume(study):
     assert snapshot(out) == before
 
 
-def test_resume_with_a_changed_training_config_is_refused(study):
-    path, out, _ = study
+def test_resume_with_a_changed_training_config_is_refused(fake_study):
+    path, out, _ = fake_study
     before = snapshot(out)
     result = xorch(
         "launch",
@@ -124,8 +168,8 @@ def test_resume_with_a_changed_training_config_is_refused(study):
     assert snapshot(out) == before
 
 
-def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(study):
-    path, out, _ = study
+def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(fake_study):
+    path, out, _ = fake_study
     metrics_before = (out / "run_00_seed42" / "metrics.json").read_bytes()
     result = xorch(
         "launch",
@@ -152,8 +196,8 @@ def test_resume_of_a_finished_study_runs_nothing_and_may_change_runner_keys(stud
     assert read_state(out)["summary_metrics"] == ["val/loss", "val/acc"]
 
 
-def test_resume_removes_the_temp_files_a_killed_launch_left(study):
-    path, out, _ = study
+def test_resume_removes_the_temp_files_a_killed_launch_left(fake_study):
+    path, out, _ = fake_study
     left = [out / ".summary.csv.0123456789ab.tmp", out / ".runner_state.json.0123456789ab.tmp"]
     others = out / ".notes.txt.0123456789ab.tmp"  # not a file a launch writes: kept
     for temp in [*left, others]:
@@ -167,6 +211,7 @@ def test_resume_removes_the_temp_files_a_killed_launch_left(study):
         others.unlink()
 
 
+@pytest.mark.lightning
 def test_replay_with_mode_train_reproduces_a_run_exactly(study):
     path, out, _ = study
     config = yaml.safe_load(path.read_text())
@@ -188,10 +233,9 @@ def test_replay_with_mode_train_reproduces_a_run_exactly(study):
 
 def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=None, n_runs=3)
-    config["pl_trainer"]["max_epochs"] = 40
+    config = fake_study_config(out, seeds=None, n_runs=3, steps=10)
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         # Random seeds are on disk before the first run starts.
         wait_for(lambda: (out / "runner_state.json").exists(), what="state file")
@@ -199,7 +243,7 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
         assert len(seeds) == 3
         run1 = out / f"run_01_seed{seeds[1]}"
         wait_for(
-            lambda: (run1 / "heartbeat.json").exists() and running_attempt(out, 1),
+            lambda: (run1 / PROGRESS_FILE).exists() and running_attempt(out, 1),
             what="run 1 training",
         )
         child_pid = running_attempt(out, 1)["pid"]
@@ -210,9 +254,11 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
             parent.kill()
     # The child follows its parent: no training is left behind.
     wait_gone(child_pid, what="orphaned child to stop")
+    done_before = json.loads((run1 / PROGRESS_FILE).read_text())["step"]
+    assert 0 < done_before < 10
     run0_metrics = (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes()
 
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     assert state["seeds"] == seeds
@@ -221,6 +267,9 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
     assert (out / f"run_00_seed{seeds[0]}" / "metrics.json").read_bytes() == run0_metrics
     first, second = state["runs"][1]["attempts"]
     assert first["outcome"] == "interrupted" and second["outcome"] == "completed"
+    # Run 1 went on from its last saved step: exactly the missing steps were trained.
+    assert state["runs"][1]["metrics"]["steps_done"] == 10 - done_before
+    assert [r["metrics"]["val/loss"] for r in state["runs"]] == [s + 0.5 for s in seeds]
     summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
     assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
     assert sorted(p.name for p in out.glob("run_*")) == sorted(
@@ -230,12 +279,9 @@ def test_sigkill_of_the_parent_then_resume_finishes_exactly_the_missing_runs(wor
 
 def test_a_second_launch_on_a_running_study_is_refused(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(1, 2))
-    # Never done by itself: a forked run trains 200 tiny epochs in a few seconds,
-    # sooner than the second launch below answers on a loaded machine.
-    config["pl_trainer"]["max_epochs"] = 100_000
+    config = fake_study_config(out, seeds=(1, 2), acts={"*": {"*": {"do": "hang"}}})
     path = write_config(config)
-    first = xorch_popen("launch", str(path), cwd=workdir)
+    first = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(lambda: (out / ".xorch-launch.owner.json").exists(), what="launcher lock")
         second = xorch("launch", str(path), "--resume", cwd=workdir)
@@ -243,7 +289,7 @@ def test_a_second_launch_on_a_running_study_is_refused(workdir, write_config):
         assert f"pid {first.pid}" in second.stderr and "host" in second.stderr
         assert "in use by another xorch launch" in second.stderr
         # SIGTERM stops the first one cleanly: the attempt is recorded as interrupted.
-        wait_for(lambda: running_attempt(out, 0) is not None, what="run 0 to start")
+        wait_for(lambda: (out / "run_00_seed1" / WAITING_FILE).exists(), what="run 0 to start")
         first.send_signal(signal.SIGTERM)
         stdout, _ = first.communicate(timeout=60)
     finally:

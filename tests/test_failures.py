@@ -16,36 +16,36 @@ from pathlib import Path
 
 import psutil
 import pytest
-import torch
 
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import Attempt, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
-from tests.helpers import ROOT, by_seed, faulty_config, read_state, tiny_config, xorch
-from worker.checkpoints import usable_checkpoint
+from tests.fake_worker import PROGRESS_FILE, WAITING_FILE
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import ROOT, by_seed, faulty_config, read_state, xorch
 
 
 def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(workdir, write_config):
-    faults = {
-        1: "raise",
-        2: "sigkill",
-        3: "segfault",
-        4: "hang",
-        5: "exit0",
-        6: "memory",
-        8: "cuda_oom",
+    acts = {
+        "1": {"*": {"do": "raise", "message": "boom on purpose (seed 1)"}},
+        "2": {"*": {"do": "sigkill"}},
+        "3": {"*": {"do": "segfault"}},
+        "4": {"*": {"do": "hang", "at_step": 1}},
+        "5": {"*": {"do": "exit", "code": 0}},
+        "6": {"*": {"do": "memory_error"}},
+        "8": {"*": {"do": "cuda_oom"}},
     }
-    config = faulty_config(
-        workdir,
-        faults,
-        seeds=[1, 2, 3, 4, 5, 6, 7, 8],
+    config = fake_study_config(
+        workdir / "out",
+        seeds=(1, 2, 3, 4, 5, 6, 7, 8),
+        steps=2,
+        acts=acts,
         max_retries=0,
-        hang_timeout=30,
+        hang_timeout=1,
         grace_period=1,
-        gpus="none",
         max_parallel=2,
     )
-    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     runs = by_seed(workdir / "out")
     expected = {
@@ -74,14 +74,14 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(work
     assert "killed by SIGSEGV" in runs[3]["attempts"][0]["reason"]
     assert "no heartbeat" in runs[4]["attempts"][0]["reason"]
     beat = json.loads((workdir / "out" / "run_03_seed4" / "heartbeat.json").read_text())
-    # The last beat came at the first training batch, before the step that hangs.
-    assert beat["phase"] == "train" and beat["epoch"] == 0 and beat["max_epochs"] == 2
-    assert beat["first_batch_time"] is not None
+    # The last beat came at the step before the one that hangs.
+    assert beat["phase"] == "train" and beat["global_step"] == 1
     assert "out of host memory" in runs[6]["attempts"][0]["reason"]
     assert runs[7]["status"] == "completed"
     # summary.csv holds the completed run only, and mean/std over it alone.
     lines = (workdir / "out" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["6", "mean", "std"]
+    assert lines[1].split(",")[-1].startswith("7.5")  # val/loss = seed + 0.5
     # The closing table names every run that did not complete, with its class.
     table = result.stdout[result.stdout.index("runs did not complete") :]
     for outcome in expected.values():
@@ -93,23 +93,19 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(work
 
 
 def test_run_timeout_stops_a_run_that_beats_but_never_ends(workdir, write_config):
-    config = faulty_config(
-        workdir,
-        {1: "slow"},
-        seeds=[1],
-        max_retries=0,
-        run_timeout=8,
-        hang_timeout=None,
-        grace_period=1,
+    acts = {"1": {"*": {"do": "slow"}}}
+    config = fake_study_config(
+        workdir / "out", seeds=(1,), acts=acts, max_retries=0, run_timeout=1, grace_period=1
     )
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     (attempt,) = by_seed(workdir / "out")[1]["attempts"]
     assert attempt["outcome"] == "timeout"
-    assert "run_timeout (8 s)" in attempt["reason"]
-    assert attempt["duration_s"] < 30
+    assert "run_timeout (1 s)" in attempt["reason"]
+    assert attempt["duration_s"] < 10
 
 
+@pytest.mark.lightning
 def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(workdir, write_config):
     config = faulty_config(workdir, {11: "raise_once"}, seeds=[11], max_retries=1)
     config["model"]["init_args"]["at_epoch"] = 2
@@ -133,8 +129,11 @@ def test_a_retried_run_continues_from_its_checkpoint_with_identical_metrics(work
 
 
 def test_on_failure_stop_ends_the_study_after_a_run_fails_for_good(workdir, write_config):
-    config = faulty_config(workdir, {1: "raise"}, seeds=[1, 2], max_retries=0, on_failure="stop")
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    acts = {"1": {"*": {"do": "raise"}}}
+    config = fake_study_config(
+        workdir / "out", seeds=(1, 2), acts=acts, max_retries=0, on_failure="stop"
+    )
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1
     runs = by_seed(workdir / "out")
     assert runs[1]["status"] == "failed" and runs[2]["status"] == "pending"
@@ -146,7 +145,7 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
     """A state left 'running' by a dead parent whose child survived: the child's
     whole process group is stopped before the run is tried again."""
     out = workdir / "out"
-    config = tiny_config(out, seeds=(5,))
+    config = fake_study_config(out, seeds=(5,))
     path = write_config(config)
     from orchestrator.config import load_study
 
@@ -175,7 +174,7 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
             ),
         )
         save_state(paths, state)
-        result = xorch("launch", str(path), "--resume", cwd=workdir)
+        result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
         assert result.returncode == 0, result.stdout + result.stderr
         assert survivor.wait(timeout=10) == -signal.SIGTERM
         assert f"stopping its child {survivor.pid}" in result.stdout
@@ -187,18 +186,22 @@ def test_resume_stops_a_child_that_outlived_its_parent(workdir, write_config):
 
 
 def test_a_reused_pid_is_not_taken_for_our_child(tmp_path):
-    from orchestrator.study import _still_running
+    from orchestrator.liveness import still_running
 
     me = psutil.Process()
-    assert _still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
-    assert not _still_running(me.pid, me.create_time() - 100, host=me.name())
-    assert not _still_running(
+    assert still_running(me.pid, me.create_time(), host=__import__("socket").gethostname())
+    assert not still_running(me.pid, me.create_time() - 100, host=me.name())
+    assert not still_running(
         me.pid, me.create_time() - 100, host=__import__("socket").gethostname()
     )
 
 
 def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
     run = RunPaths(tmp_path)
+    import torch
+
+    from worker.checkpoints import usable_checkpoint
+
     torch.save({"state_dict": {"w": torch.ones(1000)}, "epoch": 3}, run.last_checkpoint)
     assert usable_checkpoint(run.last_checkpoint) == str(run.last_checkpoint)
     data = run.last_checkpoint.read_bytes()
@@ -210,17 +213,18 @@ def test_a_truncated_checkpoint_means_starting_over_not_a_crash(tmp_path):
 
 
 def test_a_second_ctrl_c_does_not_wait_for_the_grace_period(workdir, write_config):
-    from tests.helpers import running_attempt, wait_for, xorch_popen
+    from tests.helpers import running_attempt, wait_for
 
     out = workdir / "out"
-    config = faulty_config(workdir, {1: "stubborn"}, seeds=[1], grace_period=120, hang_timeout=None)
-    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    acts = {"1": {"*": {"do": "ignore_sigterm"}}}
+    config = fake_study_config(out, seeds=(1,), acts=acts, grace_period=120)
+    parent = fake_xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
         run = out / "run_00_seed1"
-        wait_for(lambda: (run / "faulty-attempts").exists(), what="the stubborn child")
+        wait_for(lambda: (run / WAITING_FILE).exists(), what="the stubborn child")
         child = running_attempt(out, 0)["pid"]
         parent.send_signal(signal.SIGINT)
-        time.sleep(1.5)
+        time.sleep(1.0)
         assert parent.poll() is None  # waiting out the grace period for the child
         parent.send_signal(signal.SIGINT)
         stdout, _ = parent.communicate(timeout=20)
@@ -240,12 +244,14 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
     import errno
 
     import orchestrator.state_store as state_module
+    from orchestrator.config import load_study
     from orchestrator.console import Reporter
     from orchestrator.errors import StateWriteError
-    from orchestrator.study import launch
+    from orchestrator.launchers.local import LocalLauncher
+    from orchestrator.study import launch_spec
 
     out = workdir / "out"
-    path = write_config(tiny_config(out, seeds=(1, 2)))
+    path = write_config(fake_study_config(out, seeds=(1, 2)))
     real_write = state_module.atomic_write_text
     calls = {"n": 0}
 
@@ -260,7 +266,8 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
         open(workdir / "log.txt", "w") as log,
         pytest.raises(StateWriteError, match=r"No space left on device.*previous state is intact"),
     ):
-        launch(path, reporter=Reporter(stream=log))
+        launcher = LocalLauncher(entry="tests.fake_worker")
+        launch_spec(load_study(path), reporter=Reporter(stream=log), launcher=launcher)
     state = load_state(StudyPaths(out))
     assert state is not None and state.runs[0].status.value == "running"
     assert state.runs[1].status.value == "pending"  # it did not train on without a record
@@ -268,19 +275,19 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
 
 def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir, write_config):
     """A colleague's ``kill -9`` of a training child: no memory pressure, so the
-    attempt is ``killed`` (not ``oom_killed``), and the retry completes the run."""
-    from tests.helpers import running_attempt, wait_for, xorch_popen
+    attempt is ``killed`` (not ``oom_killed``), and the retry resumes the run."""
+    from tests.helpers import running_attempt, wait_for
 
     out = workdir / "out"
-    config = faulty_config(workdir, {3: "wait_once"}, seeds=[3], max_retries=1, hang_timeout=None)
-    config["model"]["init_args"]["at_epoch"] = 1  # epoch 0's checkpoint exists by then
-    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    acts = {"3": {"1": {"do": "hang", "at_step": 1}}}
+    config = fake_study_config(out, seeds=(3,), steps=3, acts=acts, max_retries=1)
+    parent = fake_xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
-        wait_for(lambda: (out / "run_00_seed3" / "waiting").exists(), what="the waiting child")
+        wait_for(lambda: (out / "run_00_seed3" / WAITING_FILE).exists(), what="the waiting child")
         attempt = running_attempt(out, 0)
         assert attempt is not None
         psutil.Process(attempt["pid"]).send_signal(signal.SIGKILL)
-        stdout, stderr = parent.communicate(timeout=300)
+        stdout, stderr = parent.communicate(timeout=60)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -290,7 +297,9 @@ def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir,
     assert (first["outcome"], first["signal"]) == ("killed", "SIGKILL")
     assert first["reason"] == "SIGKILL from outside xorch; no sign of memory pressure"
     assert second["outcome"] == "completed" and record["status"] == "completed"
-    assert second["resumed_from"] == "run_00_seed3/last.ckpt"
+    assert second["resumed_from"] and second["resumed_from"].endswith(PROGRESS_FILE)
+    metrics = json.loads((out / "run_00_seed3" / "metrics.json").read_text())
+    assert metrics["metrics"]["steps_done"] == 2  # only the missing steps were trained
     assert "killed after" in stdout and "retrying (attempt 2 of 2)" in stdout
 
 
@@ -344,6 +353,7 @@ def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
     )
 
 
+@pytest.mark.lightning
 def test_a_real_kernel_oom_kill_is_oom_killed_with_the_cgroups_evidence(workdir, write_config):
     """The whole of xorch runs in a memory cgroup of 1 GiB. Seed 4's training
     process grows until the kernel's OOM killer SIGKILLs it; seed 5's DataLoader

@@ -163,6 +163,7 @@ def test_a_heartbeat_that_cannot_be_written_raises_nothing_and_keeps_the_last(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heartbeat.json"]
 
 
+@pytest.mark.lightning  # the worker's callback inside a real fit
 def test_training_goes_on_while_heartbeats_cannot_be_written(tmp_path, monkeypatch):
     # The worker's own callback in a real (tiny) fit: every heartbeat write
     # fails with ENOSPC, and the fit still runs to its last epoch.

@@ -8,19 +8,20 @@ import warnings
 from datetime import datetime, timezone
 
 import pytest
-import torch
 
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import save_state
 from tests.helpers import read_state, tiny_config, xorch
-from worker.build import BuildError
-from worker.checkpoints import usable_checkpoint
 
 
 @pytest.mark.parametrize("damage", ["truncated", "cut short", "empty", "garbage"])
 def test_a_damaged_checkpoint_is_moved_aside(tmp_path, damage):
+    import torch
+
+    from worker.checkpoints import usable_checkpoint
+
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(4)}}, path)
     data = path.read_bytes()
@@ -47,6 +48,11 @@ def test_a_checkpoint_whose_class_no_longer_imports_is_a_config_error_and_kept(
 ):
     """A user's class pickled in the checkpoint that does not import now is the
     code's fault, not the file's: the checkpoint stays where it is."""
+    import torch
+
+    from worker.build import BuildError
+    from worker.checkpoints import usable_checkpoint
+
     module_dir = tmp_path / "code"
     module_dir.mkdir()
     (module_dir / "user_hparams.py").write_text("class Schedule:\n    pass\n")
@@ -76,6 +82,7 @@ from worker.tasks.quick import QuickClassifier as FlakyClassifier
 """
 
 
+@pytest.mark.lightning
 def test_a_module_the_fork_server_cannot_preload_is_reported(workdir, write_config):
     """The fork server's import fails (the runs' own imports succeed): the parent
     says so on the terminal, the server's log has the traceback, the study runs."""

@@ -19,7 +19,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ConfigError, StateError, XorchError
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, state_to_json
-from orchestrator.study import _initial_state
+from orchestrator.study import plan_ledger
 from orchestrator.summary import summary_text
 from orchestrator.tables import human_cell
 from tests.helpers import (
@@ -107,7 +107,7 @@ def test_a_bad_variant_exits_2_with_one_line_and_touches_nothing(workdir, write_
 
 def plan(write_config, config: dict, resume: bool = False):
     spec = load_study(write_config(config))
-    return _initial_state(spec, StudyPaths(spec.output_dir), resume)
+    return plan_ledger(spec, StudyPaths(spec.output_dir), resume).state
 
 
 def test_runs_interleave_variants_seed_by_seed(workdir, write_config):

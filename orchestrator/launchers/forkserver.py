@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
-
 from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
+from orchestrator.liveness import identify
 from orchestrator.state import AttemptClass
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
@@ -115,11 +114,7 @@ class ForkedChild(ChildProcess):
     def __init__(self, pid: int, helper: _Helper) -> None:
         self._pid = pid
         self._helper = helper
-        try:
-            self._process: psutil.Process | None = psutil.Process(pid)
-            self.create_time = self._process.create_time()
-        except psutil.Error:
-            self._process = None
+        self._process, self.create_time = identify(pid)
 
     @property
     def pid(self) -> int:

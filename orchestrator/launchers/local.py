@@ -22,6 +22,7 @@ import psutil
 from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
+from orchestrator.liveness import identify
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
@@ -29,11 +30,7 @@ __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 class LocalChild(ChildProcess):
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
-        try:
-            self._process: psutil.Process | None = psutil.Process(popen.pid)
-            self.create_time = self._process.create_time()
-        except psutil.Error:
-            self._process = None
+        self._process, self.create_time = identify(popen.pid)
 
     @property
     def pid(self) -> int:
