@@ -168,7 +168,7 @@ def test_training_goes_on_while_heartbeats_cannot_be_written(tmp_path, monkeypat
     # The worker's own callback in a real (tiny) fit: every heartbeat write
     # fails with ENOSPC, and the fit still runs to its last epoch.
     pl = pytest.importorskip("pytorch_lightning")
-    from worker.callbacks import HeartbeatCallback
+    from worker.callbacks import callbacks_for
     from worker.tasks.quick import QuickClassifier, QuickDataModule
 
     path = tmp_path / "heartbeat.json"
@@ -186,7 +186,7 @@ def test_training_goes_on_while_heartbeats_cannot_be_written(tmp_path, monkeypat
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-        callbacks=[HeartbeatCallback(path, interval_s=0.0, resumed_from=None)],
+        callbacks=[callbacks_for(pl).heartbeat(path, interval_s=0.0, resumed_from=None)],
     )  # fmt: skip
     model = QuickClassifier(features=8, hidden=16, classes=3, lr=0.05)
     data = QuickDataModule(features=8, classes=3, train_size=32, val_size=16, batch_size=16)

@@ -16,11 +16,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger
 
 from orchestrator.contract.records import LAST_CHECKPOINT_FILE
 
@@ -34,6 +33,7 @@ __all__ = [
     "build_trainer_parts",
     "check_arguments",
     "check_trainer_arguments",
+    "choose_package",
     "instantiate",
     "resolve_class",
 ]
@@ -126,8 +126,8 @@ def _other_package(cls: type, kind: type) -> str:
         package = base.__module__.split(".")[0]
         if base.__name__ == kind.__name__ and package != ours:
             return (
-                f" of {ours} (it is {package}'s {kind.__name__}); xorch builds runs with "
-                f"{ours}: import the class from {ours} (import {ours} as pl)"
+                f" of {ours} (it is {package}'s {kind.__name__}); "
+                "import every class of a run from one package"
             )
     return ""
 
@@ -253,11 +253,36 @@ def _hydra_instantiate(entry: Mapping[str, Any], extra: Mapping[str, Any]) -> An
         raise
 
 
-def build_model(config: Mapping[str, Any]) -> pl.LightningModule:
-    return instantiate(config["model"], "model", pl.LightningModule)
+def choose_package(config: Mapping[str, Any]) -> ModuleType:
+    """``lightning.pytorch`` or ``pytorch_lightning``, from the classes the
+    config names (model, data, callbacks, loggers); see worker.lightning_package."""
+    from worker.lightning_package import package_for
+
+    entries: dict[str, Any] = {"model": config.get("model"), "data": config.get("data")}
+    for i, entry in enumerate(config.get("callbacks") or []):
+        entries[f"callbacks[{i}]"] = entry
+    loggers = (config.get("pl_trainer") or {}).get("logger")
+    for i, entry in enumerate(loggers if isinstance(loggers, list) else [loggers]):
+        entries[f"pl_trainer.logger[{i}]"] = entry
+    return package_for({where: _class_or_none(entry, where) for where, entry in entries.items()})
 
 
-def build_data(config: Mapping[str, Any]) -> pl.LightningDataModule | None:
+def _class_or_none(entry: Any, where: str) -> type | None:
+    """The class an entry names, or None where it names none (the build then
+    says what is wrong with it)."""
+    if not isinstance(entry, Mapping) or not ("class_path" in entry or "_target_" in entry):
+        return None
+    try:
+        return resolve_class(entry, where, object)
+    except BuildError:
+        return None
+
+
+def build_model(config: Mapping[str, Any], pkg: ModuleType = pl) -> pl.LightningModule:
+    return instantiate(config["model"], "model", pkg.LightningModule)
+
+
+def build_data(config: Mapping[str, Any], pkg: ModuleType = pl) -> pl.LightningDataModule | None:
     entry = config.get("data")
     if entry is None:
         return None
@@ -267,13 +292,13 @@ def build_data(config: Mapping[str, Any]) -> pl.LightningDataModule | None:
         # test_dataset: {size: N} describes the test split of a built-in data module.
         extra["test_size"] = int(test_block["size"])
     added = {"test_size": "test_dataset.size"}
-    return instantiate(entry, "data", pl.LightningDataModule, added, **extra)
+    return instantiate(entry, "data", pkg.LightningDataModule, added, **extra)
 
 
-def check_trainer_arguments(kwargs: Mapping[str, Any]) -> None:
+def check_trainer_arguments(kwargs: Mapping[str, Any], pkg: ModuleType = pl) -> None:
     """An unknown Trainer argument is a typo in the config, found before the
     Trainer is built (Lightning would raise a bare TypeError)."""
-    check_arguments(pl.Trainer, kwargs, "pl_trainer")
+    check_arguments(pkg.Trainer, kwargs, "pl_trainer")
 
 
 @dataclass(frozen=True)
@@ -283,17 +308,22 @@ class TrainerParts:
 
 
 def build_trainer_parts(
-    config: Mapping[str, Any], run_dir: Path, extra_callbacks: list[pl.Callback]
+    config: Mapping[str, Any],
+    run_dir: Path,
+    extra_callbacks: list[pl.Callback],
+    pkg: ModuleType = pl,
 ) -> TrainerParts:
     """Trainer kwargs with default_root_dir = run_dir, loggers and checkpoints moved
     under it, a CSVLogger by default and a ModelCheckpoint that keeps last.ckpt."""
     kwargs = dict(config.get("pl_trainer") or {})
-    check_trainer_arguments(kwargs)
+    check_trainer_arguments(kwargs, pkg)
     kwargs["default_root_dir"] = str(run_dir)
-    kwargs["logger"] = build_loggers(kwargs.get("logger", True), run_dir)
+    kwargs["logger"] = build_loggers(kwargs.get("logger", True), run_dir, pkg)
     callbacks = [
-        build_callback(entry, i, run_dir) for i, entry in enumerate(config.get("callbacks") or [])
+        build_callback(entry, i, run_dir, pkg)
+        for i, entry in enumerate(config.get("callbacks") or [])
     ]
+    ModelCheckpoint = pkg.callbacks.ModelCheckpoint
 
     last: Path | None = None
     users_last = [c for c in callbacks if isinstance(c, ModelCheckpoint) and c.save_last]
@@ -319,22 +349,24 @@ def build_trainer_parts(
     return TrainerParts(kwargs=kwargs, last_checkpoint=last)
 
 
-def build_callback(entry: Mapping[str, Any], index: int, run_dir: Path) -> pl.Callback:
+def build_callback(
+    entry: Mapping[str, Any], index: int, run_dir: Path, pkg: ModuleType = pl
+) -> pl.Callback:
     """``callbacks[index]``, with a ModelCheckpoint's dirpath moved under the run dir."""
     args = _arguments(entry)
     if str(entry[_path_key(entry)]).endswith("ModelCheckpoint") and args.get("dirpath"):
         args["dirpath"] = str(_inside(run_dir, args["dirpath"]))
     callback: pl.Callback = instantiate(
-        _with_arguments(entry, args), f"callbacks[{index}]", pl.Callback
+        _with_arguments(entry, args), f"callbacks[{index}]", pkg.Callback
     )
     return callback
 
 
-def build_loggers(value: Any, run_dir: Path) -> Any:
+def build_loggers(value: Any, run_dir: Path, pkg: ModuleType = pl) -> Any:
     """``pl_trainer.logger``: a CSVLogger by default, or class_path entries with
     their save_dir moved under the run dir."""
     if value is True or value is None:
-        return CSVLogger(save_dir=str(run_dir), name="lightning_logs")
+        return pkg.loggers.CSVLogger(save_dir=str(run_dir), name="lightning_logs")
     if value is False:
         return False
     entries = value if isinstance(value, list) else [value]
@@ -346,7 +378,9 @@ def build_loggers(value: Any, run_dir: Path) -> Any:
             )
         args = _arguments(entry)
         args["save_dir"] = str(_inside(run_dir, args.get("save_dir", ".")))
-        loggers.append(instantiate(_with_arguments(entry, args), f"pl_trainer.logger[{i}]", Logger))
+        loggers.append(
+            instantiate(_with_arguments(entry, args), f"pl_trainer.logger[{i}]", pkg.loggers.Logger)
+        )
     return loggers
 
 

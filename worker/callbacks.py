@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import pytorch_lightning as pl
 import torch
 
 from orchestrator.contract.records import Heartbeat, HeartbeatPhase, RankProgress
 from worker.seeding import capture_rng_state, restore_rng_state
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 __all__ = [
-    "ErrorAtOnceCallback",
-    "HeartbeatCallback",
-    "RankProgressCallback",
-    "ResumeStateCallback",
+    "ErrorAtOnceHooks",
+    "HeartbeatHooks",
+    "OwnCallbacks",
+    "RankProgressHooks",
+    "ResumeStateHooks",
+    "callbacks_for",
     "scalar_metrics",
 ]
 
 CHECKPOINT_KEY = "xorch"
 
 
-class HeartbeatCallback(pl.Callback):
+class HeartbeatHooks:
     """Rewrites heartbeat.json at most every ``interval_s`` while the run makes progress.
 
     Beats come only from the training thread's hooks: a background thread would
@@ -79,7 +86,7 @@ class HeartbeatCallback(pl.Callback):
         self.beat(trainer, HeartbeatPhase.TEST)
 
 
-class ErrorAtOnceCallback(pl.Callback):
+class ErrorAtOnceHooks:
     """Writes the run's error record the moment an exception reaches the
     Trainer, before its teardown: in a DDP run the teardown closes the process
     group, and the other ranks then fail too; the first record written is the
@@ -94,7 +101,7 @@ class ErrorAtOnceCallback(pl.Callback):
         self.record(exception)
 
 
-class RankProgressCallback(pl.Callback):
+class RankProgressHooks:
     """In a run of several ranks, each rank notes where it is in the step
     (batch start, backward, batch end) in its own small file. When a rank
     hangs, the others wait for it at the next collective, one point further:
@@ -130,7 +137,7 @@ class RankProgressCallback(pl.Callback):
         self._note(trainer, "batch_end")
 
 
-class ResumeStateCallback(pl.Callback):
+class ResumeStateHooks:
     """Puts what Lightning's checkpoint lacks into it: the global RNG states and
     the metrics of the epoch it was saved at, and puts the states back so that a
     resumed run draws the very numbers an uninterrupted one draws.
@@ -175,6 +182,34 @@ class ResumeStateCallback(pl.Callback):
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
+
+
+@dataclass(frozen=True)
+class OwnCallbacks:
+    """xorch's callbacks as subclasses of one package's ``Callback``: a Trainer
+    of ``lightning.pytorch`` takes only its own package's callbacks, and so does
+    one of ``pytorch_lightning``."""
+
+    heartbeat: type[HeartbeatHooks]
+    error_at_once: type[ErrorAtOnceHooks]
+    rank_progress: type[RankProgressHooks]
+    resume_state: type[ResumeStateHooks]
+
+
+@functools.cache
+def callbacks_for(pkg: ModuleType) -> OwnCallbacks:
+    """The hooks above on ``pkg.Callback`` (one class per package, made once)."""
+
+    def on_callback(hooks: type[Any]) -> Any:
+        name = hooks.__name__.replace("Hooks", "Callback")
+        return type(name, (hooks, pkg.Callback), {"__module__": __name__})
+
+    return OwnCallbacks(
+        heartbeat=on_callback(HeartbeatHooks),
+        error_at_once=on_callback(ErrorAtOnceHooks),
+        rank_progress=on_callback(RankProgressHooks),
+        resume_state=on_callback(ResumeStateHooks),
+    )
 
 
 def _iterate_afresh_at_epoch_start(trainer: pl.Trainer, before: Callable[[], None]) -> None:

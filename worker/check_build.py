@@ -48,6 +48,7 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
         build_model,
         build_trainer_parts,
         check_trainer_arguments,
+        choose_package,
     )
     from worker.seeding import set_training_seed
 
@@ -65,17 +66,20 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
             problems.append(f"{where}: {type(exc).__name__}: {first}")
         return None
 
-    set_training_seed(seed)  # as a run would: a constructor may draw random numbers
-    data = attempt("data", lambda: build_data(config))
+    pkg = attempt("package", lambda: choose_package(config))
+    if pkg is None:
+        return problems, built  # classes of two Lightning packages: nothing else is built
+    set_training_seed(seed, pkg)  # as a run would: a constructor may draw random numbers
+    data = attempt("data", lambda: build_data(config, pkg))
     if data is not None:
         built.append(f"data {type(data).__name__}")
-    model = attempt("model", lambda: build_model(config))
+    model = attempt("model", lambda: build_model(config, pkg))
     if model is not None:
         built.append(f"model {type(model).__name__}")
     trainer_config = dict(config.get("pl_trainer") or {})
 
     def trainer_arguments() -> bool:
-        check_trainer_arguments(trainer_config)
+        check_trainer_arguments(trainer_config, pkg)
         return True
 
     trainer_ok = attempt("pl_trainer", trainer_arguments)
@@ -83,20 +87,20 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
         run_dir = Path(scratch)
         for i, entry in enumerate(config.get("callbacks") or []):
             callback = attempt(
-                f"callbacks[{i}]", functools.partial(build_callback, entry, i, run_dir)
+                f"callbacks[{i}]", functools.partial(build_callback, entry, i, run_dir, pkg)
             )
             if callback is not None:
                 built.append(f"callbacks[{i}] {type(callback).__name__}")
         loggers = attempt(
-            "pl_trainer.logger", lambda: build_loggers(trainer_config.get("logger", True), run_dir)
+            "pl_trainer.logger",
+            lambda: build_loggers(trainer_config.get("logger", True), run_dir, pkg),
         )
         if trainer_ok and loggers is not None and not problems:
-            import pytorch_lightning as pl
 
-            def make_trainer() -> pl.Trainer:
-                parts = build_trainer_parts(config, run_dir, [])
+            def make_trainer() -> Any:
+                parts = build_trainer_parts(config, run_dir, [], pkg)
                 kwargs = {k: v for k, v in parts.kwargs.items() if k not in MACHINE_KEYS}
-                return pl.Trainer(accelerator="cpu", devices=1, **kwargs)
+                return pkg.Trainer(accelerator="cpu", devices=1, **kwargs)
 
             if attempt("pl_trainer", make_trainer) is not None:
                 built.append("Trainer")

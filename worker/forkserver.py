@@ -42,7 +42,9 @@ def main(argv: list[str]) -> int:
     for path in reversed(preload.get("import_paths", [])):
         if path not in sys.path:
             sys.path.insert(0, path)
-    import pytorch_lightning  # noqa: F401 - the point is to have it imported
+    # The Lightning package the study's classes name (see worker.lightning_package).
+    named = {str(m).split(".")[0] for m in preload.get("modules", [])}
+    importlib.import_module("lightning.pytorch" if "lightning" in named else "pytorch_lightning")
     import torch
 
     import worker.run  # noqa: F401 - and our own worker with it

@@ -28,6 +28,7 @@ inherit rank 0's process group (the parent stops them all with one
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
@@ -163,13 +164,14 @@ class RankWatch:
 _watch: RankWatch | None = None
 
 
-def take_over_rank_watch(rank_exit: Path) -> None:
+def take_over_rank_watch(rank_exit: Path, package: str = "pytorch_lightning") -> None:
     """Rank 0: watch the ranks Lightning starts with ``RankWatch`` instead of
     Lightning's ``_ChildProcessObserver``. Lightning calls the module function
     ``_launch_process_observer(procs)`` right after starting them; if a later
     Lightning has no such function, its own observer stays (the run still
-    ends, without rank_exit.json)."""
-    from pytorch_lightning.strategies.launchers import subprocess_script
+    ends, without rank_exit.json). ``package``: the run's Lightning package,
+    ``pytorch_lightning`` or ``lightning.pytorch``."""
+    subprocess_script = importlib.import_module(f"{package}.strategies.launchers.subprocess_script")
 
     if not hasattr(subprocess_script, "_launch_process_observer"):
         return
@@ -178,7 +180,7 @@ def take_over_rank_watch(rank_exit: Path) -> None:
         global _watch
         _watch = RankWatch(child_processes, rank_exit)
 
-    subprocess_script._launch_process_observer = launch_watch
+    setattr(subprocess_script, "_launch_process_observer", launch_watch)  # noqa: B010
 
 
 def settle_failed_ranks() -> None:
@@ -187,16 +189,20 @@ def settle_failed_ranks() -> None:
         _watch.settle()
 
 
-def own_ranks_in_one_task(kwargs: dict[str, Any]) -> None:
+def own_ranks_in_one_task(kwargs: dict[str, Any], package: str = "pytorch_lightning") -> None:
     """A Slurm job of one task for a run of several devices: Lightning would
     see Slurm, wait for Slurm to start the ranks as tasks and refuse the
     mismatch (``--ntasks-per-node=1``, ``devices=2``). xorch gives a run one
     task with all its GPUs, so the ranks are started from rank 0 as on a local
     slot: ``LightningEnvironment`` instead of ``SLURMEnvironment``. A config
-    with its own ``plugins`` decides for itself."""
+    with its own ``plugins`` decides for itself. ``package``: as above (the
+    environment must be of the same package's fabric)."""
     if os.environ.get("SLURM_NTASKS") != "1" or "plugins" in kwargs:
         return
-    from lightning_fabric.plugins.environments import LightningEnvironment
+    fabric = "lightning.fabric" if package.startswith("lightning.") else "lightning_fabric"
+    LightningEnvironment = importlib.import_module(
+        f"{fabric}.plugins.environments"
+    ).LightningEnvironment
 
     devices = kwargs.get("devices", "auto")
     if isinstance(devices, str) and not devices.strip().lstrip("-").isdigit():

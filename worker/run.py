@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit
 from orchestrator.contract.failure_text import exception_line
@@ -111,37 +112,32 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
 
     cublas_env(deterministic)
 
-    import pytorch_lightning as pl
     import torch
 
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores for us
         torch.set_num_threads(int(threads))
 
-    from worker.build import build_data, build_model, build_trainer_parts
-    from worker.callbacks import (
-        ErrorAtOnceCallback,
-        HeartbeatCallback,
-        RankProgressCallback,
-        ResumeStateCallback,
-        scalar_metrics,
-    )
+    from worker.build import build_data, build_model, build_trainer_parts, choose_package
+    from worker.callbacks import callbacks_for, scalar_metrics
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
 
-    set_training_seed(spec.seed)
+    pkg = choose_package(config)  # lightning.pytorch or pytorch_lightning, from the classes
+    own = callbacks_for(pkg)
+    set_training_seed(spec.seed, pkg)
     set_determinism(deterministic)
-    data = build_data(config)
-    model = build_model(config)
+    data = build_data(config, pkg)
+    model = build_model(config, pkg)
 
-    resume_state = ResumeStateCallback()
-    heartbeat = HeartbeatCallback(paths.heartbeat, spec.heartbeat_interval_s, None)
-    progress = RankProgressCallback(paths.rank_progress)  # DDP runs only
-    at_once = ErrorAtOnceCallback(
+    resume_state = own.resume_state()
+    heartbeat = own.heartbeat(paths.heartbeat, spec.heartbeat_interval_s, None)
+    progress = own.rank_progress(paths.rank_progress)  # DDP runs only
+    at_once = own.error_at_once(
         lambda exc: write_first_error(_error_report(exc), paths.error, rank)
     )
-    ours = [heartbeat, progress, at_once] if rank == 0 else [progress, at_once]
-    parts = build_trainer_parts(config, run_dir, ours)
+    ours: list[Any] = [heartbeat, progress, at_once] if rank == 0 else [progress, at_once]
+    parts = build_trainer_parts(config, run_dir, ours, pkg)
     # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
     parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None
@@ -150,10 +146,10 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     heartbeat.resumed_from = resumed_from
     if rank == 0:
         heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
-        take_over_rank_watch(paths.rank_exit)  # for the ranks trainer.fit may start
+        take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
 
-    own_ranks_in_one_task(parts.kwargs)
-    trainer = pl.Trainer(**parts.kwargs)
+    own_ranks_in_one_task(parts.kwargs, pkg.__name__)
+    trainer = pkg.Trainer(**parts.kwargs)
     # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
     if startup is not None:
         startup.stop()  # from here on, only training hooks beat

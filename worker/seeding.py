@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 __all__ = [
@@ -19,13 +19,17 @@ __all__ = [
 ]
 
 
-def set_training_seed(seed: int) -> None:
+def set_training_seed(seed: int, pkg: ModuleType | None = None) -> None:
     """Seed Python, NumPy, torch (CPU and every CUDA device) and DataLoader workers.
 
     ``workers=True`` makes Lightning give each DataLoader worker its own seed
     derived from this one, so augmentations in workers are reproducible too.
     """
-    pl.seed_everything(seed, workers=True, verbose=False)
+    if pkg is None:  # else the run's package: lightning.pytorch or pytorch_lightning
+        import pytorch_lightning
+
+        pkg = pytorch_lightning
+    pkg.seed_everything(seed, workers=True, verbose=False)
 
 
 def set_determinism(enabled: bool) -> None:
