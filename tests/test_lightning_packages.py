@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import tiny_config, xorch
+from tests.helpers import ROOT, tiny_config, xorch
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,8 @@ def test_a_study_of_lightning_package_classes_trains_with_that_package(
 ) -> None:
     out = workdir / "out"
     config = write_config(_lightning_config(out, seeds=(1, 2)))
-    result = xorch("launch", str(config), cwd=workdir, timeout=600)
+    # The fixture's module is found as a user's own package is: on PYTHONPATH.
+    result = xorch("launch", str(config), cwd=workdir, timeout=600, env={"PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     with (out / "summary.csv").open() as f:
         rows = [row for row in csv.DictReader(f) if row["run"].isdigit()]  # not mean/std
