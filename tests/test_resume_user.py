@@ -17,7 +17,6 @@ from typing import Any
 
 import psutil
 import pytest
-import torch
 import yaml
 
 from tests.helpers import ROOT, read_state, wait_for, xorch, xorch_popen
@@ -98,6 +97,8 @@ def reference(tmp_path_factory):
 
 def assert_identical_to(reference: Path, out: Path) -> None:
     """Same metrics to the last bit, and the same final weights."""
+    import torch  # here, not at module level: collecting the suite stays torch-free
+
     expected = {r["seed"]: r for r in read_state(reference)["runs"]}
     for run in read_state(out)["runs"]:
         assert run["status"] == "completed", run
