@@ -359,7 +359,11 @@ def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishe
     assert [r["status"] for r in runs] == ["completed"] * 2
     assert_no_rank_alive(out)
     for record in runs:
-        assert (record["attempts"][-1]["resumed_from"] or "").endswith("last.ckpt"), record
+        # A SIGKILL can land while rank 0 writes last.ckpt; the cut file is then
+        # moved aside as evidence and that run starts over (worker.checkpoints).
+        resumed = (record["attempts"][-1]["resumed_from"] or "").endswith("last.ckpt")
+        cut = list((out / record["dir"]).glob("last.ckpt.damaged-*"))
+        assert resumed or cut, record
 
 
 def _slurm_up() -> bool:
