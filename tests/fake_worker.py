@@ -24,7 +24,8 @@ sleeping child, then complete; ``grandchild_hang``: then hang),
 ``memory_error`` (raise MemoryError). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
-Metrics: ``val/loss = seed + 0.5``,
+Metrics: ``val/loss = seed + 0.5`` (plus ``init_args.offset``, plus
+``init_args.spread`` times a fixed fraction per seed),
 ``val/acc = seed / 100``, ``steps_done`` (steps trained by this attempt).
 """
 
@@ -158,7 +159,12 @@ def train(spec: RunSpec) -> RunResult:
         _beat(paths, step + 1, resumed)
     if at_step >= steps:
         _misbehave(act)
-    metrics = {"val/loss": spec.seed + 0.5, "val/acc": spec.seed / 100, "steps_done": steps - start}
+    # ``offset`` (a variant's difference) and ``spread`` (seed-to-seed noise that
+    # is not the seed itself) let a variant study see paired differences.
+    offset = float(init.get("offset", 0.0))
+    spread = float(init.get("spread", 0.0)) * ((spec.seed * 7919) % 13) / 13
+    loss = spec.seed + 0.5 + offset + spread
+    metrics = {"val/loss": loss, "val/acc": spec.seed / 100, "steps_done": steps - start}
     return RunResult(metrics=metrics, resumed_from=resumed)
 
 

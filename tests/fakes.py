@@ -234,14 +234,15 @@ def make_setup(
 
 def fake_study_config(
     output_dir: Path,
-    seeds: tuple[int, ...] = (0, 1, 2),
+    seeds: tuple[int, ...] | None = (0, 1, 2),
     steps: int = 2,
     acts: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
     **runner: object,
 ) -> dict[str, object]:
     """``tiny_config`` whose model is ``tests.fake_worker.Script``: run it with
     ``LocalLauncher(entry="tests.fake_worker")`` (see tests/fake_worker.py for
-    ``acts``: per seed, per attempt, what the child does)."""
+    ``acts``: per seed, per attempt, what the child does; ``seeds=None`` for
+    ``n_runs`` or adaptive studies)."""
     config = tiny_config(output_dir, seeds=seeds, gpus="none", **runner)
     init_args = {"steps": steps, "acts": {k: dict(v) for k, v in (acts or {}).items()}}
     config["model"] = {"class_path": "tests.fake_worker.Script", "init_args": init_args}
@@ -262,7 +263,9 @@ def fake_xorch(
     )
 
 
-def fake_xorch_popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def fake_xorch_popen(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
     """``fake_xorch`` started, not waited for (to signal or kill it)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.fake_xorch", *args],
@@ -270,7 +273,7 @@ def fake_xorch_popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
     )
 
 
