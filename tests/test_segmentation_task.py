@@ -6,27 +6,27 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
-import torch
 
-from worker.tasks.sampling import EpochSeededSampler
-from worker.tasks.segmentation import (
-    BasicBlock,
-    FolderSegmentationDataset,
-    ResNet34Encoder,
-    ShapesDataModule,
-    ShapesDataset,
-    UNetResNet34,
-)
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    import torch
 
-# Lightning's advice about worker counts and its own deprecation notices are noise here.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore:.*treespec")
+# torch, Lightning and the task (which imports both) are imported inside each
+# test, so collecting this module stays cheap. Lightning's advice about worker
+# counts and its own deprecation notices are noise here.
+pytestmark = [
+    pytest.mark.lightning,
+    pytest.mark.filterwarnings("ignore::UserWarning", "ignore:.*treespec"),
+]
 
 
 def _trainer(**overrides: object) -> pl.Trainer:
+    import pytorch_lightning as pl
+
     kwargs: dict[str, object] = dict(
         max_epochs=1,
         limit_train_batches=2,
@@ -42,6 +42,13 @@ def _trainer(**overrides: object) -> pl.Trainer:
 
 
 def test_encoder_is_a_resnet34() -> None:
+    import torch
+
+    from worker.tasks.segmentation import (
+        BasicBlock,
+        ResNet34Encoder,
+    )
+
     encoder = ResNet34Encoder(in_channels=3)
     per_stage = [sum(isinstance(m, BasicBlock) for m in s.modules()) for s in encoder.stages]
     assert per_stage == [3, 4, 6, 3]
@@ -67,6 +74,10 @@ def test_encoder_is_a_resnet34() -> None:
 def test_unet_output_matches_input_size(
     classes: int, in_channels: int, hw: tuple[int, int]
 ) -> None:
+    import torch
+
+    from worker.tasks.segmentation import UNetResNet34
+
     model = UNetResNet34(classes=classes, in_channels=in_channels, decoder_width=8)
     assert model.hparams["classes"] == classes and model.hparams["epochs"] is None
     out = model(torch.randn(2, in_channels, *hw))
@@ -75,6 +86,10 @@ def test_unet_output_matches_input_size(
 
 
 def test_shapes_dataset_items_are_fixed_by_seed_split_and_index() -> None:
+    import torch
+
+    from worker.tasks.segmentation import ShapesDataset
+
     first, second = ShapesDataset(6, 48, seed=3), ShapesDataset(6, 48, seed=3)
     forward = [first[i] for i in range(6)]
     backward = {i: second[i] for i in reversed(range(6))}
@@ -95,6 +110,11 @@ def test_shapes_dataset_items_are_fixed_by_seed_split_and_index() -> None:
 
 
 def test_epoch_seeded_sampler_and_train_loader_order() -> None:
+    import pytorch_lightning as pl
+
+    from worker.tasks.sampling import EpochSeededSampler
+    from worker.tasks.segmentation import ShapesDataModule
+
     sampler = EpochSeededSampler(20, seed=5)
     epoch0 = list(sampler)
     sampler.set_epoch(1)
@@ -118,6 +138,14 @@ def test_epoch_seeded_sampler_and_train_loader_order() -> None:
 
 
 def test_fit_logs_finite_metrics_and_epoch_f1() -> None:
+    import pytorch_lightning as pl
+    import torch
+
+    from worker.tasks.segmentation import (
+        ShapesDataModule,
+        UNetResNet34,
+    )
+
     pl.seed_everything(0)
     model = UNetResNet34(decoder_width=8, epochs=1)
     dm = ShapesDataModule(image_size=64, batch_size=2, train_size=4, val_size=2)
@@ -143,6 +171,13 @@ def test_fit_logs_finite_metrics_and_epoch_f1() -> None:
 
 
 def test_test_stage_logs_test_metrics_and_needs_test_size() -> None:
+    import pytorch_lightning as pl
+
+    from worker.tasks.segmentation import (
+        ShapesDataModule,
+        UNetResNet34,
+    )
+
     pl.seed_everything(0)
     model = UNetResNet34(decoder_width=8)
     trainer = _trainer()
@@ -176,6 +211,10 @@ def _write_folder(root: Path, count: int = 5, hw: tuple[int, int] = (40, 48)) ->
 
 
 def test_folder_dataset_reads_npy_layouts(tmp_path: Path) -> None:
+    import torch
+
+    from worker.tasks.segmentation import FolderSegmentationDataset
+
     root = tmp_path / "my data"
     _write_folder(root)
     ds = FolderSegmentationDataset(root / "images", root / "masks", in_channels=3)
@@ -193,6 +232,8 @@ def test_folder_dataset_reads_npy_layouts(tmp_path: Path) -> None:
 
 
 def test_folder_dataset_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.tasks.segmentation import FolderSegmentationDataset
+
     root = tmp_path / "bad data"
     _write_folder(root, count=2)
     np.save(root / "masks" / "orphan.npy", np.zeros((40, 48), dtype=np.uint8))
@@ -212,6 +253,13 @@ def test_folder_dataset_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_data_module_trains_on_folder_data(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    from worker.tasks.segmentation import (
+        ShapesDataModule,
+        UNetResNet34,
+    )
+
     root = tmp_path / "my data"
     _write_folder(root, count=6)
     kwargs = dict(images_dir=str(root / "images"), masks_dir=str(root / "masks"), batch_size=2)
@@ -237,6 +285,14 @@ CUBLAS = "CUBLAS_WORKSPACE_CONFIG"
 
 
 def test_same_seed_gives_bit_identical_training() -> None:
+    import pytorch_lightning as pl
+    import torch
+
+    from worker.tasks.segmentation import (
+        ShapesDataModule,
+        UNetResNet34,
+    )
+
     def run(seed: int) -> tuple[dict[str, float], torch.Tensor]:
         pl.seed_everything(seed)
         model = UNetResNet34(decoder_width=8, epochs=1)
