@@ -4,6 +4,7 @@ modules import are in tests/helpers.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,24 @@ import pytest
 import yaml
 
 from tests.helpers import TORCH_WATCH, tiny_config
+
+TORCH_GUARD = Path(__file__).parent / "torch_guard"
+
+
+@pytest.fixture(autouse=True)
+def _no_torch_in_the_children_of_fast_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked ``lightning`` or ``slurm`` gets children that cannot
+    import torch (tests/torch_guard/sitecustomize.py): the marker is then the
+    truth about which tests pay for a Lightning child."""
+    if any(request.node.get_closest_marker(m) for m in ("lightning", "slurm")):
+        return
+    if "study" in request.fixturenames:  # a real Lightning study, started before this
+        pytest.fail("a test of the shared real `study` must be marked @pytest.mark.lightning")
+    paths = [str(TORCH_GUARD), *filter(None, [os.environ.get("PYTHONPATH", "")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.setenv("XORCH_TESTS_NO_TORCH", "1")
 
 
 @pytest.fixture
