@@ -149,6 +149,7 @@ def train(spec: RunSpec) -> RunResult:
         start = int(json.loads(progress.read_text())["step"])
         resumed = str(progress)
     _beat(paths, start, resumed)
+    _probe(paths, init, spec.seed, started=time.time())
     act["_heartbeat"] = str(paths.heartbeat)
     at_step = int(act.get("at_step", 0))
     for step in range(start, steps):
@@ -165,6 +166,9 @@ def train(spec: RunSpec) -> RunResult:
     spread = float(init.get("spread", 0.0)) * ((spec.seed * 7919) % 13) / 13
     loss = spec.seed + 0.5 + offset + spread
     metrics = {"val/loss": loss, "val/acc": spec.seed / 100, "steps_done": steps - start}
+    # An act's ``metrics`` ({"val/loss": "inf"}) replace these: a diverged seed.
+    metrics.update({k: float(v) for k, v in (act.get("metrics") or {}).items()})
+    _probe(paths, init, spec.seed, ended=time.time())
     return RunResult(metrics=metrics, resumed_from=resumed)
 
 
@@ -190,6 +194,24 @@ def main(argv: list[str]) -> int:
         return 1
     result.write(paths.metrics)
     return 0
+
+
+def _probe(paths: RunPaths, init: dict[str, Any], seed: int, **times: float) -> None:
+    """With ``init_args.probe``, what this child saw, in ``probe.json`` (as
+    tests/fixtures/faulty.py's probe): its seed, pid, CUDA_VISIBLE_DEVICES and
+    OMP_NUM_THREADS, and when it started and ended."""
+    if not init.get("probe"):
+        return
+    path = paths.root / "probe.json"
+    seen = json.loads(path.read_text()) if path.exists() else {}
+    seen.update(
+        times,
+        seed=seed,
+        pid=os.getpid(),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+    )
+    atomic_write_json(path, seen)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.helpers import read_state, snapshot, tiny_config, xorch, xorch_popen
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import read_state, snapshot, tiny_config, xorch
 
 COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "report", "plot",
             "replay"]  # fmt: skip
@@ -30,8 +34,33 @@ def test_shell_completion_is_offered():
     assert "--install-completion" in result.output
 
 
-def test_status_json_and_table_of_a_finished_study(study):
-    _, out, _ = study
+@pytest.fixture(scope="module")
+def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """A finished 3-seed study of fake workers, shared by the tests that only read it."""
+    workdir = tmp_path_factory.mktemp("cli-fake") / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = fake_xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path, out, result
+
+
+def write_csv_logs(out: Path) -> None:
+    """Each run's lightning_logs/version_0/metrics.csv, as Lightning's CSVLogger
+    writes it (the fake worker writes none): 3 epochs ending at the run's val/loss."""
+    for record in read_state(out)["runs"]:
+        loss = record["metrics"]["val/loss"]
+        log = out / record["dir"] / "lightning_logs" / "version_0" / "metrics.csv"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        rows = [f"{e},{e},{loss + 0.3 * (2 - e)}" for e in range(3)]
+        log.write_text("epoch,step,val/loss\n" + "\n".join(rows) + "\n")
+
+
+def test_status_json_and_table_of_a_finished_study(fake_study):
+    _, out, _ = fake_study
     result = xorch("status", str(out), "--json")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
@@ -45,8 +74,8 @@ def test_status_json_and_table_of_a_finished_study(study):
     assert "run  seed  status" in table and "completed" in table and "\x1b[" not in table
 
 
-def test_summary_figures_agree_with_summary_csv(study):
-    _, out, _ = study
+def test_summary_figures_agree_with_summary_csv(fake_study):
+    _, out, _ = fake_study
     result = xorch("summary", str(out), "--format", "json", "-m", "val/loss", "-m", "val/acc")
     assert result.returncode == 0, result.stderr
     rows = {row["metric"]: row for row in json.loads(result.stdout)}
@@ -63,25 +92,37 @@ def test_summary_figures_agree_with_summary_csv(study):
     assert bad.returncode == 2 and "val/nope" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_compare_a_study_with_itself_finds_no_difference(study):
-    _, out, _ = study
+def test_compare_a_study_with_itself_finds_no_difference(fake_study):
+    _, out, _ = fake_study
     result = xorch("compare", str(out), str(out), "--format", "csv", "-m", "val/loss")
     assert result.returncode == 0, result.stderr
     reference, row = list(pd.read_csv(io.StringIO(result.stdout)).itertuples())
     assert row.diff == 0.0 and row.vs == reference.group
 
 
-def test_plot_and_replay_on_a_copy_of_the_study(study, tmp_path):
-    _, out, _ = study
+def test_plot_and_replay_on_a_copy_of_the_study(fake_study, tmp_path, monkeypatch):
+    import orchestrator.commands.replay as replay_module
+    from orchestrator.launchers.local import LocalLauncher
+
+    _, out, _ = fake_study
     copy = tmp_path / "copied study"
     shutil.copytree(out, copy)
+    write_csv_logs(copy)
     plotted = xorch("plot", str(copy), "-m", "val/loss")
     assert plotted.returncode == 0, plotted.stderr
     for name in ("curves.png", "spread.png"):
         assert (copy / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    replayed = xorch("replay", str(copy), "1")
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    assert "match: all" in replayed.stdout
+    # The replay's child is a fake worker: the CLI, in-process, with replay's
+    # run_one given the fake launcher (a real replay is tested in test_e2e).
+    real_run_one = replay_module.run_one
+
+    def fake_run_one(run_spec, runner, reporter):
+        return real_run_one(run_spec, runner, reporter, LocalLauncher(entry="tests.fake_worker"))
+
+    monkeypatch.setattr(replay_module, "run_one", fake_run_one)
+    replayed = CliRunner().invoke(app, ["replay", str(copy), "1"])
+    assert replayed.exit_code == 0, replayed.output
+    assert "match: all" in replayed.output
     again = json.loads((copy / "run_01_seed101_replay" / "metrics.json").read_text())
     assert again["metrics"] == read_state(copy)["runs"][1]["metrics"]
     missing = xorch("replay", str(copy), "7")
@@ -106,9 +147,8 @@ def test_validate_shows_the_plan_and_touches_nothing(workdir, write_config):
 
 def test_status_reads_a_running_study_without_blocking_it(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(1, 2))
-    config["pl_trainer"]["max_epochs"] = 300  # forked runs are fast: long enough to be seen
-    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    config = fake_study_config(out, seeds=(1, 2), steps=30)  # 3 s a run: long enough to be seen
+    parent = fake_xorch_popen("launch", str(write_config(config)), cwd=workdir)
     seen_epoch = False
     try:
         while parent.poll() is None:

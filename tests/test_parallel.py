@@ -1,6 +1,7 @@
 """Several runs at once: GPU slots (with fake GPU ids on this CPU machine), CPU
 slots with their share of the cores, and the crash guarantees with two children
-in flight."""
+in flight. The children are fake workers (``tests.fake_worker``, whose
+``probe.json`` says what each saw), but for torch's own thread count."""
 
 from __future__ import annotations
 
@@ -17,7 +18,19 @@ import psutil
 import pytest
 
 from orchestrator.gpus import Slot, make_slots, resolve_gpus
-from tests.helpers import faulty_config, read_state, wait_for, xorch, xorch_popen
+from tests.fake_worker import WAITING_FILE
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import ROOT, faulty_config, read_state, wait_for, xorch
+
+
+def probed_config(out: Path, seeds: list[int], acts=None, steps: int = 2, **runner) -> dict:
+    """A fake study whose children write probe.json; ``gpus`` may be given (the
+    fake study's default is ``none``)."""
+    gpus = runner.pop("gpus", "none")
+    config = fake_study_config(out, seeds=tuple(seeds), steps=steps, acts=acts, **runner)
+    config["experiments_runner"]["gpus"] = gpus
+    config["model"]["init_args"]["probe"] = True
+    return config
 
 
 def probes(out: Path) -> dict[int, dict]:
@@ -60,12 +73,10 @@ def thread_share(slots: int) -> int:
 
 def test_runs_on_fake_gpus_respect_runs_per_gpu(workdir, write_config):
     out = workdir / "out"
-    config = faulty_config(
-        workdir, {}, seeds=[1, 2, 3, 4, 5], gpus=[0, 1], runs_per_gpu=2, max_parallel=3
-    )
-    config["model"]["init_args"]["probe"] = True
-    config["pl_trainer"]["max_epochs"] = 6
-    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    config = probed_config(
+        out, [1, 2, 3, 4, 5], steps=20, gpus=[0, 1], runs_per_gpu=2, max_parallel=3
+    )  # 2 s a run: long enough to overlap
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     seen = probes(out)
@@ -76,8 +87,7 @@ def test_runs_on_fake_gpus_respect_runs_per_gpu(workdir, write_config):
         probe = seen[record["seed"]]
         assert probe["cuda_visible_devices"] == attempt["gpu"] in ("0", "1")
         assert attempt["slot"].startswith(f"gpu{attempt['gpu']}#")
-        share = thread_share(slots=3)
-        assert probe["omp_num_threads"] == str(share) and probe["torch_threads"] == share
+        assert probe["omp_num_threads"] == str(thread_share(slots=3))
         assert Path(out / record["dir"]).name == f"run_{record['index']:02d}_seed{record['seed']}"
         per_gpu[probe["cuda_visible_devices"]].append((probe["started"], probe["ended"]))
     assert most_at_once(per_gpu["0"]) <= 2 and most_at_once(per_gpu["1"]) <= 2
@@ -88,13 +98,28 @@ def test_runs_on_fake_gpus_respect_runs_per_gpu(workdir, write_config):
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3", "4", "mean", "std"]
 
 
+@pytest.mark.lightning
+def test_torch_in_a_parallel_run_uses_its_share_of_the_cores(workdir, write_config):
+    """The worker gives torch the parent's OMP_NUM_THREADS (torch's own count: a
+    Lightning child; the slots themselves are tested with fake workers above)."""
+    out = workdir / "out"
+    config = faulty_config(workdir, {}, seeds=[1, 2], gpus="none", max_parallel=2)
+    config["model"]["init_args"]["probe"] = True
+    config["pl_trainer"]["max_epochs"] = 1
+    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = probes(out)
+    assert sorted(seen) == [1, 2]
+    share = thread_share(slots=2)
+    for probe in seen.values():
+        assert probe["omp_num_threads"] == str(share) and probe["torch_threads"] == share
+
+
 def test_sigkill_with_two_runs_in_flight_then_resume(workdir, write_config):
     out = workdir / "out"
-    config = faulty_config(workdir, {}, seeds=[1, 2, 3], gpus="none", max_parallel=2)
-    config["model"]["init_args"]["probe"] = True
-    config["pl_trainer"]["max_epochs"] = 150
+    config = probed_config(out, [1, 2, 3], steps=40, max_parallel=2)  # 4 s a run
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
 
         def two_training() -> bool:
@@ -123,7 +148,7 @@ def test_sigkill_with_two_runs_in_flight_then_resume(workdir, write_config):
         assert probe["cuda_visible_devices"] == ""
         assert probe["omp_num_threads"] == str(thread_share(slots=2))
 
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = read_state(out)["runs"]
     assert [r["status"] for r in runs] == ["completed"] * 3
@@ -150,7 +175,7 @@ def _all_misbehaving(out: Path, count: int) -> Callable[[], bool]:
         except (OSError, ValueError):
             return False
         return all(
-            r["status"] == "running" and (out / r["dir"] / "faulty-attempts").exists()
+            r["status"] == "running" and (out / r["dir"] / WAITING_FILE).exists()
             for r in runs[:count]
         )
 
@@ -162,20 +187,22 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
     workdir, write_config, children, signum
 ):
     # Run 0 ignores SIGTERM and waits out its grace period; the others die of
-    # (or exit on) the SIGTERM meanwhile. Every one of them was stopped, none failed.
+    # the SIGTERM meanwhile. Every one of them was stopped, none failed.
     out = workdir / "out"
-    faults = {1: "stubborn_once", **{seed: "slow_once" for seed in range(2, children + 1)}}
-    config = faulty_config(
-        workdir,
-        faults,
-        seeds=list(range(1, children + 2)),
-        gpus="none",
+    acts = {
+        "1": {"1": {"do": "ignore_sigterm"}},
+        **{str(seed): {"1": {"do": "hang"}} for seed in range(2, children + 1)},
+    }
+    config = fake_study_config(
+        out,
+        seeds=tuple(range(1, children + 2)),
+        acts=acts,
         max_parallel=children,
-        grace_period=8,
+        grace_period=2,
         hang_timeout=None,
     )
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(_all_misbehaving(out, children), timeout=240, what="every slot's run stuck")
         parent.send_signal(signum)
@@ -195,7 +222,7 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
         )
     assert runs[0]["attempts"][0]["signal"] == "SIGKILL"  # it outlived its grace period
 
-    result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=400)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = read_state(out)["runs"]
     assert [r["status"] for r in runs] == ["completed"] * (children + 1)
@@ -204,22 +231,22 @@ def test_a_stop_with_several_runs_in_flight_records_each_interrupted(
 
 def test_under_nohup_a_hangup_does_not_stop_the_study(workdir, write_config):
     out = workdir / "out"
-    config = faulty_config(
-        workdir,
-        {1: "slow_once", 2: "slow_once"},
-        seeds=[1, 2],
-        gpus="none",
+    config = fake_study_config(
+        out,
+        seeds=(1, 2),
+        acts={"*": {"1": {"do": "hang"}}},
         max_parallel=2,
         grace_period=5,
         hang_timeout=None,
     )
     path = write_config(config)
     parent = subprocess.Popen(
-        ["nohup", sys.executable, "-m", "orchestrator", "launch", str(path)],
+        ["nohup", sys.executable, "-m", "tests.fake_xorch", "launch", str(path)],
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=fake_xorch_env(dict(os.environ)),
     )
     try:
         wait_for(_all_misbehaving(out, 2), timeout=240, what="both runs stuck")
@@ -246,6 +273,13 @@ esac
 """
 
 
+def fake_xorch_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this checkout first on PYTHONPATH, for ``python -m tests.fake_xorch``
+    started by hand (under nohup, or without CUDA_VISIBLE_DEVICES)."""
+    paths = [str(ROOT), *filter(None, [env.get("PYTHONPATH", "")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def fake_gpu_env(workdir: Path) -> dict[str, str]:
     """PATH with a fake nvidia-smi first, and no CUDA_VISIBLE_DEVICES to trust instead."""
     bin_dir = workdir / "bin"
@@ -262,13 +296,12 @@ def fake_gpu_env(workdir: Path) -> dict[str, str]:
 def test_gpus_auto_and_min_free_memory_with_a_fake_nvidia_smi(workdir, write_config):
     out = workdir / "out"
     env = fake_gpu_env(workdir)
-    config = faulty_config(workdir, {}, seeds=[1, 2, 3], gpus="auto", min_free_gpu_mem_gb=4)
-    config["model"]["init_args"]["probe"] = True
+    config = probed_config(out, [1, 2, 3], gpus="auto", min_free_gpu_mem_gb=4)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "launch", str(write_config(config))],
+        [sys.executable, "-m", "tests.fake_xorch", "launch", str(write_config(config))],
         cwd=workdir,
-        env=env,
+        env=fake_xorch_env(env),
         capture_output=True,
         text=True,
         timeout=400,

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.commands.report_page import write_report
 from orchestrator.contract.paths import StudyPaths
@@ -23,6 +24,7 @@ from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from orchestrator.tables import human_cell
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import TORCH_WATCH, saved_variant_study, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -59,8 +61,29 @@ def running_state(completed: int) -> StudyState:
                       seeds=(42, 101, 28, 7), runs=tuple(runs))  # fmt: skip
 
 
-def test_report_of_a_finished_study_has_every_section_and_no_torch(study, tmp_path):
-    _, out, launched = study
+@pytest.fixture(scope="module")
+def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """A finished 3-seed study of fake workers, with the CSV logs Lightning would
+    have written (the fake worker writes none), for the tests of the page."""
+    workdir = tmp_path_factory.mktemp("report-fake") / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = fake_xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for record in json.loads((out / "runner_state.json").read_text())["runs"]:
+        loss, acc = record["metrics"]["val/loss"], record["metrics"]["val/acc"]
+        log = out / record["dir"] / "lightning_logs" / "version_0" / "metrics.csv"
+        log.parent.mkdir(parents=True)
+        rows = [f"{e},{e},{loss + 0.3 * (2 - e)},{acc - 0.1 * (2 - e)}" for e in range(3)]
+        log.write_text("epoch,step,val/loss,val/acc\n" + "\n".join(rows) + "\n")
+    return path, out, result
+
+
+def test_report_of_a_finished_study_has_every_section_and_no_torch(fake_study, tmp_path):
+    _, out, launched = fake_study
     assert launched.returncode == 0, launched.stderr
     target = tmp_path / "my report's page.html"
     result = subprocess.run(
@@ -85,7 +108,7 @@ def test_report_of_a_finished_study_has_every_section_and_no_torch(study, tmp_pa
     assert f"<td class=num>{human_cell(stats.mean)}</td>" in page
     assert f"[{human_cell(stats.ci_low)}, {human_cell(stats.ci_high)}]" in page
     assert "Every run completed." in page and "completed: 3" in page
-    assert "pytorch-lightning" in page and "QuickClassifier" in page
+    assert "pytorch-lightning" in page and "tests.fake_worker.Script" in page
 
 
 def test_report_of_a_running_study_shows_what_exists_so_far(tmp_path):
@@ -175,10 +198,10 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
 )
-def test_headless_chromium_loads_the_page_with_its_tables_and_images(study, tmp_path):
+def test_headless_chromium_loads_the_page_with_its_tables_and_images(fake_study, tmp_path):
     from PIL import Image
 
-    _, out, launched = study
+    _, out, launched = fake_study
     assert launched.returncode == 0, launched.stderr
     target = write_report(out, tmp_path / "report.html")
     dom = chromium("--dump-dom", target.as_uri())

@@ -5,17 +5,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from orchestrator.state import RunRecord, RunStatus
 from orchestrator.summary import NotFinite, mean_std_line, split_finite, summary_text
-from tests.helpers import tiny_config, xorch
-
-DIVERGING = Path(__file__).parent / "fixtures" / "diverging.py"
+from tests.fakes import fake_study_config, fake_xorch
+from tests.helpers import xorch
 
 SEED_EXAMPLE = [  # seed, duration_s, train/loss, val/loss, val/F1Score
     (42, 142.30, 0.21, 0.34, 0.82),
@@ -138,14 +135,13 @@ def test_the_closing_line_counts_the_runs_left_out():
 def test_a_diverged_seed_does_not_crash_launch_resume_status_or_summary(workdir, write_config):
     """One seed logs val/loss = inf: the study ends normally, every command says
     how many runs were left out, and the numbers agree with summary.csv."""
-    shutil.copy(DIVERGING, workdir / "diverging.py")  # the user's own module
     out = workdir / "out"
-    config = tiny_config(out, seeds=(1, 2, 3), summary_metrics=["val/loss", "val/acc"])
-    config["pl_trainer"]["max_epochs"] = 1
-    config["model"]["class_path"] = "diverging.DivergingClassifier"
-    config["model"]["init_args"]["diverge"] = {"2": "inf"}
+    diverge = {"2": {"*": {"do": "complete", "metrics": {"val/loss": "inf"}}}}
+    config = fake_study_config(
+        out, seeds=(1, 2, 3), acts=diverge, summary_metrics=["val/loss", "val/acc"]
+    )
     path = write_config(config)
-    first = xorch("launch", str(path), cwd=workdir)
+    first = fake_xorch("launch", str(path), cwd=workdir)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
     line = next(x for x in first.stdout.splitlines() if "val/loss: " in x and "±" in x)
@@ -160,7 +156,7 @@ def test_a_diverged_seed_does_not_crash_launch_resume_status_or_summary(workdir,
     assert abs(float(cells[3]) - np.mean(finite)) < 5e-7  # the mean row
     assert abs(float(cells[4]) - np.std(finite, ddof=1)) < 5e-7  # the std row
 
-    again = xorch("launch", str(path), "--resume", cwd=workdir)  # crashed the same way before
+    again = fake_xorch("launch", str(path), "--resume", cwd=workdir)  # crashed the same way before
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(n=2; 1 run not finite: inf)" in again.stdout
 
