@@ -26,7 +26,8 @@ sleeping child, then complete; ``grandchild_hang``: then hang),
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
 Metrics: ``val/loss = seed + 0.5`` (plus ``init_args.offset``, plus
 ``init_args.spread`` times a fixed fraction per seed),
-``val/acc = seed / 100``, ``steps_done`` (steps trained by this attempt).
+``val/acc = seed / 100`` (plus ``init_args.acc_offset``),
+``steps_done`` (steps trained by this attempt).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def train(spec: RunSpec) -> RunResult:
     offset = float(init.get("offset", 0.0))
     spread = float(init.get("spread", 0.0)) * ((spec.seed * 7919) % 13) / 13
     loss = spec.seed + 0.5 + offset + spread
-    metrics = {"val/loss": loss, "val/acc": spec.seed / 100, "steps_done": steps - start}
+    acc = spec.seed / 100 + float(init.get("acc_offset", 0.0))  # a variant's second metric
+    metrics = {"val/loss": loss, "val/acc": acc, "steps_done": steps - start}
     # An act's ``metrics`` ({"val/loss": "inf"}) replace these: a diverged seed.
     metrics.update({k: float(v) for k, v in (act.get("metrics") or {}).items()})
     _probe(paths, init, spec.seed, ended=time.time())

@@ -1,6 +1,6 @@
 """Adaptive seeds (``n_runs: {min, max, until}``): the stop rule against scipy,
 its bounds, failed runs and variants; the seed sequence fixed at creation; bad
-input; real studies that stop at min and at max and say why."""
+input; studies of fake workers that stop at min and at max and say why."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from orchestrator.errors import ConfigError, StateError
 from orchestrator.state import AdaptiveSeeds, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state, state_from_payload, state_to_json
 from orchestrator.study import plan_ledger
+from tests.fake_worker import PROGRESS_FILE
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import (
     read_state,
     running_attempt,
@@ -37,7 +39,6 @@ from tests.helpers import (
     wait_for,
     wait_gone,
     xorch,
-    xorch_popen,
 )
 
 RULE = AdaptiveRule(min_seeds=3, max_seeds=6, metric="val/loss", ci_halfwidth=0.01)
@@ -380,24 +381,35 @@ def test_bad_adaptive_input_exits_2_with_one_line_and_touches_nothing(
     assert not (workdir / "out").exists()
 
 
-# --------------------------------------------------------------------------- real studies
+# ---------------------------------------------------------------- studies of fake workers
+
+# The fake worker's val/loss is its seed + 0.5, and drawn seeds lie up to 2**31 apart:
+# no interval of two of them is wider than this (12.7 * 2**31 / 2 < 1.4e10).
+HUGE = 1e11
+
+
+def fake_adaptive_config(out: Path, steps: int = 2, acts=None, runner=None, **n_runs) -> dict:
+    """An adaptive study of fake workers (tests/fake_worker.py): the parent's seed rule
+    with real child processes that start in milliseconds."""
+    block = {"n_runs": adaptive_n_runs(**n_runs), **(runner or {})}
+    return fake_study_config(out, seeds=None, steps=steps, acts=acts, **block)
 
 
 def test_a_huge_target_stops_at_min_and_a_tiny_one_runs_to_max(workdir, write_config):
     wide_out, tight_out = workdir / "wide", workdir / "tight"
-    easy = write_config(adaptive_config(wide_out, width=1e6), "easy.yaml")
-    result = xorch("launch", str(easy), cwd=workdir)
+    easy = write_config(fake_adaptive_config(wide_out, width=HUGE), "easy.yaml")
+    result = fake_xorch("launch", str(easy), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(wide_out)
     assert len(state["runs"]) == 2 and len(state["adaptive"]["sequence"]) == 4
     assert state["seeds"] == state["adaptive"]["sequence"][:2]
     stopped = state["adaptive"]["stopped"]
-    assert stopped.startswith("ci_halfwidth ") and stopped.endswith("<= 1e+06 after 2 seeds")
+    assert stopped.startswith("ci_halfwidth ") and stopped.endswith("<= 1e+11 after 2 seeds")
     assert f"adaptive seeds: stopped: {stopped}" in result.stdout
     assert "adding seed" not in result.stdout
 
-    hard = write_config(adaptive_config(tight_out, width=1e-12), "hard.yaml")
-    result = xorch("launch", str(hard), cwd=workdir)
+    hard = write_config(fake_adaptive_config(tight_out, width=1e-12), "hard.yaml")
+    result = fake_xorch("launch", str(hard), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(tight_out)
     assert [r["seed"] for r in state["runs"]] == state["adaptive"]["sequence"]
@@ -413,32 +425,22 @@ def test_a_huge_target_stops_at_min_and_a_tiny_one_runs_to_max(workdir, write_co
     assert f"adaptive seeds: stopped: {state['adaptive']['stopped']}" in status.stdout.splitlines()
 
     # A resume with a larger max and a reachable target adds nothing: 4 seeds are enough.
-    more = adaptive_config(tight_out, max_seeds=6, width=1e6)
-    result = xorch("launch", str(write_config(more, "more.yaml")), "--resume", cwd=workdir)
+    more = fake_adaptive_config(tight_out, max_seeds=6, width=HUGE)
+    result = fake_xorch("launch", str(write_config(more, "more.yaml")), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting attempt" not in result.stdout
     state = read_state(tight_out)
     assert len(state["runs"]) == 4 and len(state["adaptive"]["sequence"]) == 6
-    assert state["adaptive"]["stopped"].endswith("<= 1e+06 after 4 seeds")
-
-
-FAILING_MODULE = """
-from worker.tasks.quick import QuickClassifier
-
-
-class AlwaysFails(QuickClassifier):
-    def training_step(self, batch, batch_idx):
-        raise RuntimeError("this model never trains")
-"""
+    assert state["adaptive"]["stopped"].endswith("<= 1e+11 after 4 seeds")
 
 
 def test_a_study_whose_runs_all_fail_stops_at_max_and_says_so(workdir, write_config):
-    (workdir / "always_fails.py").write_text(FAILING_MODULE)
     out = workdir / "out"
-    config = adaptive_config(out, min_seeds=2, max_seeds=3)
-    config["experiments_runner"]["max_retries"] = 0
-    config["model"]["class_path"] = "always_fails.AlwaysFails"
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    never = {"*": {"*": {"do": "raise", "message": "this model never trains"}}}
+    config = fake_adaptive_config(
+        out, acts=never, runner={"max_retries": 0}, min_seeds=2, max_seeds=3
+    )
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["failed"] * 3
@@ -449,14 +451,16 @@ def test_a_study_whose_runs_all_fail_stops_at_max_and_says_so(workdir, write_con
 
 def test_variants_get_the_same_added_seeds(workdir, write_config):
     out = workdir / "out"
-    config = adaptive_config(out, min_seeds=2, max_seeds=3, width=1e-12)
-    config["experiments_runner"]["variants"] = {"base": {}, "wide": {"model.init_args.hidden": 32}}
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    variants = {"base": {}, "worse": {"model.init_args.offset": 1.0}}
+    config = fake_adaptive_config(
+        out, runner={"variants": variants}, min_seeds=2, max_seeds=3, width=1e-12
+    )
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     sequence = state["adaptive"]["sequence"]
     assert [(r["variant"], r["seed"]) for r in state["runs"]] == [
-        (variant, seed) for seed in sequence for variant in ("base", "wide")
+        (variant, seed) for seed in sequence for variant in ("base", "worse")
     ]
     assert state["adaptive"]["stopped"].startswith("reached max 3 seeds, ci_halfwidth ")
     assert "(widest: " in state["adaptive"]["stopped"]
@@ -464,17 +468,19 @@ def test_variants_get_the_same_added_seeds(workdir, write_config):
 
 def test_a_study_killed_after_adding_a_seed_resumes_with_the_stored_sequence(workdir, write_config):
     out = workdir / "out"
-    config = adaptive_config(out, min_seeds=2, max_seeds=4, width=1e-12)
-    # Each run trains for 5 s, however fast the box: long enough to be caught
-    # training (a count of epochs can end before the kill lands).
-    config["pl_trainer"].update(max_epochs=-1, max_time={"seconds": 5})
+    # Each run trains for 10 steps (1 s): long enough to be caught training.
+    config = fake_adaptive_config(out, steps=10, min_seeds=2, max_seeds=4, width=1e-12)
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(lambda: (out / "runner_state.json").exists(), what="state file")
         sequence = read_state(out)["adaptive"]["sequence"]
         # Run 2 exists only once the rule added the third seed.
-        wait_for(lambda: running_attempt(out, 2), timeout=240, what="the added run 2 training")
+        run2 = out / f"run_02_seed{sequence[2]}"
+        wait_for(
+            lambda: (run2 / PROGRESS_FILE).exists() and running_attempt(out, 2),
+            what="the added run 2 training",
+        )
         child_pid = running_attempt(out, 2)["pid"]
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
@@ -483,7 +489,7 @@ def test_a_study_killed_after_adding_a_seed_resumes_with_the_stored_sequence(wor
             parent.kill()
     wait_gone(child_pid, what="orphaned child to stop")
 
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     assert state["adaptive"]["sequence"] == sequence  # never drawn again

@@ -1,6 +1,7 @@
 """``xorch compare``: paired statistics when the studies share seeds, every format carries the
-same numbers, the LaTeX table marks the best and the significant, and two real studies
-(one with a learning rate far too small) are told apart in the right direction."""
+same numbers, the LaTeX table marks the best and the significant, and two launched studies
+(of fake workers; one worse on both metrics, as a learning rate far too small is) are told
+apart in the right direction."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import io
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ from scipy import stats as sps
 
 from orchestrator.commands.compare import COMPARE_COLUMNS, build_comparison, render_comparison
 from orchestrator.inference import Goal
-from tests.helpers import tiny_config, xorch
+from tests.fakes import fake_study_config, fake_xorch
+from tests.helpers import xorch
 
 TOL = 1e-10
 SEEDS = (42, 101, 28, 7)
@@ -138,7 +138,15 @@ def test_goal_option_flips_the_bold_and_the_direction():
     assert table.contrast_of("tiny_lr", "val/loss").better == "yes"
 
 
-# --------------------------------------------------------------------------- two real studies
+# --------------------------------------------------------------------------- two launched studies
+
+# tests/fake_worker.py: val/loss is seed + 0.5 + offset + spread x a fixed fraction per
+# seed, val/acc is seed / 100 + acc_offset. tiny_lr stands for a learning rate far too
+# small: a higher loss on every seed (by 1 + up to 0.3) and a lower accuracy. Seeds
+# close together, so the intervals are of the size of a real model's metrics' (the
+# LaTeX cells have decimals), and not in order, so pairing goes by seed.
+TINY_LR = {"offset": 1.0, "spread": 0.3, "acc_offset": -0.005}
+STUDY_SEEDS = (4, 1, 3, 2)
 
 
 @pytest.fixture(scope="module")
@@ -147,24 +155,19 @@ def two_studies(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("compare") / "two studies"
     root.mkdir()
     outs = []
-    for name, lr in (("baseline", 0.05), ("tiny_lr", 1e-5)):
+    for name, changes in (("baseline", {}), ("tiny_lr", TINY_LR)):
         out = root / name
-        config = tiny_config(out, seeds=SEEDS, summary_metrics=["val/loss", "val/acc"])
-        config["model"]["init_args"]["lr"] = lr
-        # Enough data and steps that the working rate learns something in 3 epochs.
-        config["data"]["init_args"].update(train_size=256, val_size=128, batch_size=32)
-        config["pl_trainer"]["max_epochs"] = 3
+        config = fake_study_config(out, seeds=STUDY_SEEDS, summary_metrics=["val/loss", "val/acc"])
+        config["model"]["init_args"].update(changes)
         path = root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        done = subprocess.run([sys.executable, "-m", "orchestrator", "launch", str(path)],
-                              cwd=root, capture_output=True, text=True, timeout=900)  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        done = fake_xorch("launch", str(path), cwd=root)
+        assert done.returncode == 0, done.stdout + done.stderr
         outs.append(out)
     return outs[0], outs[1]
 
 
-@pytest.mark.slow
-def test_two_real_studies_the_tiny_learning_rate_is_found_worse(two_studies):
+def test_two_launched_studies_the_tiny_learning_rate_is_found_worse(two_studies):
     base, tiny = two_studies
     outputs = {}
     for fmt in ("csv", "json", "latex", "table"):
@@ -187,7 +190,9 @@ def test_two_real_studies_the_tiny_learning_rate_is_found_worse(two_studies):
     for name, folder in (("baseline", base), ("tiny_lr", tiny)):
         state = json.loads((folder / "runner_state.json").read_text())
         values[name] = {r["seed"]: r["metrics"]["val/loss"] for r in state["runs"]}
-    t = sps.ttest_rel([values["tiny_lr"][s] for s in SEEDS], [values["baseline"][s] for s in SEEDS])
+    t = sps.ttest_rel(
+        [values["tiny_lr"][s] for s in STUDY_SEEDS], [values["baseline"][s] for s in STUDY_SEEDS]
+    )
     assert close(loss["p"], t.pvalue)
     assert close(loss["mean"], np.mean(list(values["tiny_lr"].values())))
     # The LaTeX table says the same: baseline bold on both, tiny_lr daggered on the loss.
@@ -204,8 +209,7 @@ def test_two_real_studies_the_tiny_learning_rate_is_found_worse(two_studies):
     assert "paired t" in outputs["table"]
 
 
-@pytest.mark.slow
-def test_unpaired_and_bad_goals_on_real_studies(two_studies):
+def test_unpaired_and_bad_goals_on_launched_studies(two_studies):
     base, tiny = two_studies
     welch = xorch("compare", str(base), str(tiny), "-m", "val/loss", "--unpaired", "-f", "json")
     assert welch.returncode == 0, welch.stderr

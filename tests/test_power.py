@@ -1,5 +1,5 @@
 """orchestrator.commands.power and ``xorch power``: the seed counts and detectable differences are
-statsmodels' solvers' answers, on a real study and on saved states."""
+statsmodels' solvers' answers, on a launched study (of fake workers) and on saved states."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from orchestrator.commands.power import Design, power_figures
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import saved_variant_study, snapshot, xorch
 
 TOL = 1e-10
@@ -68,18 +69,22 @@ def test_edge_cases_say_why():
     assert no_effect.seeds_needed is None and no_effect.detectable > 0
 
 
-def test_xorch_power_on_a_real_study_matches_statsmodels(study):
-    _, out, launched = study
-    assert launched.returncode == 0, launched.stderr
-    result = xorch("power", str(out), "--metric", "val/loss", "--effect", "0.01",
+def test_xorch_power_on_a_launched_study_matches_statsmodels(workdir, write_config):
+    # A study of fake workers (tests/fake_worker.py): val/loss is seed + 0.5, so
+    # these seeds spread it by ~39, and an effect of 20 asks for some tens of seeds.
+    out = workdir / "out"
+    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    launched = fake_xorch("launch", str(write_config(config)), cwd=workdir)
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    result = xorch("power", str(out), "--metric", "val/loss", "--effect", "20",
                    "--format", "json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = {row["design"]: row for row in json.loads(result.stdout)}
     state = json.loads((out / "runner_state.json").read_text())
     losses = np.array([r["metrics"]["val/loss"] for r in state["runs"]])
     std = float(np.std(losses, ddof=1))
-    two = TTestIndPower().solve_power(effect_size=0.01 / std, alpha=0.05, power=0.8, ratio=1)
-    one = TTestPower().solve_power(effect_size=0.01 / std, alpha=0.05, power=0.8)
+    two = TTestIndPower().solve_power(effect_size=20 / std, alpha=0.05, power=0.8, ratio=1)
+    one = TTestPower().solve_power(effect_size=20 / std, alpha=0.05, power=0.8)
     assert rows["two-sample"]["seeds_needed"] == math.ceil(two)
     assert rows["one-sample"]["seeds_needed"] == math.ceil(one)
     assert rows["two-sample"]["n"] == 3 and close(rows["two-sample"]["std"], std)

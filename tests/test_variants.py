@@ -22,6 +22,8 @@ from orchestrator.state_store import load_state, state_to_json
 from orchestrator.study import plan_ledger
 from orchestrator.summary import summary_text
 from orchestrator.tables import human_cell
+from tests.fake_worker import PROGRESS_FILE
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import (
     read_state,
     running_attempt,
@@ -29,7 +31,6 @@ from tests.helpers import (
     tiny_config,
     wait_for,
     xorch,
-    xorch_popen,
 )
 
 VARIANTS = {
@@ -166,25 +167,49 @@ def test_variants_cannot_be_added_to_a_study_of_one_config(workdir, write_config
         plan(write_config, variant_config(out, seeds=(42, 7)), True)
 
 
-# --------------------------------------------------------------------------- a real study
+# ---------------------------------------------------------------- a study of fake workers
+
+# Variants of a fake study (tests/fake_worker.py): val/loss is seed + 0.5 + offset +
+# spread x a fixed fraction per seed, val/acc is seed / 100 + acc_offset. tiny_lr
+# stands for a learning rate far too small: a higher loss and a lower accuracy on
+# every seed, by an amount that varies from seed to seed; its runs train longer
+# (1 s), so the study can be killed while one of them trains.
+FAKE_VARIANTS = {
+    "baseline": {},
+    "wide": {"model.init_args.spread": 0.12},
+    "tiny_lr": {
+        "model.init_args.offset": 1.0,
+        "model.init_args.spread": 0.3,
+        "model.init_args.acc_offset": -0.05,
+        "model.init_args.steps": 10,
+    },
+}
 
 
 def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write_config):
-    """3 variants x 4 seeds of a real model, one with a learning rate far too small:
-    killed once, resumed; the comparison finds the bad one, the right way round, and
-    summary.csv, comparison.csv, the LaTeX table and the report agree on every mean."""
+    """3 variants x 4 seeds of fake workers, one worse on both metrics: killed once,
+    resumed; the comparison finds the bad one, the right way round, and summary.csv,
+    comparison.csv, the LaTeX table and the report agree on every mean."""
     out = workdir / "out"
-    seeds = (0, 1, 2, 3)
-    config = variant_config(out, seeds=seeds, goal={"val/loss": "min"})
-    # Blobs far enough apart that training helps on the validation set too.
-    config["model"]["init_args"]["features"] = config["data"]["init_args"]["features"] = 32
-    config["data"]["init_args"]["train_size"] = 128
-    config["pl_trainer"]["max_epochs"] = 2
+    seeds = (10, 11, 12, 13)
+    config = fake_study_config(
+        out,
+        seeds=seeds,
+        variants=json.loads(json.dumps(FAKE_VARIANTS)),
+        goal={"val/loss": "min"},
+    )
+    config["model"]["init_args"]["spread"] = 0.1
     path = write_config(config)
 
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
-        wait_for(lambda: running_attempt(out, 2) is not None, timeout=240, what="run 2")
+        # Run 2 is tiny_lr's first: kill the parent while it trains, before any of
+        # tiny_lr's runs completed.
+        run2 = out / "tiny_lr" / f"run_00_seed{seeds[0]}"
+        wait_for(
+            lambda: (run2 / PROGRESS_FILE).exists() and running_attempt(out, 2) is not None,
+            what="run 2",
+        )
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
     finally:
@@ -202,20 +227,20 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     assert "<td>tiny_lr</td><td class=num>4</td><td class=num>0</td>" in page  # none done
     assert not list(out.glob(".report.html*"))  # written atomically: no temp file left
 
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["completed"] * 12
     for index in done:  # nothing that had completed was trained again
         assert len(state["runs"][index]["attempts"]) == 1
     assert sorted(str(p.relative_to(out)) for p in out.glob("*/run_*")) == sorted(
-        f"{v}/run_{i:02d}_seed{s}" for v in VARIANTS for i, s in enumerate(seeds)
+        f"{v}/run_{i:02d}_seed{s}" for v in FAKE_VARIANTS for i, s in enumerate(seeds)
     )
 
     # summary.csv: per variant its rows, then its mean and std rows.
     summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
     assert list(summary.columns[:4]) == ["run", "variant", "seed", "duration_s"]
-    assert list(summary["variant"]) == [v for v in VARIANTS for _ in range(6)]
+    assert list(summary["variant"]) == [v for v in FAKE_VARIANTS for _ in range(6)]
     expected_runs = []  # per variant k: runs k, k+3, k+6, k+9 (seed by seed), mean, std
     for k in range(3):
         expected_runs += [str(3 * i + k) for i in range(4)] + ["mean", "std"]
@@ -228,7 +253,7 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     assert shown.stdout == comparison
     table = pd.read_csv(io.StringIO(comparison))
     loss = table[table["metric"] == "val/loss"].set_index("group")
-    assert list(loss.index) == list(VARIANTS)
+    assert list(loss.index) == list(FAKE_VARIANTS)
     bad = loss.loc["tiny_lr"]
     assert bad["vs"] == "baseline" and bad["test"] == "paired t" and bad["n_pairs"] == 4
     assert bad["diff"] > 0 and bad["better"] == "no"  # higher loss, and lower is better
@@ -248,7 +273,7 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     report = (out / "report.html").read_text(encoding="utf-8").replace(" class=num", "")
     for column, metric in enumerate(("val/loss", "val/acc")):
         rows = table[table["metric"] == metric].set_index("group")
-        for variant in VARIANTS:
+        for variant in FAKE_VARIANTS:
             mean = float(rows.loc[variant, "mean"])
             assert mean == pytest.approx(summary_means.loc[variant, metric], abs=5.01e-7)
             cell = latex_rows[variant.replace("_", r"\_")][column]
@@ -263,9 +288,9 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
 
     # A resume that adds a variant trains only that variant's runs.
     attempts = [len(r["attempts"]) for r in state["runs"]]
-    config["experiments_runner"]["variants"]["narrow"] = {"model.init_args.hidden": 8}
+    config["experiments_runner"]["variants"]["narrow"] = {"model.init_args.offset": 0.3}
     write_config(config)
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     after = read_state(out)
     assert [len(r["attempts"]) for r in after["runs"][:12]] == attempts
@@ -273,14 +298,17 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
         ("narrow", "completed")
     ] * 4
     table = pd.read_csv(out / "comparison.csv")
-    assert sorted(set(table["group"])) == sorted([*VARIANTS, "narrow"])
+    assert sorted(set(table["group"])) == sorted([*FAKE_VARIANTS, "narrow"])
     assert after["goal"] == {"val/loss": "min"}
 
 
 def test_validate_shows_the_variants_and_their_runs(workdir, write_config):
     path = write_config(variant_config(workdir / "out", seeds=(42, 7)))
-    result = xorch("validate", str(path), cwd=workdir)
+    # --fast: the plan is the subject here, not the build check (a torch import in
+    # a child, which builds the base config only; test_config_errors checks it).
+    result = xorch("validate", str(path), "--fast", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    assert "not built (--fast)" in result.stdout
     assert "3 variants on the same seeds, compared to baseline:" in result.stdout
     assert "  tiny_lr: model.init_args.lr=1e-05" in result.stdout
     assert "  run 4: seed 7 -> wide/run_01_seed7" in result.stdout
