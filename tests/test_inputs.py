@@ -5,6 +5,9 @@ Faults are real where this machine allows them: a small tmpfs that a real study
 fills, a read-only bind mount (as root, chmod does not stop a write). Where a
 fault must hit one exact write, the parent runs with os.fsync patched to raise
 ENOSPC for that one file, as a full disk reports it when the data is flushed.
+The subject is the parent: the studies that run have fake workers for children
+(tests.fake_xorch), and validate skips its Lightning build child (--fast) where
+only the plan's lines are checked.
 """
 
 from __future__ import annotations
@@ -290,7 +293,7 @@ def test_a_read_only_folder_fails_launch_and_resume_with_exit_3(workdir):
         before = snapshot(ro)
         result = xorch("launch", str(fresh), cwd=workdir)
         one_error_line(result, 3, str(ro / "new study"), "Read-only file system", "writable")
-        plan = xorch("validate", str(fresh), cwd=workdir)
+        plan = xorch("validate", "--fast", str(fresh), cwd=workdir)  # the plan's warning
         assert f"warning: {ro} is not writable; launch would stop with exit 3" in plan.stdout
         result = xorch("launch", str(existing), "--resume", cwd=workdir)
         one_error_line(result, 3, str(ro / "old study"), "Read-only file system")
@@ -413,7 +416,7 @@ def test_launch_without_resume_with_only_the_backup_is_refused(workdir):
     before = snapshot(workdir)
     result = xorch("launch", str(config), cwd=workdir)
     one_error_line(result, 2, "runner_state.json.bak but no runner_state.json", "--resume")
-    plan = xorch("validate", str(config), cwd=workdir)
+    plan = xorch("validate", "--fast", str(config), cwd=workdir)  # the plan's warning
     assert "found runner_state.json.bak without runner_state.json" in plan.stdout
     assert snapshot(workdir) == before
 
@@ -514,6 +517,8 @@ def test_a_top_level_key_close_to_a_known_one_is_an_error(workdir, key, hint):
     assert snapshot(workdir) == before
 
 
+# validate's build child (Lightning) must accept the block too: exit 0 says so.
+@pytest.mark.lightning
 def test_any_other_unknown_top_level_block_is_a_warning(workdir):
     config = tiny_config(workdir / "out")
     config["hyperparameters"] = {"lr": 0.1}
@@ -554,12 +559,17 @@ def test_validate_shows_the_executor_and_launcher_the_study_will_use(workdir):
     slurm = tiny_config(
         workdir / "out", executor="slurm", slurm={"partition": "gpu", "max_concurrent": 6}
     )
-    result = xorch("validate", str(write_yaml(workdir / "slurm.yaml", slurm)), cwd=workdir)
+    # --fast: the executor and launcher lines are the plan's; no build child is needed.
+    result = xorch(
+        "validate", "--fast", str(write_yaml(workdir / "slurm.yaml", slurm)), cwd=workdir
+    )
     assert result.returncode == 0, result.stderr
     assert "executor: slurm, one job per run, up to 6 in the queue at once" in result.stdout
     assert "partition gpu" in result.stdout and "executor: local" not in result.stdout
     local = tiny_config(workdir / "out", launcher="forkserver", gpus="none", max_parallel=2)
-    result = xorch("validate", str(write_yaml(workdir / "local.yaml", local)), cwd=workdir)
+    result = xorch(
+        "validate", "--fast", str(write_yaml(workdir / "local.yaml", local)), cwd=workdir
+    )
     assert "executor: local, 2 runs at a time (cpu#0, cpu#1)" in result.stdout
     assert "launcher: forkserver" in result.stdout
 
