@@ -179,8 +179,8 @@ def test_a_study_that_fills_a_real_disk_stops_with_exit_3_then_resumes(workdir):
     out = disk / "out"
     config = write_yaml(workdir / "study.yaml", fake_study_config(out, seeds=(0, 1)))
     # 28k (7 pages): the state, its .bak and the log fit; the first run's own files
-    # (spec, heartbeat, progress, metrics) fill the disk, then a state write fails.
-    # Anything from 24k to 32k does that; 36k lets the first run be recorded.
+    # (spec, heartbeat, progress) fill the disk, then a state write fails. From 20k
+    # to 32k it fails in the first run; from 36k the first run is recorded first.
     with tmpfs(disk, "28k"):
         result = fake_xorch("launch", str(config), cwd=workdir)
         line = one_error_line(result, 3, "No space left on device", str(out))
