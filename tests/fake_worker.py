@@ -20,8 +20,9 @@ An act is ``{do: ..., at_step: k}`` with ``do`` one of ``complete``, ``raise``
 ``hang`` (no more beats, sleep), ``sigkill`` (itself), ``exit`` (``code``),
 ``ignore_sigterm`` (then hang), ``grandchild`` (leave a
 sleeping child, then complete; ``grandchild_hang``: then hang),
-``allocate`` (``mb`` of memory, then hang) or
-``memory_error`` (raise MemoryError). Progress is saved per step in
+``allocate`` (``mb`` of memory, then hang),
+``memory_error`` (raise MemoryError) or ``config_error`` (a build error, as
+``worker.build.BuildError`` reports one: error.json, exit 2). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
 Metrics: ``val/loss = seed + 0.5`` (plus ``init_args.offset``, plus
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contract.atomic import atomic_write_json
+from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import (
     PARENT_PID_ENV,
@@ -105,6 +107,8 @@ def _misbehave(act: dict[str, Any]) -> None:
         raise RuntimeError(str(act.get("message", "fake failure")))
     if do == "memory_error":
         raise MemoryError("fake host allocation failed")
+    if do == "config_error":
+        raise _BuildError(str(act.get("message", "model.init_args.fake: a fake config error")))
     if do == "cuda_oom":
         raise _CudaOom("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
     if do in ("sigkill", "segfault"):
@@ -193,7 +197,7 @@ def main(argv: list[str]) -> int:
             host_oom=isinstance(exc, MemoryError),
         ).write(paths.error)
         print(f"Traceback: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return ChildExit.CONFIG_ERROR if isinstance(exc, _BuildError) else 1
     result.write(paths.metrics)
     return 0
 
@@ -214,6 +218,13 @@ def _probe(paths: RunPaths, init: dict[str, Any], seed: int, **times: float) -> 
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
     )
     atomic_write_json(path, seen)
+
+
+class _BuildError(Exception):
+    """Named as worker.build's is, so error.json reads as a real config error."""
+
+
+_BuildError.__module__, _BuildError.__qualname__ = BUILD_ERROR_TYPE.rsplit(".", 1)
 
 
 if __name__ == "__main__":

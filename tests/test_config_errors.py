@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import TORCH_WATCH, read_state, snapshot, tiny_config, xorch
 
 
@@ -45,6 +46,25 @@ MISTAKES = {
 }
 
 
+def test_a_config_error_from_a_child_exits_2_at_once_without_retry(workdir, write_config):
+    """The parent's half, with a fake worker's build error: exit 2, one attempt, no
+    retry, the child's line, nothing left (the worker's own lines: the next test)."""
+    out = workdir / "out"
+    line = "model.init_args.hiddn: a fake build error"
+    acts = {"*": {"*": {"do": "config_error", "message": line}}}
+    config = fake_study_config(out, seeds=(1, 2), acts=acts, max_retries=2)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "run 0 seed 1: config_error after" in result.stdout
+    assert result.stdout.count("starting attempt") == 1  # no retry, no second run
+    assert "retrying" not in result.stdout
+    assert f"xorch: error: a run could not be built from the config: {line}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not out.exists()  # a new study that only met config errors leaves nothing
+
+
+# The lines are the worker's, found by building real Lightning classes.
+@pytest.mark.lightning
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_a_config_mistake_found_by_the_worker_exits_2_at_once_without_retry(
     workdir, write_config, mistake
@@ -63,6 +83,7 @@ def test_a_config_mistake_found_by_the_worker_exits_2_at_once_without_retry(
     assert not out.exists()  # a new study that only met config errors leaves nothing
 
 
+@pytest.mark.lightning  # worker.build in this process: a Lightning import
 def test_class_path_must_name_a_class_of_the_expected_kind_before_anything_is_called(
     tmp_path,
 ):
@@ -108,6 +129,7 @@ def test_class_path_must_name_a_class_of_the_expected_kind_before_anything_is_ca
         )
 
 
+@pytest.mark.lightning  # worker.build in this process: a Lightning import
 def test_a_users_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatch):
     import pytorch_lightning as pl
 
@@ -138,6 +160,7 @@ def test_a_users_module_that_fails_to_import_is_a_config_error(tmp_path, monkeyp
         )
 
 
+@pytest.mark.lightning  # the build child builds real Lightning classes
 def test_validate_builds_the_run_in_one_child_and_names_every_mistake(workdir, write_config):
     out = workdir / "out"
     marker = workdir / "ran"
@@ -192,23 +215,27 @@ def test_validate_builds_the_run_in_one_child_and_names_every_mistake(workdir, w
     assert snapshot(workdir) == before | {"good.yaml": good.read_bytes()}
 
 
+_HIDDN = MISTAKES["unknown init_args key"][2]
+
+
 def test_after_fixing_the_typo_the_same_launch_just_works(workdir, write_config):
     """A typo'd first launch leaves nothing that blocks the corrected one: what it
     created is removed, what was in the folder before stays."""
     out = workdir / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    config = tiny_config(out, seeds=(1, 2))
-    config["model"]["init_args"]["hiddn"] = 4
+    # The fake worker's build error stands in for the worker's: the typo is the act.
+    typo = {"do": "config_error", "message": _HIDDN}
+    config = fake_study_config(out, seeds=(1, 2), acts={"*": {"*": typo}})
     path = write_config(config)
-    first = xorch("launch", str(path), cwd=workdir)
+    first = fake_xorch("launch", str(path), cwd=workdir)
     assert first.returncode == 2, first.stdout + first.stderr
+    assert f"a run could not be built from the config: {_HIDDN}" in first.stderr
     assert f"what this launch created in {out} is removed" in first.stderr
     assert {p.name for p in out.iterdir()} <= {"notes.txt", ".xorch-launch.lock"}
 
-    del config["model"]["init_args"]["hiddn"]
-    write_config(config)
-    second = xorch("launch", str(path), cwd=workdir)  # the same command, no --resume
+    write_config(fake_study_config(out, seeds=(1, 2)))  # the typo fixed
+    second = fake_xorch("launch", str(path), cwd=workdir)  # the same command, no --resume
     assert second.returncode == 0, second.stdout + second.stderr
     runs = read_state(out)["runs"]
     assert [r["status"] for r in runs] == ["completed", "completed"]
@@ -216,6 +243,9 @@ def test_after_fixing_the_typo_the_same_launch_just_works(workdir, write_config)
     assert (out / "notes.txt").read_text() == "mine"
 
 
+# The build child is always worker.check_build (it imports Lightning before the
+# user's module); no fake stands in for it as tests.fake_worker does for a run.
+@pytest.mark.lightning
 def test_validate_says_so_when_the_build_child_dies(workdir, write_config):
     """A user's module that ends the process while it is imported: one line, exit 2."""
     (workdir / "crashy.py").write_text(

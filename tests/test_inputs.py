@@ -5,6 +5,9 @@ Faults are real where this machine allows them: a small tmpfs that a real study
 fills, a read-only bind mount (as root, chmod does not stop a write). Where a
 fault must hit one exact write, the parent runs with os.fsync patched to raise
 ENOSPC for that one file, as a full disk reports it when the data is flushed.
+The subject is the parent: the studies that run have fake workers for children
+(tests.fake_xorch), and validate skips its Lightning build child (--fast) where
+only the plan's lines are checked.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from orchestrator.runner_spec import MAX_RUNS
 from orchestrator.seeds import random_seeds
 from orchestrator.state import Attempt, AttemptClass, RunRecord, StudyState
 from orchestrator.state_store import load_state, save_state
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import ROOT, snapshot, tiny_config, xorch
 
 # ----------------------------------------------------------------------------- helpers
@@ -132,7 +136,8 @@ def fill(folder: Path) -> None:
 
 
 # The CLI in a real process whose os.fsync fails with ENOSPC for one file's
-# temp file (argv[1]: its name), the way a full disk reports delayed writes.
+# temp file (argv[1]: its name), the way a full disk reports delayed writes;
+# its children are fake workers (tests.fake_xorch), which the patch never reaches.
 ENOSPC_AT = textwrap.dedent(
     """
     import errno, os, sys
@@ -147,14 +152,15 @@ ENOSPC_AT = textwrap.dedent(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
     os.fsync = fsync
-    from orchestrator.cli import main
-    sys.argv = ["xorch", *sys.argv[2:]]
-    main()
+    from tests.fake_xorch import main
+    main(sys.argv[2:])
     """
 )
 
 
-def xorch_with_enospc_at(file_name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def fake_xorch_with_enospc_at(
+    file_name: str, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", ENOSPC_AT, file_name, *args],
         cwd=cwd,
@@ -165,29 +171,24 @@ def xorch_with_enospc_at(file_name: str, *args: str, cwd: Path) -> subprocess.Co
     )
 
 
-def one_epoch(output: Path, seeds: tuple[int, ...], **runner: object) -> dict:
-    config = tiny_config(output, seeds=seeds, **runner)
-    config["pl_trainer"]["max_epochs"] = 1
-    return config
-
-
 # ----------------------------------------------------------------------------- disk full
 
 
-def test_a_real_study_that_fills_the_disk_stops_with_exit_3_then_resumes(workdir):
+def test_a_study_that_fills_a_real_disk_stops_with_exit_3_then_resumes(workdir):
     disk = workdir / "small disk"
     out = disk / "out"
-    # spawn: the sizes below fill the disk in the first run's checkpoint, then
-    # the state write; a fork server's own log would fill it elsewhere first.
-    config = write_yaml(workdir / "study.yaml", one_epoch(out, seeds=(0, 1), launcher="spawn"))
-    with tmpfs(disk, "48k"):
-        result = xorch("launch", str(config), cwd=workdir)
+    config = write_yaml(workdir / "study.yaml", fake_study_config(out, seeds=(0, 1)))
+    # 28k (7 pages): the state, its .bak and the log fit; the first run's own files
+    # (spec, heartbeat, progress) fill the disk, then a state write fails. From 20k
+    # to 32k it fails in the first run; from 36k the first run is recorded first.
+    with tmpfs(disk, "28k"):
+        result = fake_xorch("launch", str(config), cwd=workdir)
         line = one_error_line(result, 3, "No space left on device", str(out))
         state = load_state(StudyPaths(out))  # what was written before is intact
         assert state is not None and not state.completed
         assert not [p for p in out.rglob("*.tmp")]
         subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
-        resumed = xorch("launch", str(config), "--resume", cwd=workdir)
+        resumed = fake_xorch("launch", str(config), "--resume", cwd=workdir)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         final = load_state(StudyPaths(out))
         assert final is not None and len(final.completed) == 2
@@ -223,8 +224,8 @@ def test_a_full_disk_at_the_state_write_leaves_every_file_as_it_was(workdir):
 
 def test_a_failed_summary_write_stops_with_exit_3_and_keeps_the_recorded_run(workdir):
     out = workdir / "out"
-    config = write_yaml(workdir / "study.yaml", one_epoch(out, seeds=(5,)))
-    result = xorch_with_enospc_at("summary.csv", "launch", str(config), cwd=workdir)
+    config = write_yaml(workdir / "study.yaml", fake_study_config(out, seeds=(5,)))
+    result = fake_xorch_with_enospc_at("summary.csv", "launch", str(config), cwd=workdir)
     one_error_line(result, 3, str(out / "summary.csv"), "No space left on device", "--resume")
     state = load_state(StudyPaths(out))
     assert state is not None and len(state.completed) == 1  # recorded before the summary
@@ -234,10 +235,11 @@ def test_a_failed_summary_write_stops_with_exit_3_and_keeps_the_recorded_run(wor
 
 def test_a_failed_state_write_at_an_attempt_start_stops_the_child(workdir):
     out = workdir / "out"
-    config = write_yaml(workdir / "study.yaml", one_epoch(out, seeds=(5, 6)))
+    # 5 s of steps: the child cannot finish before the parent stops it.
+    config = write_yaml(workdir / "study.yaml", fake_study_config(out, seeds=(5, 6), steps=50))
     paths = made_study(config, completed=False)
     before = snapshot(out)
-    result = xorch_with_enospc_at(
+    result = fake_xorch_with_enospc_at(
         "runner_state.json", "launch", str(config), "--resume", cwd=workdir
     )
     one_error_line(result, 3, str(paths.state), "No space left on device", "previous state")
@@ -291,15 +293,17 @@ def test_a_read_only_folder_fails_launch_and_resume_with_exit_3(workdir):
         before = snapshot(ro)
         result = xorch("launch", str(fresh), cwd=workdir)
         one_error_line(result, 3, str(ro / "new study"), "Read-only file system", "writable")
-        plan = xorch("validate", str(fresh), cwd=workdir)
+        plan = xorch("validate", "--fast", str(fresh), cwd=workdir)  # the plan's warning
         assert f"warning: {ro} is not writable; launch would stop with exit 3" in plan.stdout
         result = xorch("launch", str(existing), "--resume", cwd=workdir)
         one_error_line(result, 3, str(ro / "old study"), "Read-only file system")
         assert snapshot(ro) == before
 
 
-def test_plot_into_a_read_only_study_fails_with_exit_3(study, workdir):
-    _, out, result = study
+def test_plot_into_a_read_only_study_fails_with_exit_3(workdir):
+    out = workdir / "out"
+    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
+    result = fake_xorch("launch", str(write_yaml(workdir / "study.yaml", config)), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     source = workdir / "copy"
     shutil.copytree(out, source)
@@ -412,7 +416,7 @@ def test_launch_without_resume_with_only_the_backup_is_refused(workdir):
     before = snapshot(workdir)
     result = xorch("launch", str(config), cwd=workdir)
     one_error_line(result, 2, "runner_state.json.bak but no runner_state.json", "--resume")
-    plan = xorch("validate", str(config), cwd=workdir)
+    plan = xorch("validate", "--fast", str(config), cwd=workdir)  # the plan's warning
     assert "found runner_state.json.bak without runner_state.json" in plan.stdout
     assert snapshot(workdir) == before
 
@@ -513,6 +517,8 @@ def test_a_top_level_key_close_to_a_known_one_is_an_error(workdir, key, hint):
     assert snapshot(workdir) == before
 
 
+# validate's build child (Lightning) must accept the block too: exit 0 says so.
+@pytest.mark.lightning
 def test_any_other_unknown_top_level_block_is_a_warning(workdir):
     config = tiny_config(workdir / "out")
     config["hyperparameters"] = {"lr": 0.1}
@@ -553,12 +559,17 @@ def test_validate_shows_the_executor_and_launcher_the_study_will_use(workdir):
     slurm = tiny_config(
         workdir / "out", executor="slurm", slurm={"partition": "gpu", "max_concurrent": 6}
     )
-    result = xorch("validate", str(write_yaml(workdir / "slurm.yaml", slurm)), cwd=workdir)
+    # --fast: the executor and launcher lines are the plan's; no build child is needed.
+    result = xorch(
+        "validate", "--fast", str(write_yaml(workdir / "slurm.yaml", slurm)), cwd=workdir
+    )
     assert result.returncode == 0, result.stderr
     assert "executor: slurm, one job per run, up to 6 in the queue at once" in result.stdout
     assert "partition gpu" in result.stdout and "executor: local" not in result.stdout
     local = tiny_config(workdir / "out", launcher="forkserver", gpus="none", max_parallel=2)
-    result = xorch("validate", str(write_yaml(workdir / "local.yaml", local)), cwd=workdir)
+    result = xorch(
+        "validate", "--fast", str(write_yaml(workdir / "local.yaml", local)), cwd=workdir
+    )
     assert "executor: local, 2 runs at a time (cpu#0, cpu#1)" in result.stdout
     assert "launcher: forkserver" in result.stdout
 

@@ -17,6 +17,7 @@ from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.contract.records import ErrorReport, RunResult
 from orchestrator.state import Attempt, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
+from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import read_state, tiny_config, xorch
 
 INF, NAN = float("inf"), float("nan")
@@ -157,9 +158,7 @@ def test_a_run_interrupted_by_the_parents_death_is_timed_to_its_last_heartbeat(
     workdir, write_config
 ):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(6,))
-    config["pl_trainer"]["max_epochs"] = 1
-    config_path = write_config(config)
+    config_path = write_config(fake_study_config(out, seeds=(6,)))
     spec = load_study(config_path)
     paths = StudyPaths(out)
     paths.root.mkdir(parents=True)
@@ -183,7 +182,7 @@ def test_a_run_interrupted_by_the_parents_death_is_timed_to_its_last_heartbeat(
     run.heartbeat.write_text(
         json.dumps({"pid": 1, "time": started.timestamp() + 30.0, "phase": "train"})
     )
-    result = xorch("launch", str(config_path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(config_path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     first, second = read_state(out)["runs"][0]["attempts"]
     assert first["outcome"] == "interrupted"
