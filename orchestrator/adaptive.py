@@ -165,11 +165,10 @@ class Step:
 
 
 def precision(groups: Mapping[str | None, Sequence[float]]) -> Precision:
-    """Each group's t interval of the mean (``stats.describe``: finite values
-    only, scipy's t quantile); the widest one decides."""
-    # stats (numpy) is imported here: the config loader imports this module and
-    # must stay light.
-    from orchestrator.commands.summary_cmd import describe
+    """Each group's t interval of the mean (``seed_table.describe``: finite
+    values only, scipy's t quantile); the widest one decides."""
+    # numpy is imported here: the config loader imports this module and must stay light.
+    from orchestrator.seed_table import describe
 
     found: list[Precision] = []
     for name, values in groups.items():
@@ -178,7 +177,7 @@ def precision(groups: Mapping[str | None, Sequence[float]]) -> Precision:
             described = describe(values)
             n = described.n
             if n >= 2:
-                half = (described.ci_high - described.ci_low) / 2
+                half = described.half_width
         found.append(Precision(n=n, halfwidth=half, widest=name))
     if not found:
         return Precision(n=0, halfwidth=math.inf)
@@ -235,14 +234,16 @@ def study_step(state: StudyState, free_slots: int = 1) -> Step:
     assert adaptive is not None, "only a study with adaptive seeds has a next seed"
     rule = adaptive.rule
     names: list[str | None] = [*state.variant_configs] or [None]
-    groups: dict[str | None, list[float]] = {name: [] for name in names}
+    from orchestrator.seed_table import seed_table
+
+    table = seed_table(state)
+    groups = {name: list(table.values(rule.metric, name).values()) for name in names}
     in_flight: set[int] = set()
     failed: set[int] = set()
     for record in state.runs:
         if record.status is RunStatus.COMPLETED:
-            if rule.metric in record.metrics:
-                groups.setdefault(record.variant, []).append(record.metrics[rule.metric])
-        elif record.status is RunStatus.FAILED:
+            continue
+        if record.status is RunStatus.FAILED:
             failed.add(record.seed)
         else:
             in_flight.add(record.seed)

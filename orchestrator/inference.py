@@ -54,10 +54,12 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from orchestrator.errors import XorchError
+from orchestrator.seed_table import describe
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -124,6 +126,7 @@ class SampleStats:
     boot_high: float
     bootstrap_method: str  # "BCa", "percentile" or "n/a"
     note: str = ""
+    not_finite: int = 0  # values left out (nan, inf): the seed table's rule
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,9 @@ class Contrast:
     p_wilcoxon: float
     hedges_g: float
     prob_improvement: float
-    better: str  # "yes", "no", "equal" or "n/a"
+    better: str  # "yes", "no", "equal", "diverges" or "n/a"
+    not_finite: int = 0  # the group's seeds left out: not finite
+    not_finite_ref: int = 0
     p_holm: float = math.nan
     p_wilcoxon_holm: float = math.nan
     note: str = ""
@@ -157,34 +162,36 @@ class Contrast:
 
 
 def describe_sample(values: Sequence[float] | SeedValues) -> SampleStats:
-    """Descriptive statistics and 95% intervals of ``values`` (a sequence or seed -> value)."""
+    """``seed_table.describe`` of ``values`` (a sequence or seed -> value), with
+    the median, the IQM and a bootstrap interval: the same non-finite rule, so
+    these numbers agree with summary.csv's."""
     data = _array(values)
-    n = int(data.size)
-    nan = math.nan
+    base = describe(data.tolist())
+    finite = data[np.isfinite(data)]
+    left_out = base.not_finite
+    note = f"{left_out.describe()}, left out" if left_out.count else ""
+    n, nan = base.n, math.nan
     if n == 0:
-        return SampleStats(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, "n/a", "no values")
-    if np.isnan(data).any():
-        k = int(np.isnan(data).sum())
-        return SampleStats(n, nan, nan, nan, nan, nan, nan, nan, nan, nan, "n/a",
-                           f"{k} NaN value(s): no statistic over a diverged seed")  # fmt: skip
+        return SampleStats(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, "n/a",
+                           _join(note, "no finite value" if left_out.count else "no values"),
+                           left_out.count)  # fmt: skip
     from scipy import stats
 
-    mean = float(np.mean(data))
-    median = float(np.median(data))
-    iqm = float(stats.trim_mean(data, 0.25))
+    iqm = float(stats.trim_mean(finite, 0.25))
     if n == 1:
-        return SampleStats(1, mean, 0.0, nan, nan, nan, median, iqm, nan, nan, "n/a",
-                           "one value: no interval")  # fmt: skip
-    spread = bool(np.min(data) != np.max(data))
-    # Equal values have no spread; numpy would report rounding noise (~1e-17).
-    std = float(np.std(data, ddof=1)) if spread else 0.0
-    sem = std / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
-    if not spread:
-        return SampleStats(n, mean, 0.0, 0.0, mean, mean, median, iqm, nan, nan, "n/a",
-                           "all values equal: nothing to resample")  # fmt: skip
-    low, high, method = bootstrap_mean_ci(data)
-    return SampleStats(n, mean, std, sem, mean - half, mean + half, median, iqm, low, high, method)
+        return SampleStats(1, base.mean, 0.0, nan, nan, nan, base.median, iqm, nan, nan, "n/a",
+                           _join(note, "one value: no interval"), left_out.count)  # fmt: skip
+    if base.std == 0:
+        return SampleStats(n, base.mean, 0.0, 0.0, base.mean, base.mean, base.median, iqm,
+                           nan, nan, "n/a", _join(note, "all values equal: nothing to resample"),
+                           left_out.count)  # fmt: skip
+    low, high, method = bootstrap_mean_ci(finite)
+    return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high, base.median,
+                       iqm, low, high, method, note, left_out.count)  # fmt: skip
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def bootstrap_mean_ci(
@@ -242,14 +249,25 @@ def contrast(
             "needs at least two; leave out --paired to compare them with Welch's test"
         )
     notes: list[str] = []
+    bad = {seed for seed, v in values.items() if not math.isfinite(v)}
+    bad_ref = {seed for seed, v in ref_values.items() if not math.isfinite(v)}
     if paired:
         unmatched = len(set(values) ^ set(ref_values))
         if unmatched:
             notes.append(f"paired on {len(shared)} shared seeds, {unmatched} unmatched left out")
-        x = np.array([values[s] for s in shared], dtype=float)
-        y = np.array([ref_values[s] for s in shared], dtype=float)
+        dropped = [seed for seed in shared if seed in bad or seed in bad_ref]
+        if dropped:
+            notes.append(f"{len(dropped)} pair(s) dropped, a side not finite: "
+                         f"seed {', '.join(map(str, dropped))}")  # fmt: skip
+        kept = [seed for seed in shared if seed not in dropped]
+        x = np.array([values[seed] for seed in kept], dtype=float)
+        y = np.array([ref_values[seed] for seed in kept], dtype=float)
     else:
-        x, y = _array(values), _array(ref_values)
+        for name, left_out in ((group, bad), (reference, bad_ref)):
+            if left_out:
+                notes.append(f"{len(left_out)} not finite in {name}, left out")
+        x = _array({k: v for k, v in values.items() if k not in bad})
+        y = _array({k: v for k, v in ref_values.items() if k not in bad_ref})
     nan = math.nan
     base = Contrast(
         metric=metric, group=group, reference=reference, goal=goal, paired=paired,
@@ -258,12 +276,29 @@ def contrast(
         diff=nan, diff_ci_low=nan, diff_ci_high=nan,
         test="paired t" if paired else "Welch t", p_value=nan, p_wilcoxon=nan,
         hedges_g=nan, prob_improvement=nan, better="n/a",
+        not_finite=len(bad), not_finite_ref=len(bad_ref),
     )  # fmt: skip
     if x.size == 0 or y.size == 0:
-        return replace(base, note="; ".join([*notes, "a group has no value"]))
-    if np.isnan(x).any() or np.isnan(y).any():
-        reason = "NaN value(s): no statistic over a diverged seed"
-        return replace(base, note="; ".join([*notes, reason]))
+        return replace(base, note="; ".join([*notes, "a group has no finite value"]))
+    result = _tested(base, x, y, notes, stats)
+    return _diverging(result, len(values), len(ref_values))
+
+
+def _diverging(result: Contrast, n_all: int, n_all_ref: int) -> Contrast:
+    """A group whose seeds diverge more often than the reference's is a finding
+    of its own: its ``better`` says so instead of the finite seeds' verdict."""
+    if not n_all or result.not_finite / n_all <= result.not_finite_ref / max(1, n_all_ref):
+        return result
+    said = (f"diverged on {result.not_finite} of {n_all} seeds (reference: "
+            f"{result.not_finite_ref} of {n_all_ref}); the finite seeds alone say "
+            f"better: {result.better}")  # fmt: skip
+    note = "; ".join(n for n in (result.note, said) if n)
+    return replace(result, better="diverges", note=note)
+
+
+def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stats: Any) -> Contrast:
+    """``base`` with its difference, effect size and tests on the finite ``x`` and ``y``."""
+    goal, paired = base.goal, base.paired
     diff = base.mean - base.mean_ref
     better = "equal" if diff == 0 else ("yes" if (diff > 0) == (goal is Goal.MAX) else "no")
     # Probability of improvement: U counts x > y, with ties one half.

@@ -33,6 +33,7 @@ from orchestrator.recovery import settle_stale_runs
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
+from orchestrator.seed_table import from_runs
 from orchestrator.state import (
     AttemptClass,
     RunRecord,
@@ -235,10 +236,10 @@ def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporte
     """Mean ± std of each summary metric over its finite values, as summary.csv has
     them; a diverged seed (nan, inf) is counted, never averaged (nor a crash)."""
     groups: list[str | None] = [*spec.variants] or [None]
+    table = from_runs(completed)
     for variant in groups:  # per variant: a mean over several configs would mean nothing
-        mine = [r for r in completed if r.variant == variant]
         for name in spec.runner.summary_metrics:
-            values = [r.metrics[name] for r in mine if name in r.metrics]
+            values = list(table.values(name, variant).values())
             if values:
                 line = mean_std_line(name, values)
                 reporter.say(line if variant is None else f"{variant}: {line}")

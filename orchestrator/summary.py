@@ -10,9 +10,9 @@ The mean and std rows are over the finite values only: what pandas gives for
 ``frame[col][np.isfinite(frame[col])].mean()`` and ``.std()`` (ddof=1), so one
 diverged seed does not turn the whole column into ``inf`` or ``nan``; std is 0
 for a single finite value, and both are empty where a column has no finite
-value at all. How many runs were left out this way is told by the closing lines
-of ``xorch launch``, by ``xorch status`` and by ``xorch summary``
-(``orchestrator.commands.summary_cmd`` uses the same rule and the same count).
+value at all: the non-finite rule of ``orchestrator.seed_table``, which every
+command follows. How many runs were left out this way is told by the closing
+lines of ``xorch launch``, by ``xorch status`` and by ``xorch summary``.
 
 A study of variants writes ``run,variant,seed,duration_s,...``: per variant (in
 the config's order) its completed rows, then its own ``mean`` and ``std`` rows
@@ -30,19 +30,17 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
+from orchestrator.seed_table import describe
 from orchestrator.state import RunRecord, StudyState
 
 __all__ = [
-    "NotFinite",
     "format_number",
     "mean_std_line",
-    "split_finite",
     "summary_text",
     "write_summary",
 ]
@@ -51,58 +49,18 @@ __all__ = [
 _rows: dict[int, tuple[RunRecord, tuple[str, ...], str, list[float]]] = {}
 
 
-@dataclass(frozen=True)
-class NotFinite:
-    """How many values of one metric were nan, inf and -inf: left out of means."""
-
-    nan: int = 0
-    inf: int = 0
-    neg_inf: int = 0
-
-    @property
-    def count(self) -> int:
-        return self.nan + self.inf + self.neg_inf
-
-    def describe(self) -> str:
-        """``1 run not finite: inf``, ``3 runs not finite: 2 nan, 1 -inf``; "" if none."""
-        if not self.count:
-            return ""
-        kinds = [(self.nan, "nan"), (self.inf, "inf"), (self.neg_inf, "-inf")]
-        parts = [name if n == self.count else f"{n} {name}" for n, name in kinds if n]
-        runs = "run" if self.count == 1 else "runs"
-        return f"{self.count} {runs} not finite: {', '.join(parts)}"
-
-
-def split_finite(values: Iterable[float]) -> tuple[list[float], NotFinite]:
-    """The finite values, in order, and a count of the others."""
-    finite: list[float] = []
-    nan = inf = neg_inf = 0
-    for value in values:
-        if math.isfinite(value):
-            finite.append(value)
-        elif math.isnan(value):
-            nan += 1
-        elif value > 0:
-            inf += 1
-        else:
-            neg_inf += 1
-    return finite, NotFinite(nan, inf, neg_inf)
-
-
 def format_number(value: float, spec: str = ".6f") -> str:
     """``value`` in ``spec``; ``nan``, ``inf`` and ``-inf`` for the values that are not numbers."""
     return format(value, spec)  # Python spells them so in every format spec
 
 
 def mean_std_line(name: str, values: Iterable[float]) -> str:
-    """``val/loss: 0.41 ± 0.02 (n=2; 1 run not finite: inf)``, over the finite values."""
-    finite, not_finite = split_finite(values)
-    note = f"; {not_finite.describe()}" if not_finite.count else ""
-    if not finite:
+    """``val/loss: 0.41 ± 0.02 std (n=2; 1 run not finite: inf)``, over the finite values."""
+    stats = describe(values)
+    note = f"; {stats.not_finite.describe()}" if stats.not_finite.count else ""
+    if not stats.n:
         return f"{name}: no finite value (n=0{note})"
-    mean = float(np.mean(finite))
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    return f"{name}: {mean:.6g} ± {std:.6g} (n={len(finite)}{note})"
+    return f"{name}: {stats.mean:.6g} ± {stats.std:.6g} std (n={stats.n}{note})"
 
 
 def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:

@@ -27,8 +27,8 @@ def _no_torch_in_the_children_of_fast_tests(
     truth about which tests pay for a Lightning child."""
     if any(request.node.get_closest_marker(m) for m in ("lightning", "slurm")):
         return
-    if "study" in request.fixturenames:  # a real Lightning study, started before this
-        pytest.fail("a test of the shared real `study` must be marked @pytest.mark.lightning")
+    if "lightning_study" in request.fixturenames:  # real, and started before this
+        pytest.fail("a test of the shared `lightning_study` must be marked @pytest.mark.lightning")
     paths = [str(TORCH_GUARD), *filter(None, [os.environ.get("PYTHONPATH", "")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     monkeypatch.setenv("XORCH_TESTS_NO_TORCH", "1")
@@ -53,7 +53,7 @@ def write_config(workdir: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+def lightning_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     """One real 3-seed study, shared by the tests that only read it."""
     workdir = tmp_path_factory.mktemp("e2e") / "a study's folder"
     workdir.mkdir()

@@ -255,6 +255,7 @@ trainer.fit(Tiny(seed, out), data, data)
 )
 
 
+@pytest.mark.lightning  # a real Lightning script
 def test_a_lightning_script_with_only_a_csv_logger(workdir):
     command = ["python", "train.py", "{seed}", "{run_dir}"]
     # No heartbeat but its run folder's activity: the quiet import of torch and

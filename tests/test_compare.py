@@ -101,10 +101,16 @@ def test_csv_and_json_carry_the_same_full_precision_numbers():
     assert loss_tiny["test"] == "paired t" and loss_tiny["n_pairs"] == 4
     assert close(loss_tiny["p"], t.pvalue) and loss_tiny["better"] == "no"
     assert loss_tiny["goal"] == "min" and loss_tiny["p_improve"] == 0.0
+    # The seed table's rule: seed 101's nan is left out, with its baseline partner.
     diverged = next(r for r in from_json if r["group"] == "diverged" and r["metric"] == "val/loss")
-    assert diverged["mean"] is None and diverged["p"] is None and "NaN" in diverged["note"]
+    t = sps.ttest_rel([0.41, 0.40, 0.44], [0.40, 0.41, 0.43])
+    assert (diverged["n"], diverged["not_finite"], diverged["n_pairs"]) == (3, 1, 3)
+    assert close(diverged["mean"], (0.41 + 0.40 + 0.44) / 3) and close(diverged["p"], t.pvalue)
+    assert diverged["better"] == "diverges"
+    assert "1 pair(s) dropped, a side not finite: seed 101" in diverged["note"]
+    assert "diverged on 1 of 4 seeds (reference: 0 of 4)" in diverged["note"]
     text = render_comparison(table, "table")
-    assert "n/a" in text and "paired t" in text
+    assert "diverges" in text and "paired t" in text
 
 
 def test_latex_table_marks_the_best_and_the_significant():
@@ -115,10 +121,12 @@ def test_latex_table_marks_the_best_and_the_significant():
     assert "Holm-corrected over 4 comparisons" in latex and "paired t-test" in latex
     rows = parse_latex(latex)
     assert list(rows) == ["baseline", "tiny_lr", "diverged"]
-    # Bold: the lowest loss (baseline) and the highest F1 (diverged; its loss is n/a).
+    # Bold: the lowest loss (baseline) and the highest F1 (diverged, whose loss is
+    # over its 3 finite seeds and marked with a double dagger).
     assert [bold for _, bold, _ in rows["baseline"]] == [True, False]
     assert [bold for _, bold, _ in rows["diverged"]] == [False, True]
-    assert rows["diverged"][0][0] == "n/a"
+    assert rows["diverged"][0][0].startswith("0.417") and r"$^{\ddagger}$" in latex
+    assert "some seeds diverged" in latex
     # The dagger follows the Holm-corrected t-test p-value.
     for group in ("tiny_lr", "diverged"):
         for metric, (_, _, dagger) in zip(table.metrics, rows[group], strict=True):

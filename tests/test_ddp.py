@@ -149,6 +149,7 @@ def test_slots_are_groups_of_gpus_contiguous_or_by_topology():
         gpu_groups(["0", "1"], 4)
 
 
+@pytest.mark.lightning  # real DDP ranks
 def test_devices_follow_gpus_per_run(workdir, write_config):
     config = ddp_config(workdir, {}, [1])
     spec = load_study(write_config(config))
@@ -239,6 +240,7 @@ def test_a_rank_that_ended_first_decides_the_class_and_is_named(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
+@pytest.mark.lightning  # real DDP ranks
 def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     """Seeds 2, 3 and 4 each run twice: the "faulty" variant, where rank 1
     SIGKILLs itself (seed 2), hangs (seed 3) or raises (seed 4) in epoch 1
@@ -314,6 +316,7 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
         assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
 
 
+@pytest.mark.lightning  # real DDP ranks
 def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishes(
     workdir, write_config
 ):

@@ -47,8 +47,8 @@ def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProces
 
 
 @pytest.mark.lightning
-def test_study_completes_with_the_seed_layout(study):
-    _, out, result = study
+def test_study_completes_with_the_seed_layout(lightning_study):
+    _, out, result = lightning_study
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == [
@@ -70,14 +70,14 @@ def test_study_completes_with_the_seed_layout(study):
 
 
 @pytest.mark.lightning
-def test_parent_never_imports_torch_during_a_study(study):
-    _, _, result = study
+def test_parent_never_imports_torch_during_a_study(lightning_study):
+    _, _, result = lightning_study
     assert "PARENT-IMPORTED False False" in result.stderr
 
 
 @pytest.mark.lightning
-def test_state_records_every_run(study):
-    _, out, _ = study
+def test_state_records_every_run(lightning_study):
+    _, out, _ = lightning_study
     state = read_state(out)
     assert state["schema_version"] == 1 and state["seeds"] == [42, 101, 28]
     assert len(state["config_fingerprint"]) == 64
@@ -93,8 +93,8 @@ def test_state_records_every_run(study):
 
 
 @pytest.mark.lightning
-def test_summary_matches_the_state_and_pandas(study):
-    _, out, _ = study
+def test_summary_matches_the_state_and_pandas(lightning_study):
+    _, out, _ = lightning_study
     text = (out / "summary.csv").read_text()
     frame = pd.read_csv(io.StringIO(text), dtype={"run": str, "seed": str})
     state = read_state(out)
@@ -212,8 +212,8 @@ def test_resume_removes_the_temp_files_a_killed_launch_left(fake_study):
 
 
 @pytest.mark.lightning
-def test_replay_with_mode_train_reproduces_a_run_exactly(study):
-    path, out, _ = study
+def test_replay_with_mode_train_reproduces_a_run_exactly(lightning_study):
+    path, out, _ = lightning_study
     config = yaml.safe_load(path.read_text())
     del config["experiments_runner"]
     replay_dir = out.parent / "run_01_seed101_replay"

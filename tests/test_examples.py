@@ -12,6 +12,8 @@ import yaml
 
 from tests.helpers import ROOT, read_state, xorch
 
+pytestmark = pytest.mark.lightning  # the README's examples, trained for real
+
 SHRUNK_UNET = (
     "hyperparameters.epochs=2",
     "backbone.input_width=64",

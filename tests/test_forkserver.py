@@ -7,6 +7,7 @@ import signal
 import time
 
 import psutil
+import pytest
 import yaml
 
 from tests.helpers import (
@@ -19,6 +20,8 @@ from tests.helpers import (
     xorch_popen,
 )
 
+pytestmark = pytest.mark.lightning  # the fork server preloads torch and Lightning: its subject
+
 
 def servers_for(marker: str) -> list[psutil.Process]:
     found = []
@@ -29,8 +32,8 @@ def servers_for(marker: str) -> list[psutil.Process]:
     return found
 
 
-def test_forkserver_runs_give_the_same_metrics_as_spawned_runs(study, tmp_path):
-    path, out, _ = study
+def test_forkserver_runs_give_the_same_metrics_as_spawned_runs(lightning_study, tmp_path):
+    path, out, _ = lightning_study
     config = yaml.safe_load(path.read_text())
     config["experiments_runner"].update(
         seeds=[42, 101], launcher="forkserver", output_base_dir=str(tmp_path / "forked")

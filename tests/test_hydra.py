@@ -90,6 +90,7 @@ def hydra_folder(workdir: Path, out: Path) -> Path:
     return main
 
 
+@pytest.mark.lightning  # each config shape, trained for real
 def test_a_hydra_folder_study_survives_a_killed_parent_and_resumes(workdir):
     out = workdir / "out"
     main = hydra_folder(workdir, out)
@@ -148,6 +149,7 @@ FAULT_RUNNER = {
 }
 
 
+@pytest.mark.lightning  # each config shape, trained for real
 def test_a_hydra_folder_study_survives_an_exception_a_hang_and_a_kill(workdir):
     out = workdir / "out"
     main = hydra_folder(workdir, out)
@@ -196,6 +198,7 @@ pl_trainer:
 """
 
 
+@pytest.mark.lightning  # each config shape, trained for real
 def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdir):
     out = workdir / "out"
     path = workdir / "my_experiment.yaml"
@@ -223,6 +226,7 @@ def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdi
     assert read_state(out)["summary_metrics"] == ["val/acc"]
 
 
+@pytest.mark.lightning  # each config shape, trained for real
 def test_a_seed_style_study_survives_an_exception_a_hang_and_a_kill(workdir):
     out = workdir / "out"
     shutil.copy(FAULTY, workdir / "faulty.py")

@@ -109,9 +109,18 @@ def test_zero_variance_has_a_point_interval_and_says_why_no_bootstrap():
     assert "all values equal" in s.note
 
 
-def test_nan_one_value_and_no_value_are_na_with_a_reason():
-    nan_case = describe_sample([0.1, float("nan"), 0.3])
-    assert nan_case.n == 3 and math.isnan(nan_case.mean) and "1 NaN value" in nan_case.note
+def test_nan_is_left_out_and_counted_and_one_or_no_value_is_na_with_a_reason():
+    # The seed table's rule: a diverged seed is left out of every statistic and counted.
+    nan_case = describe_sample([0.1, float("nan"), 0.3, float("inf")])
+    assert (nan_case.n, nan_case.not_finite) == (2, 2)
+    assert nan_case.mean == pytest.approx(0.2) and nan_case.std == pytest.approx(
+        np.std([0.1, 0.3], ddof=1)
+    )
+    assert nan_case.median == pytest.approx(0.2) and nan_case.iqm == pytest.approx(0.2)
+    assert "2 runs not finite: 1 nan, 1 inf, left out" in nan_case.note
+    assert (
+        describe_sample([float("inf")]).note == "1 run not finite: inf, left out; no finite value"
+    )
     one = describe_sample([0.4])
     assert one.mean == 0.4 and math.isnan(one.ci_low) and "one value" in one.note
     assert describe_sample([]).note == "no values"
@@ -232,11 +241,17 @@ def test_zero_variance_nan_and_single_values_do_not_crash():
     assert flat.diff == pytest.approx(-0.2) and math.isnan(flat.p_value)
     assert math.isnan(flat.hedges_g) and "neither group varies" in flat.note
     diverged = contrast("m", "b", {1: float("nan"), 2: 0.5}, "a", {1: 0.4, 2: 0.5})
-    assert math.isnan(diverged.diff) and diverged.better == "n/a" and "NaN" in diverged.note
+    # Seed 1 is dropped from both sides; one pair is too few for a test, and b's
+    # divergence is its own finding.
+    assert (diverged.n, diverged.n_ref, diverged.diff) == (1, 1, 0.0)
+    assert (diverged.not_finite, diverged.not_finite_ref) == (1, 0)
+    assert diverged.better == "diverges" and math.isnan(diverged.p_value)
+    assert "1 pair(s) dropped, a side not finite: seed 1" in diverged.note
+    assert "diverged on 1 of 2 seeds (reference: 0 of 2)" in diverged.note
     single = contrast("m", "b", {1: 0.5}, "a", {2: 0.4, 3: 0.6})
     assert not single.paired and math.isnan(single.p_value) and "fewer than two" in single.note
     empty = contrast("m", "b", {}, "a", {2: 0.4})
-    assert empty.note == "a group has no value"
+    assert empty.note == "a group has no finite value"
 
 
 # --------------------------------------------------------------------------- many contrasts

@@ -21,6 +21,8 @@ import yaml
 
 from tests.helpers import ROOT, read_state, wait_for, xorch, xorch_popen
 
+pytestmark = pytest.mark.lightning  # bit-exact resume of real Lightning training
+
 USER_PROJECT = ROOT / "tests" / "fixtures" / "user_project.py"
 SEEDS = (1, 2)
 EPOCHS = 4

@@ -14,15 +14,15 @@ from scipy import stats as scipy_stats
 
 from orchestrator.commands.summary_cmd import (
     STATS_COLUMNS,
-    describe,
     render_stats,
     study_metric_stats,
 )
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import XorchError
+from orchestrator.seed_table import NotFinite, describe
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
-from orchestrator.summary import NotFinite, summary_text
+from orchestrator.summary import summary_text
 from orchestrator.tables import FORMATS
 
 TOL = 1e-12
@@ -69,9 +69,10 @@ def test_describe_of_one_value_has_no_interval():
     assert math.isnan(s.sem) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
 
 
-def test_describe_of_nothing_is_an_error():
-    with pytest.raises(XorchError):
-        describe([])
+def test_describe_of_nothing_has_no_values_and_nan_statistics():
+    s = describe([])
+    assert s.n == 0 and s.not_finite.count == 0
+    assert all(math.isnan(v) for v in (s.mean, s.std, s.sem, s.ci_low, s.min, s.max))
 
 
 def test_values_that_are_not_numbers_are_counted_and_left_out_as_in_summary_csv():

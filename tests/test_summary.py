@@ -9,8 +9,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from orchestrator.seed_table import NotFinite, split_finite
 from orchestrator.state import RunRecord, RunStatus
-from orchestrator.summary import NotFinite, mean_std_line, split_finite, summary_text
+from orchestrator.summary import mean_std_line, summary_text
 from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import xorch
 
@@ -120,13 +121,13 @@ def test_a_column_without_any_finite_value_has_empty_mean_and_std():
 
 def test_the_closing_line_counts_the_runs_left_out():
     assert mean_std_line("val/loss", [0.4, INF, 0.42]) == (
-        "val/loss: 0.41 ± 0.0141421 (n=2; 1 run not finite: inf)"
+        "val/loss: 0.41 ± 0.0141421 std (n=2; 1 run not finite: inf)"
     )
     assert mean_std_line("m", [NAN, 1.0, NAN, -INF]) == (
-        "m: 1 ± 0 (n=1; 3 runs not finite: 2 nan, 1 -inf)"
+        "m: 1 ± 0 std (n=1; 3 runs not finite: 2 nan, 1 -inf)"
     )
     assert mean_std_line("m", [NAN, NAN]) == "m: no finite value (n=0; 2 runs not finite: nan)"
-    assert mean_std_line("m", [1.0, 3.0]) == "m: 2 ± 1.41421 (n=2)"
+    assert mean_std_line("m", [1.0, 3.0]) == "m: 2 ± 1.41421 std (n=2)"
     finite, left_out = split_finite([1.0, INF, -INF, NAN, 2.0])
     assert finite == [1.0, 2.0] and left_out == NotFinite(nan=1, inf=1, neg_inf=1)
     assert left_out.describe() == "3 runs not finite: 1 nan, 1 inf, 1 -inf"

@@ -10,6 +10,10 @@ Welch's test.
 Machine and terminal formats (table, markdown, csv, json) carry one row per
 (metric, group): the group's own statistics, then, for every group but the
 reference, its contrast with the reference (empty cells on the reference's row).
+Every number follows the seed table's non-finite rule (``orchestrator.seed_table``):
+``n`` counts the finite values, ``not_finite`` the others, left out; a paired
+test drops a seed from both sides when either is not finite, and a group that
+diverges more often than the reference is ``better: diverges``.
 The ``latex`` format is instead a table a paper can include as it is: one row
 per group, one column per metric, each cell ``mean ± half-width of the 95% t
 interval``, the best mean of each column in bold (by ``goal``), and a dagger
@@ -32,6 +36,7 @@ from orchestrator.inference import (
     default_goal,
     describe_sample,
 )
+from orchestrator.seed_table import seed_table
 from orchestrator.state import StudyState
 from orchestrator.tables import Cell, latex_escape, render_rows
 
@@ -49,8 +54,8 @@ __all__ = [
 ALPHA = 0.05
 
 COMPARE_COLUMNS: tuple[str, ...] = (
-    "metric", "goal", "group", "n", "mean", "std", "ci_low", "ci_high", "median", "iqm",
-    "boot_low", "boot_high", "boot_method", "vs", "test", "n_pairs", "diff", "diff_ci_low",
+    "metric", "goal", "group", "n", "not_finite", "mean", "std", "ci_low", "ci_high", "median",
+    "iqm", "boot_low", "boot_high", "boot_method", "vs", "test", "n_pairs", "diff", "diff_ci_low",
     "diff_ci_high", "p", "p_holm", "p_wilcoxon", "p_wilcoxon_holm", "hedges_g",
     "p_improve", "better", "note",
 )  # fmt: skip
@@ -75,12 +80,8 @@ class ComparisonTable:
 
 
 def state_groups(state: StudyState) -> dict[str, dict[int, float]]:
-    """metric -> seed -> final value, over the study's completed runs."""
-    values: dict[str, dict[int, float]] = {}
-    for run in state.completed:
-        for name, value in run.metrics.items():
-            values.setdefault(name, {})[run.seed] = float(value)
-    return values
+    """metric -> seed -> final value, over the study's completed runs (its seed table)."""
+    return seed_table(state).every_run()
 
 
 def build_comparison(
@@ -136,12 +137,7 @@ def compare_studies(
 def variant_groups(state: StudyState) -> dict[str, dict[str, dict[int, float]]]:
     """variant -> metric -> seed -> final value, over the completed runs, every variant
     (one with no completed run yet has no values)."""
-    groups: dict[str, dict[str, dict[int, float]]] = {v: {} for v in state.variant_configs}
-    for run in state.completed:
-        if run.variant in groups:
-            for name, value in run.metrics.items():
-                groups[run.variant].setdefault(name, {})[run.seed] = float(value)
-    return groups
+    return seed_table(state).groups()
 
 
 def compare_variants(
@@ -217,8 +213,8 @@ def comparison_records(table: ComparisonTable) -> list[list[Cell]]:
         for group in table.groups:
             s = table.described[(group, metric)]
             row: list[Cell] = [
-                metric, table.goals[metric].value, group, s.n, s.mean, s.std, s.ci_low,
-                s.ci_high, s.median, s.iqm, s.boot_low, s.boot_high, s.bootstrap_method,
+                metric, table.goals[metric].value, group, s.n, s.not_finite, s.mean, s.std,
+                s.ci_low, s.ci_high, s.median, s.iqm, s.boot_low, s.boot_high, s.bootstrap_method,
             ]  # fmt: skip
             c = table.contrast_of(group, metric)
             if c is None:  # the reference itself
@@ -283,6 +279,8 @@ def _latex_column(table: ComparisonTable, metric: str) -> list[str]:
             text += rf" $\pm$ {half:.{decimals}f}"
         if significant(table.contrast_of(group, metric)):
             text += r"$^{\dagger}$"
+        if s.not_finite:
+            text += r"$^{\ddagger}$"
         cells.append(text)
     return cells
 
@@ -298,11 +296,19 @@ def _latex_caption(table: ComparisonTable) -> str:
     ns = sorted({table.described[(g, m)].n for g in table.groups for m in table.metrics})
     seeds = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]} to {ns[-1]}"
     tests = sorted({c.test for c in table.contrasts})
+    family = sum(math.isfinite(c.p_value) for c in table.contrasts)  # what Holm corrected over
+    diverged = any(table.described[(g, m)].not_finite for g in table.groups for m in table.metrics)
     return (
         rf"Mean $\pm$ half-width of the 95\% Student-t confidence interval over seeds "
         rf"({seeds}). Bold: the best mean per column ($\downarrow$ lower is better, "
         rf"$\uparrow$ higher is better). $^{{\dagger}}$: differs from "
         rf"{latex_escape(table.reference)} at $\alpha = {ALPHA}$ "
         rf"({latex_escape(', '.join(tests) or 'no')}-test, Holm-corrected over "
-        rf"{len(table.contrasts)} comparison{'s' if len(table.contrasts) != 1 else ''})."
+        rf"{family} comparison{'s' if family != 1 else ''})."
+        + (
+            r" $^{\ddagger}$: some seeds diverged (a value that is not finite); they are "
+            r"left out of the cell, its $n$ and its test."
+            if diverged
+            else ""
+        )
     )

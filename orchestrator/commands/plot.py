@@ -52,6 +52,7 @@ import pandas as pd
 from orchestrator.contract.atomic import atomic_write_bytes
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.errors import XorchError
+from orchestrator.seed_table import from_runs
 from orchestrator.state import RunRecord, StudyState
 from orchestrator.state_store import load_state
 
@@ -281,8 +282,9 @@ def _spread_figure(runs: Sequence[RunRecord], metrics: Sequence[str]) -> Figure:
     # A fixed seed: the same study always gives the same picture.
     rng = np.random.default_rng(0)
     figure = _new_figure(len(metrics), max_columns=4, panel_size=(3.2, 4.0))
+    table = from_runs(runs)
     for axes, name in zip(figure.axes, metrics, strict=True):
-        values = np.array([r.metrics[name] for r in runs if name in r.metrics], dtype=float)
+        values = np.array(list(table.every_run().get(name, {}).values()), dtype=float)
         finite = values[np.isfinite(values)]
         _spread_panel(axes, finite, rng)
         left_out = values.size - finite.size
@@ -350,11 +352,11 @@ def _variant_spread_figure(
     rng = np.random.default_rng(0)
     width = max(2.9, 0.6 + 0.75 * len(variants))
     figure = _new_figure(len(metrics), _balanced_columns(len(metrics), width), (width, 4.0))
+    table = from_runs(runs)
     for axes, name in zip(figure.axes, metrics, strict=True):
         labels = []
         for position, variant in enumerate(variants, start=1):
-            mine = [r.metrics[name] for r in runs if r.variant == variant and name in r.metrics]
-            values = np.array(mine, dtype=float)
+            values = np.array(list(table.values(name, variant).values()), dtype=float)
             finite = values[np.isfinite(values)]
             left_out = values.size - finite.size
             labels.append(f"{variant}\nn={finite.size}" + (f", {left_out} n/f" if left_out else ""))

@@ -140,7 +140,7 @@ def power_figures(
     effect_value = math.nan if effect is None else abs(effect)
     figures = PowerFigures(metric, design, n, std, effect_value, alpha, power, None, math.nan)
     if not math.isfinite(std):
-        return _with(figures, note="no std yet: fewer than two seeds, or a NaN value")
+        return _with(figures, note="no std yet: fewer than two finite values")
     detectable = detectable_effect(design, std, n, alpha, power, ratio)
     figures = _with(figures, detectable=detectable)
     if effect is None:
@@ -169,7 +169,7 @@ def _with(figures: PowerFigures, **changes: object) -> PowerFigures:
 
 def _std(values: Sequence[float]) -> float:
     data = np.asarray(values, dtype=float)
-    if data.size < 2 or np.isnan(data).any():
+    if data.size < 2 or not np.isfinite(data).all():
         return math.nan
     return 0.0 if np.ptp(data) == 0 else float(np.std(data, ddof=1))
 
@@ -199,11 +199,28 @@ def power_for_study(
     _check_metrics(chosen, values, "the study's completed runs")
     rows = []
     for metric in chosen:
-        sample = list(values[metric].values())
-        std, n = _std(sample), len(sample)
+        sample, left_out = _finite(values[metric])
+        std, n = _std(list(sample.values())), len(sample)
         for design in (Design.TWO_SAMPLE, Design.ONE_SAMPLE):
-            rows.append(power_figures(metric, design, std, n, effect, alpha, power))
+            figures = power_figures(metric, design, std, n, effect, alpha, power)
+            rows.append(_noted(figures, _left_out_note(left_out)))
     return rows
+
+
+def _finite(values: Mapping[int, float]) -> tuple[dict[int, float], list[int]]:
+    """The finite values (the seed table's rule) and the seeds left out."""
+    kept = {seed: v for seed, v in values.items() if math.isfinite(v)}
+    return kept, [seed for seed in values if seed not in kept]
+
+
+def _left_out_note(seeds: Sequence[int], what: str = "not finite, left out") -> str:
+    return f"{len(seeds)} {what}: seed {', '.join(map(str, seeds))}" if seeds else ""
+
+
+def _noted(figures: PowerFigures, note: str) -> PowerFigures:
+    if not note:
+        return figures
+    return _with(figures, note="; ".join(n for n in (note, figures.note) if n))
 
 
 def power_for_studies(
@@ -285,17 +302,26 @@ def _pair_figures(
     alpha: float,
     power: float,
 ) -> PowerFigures:
-    """B against A: paired on the shared seeds (std of ``b - a``), or two-sample."""
+    """B against A: paired on the shared seeds (std of ``b - a``), or two-sample; a
+    value that is not finite is left out (in a pair, with its partner)."""
     if paired:
         shared = sorted(set(a) & set(b))
-        diffs = [b[s] - a[s] for s in shared]
-        return power_figures(metric, Design.PAIRED, _std(diffs), len(shared), effect, alpha, power)
+        dropped = [s for s in shared if not (math.isfinite(a[s]) and math.isfinite(b[s]))]
+        kept = [s for s in shared if s not in dropped]
+        diffs = [b[s] - a[s] for s in kept]
+        figures = power_figures(metric, Design.PAIRED, _std(diffs), len(kept), effect, alpha,
+                                power)  # fmt: skip
+        return _noted(figures, _left_out_note(dropped, "pair(s) dropped, a side not finite"))
+    (a, bad_a), (b, bad_b) = _finite(a), _finite(b)
+    note = _left_out_note([*bad_a, *bad_b])
     if not a or not b:
-        return power_figures(metric, Design.TWO_SAMPLE, math.nan, 0, effect, alpha, power)
+        figures = power_figures(metric, Design.TWO_SAMPLE, math.nan, 0, effect, alpha, power)
+        return _noted(figures, note)
     std = _pooled_std(list(a.values()), list(b.values()))
     n = min(len(a), len(b))
     ratio = max(len(a), len(b)) / n
-    return power_figures(metric, Design.TWO_SAMPLE, std, n, effect, alpha, power, ratio)
+    figures = power_figures(metric, Design.TWO_SAMPLE, std, n, effect, alpha, power, ratio)
+    return _noted(figures, note)
 
 
 def _pooled_std(a: Sequence[float], b: Sequence[float]) -> float:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
+from orchestrator.seed_table import seed_table, split_finite
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
-from orchestrator.summary import format_number, split_finite
+from orchestrator.summary import format_number
 from orchestrator.tables import aligned_lines
 
 __all__ = ["RunRow", "StudyStatus", "VariantProgress", "render_status", "study_status"]
@@ -99,11 +100,10 @@ def study_status(study_dir: Path) -> StudyStatus:
         )
     not_finite = {}
     groups: list[str | None] = [*per_variant] or [None]
+    table = seed_table(state)
     for name in state.summary_metrics:
         for variant in groups:
-            values = (r.metrics[name] for r in state.completed
-                      if name in r.metrics and r.variant == variant)  # fmt: skip
-            _, left_out = split_finite(values)
+            _, left_out = split_finite(table.values(name, variant).values())
             if left_out.count:
                 not_finite[name if variant is None else f"{name} ({variant})"] = left_out.describe()
     progress = {v: VariantProgress(sum(c.values()), c) for v, c in per_variant.items()}

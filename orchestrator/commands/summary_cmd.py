@@ -11,43 +11,27 @@ several configs into a number that describes none of them.
 Only completed runs count, and a metric's sample is the values its completed
 runs logged (a run that did not log it is left out, not counted as zero).
 
-Conventions, chosen so the numbers agree with summary.csv and with scipy:
-
-- Values that are not numbers (nan, inf, -inf: a diverged seed) are left out of
-  every statistic and counted instead, in ``not_finite`` (a column of its own,
-  and a note under the table): ``n``, mean, std and the rest are over the finite
-  values, exactly as summary.csv's mean and std rows are. A metric with no
-  finite value at all has ``n`` 0 and nan statistics.
-- ``std`` is the sample standard deviation (ddof=1); it is 0.0 for a single
-  run, as summary.csv prints it, and exactly 0.0 when all values are equal.
-- ``sem`` is ``std / sqrt(n)``; the 95% interval is ``mean ± t(0.975, n-1) * sem``.
-  For a single run ``sem``, ``ci_low`` and ``ci_high`` are nan: one value says
-  nothing about how far the mean may be off, and a zero-width (mean, mean)
-  interval would read as certainty.
-
-scipy is imported inside the functions that need it, so that importing this
-module (for instance by the CLI, to list its options) stays cheap.
+The numbers are ``orchestrator.seed_table.describe`` over the study's seed
+table, so they agree with summary.csv and every other command: values that are
+not numbers (nan, inf, -inf: a diverged seed) are left out of every statistic
+and counted in ``not_finite`` (a column of its own, and a note under the
+table); a metric with no finite value at all has ``n`` 0 and nan statistics.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from orchestrator.errors import XorchError
-from orchestrator.state import RunRecord, StudyState
-from orchestrator.summary import NotFinite, split_finite
+from orchestrator.seed_table import NO_VALUES, MetricStats, seed_table
+from orchestrator.state import StudyState
 from orchestrator.tables import Cell, render_rows
 
 __all__ = [
     "STATS_COLUMNS",
     "VARIANT_STATS_COLUMNS",
-    "MetricStats",
     "VariantMetricStats",
-    "describe",
     "render_stats",
     "render_variant_stats",
     "study_metric_stats",
@@ -60,26 +44,6 @@ STATS_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 VARIANT_STATS_COLUMNS: tuple[str, ...] = (STATS_COLUMNS[0], "variant", *STATS_COLUMNS[1:])
-
-_CONFIDENCE = 0.95
-_UPPER_QUANTILE = 0.5 + _CONFIDENCE / 2  # 0.975: two-sided interval
-
-
-@dataclass(frozen=True)
-class MetricStats:
-    """One metric over the completed runs of a study: ``n`` finite values, and
-    the runs whose value was nan or inf, left out of every number here."""
-
-    n: int
-    mean: float
-    std: float
-    sem: float
-    ci_low: float
-    ci_high: float
-    min: float
-    median: float
-    max: float
-    not_finite: NotFinite = field(default_factory=NotFinite)
 
 
 @dataclass(frozen=True)
@@ -94,43 +58,6 @@ class VariantMetricStats:
 # --------------------------------------------------------------------------- statistics
 
 
-def describe(values: Iterable[float]) -> MetricStats:
-    """Count, mean, spread, 95% t interval and five-number-ish summary of the
-    finite ``values``; nan and inf are counted in ``not_finite`` instead."""
-    given = list(values)
-    if not given:
-        raise XorchError("cannot describe a metric with no values")
-    finite, not_finite = split_finite(float(v) for v in given)
-    data = np.asarray(finite, dtype=float)
-    n = int(data.size)
-    if n == 0:
-        nan = math.nan
-        return MetricStats(0, nan, nan, nan, nan, nan, nan, nan, nan, not_finite)
-    mean = float(np.mean(data))
-    if n == 1:
-        std, sem, ci_low, ci_high = 0.0, math.nan, math.nan, math.nan
-    else:
-        from scipy import stats
-
-        # Equal values have no spread; numpy would report rounding noise (~1e-17).
-        std = 0.0 if np.min(data) == np.max(data) else float(np.std(data, ddof=1))
-        sem = std / math.sqrt(n)
-        half_width = float(stats.t.ppf(_UPPER_QUANTILE, n - 1)) * sem
-        ci_low, ci_high = mean - half_width, mean + half_width
-    return MetricStats(
-        n=n,
-        mean=mean,
-        std=std,
-        sem=sem,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        min=float(np.min(data)),
-        median=float(np.median(data)),
-        max=float(np.max(data)),
-        not_finite=not_finite,
-    )
-
-
 def study_metric_stats(
     state: StudyState, metrics: Sequence[str] | None = None
 ) -> list[tuple[str, MetricStats]]:
@@ -139,12 +66,11 @@ def study_metric_stats(
     Raises XorchError when there is no completed run or a named metric was never
     logged by one.
     """
-    runs = state.completed
-    if not runs:
+    if not state.completed:
         raise XorchError("the study has no completed run yet: there is nothing to describe")
-    values = _metric_values(runs, finite_only=False)
-    names = _choose(metrics, sorted(values), "logged by the completed runs")
-    return [(name, describe(values[name])) for name in names]
+    table = seed_table(state)
+    names = _choose(metrics, table.metrics(), "logged by the completed runs")
+    return [(name, table.describe(name)) for name in names]
 
 
 def variant_metric_stats(
@@ -156,37 +82,17 @@ def variant_metric_stats(
     A variant with no completed run (yet) that logged the metric gets ``n`` 0 and
     nan statistics, so a partial study shows every variant.
     """
-    runs = state.completed
-    if not runs:
+    if not state.completed:
         raise XorchError("the study has no completed run yet: there is nothing to describe")
-    names = _choose(metrics, sorted(_metric_values(runs, finite_only=False)),
-                    "logged by the completed runs")  # fmt: skip
-    per_variant = {
-        v: _metric_values([r for r in runs if r.variant == v], finite_only=False)
-        for v in state.variant_configs
-    }
+    table = seed_table(state)
+    names = _choose(metrics, table.metrics(), "logged by the completed runs")
     rows = []
     for name in names:
-        for variant, values in per_variant.items():
-            stats = describe(values[name]) if name in values else _NO_VALUES
+        for variant in state.variant_configs:
+            logged = name in table.metrics(variant, every_variant=False)
+            stats = table.describe(name, variant) if logged else NO_VALUES
             rows.append(VariantMetricStats(name, variant, stats))
     return rows
-
-
-_NO_VALUES = MetricStats(0, *(math.nan,) * 8)
-
-
-def _metric_values(runs: Sequence[RunRecord], finite_only: bool = True) -> dict[str, list[float]]:
-    """Each metric's values, in run order, from the runs that logged it; only the
-    finite ones unless ``finite_only`` is False (describe counts the others)."""
-    values: dict[str, list[float]] = {}
-    for run in runs:
-        for name, value in run.metrics.items():
-            number = float(value)
-            if finite_only and not math.isfinite(number):
-                continue
-            values.setdefault(name, []).append(number)
-    return values
 
 
 def _choose(requested: Sequence[str] | None, available: list[str], where: str) -> list[str]:
