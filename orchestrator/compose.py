@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from orchestrator.contract.child import RUN_DIR_MARK
 from orchestrator.errors import ConfigError
 
 __all__ = [
@@ -70,13 +71,16 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
 
     folder = path.parent.resolve()
     set_project_root(folder)
+    _stand_in_for_colorlog()
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
             initialize_config_dir(config_dir=str(folder), version_base="1.3"),
         ):
             warnings.simplefilter("always")
-            composed = compose(config_name=path.name, overrides=list(overrides))
+            composed = compose(
+                config_name=path.name, overrides=list(overrides), return_hydra_config=True
+            )
     except (HydraException, OmegaConfBaseException) as exc:
         line = _first_line(exc)
         if line.startswith("Could not override"):
@@ -89,8 +93,68 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
     tree = OmegaConf.to_container(composed, resolve=False)
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the composed config is not a mapping of keys")
+    _give_hydra_meanings(tree.pop("hydra", {}), cast(dict[str, Any], tree), path)
     notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
     return cast(dict[str, Any], tree), notes
+
+
+# What ``${hydra:KEY}`` means inside an xorch run, where Hydra's own value is
+# that of a run Hydra never starts: the run's folder (filled in by the child,
+# see contract.child.RUN_DIR_MARK), the one job of a run. The other keys
+# (runtime.cwd, runtime.choices, job.config_name, job.override_dirname, ...)
+# keep the values Hydra's compose gave them.
+_RUN_MEANINGS: dict[str, Any] = {
+    "runtime.output_dir": RUN_DIR_MARK,
+    "run.dir": RUN_DIR_MARK,
+    "sweep.dir": RUN_DIR_MARK,
+    "sweep.subdir": ".",
+    "job.num": 0,
+    "job.id": "0",
+    "mode": "RUN",
+}
+
+
+def _give_hydra_meanings(node: Any, tree: dict[str, Any], path: Path) -> None:
+    """Register the ``hydra`` resolver for this config: ``${hydra:KEY}`` is read
+    from Hydra's own node with the run's meanings above (``job.name``: the
+    config's name, as xorch runs no script), interpolations resolved against
+    the whole config, as in a Hydra run."""
+    from omegaconf import OmegaConf
+
+    hydra_node = OmegaConf.create(node if isinstance(node, dict) else {})
+    hydra_node.job.name = path.stem
+    for key, value in _RUN_MEANINGS.items():
+        OmegaConf.update(hydra_node, key, value, force_add=True)
+    whole = OmegaConf.create({**tree, "hydra": hydra_node})
+
+    def hydra_value(key: str) -> Any:
+        found = OmegaConf.select(whole, f"hydra.{key}", default=_ABSENT)
+        if found is _ABSENT or found == "???":
+            raise ValueError(f"${{hydra:{key}}} has no value in an xorch run")
+        return OmegaConf.to_container(found, resolve=True) if OmegaConf.is_config(found) else found
+
+    OmegaConf.register_new_resolver("hydra", hydra_value, replace=True)
+
+
+_ABSENT = object()
+
+
+def _stand_in_for_colorlog() -> None:
+    """lightning-hydra-template's ``hydra:`` group asks for hydra-colorlog's
+    logging configs. xorch starts no Hydra run and uses none of its logging, so
+    when the plugin is not installed empty ones stand in and the config composes."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("hydra_plugins.hydra_colorlog") is not None:
+            return
+    except ModuleNotFoundError:  # no hydra_plugins namespace at all
+        pass
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group in ("hydra/job_logging", "hydra/hydra_logging"):
+        store.store(group=group, name="colorlog", node={})
 
 
 def set_project_root(folder: Path) -> None:
@@ -122,11 +186,10 @@ def resolve(tree: Mapping[str, Any]) -> dict[str, Any]:
                 f"{where}the value is ??? (required); set it in the config or as {key}=VALUE"
             ) from None
         if "HydraConfig was not set" in str(exc):
-            # ${hydra:runtime.output_dir} and kin describe a Hydra run, which xorch
-            # does not make: each run's outputs go to its own run folder.
+            # A file without a defaults list is not composed by Hydra: no ${hydra:...}.
             raise ConfigError(
-                f"{where}${{hydra:...}} refers to a Hydra run, which xorch does not start; "
-                "write a plain value (outputs go to each run's folder anyway)"
+                f"{where}${{hydra:...}} needs a config composed by Hydra (a defaults: "
+                "list); write a plain value here"
             ) from None
         raise ConfigError(
             f"{where}{_first_line(exc)}; fix the interpolation or define the key it names"
@@ -183,12 +246,21 @@ def move_logger(raw: dict[str, Any], trainer_key: str) -> dict[str, Any]:
     if "logger" in trainer:
         raise ConfigError(f"both logger and {trainer_key}.logger are set; keep one")
     if isinstance(value, dict) and not ("_target_" in value or "class_path" in value):
-        value = [entry for entry in value.values() if entry is not None]
+        # Entries by name, as lightning-hydra-template's instantiate_loggers reads
+        # them: one that is null or names no class (an experiment config setting
+        # ``logger.wandb.tags`` while no wandb logger is chosen) is skipped.
+        value = [entry for entry in value.values() if _names_a_class(entry)]
+        if not value:
+            return rest
     for i, entry in enumerate(value if isinstance(value, list) else [value]):
         if not isinstance(entry, dict) or not ("_target_" in entry or "class_path" in entry):
             raise ConfigError(f"logger entry {i} needs _target_ (or class_path) naming a Logger")
     trainer["logger"] = value
     return {**rest, trainer_key: trainer}
+
+
+def _names_a_class(entry: Any) -> bool:
+    return isinstance(entry, dict) and ("_target_" in entry or "class_path" in entry)
 
 
 def check_target_entry(entry: dict[str, Any], where: str) -> None:

@@ -385,8 +385,12 @@ def build_loggers(value: Any, run_dir: Path, pkg: ModuleType = pl) -> Any:
 
 
 def _inside(run_dir: Path, configured: str) -> Path:
-    """A configured folder moved under the run dir, so two runs never share a file."""
-    parts = [p for p in Path(configured).parts if p not in ("/", "..", ".")]
+    """A configured folder moved under the run dir, so two runs never share a file;
+    one already inside it (``${hydra:runtime.output_dir}/checkpoints``) stays."""
+    path = Path(configured)
+    if path.is_absolute() and path.resolve().is_relative_to(run_dir.resolve()):
+        return path
+    parts = [p for p in path.parts if p not in ("/", "..", ".")]
     return run_dir.joinpath(*parts[-1:]) if parts else run_dir
 
 

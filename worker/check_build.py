@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from orchestrator.contract.child import with_run_dir
+
 __all__ = ["check_build", "main"]
 
 T = TypeVar("T")
@@ -40,6 +42,12 @@ MACHINE_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision", 
 
 def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], list[str]]:
     """Every problem building a run from ``config`` (one line each), and what was built."""
+    with tempfile.TemporaryDirectory(prefix="xorch-validate-") as scratch:
+        # A scratch folder stands in for the run's own, also where the config names it.
+        return _check_in(with_run_dir(dict(config), scratch), seed, Path(scratch))
+
+
+def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list[str], list[str]]:
     from worker.build import (
         BuildError,
         build_callback,
@@ -83,27 +91,25 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
         return True
 
     trainer_ok = attempt("pl_trainer", trainer_arguments)
-    with tempfile.TemporaryDirectory(prefix="xorch-validate-") as scratch:
-        run_dir = Path(scratch)
-        for i, entry in enumerate(config.get("callbacks") or []):
-            callback = attempt(
-                f"callbacks[{i}]", functools.partial(build_callback, entry, i, run_dir, pkg)
-            )
-            if callback is not None:
-                built.append(f"callbacks[{i}] {type(callback).__name__}")
-        loggers = attempt(
-            "pl_trainer.logger",
-            lambda: build_loggers(trainer_config.get("logger", True), run_dir, pkg),
+    for i, entry in enumerate(config.get("callbacks") or []):
+        callback = attempt(
+            f"callbacks[{i}]", functools.partial(build_callback, entry, i, run_dir, pkg)
         )
-        if trainer_ok and loggers is not None and not problems:
+        if callback is not None:
+            built.append(f"callbacks[{i}] {type(callback).__name__}")
+    loggers = attempt(
+        "pl_trainer.logger",
+        lambda: build_loggers(trainer_config.get("logger", True), run_dir, pkg),
+    )
+    if trainer_ok and loggers is not None and not problems:
 
-            def make_trainer() -> Any:
-                parts = build_trainer_parts(config, run_dir, [], pkg)
-                kwargs = {k: v for k, v in parts.kwargs.items() if k not in MACHINE_KEYS}
-                return pkg.Trainer(accelerator="cpu", devices=1, **kwargs)
+        def make_trainer() -> Any:
+            parts = build_trainer_parts(config, run_dir, [], pkg)
+            kwargs = {k: v for k, v in parts.kwargs.items() if k not in MACHINE_KEYS}
+            return pkg.Trainer(accelerator="cpu", devices=1, **kwargs)
 
-            if attempt("pl_trainer", make_trainer) is not None:
-                built.append("Trainer")
+        if attempt("pl_trainer", make_trainer) is not None:
+            built.append("Trainer")
     return problems, built
 
 

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit
+from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit, with_run_dir
 from orchestrator.contract.failure_text import exception_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
@@ -99,7 +99,7 @@ class _StartupBeats:
 
 
 def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> RunResult:
-    config = spec.config
+    config = with_run_dir(spec.config, spec.run_dir)  # ${hydra:runtime.output_dir} and kin
     paths = RunPaths(Path(spec.run_dir))
     run_dir = paths.root
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,12 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     # the metrics of that epoch travel in the checkpoint.
     metrics = {**resume_state.restored_metrics, **fit_metrics}
 
-    if config.get("run_test") or config.get("test_dataset") is not None:
+    # ``test: True`` is lightning-hydra-template's spelling of run_test.
+    if (
+        config.get("run_test")
+        or config.get("test") is True
+        or config.get("test_dataset") is not None
+    ):
         # Lightning empties callback_metrics when test starts: fit's are kept above.
         trainer.test(model, datamodule=data, verbose=False)
         test_metrics, test_skipped = scalar_metrics(trainer.callback_metrics)

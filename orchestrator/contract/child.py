@@ -5,6 +5,7 @@ mistake, and the ``XORCH_*`` environment variables a run is told about."""
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 __all__ = [
     "ATTEMPT_ENV",
@@ -12,9 +13,11 @@ __all__ = [
     "COMMAND_ENTRY",
     "RESUME_FROM_ENV",
     "RUN_DIR_ENV",
+    "RUN_DIR_MARK",
     "TRAIN_ENTRY",
     "ChildExit",
     "run_variable",
+    "with_run_dir",
 ]
 
 # The child's entry modules (``python -m <entry> RUN_SPEC_JSON``).
@@ -44,3 +47,20 @@ def run_variable(name: str) -> str:
 RUN_DIR_ENV = run_variable("run_dir")
 ATTEMPT_ENV = run_variable("attempt")
 RESUME_FROM_ENV = run_variable("resume_from")
+
+
+# A training config's stand-in for the run's own folder, which the parent cannot
+# know when it resolves the study's config (``${hydra:runtime.output_dir}`` is
+# resolved to it): the child puts its run folder in its place before building.
+RUN_DIR_MARK = "{xorch:run_dir}"
+
+
+def with_run_dir(tree: Any, run_dir: str) -> Any:
+    """``tree`` with every ``RUN_DIR_MARK`` in its strings replaced by ``run_dir``."""
+    if isinstance(tree, str):
+        return tree.replace(RUN_DIR_MARK, run_dir) if RUN_DIR_MARK in tree else tree
+    if isinstance(tree, dict):
+        return {key: with_run_dir(value, run_dir) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [with_run_dir(value, run_dir) for value in tree]
+    return tree
