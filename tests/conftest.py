@@ -5,6 +5,7 @@ modules import are in tests/helpers.py."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +17,16 @@ import yaml
 from tests.helpers import TORCH_WATCH, tiny_config
 
 TORCH_GUARD = Path(__file__).parent / "torch_guard"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background (``cmd &``, nohup) inherits SIGINT or
+    SIGHUP ignored, and so would every child it starts; the tests that send
+    them need what a terminal gives, so the defaults are put back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

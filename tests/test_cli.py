@@ -22,6 +22,7 @@ COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "repo
             "replay"]  # fmt: skip
 
 
+@pytest.mark.lightning  # validate's build check builds the run in a Lightning child
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(app, [command, "--help"])

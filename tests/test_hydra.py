@@ -257,6 +257,9 @@ def test_an_interpolation_that_does_not_resolve_in_a_seed_style_file_is_exit_2(w
     assert snapshot(workdir) == before
 
 
+@pytest.mark.lightning  # the child's build finds it
+@pytest.mark.lightning  # the child's build finds it
+@pytest.mark.lightning  # the child's build finds it
 @pytest.mark.parametrize(
     ("change", "args", "expected"),
     [

@@ -44,7 +44,9 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
     """Every problem building a run from ``config`` (one line each), and what was built."""
     with tempfile.TemporaryDirectory(prefix="xorch-validate-") as scratch:
         # A scratch folder stands in for the run's own, also where the config names it.
-        return _check_in(with_run_dir(dict(config), scratch), seed, Path(scratch))
+        from worker.tasks.seed_task import as_lightning
+
+        return _check_in(as_lightning(with_run_dir(dict(config), scratch)), seed, Path(scratch))
 
 
 def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list[str], list[str]]:

@@ -119,6 +119,9 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         torch.set_num_threads(int(threads))
 
     from worker.build import build_data, build_model, build_trainer_parts, choose_package
+    from worker.tasks.seed_task import as_lightning
+
+    config = as_lightning(config)  # the seed's shape: a plain network and its blocks
     from worker.callbacks import callbacks_for, scalar_metrics
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
