@@ -257,9 +257,7 @@ def test_an_interpolation_that_does_not_resolve_in_a_seed_style_file_is_exit_2(w
     assert snapshot(workdir) == before
 
 
-@pytest.mark.lightning  # the child's build finds it
-@pytest.mark.lightning  # the child's build finds it
-@pytest.mark.lightning  # the child's build finds it
+@pytest.mark.lightning  # two of its cases are found by the child's build
 @pytest.mark.parametrize(
     ("change", "args", "expected"),
     [
@@ -306,6 +304,7 @@ def test_bad_hydra_input_is_one_line_exit_2_and_writes_nothing(workdir, change, 
     assert not out.exists()
 
 
+@pytest.mark.lightning  # the child's build finds it
 def test_a_target_that_does_not_import_stops_launch_with_exit_2_and_leaves_nothing(workdir):
     """The parent never imports user code, so under launch the first run's child
     finds the bad _target_: one line naming the key, no retry, exit 2, and the
@@ -324,6 +323,7 @@ def test_a_target_that_does_not_import_stops_launch_with_exit_2_and_leaves_nothi
     assert not out.exists()
 
 
+@pytest.mark.lightning  # the child's build finds it
 def test_a_target_that_is_not_a_lightning_module_is_refused_without_being_called(workdir):
     out = workdir / "out"
     main = hydra_folder(workdir, out)
