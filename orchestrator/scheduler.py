@@ -367,8 +367,10 @@ class Scheduler:
             self.reporter.say(f"run {index} seed {record.seed}: completed in {took}  {shown}")
         else:
             outcome = attempt.attempt_class.value if attempt.attempt_class else "?"
+            lines = (attempt.reason or "").splitlines() or [""]
+            more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
             self.reporter.say(
-                f"run {index} seed {record.seed}: {outcome} after {took}: {attempt.reason}"
+                f"run {index} seed {record.seed}: {outcome} after {took}: {lines[0]}{more}"
             )
 
 

@@ -175,10 +175,10 @@ def _take_back(
         else:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
+    _say_problems(reporter, config_error or "")
     reporter.error(
-        f"a run could not be built from the config: {config_error}; nothing was trained "
-        f"and what this launch created in {paths.root} is removed: fix the config and "
-        f"launch again (xorch validate {spec.config_path} checks it)"
+        f"nothing was trained and what this launch created in {paths.root} is removed: "
+        f"fix the config and launch again (xorch validate {spec.config_path} checks it)"
     )
     return LaunchResult(paths.root, 0, len(state.runs), ExitCode.USAGE)
 
@@ -224,12 +224,23 @@ def _finish(
         code = ExitCode(128 + flag.signum)
         reporter.say(f"stopped by signal {flag.signum}; resume with: xorch launch ... --resume")
     elif config_error is not None:
-        reporter.error(f"a run could not be built from the config: {config_error}")
+        _say_problems(reporter, config_error)
         code = ExitCode.USAGE
     else:
         code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK
     reporter.say(f"summary: {paths.summary}" if summary_written else "done")
     return LaunchResult(paths.root, len(completed), len(state.runs), code)
+
+
+def _say_problems(reporter: Reporter, config_error: str) -> None:
+    """Every problem the run's build found, one error line each."""
+    problems = config_error.splitlines() or [config_error]
+    if len(problems) == 1:
+        reporter.error(f"a run could not be built from the config: {problems[0]}")
+        return
+    reporter.error(f"a run could not be built from the config: {len(problems)} problems")
+    for problem in problems:
+        reporter.error(problem)
 
 
 def _report_means(spec: StudySpec, completed: list[RunRecord], reporter: Reporter) -> None:

@@ -257,3 +257,25 @@ def test_validate_says_so_when_the_build_child_dies(workdir, write_config):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "xorch: error: building the run failed (exit status 3): bye" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.lightning  # the worker's build finds them
+def test_every_mistake_a_run_finds_is_said_at_once_one_line_each(workdir, write_config):
+    out = workdir / "out"
+    config = tiny_config(out, seeds=(1, 2), max_retries=2)
+    for key, value, _ in MISTAKES.values():
+        if not key.startswith("model.class_path"):  # one that stops the model's build
+            set_key(config, key, value)
+    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    expected = [
+        line for key, _, line in MISTAKES.values() if not key.startswith("model.class_path")
+    ]
+    lines = result.stderr.strip().splitlines()
+    assert (
+        f"xorch: error: a run could not be built from the config: {len(expected)} problems" in lines
+    )
+    for line in expected:
+        assert f"xorch: error: {line}" in lines, result.stderr
+    assert result.stdout.count("starting attempt") == 1
+    assert not out.exists()

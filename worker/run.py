@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,12 @@ def main(argv: list[str]) -> int:
         if rank == 0:
             settle_failed_ranks()  # another rank's death first: end as it did
         report = _error_report(exc)
+        if report.type == BUILD_ERROR_TYPE:  # every mistake of the config at once
+            report = replace(report, message="\n".join(_every_problem(spec, report.message)))
         write_first_error(report, paths.error, rank)
-        if report.type == BUILD_ERROR_TYPE:  # a config mistake: one line, no traceback
-            print(f"xorch: config error: {report.message}", file=sys.stderr)
+        if report.type == BUILD_ERROR_TYPE:  # a config mistake: one line each, no traceback
+            for line in report.message.splitlines():
+                print(f"xorch: config error: {line}", file=sys.stderr)
             return ChildExit.CONFIG_ERROR
         traceback.print_exc()
         return ChildExit.FAILED
@@ -182,6 +186,19 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         resumed_from=resumed_from,
         peak_gpu_mem_mb=peak,
     )
+
+
+def _every_problem(spec: RunSpec, first: str) -> list[str]:
+    """Every problem building this run's config (as ``xorch validate`` finds
+    them), the one that stopped it first, so a person fixes them in one go."""
+    from worker.check_build import check_build
+
+    try:
+        problems, _ = check_build(with_run_dir(spec.config, spec.run_dir), spec.seed)
+    except Exception:  # the first problem alone is still the truth
+        return [first]
+    # The run's line may say more than validate's (the import's cause): one of the two.
+    return [first, *(p for p in problems if not (first.startswith(p) or p.startswith(first)))]
 
 
 def _error_report(exc: BaseException) -> ErrorReport:
