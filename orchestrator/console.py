@@ -56,7 +56,14 @@ class Reporter:
     def error(self, message: str) -> None:
         """An error of the launch: ``xorch: error: ...`` on stderr (after the
         progress lines, not among them), and in xorch.log like every line."""
-        line = f"xorch: error: {message}"
+        self._to_stderr(f"xorch: error: {message}")
+
+    def warn(self, message: str) -> None:
+        """Something a person should know that does not stop the launch:
+        ``xorch: warning: ...`` on stderr, and in xorch.log."""
+        self._to_stderr(f"xorch: warning: {message}")
+
+    def _to_stderr(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
         if self.log_path is not None:
             with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as log:

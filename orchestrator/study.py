@@ -91,7 +91,7 @@ def launch_spec(
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
         )
-        chosen = launcher or make_launcher(spec, paths, reporter.say)
+        chosen = launcher or make_launcher(spec, paths, reporter.say, reporter.warn)
         reattach = settle_stale_runs(ledger, reporter, spec.runner.grace_period, chosen)
         flag = StopFlag()
         on_cluster = spec.runner.executor is Executor.SLURM

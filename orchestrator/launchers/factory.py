@@ -26,7 +26,10 @@ def ddp_runs(spec: StudySpec) -> bool:
 
 
 def make_launcher(
-    spec: StudySpec, paths: StudyPaths, say: Callable[[str], None] = lambda message: None
+    spec: StudySpec,
+    paths: StudyPaths,
+    say: Callable[[str], None] = lambda message: None,
+    warn: Callable[[str], None] | None = None,
 ) -> Launcher:
     """Slurm jobs for ``executor: slurm`` (running the command wrapper for a
     ``command:`` study); else forked runs (the default), which
@@ -51,5 +54,5 @@ def make_launcher(
         return LocalLauncher()
     if spec.runner.launcher is LauncherKind.FORKSERVER:
         preload = preload_modules(spec.training, spec.import_paths)
-        return ForkserverLauncher(preload, paths.forkserver_log, say)
+        return ForkserverLauncher(preload, paths.forkserver_log, say, warn)
     return LocalLauncher()

@@ -162,10 +162,12 @@ class ForkserverLauncher(Launcher):
         preload: Mapping[str, Any],
         log_path: Path,
         say: Callable[[str], None] = lambda message: None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.preload = preload
         self.log_path = log_path
         self.say = say
+        self.warn = warn or say  # a module that did not preload: stderr, not progress
         self._helper: _Helper | None = None
         self._fallback: LocalLauncher | None = None
         if not sys.platform.startswith("linux"):
@@ -191,7 +193,7 @@ class ForkserverLauncher(Launcher):
             self._fall_back(f"the fork server did not start (see {self.log_path})")
             return None
         for module, error in (ready.get("failed") or {}).items():
-            self.say(
+            self.warn(
                 f"launcher forkserver: could not preload {module} ({error}; traceback in "
                 f"{self.log_path}); each run imports it again itself"
             )
