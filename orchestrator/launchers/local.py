@@ -1,5 +1,7 @@
-"""Children on this machine: ``python -m worker.train_one`` (or, for a
-``command:`` study, ``worker.command_run``) in a new session.
+"""Children on this machine: ``python -m worker.train_one`` in a new session,
+or, for a ``command:`` study, the user's program itself, started at once (no
+wrapper interpreter in between) and tied to this parent's life by the kernel's
+parent-death signal, set between fork and exec.
 
 A new session (and so a new process group) keeps the terminal's Ctrl-C away
 from the child: the parent decides how a child stops, and can stop the child's
@@ -9,6 +11,7 @@ DataLoader workers with it by signalling the whole group.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,12 +19,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import psutil
 
-from orchestrator.contract.child import TRAIN_ENTRY
+from orchestrator.contract.child import COMMAND_ENTRY, TRAIN_ENTRY
+from orchestrator.contract.command import invocation
 from orchestrator.contract.environment import child_environment
 from orchestrator.contract.paths import RunPaths
+from orchestrator.contract.records import RunSpec
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.liveness import identify
 
@@ -86,6 +93,41 @@ def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
     threading.Thread(target=wait, name=f"xorch-wait-{pid}", daemon=True).start()
 
 
+_XORCH_ROOT = str(Path(__file__).resolve().parents[2])
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_program(
+    run: RunPaths, env: Mapping[str, str], log: Any
+) -> subprocess.Popen[bytes] | None:
+    """A ``command:`` run's program, exec'd straight from here: what
+    ``worker.command_run`` would do, without its interpreter's start-up (a
+    trivial program's run costs little more than the program). None when the
+    program cannot be started: the wrapper then reports why, as the run's error."""
+    start = invocation(RunSpec.load(run.run_spec), env, _XORCH_ROOT)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not after fork
+    parent = os.getpid()
+
+    def die_with_this_parent() -> None:  # between fork and exec: no imports, no locks
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    try:
+        return subprocess.Popen(
+            list(start.argv),
+            cwd=start.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=start.env,
+            start_new_session=True,
+            preexec_fn=die_with_this_parent,
+        )
+    except OSError:
+        return None
+
+
 class LocalLauncher(Launcher):
     def __init__(self, entry: str = TRAIN_ENTRY) -> None:
         # The child's module: worker.train_one for a Lightning run,
@@ -95,6 +137,10 @@ class LocalLauncher(Launcher):
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
         env = child_environment(env)
         with open(run.log, "ab") as log:
+            if self.entry == COMMAND_ENTRY and sys.platform.startswith("linux"):
+                popen = _start_program(run, env, log)
+                if popen is not None:
+                    return LocalChild(popen)
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.entry, str(run.run_spec)],
                 stdin=subprocess.DEVNULL,
