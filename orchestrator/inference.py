@@ -477,8 +477,10 @@ def _readings(
             f"the next row is paired on the {len(shared)} shared seeds")  # fmt: skip
     second = (f"second reading: paired on the {len(shared)} shared seeds only, not in the "
               "Holm family")  # fmt: skip
+    # The second reading's own note says which seeds it paired on; drop contrast's.
+    rest = [n for n in pairs.note.split("; ") if n and not n.startswith("paired on ")]
     return [replace(welch, note=_join(said, welch.note)),
-            replace(pairs, in_family=False, note=_join(second, pairs.note))]  # fmt: skip
+            replace(pairs, in_family=False, note=_join(second, *rest))]  # fmt: skip
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -111,6 +111,7 @@ def test_two_studies_sharing_2_of_30_seeds_give_welch_on_all_and_the_paired_read
     assert pairs.prob_improvement == u2 / 4
     assert pairs.seeds == "paired on 2 shared seeds (of 30 and 30)"
     assert not pairs.in_family and math.isnan(pairs.p_holm)
+    assert pairs.note.count("shared seeds") == 1, pairs.note  # said once
     # Holm: the primary (Welch) test of each metric, 2 tests, not the paired readings.
     loss_welch = sps.ttest_ind(list(loss_b.values()), list(loss_a.values()), equal_var=False)
     want = multipletests([ref.pvalue, loss_welch.pvalue], method="holm")[1]
@@ -279,3 +280,23 @@ def test_one_nan_note_once_in_a_welch_row():
     assert row["note"].count("not finite") == 1, row["note"]
     ref = sps.ttest_ind([0.50, 0.52, 0.51], list(a.values()), equal_var=False)
     assert close(float(row["p"]), ref.pvalue) and row["not_finite"] == "1"
+
+
+def test_power_for_two_studies_sharing_some_seeds_is_two_sample_and_says_so():
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    from orchestrator.commands.power import Design, power_for_studies
+
+    a, b = partly_shared(20, seed=11)
+    state_a, state_b = study({"val/acc": a}), study({"val/acc": b})
+    (row,) = power_for_studies(state_a, state_b, ["val/acc"], 0.01)
+    xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+    pooled = math.sqrt((29 * xa.var(ddof=1) + 29 * xb.var(ddof=1)) / 58)
+    needed = TTestIndPower().solve_power(0.01 / pooled, alpha=0.05, power=0.8, ratio=1.0)
+    assert row.design is Design.TWO_SAMPLE and close(row.std, pooled)
+    assert row.seeds_needed == math.ceil(needed) and "share 20 of their seeds" in row.note
+    (forced,) = power_for_studies(state_a, state_b, ["val/acc"], 0.01, paired=True)
+    diffs = [b[s] - a[s] for s in range(10, 30)]
+    d = 0.01 / np.std(diffs, ddof=1)
+    assert forced.design is Design.PAIRED and forced.n == 20
+    assert forced.seeds_needed == max(2, math.ceil(TTestPower().solve_power(d, None, 0.05, 0.8)))
