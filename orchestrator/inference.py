@@ -39,7 +39,8 @@ test used (``seeds`` says which):
   differences (0.125 at 4, 0.0625 at 5), and the note says so when that cannot
   reach 0.05.
 - effect sizes. Paired: ``d_z = mean(d) / sd(d)`` (Cohen's d_z, d the per-seed
-  differences, sd with ddof=1) and ``hedges_g`` = g_av = ``diff / sqrt((s_a² +
+  differences, sd with ddof=1) with its 95% interval from the noncentral t
+  (``d_z_interval``), and ``hedges_g`` = g_av = ``diff / sqrt((s_a² +
   s_b²)/2) · J(n - 1)``, n the pairs (Cumming 2012; Lakens 2013): the average-std
   standardiser reads on the scale of an unpaired g, not growing with the
   correlation between seeds as d_z does. Unpaired: Hedges' g, the pooled std,
@@ -90,6 +91,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "compare_groups",
     "contrast",
+    "d_z_interval",
     "default_goal",
     "describe_sample",
     "hedges_correction",
@@ -183,6 +185,8 @@ class Contrast:
     seeds: str = ""  # which seeds the test, the means and P(improvement) used
     g_kind: str = ""  # "g_av" (paired) or "Hedges' g" (unpaired)
     d_z: float = math.nan  # paired: mean of the differences over their std (ddof=1)
+    d_z_low: float = math.nan  # its 95% interval, by inverting the noncentral t
+    d_z_high: float = math.nan
     in_family: bool = True  # a primary test, Holm-corrected; False: a second reading
     family: int = 0  # how many tests Holm corrected over (0: not corrected)
 
@@ -255,6 +259,37 @@ def hedges_correction(df: float) -> float:
     from scipy.special import gammaln
 
     return math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
+
+
+def d_z_interval(d_z: float, pairs: int) -> tuple[float, float]:
+    """The 95% interval of d_z on ``pairs`` pairs: t = d_z·sqrt(n) has a noncentral t
+    distribution (df n - 1, noncentrality δ·sqrt(n)); the bounds are the δ at which
+    the observed t is its 97.5% and 2.5% quantile (Steiger & Fouladi 1997)."""
+    from scipy import optimize, stats
+
+    df, root_n = pairs - 1, math.sqrt(pairs)
+    t_obs = d_z * root_n
+    bounds = []
+    # The cdf at t_obs falls as the noncentrality grows: the lower bound lies below
+    # t_obs, the upper above. Step out from t_obs until the tail is crossed (scipy's
+    # nct is nan far out, so no wide fixed bracket), then solve on that step.
+    for tail, way in ((0.5 + CONFIDENCE / 2, -1.0), (0.5 - CONFIDENCE / 2, 1.0)):
+
+        def gap(ncp: float, tail: float = tail) -> float:
+            return float(stats.nct.cdf(t_obs, df, ncp)) - tail
+
+        near, step, bound = t_obs, 1.0, math.nan
+        for _ in range(60):
+            far = t_obs + way * step
+            value = gap(far)
+            if not math.isfinite(value):
+                break
+            if (value > 0) == (way < 0):
+                bound = optimize.brentq(gap, min(near, far), max(near, far)) / root_n
+                break
+            near, step = far, step * 2
+        bounds.append(bound)
+    return bounds[0], bounds[1]
 
 
 def wilcoxon_floor(pairs: int) -> float:
@@ -367,7 +402,9 @@ def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stat
         # (~1e-17) that would give an absurd t, so noise below 1e-12 counts as none.
         flat = np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d))))
         if not flat:
-            result = replace(result, d_z=float(np.mean(d) / np.std(d, ddof=1)))
+            d_z = float(np.mean(d) / np.std(d, ddof=1))
+            low_z, high_z = d_z_interval(d_z, d.size)
+            result = replace(result, d_z=d_z, d_z_low=low_z, d_z_high=high_z)
         nonzero = int(np.count_nonzero(d))
         if nonzero:  # Wilcoxon drops zero differences; it needs one left
             result = replace(result, p_wilcoxon=float(stats.wilcoxon(x, y).pvalue))

@@ -24,6 +24,7 @@ from orchestrator.inference import (
     BOOTSTRAP_MIN_N,
     bootstrap_mean_ci,
     contrast,
+    d_z_interval,
     describe_sample,
     wilcoxon_floor,
 )
@@ -258,6 +259,16 @@ def test_paired_effect_sizes_d_z_and_g_av_from_their_definitions():
     assert close(c.hedges_g, d_av * j2) and c.g_kind == "g_av"
     j4 = math.gamma(2.0) / (math.sqrt(2.0) * math.gamma(1.5))  # the old 2(n - 1) = 4 df
     assert not close(c.hedges_g, d_av * j4)
+    # d_z's interval: the noncentralities at which the observed t = d_z sqrt(3) is the
+    # 97.5% and 2.5% quantile of scipy's noncentral t with 2 df, over sqrt(3).
+    t_obs = c.d_z * math.sqrt(3)
+    assert c.d_z_low < c.d_z < c.d_z_high
+    assert abs(sps.nct.cdf(t_obs, 2, c.d_z_low * math.sqrt(3)) - 0.975) < 1e-9
+    assert abs(sps.nct.cdf(t_obs, 2, c.d_z_high * math.sqrt(3)) - 0.025) < 1e-9
+    # A large effect on 4 pairs (d_z 14.4, t 28.9: where scipy's nct is nan far out).
+    low, high = d_z_interval(14.4292, 4)
+    assert abs(sps.nct.cdf(28.8584, 3, low * 2) - 0.975) < 1e-9
+    assert abs(sps.nct.cdf(28.8584, 3, high * 2) - 0.025) < 1e-9
 
 
 # --------------------------------------------------------------------------- item 9

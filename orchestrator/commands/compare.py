@@ -61,8 +61,8 @@ ALPHA = 0.05
 COMPARE_COLUMNS: tuple[str, ...] = (
     "metric", "goal", "group", "n", "not_finite", "mean", "std", "ci_low", "ci_high", "median",
     "iqm", "boot_low", "boot_high", "boot_method", "vs", "test", "n_pairs", "diff", "diff_ci_low",
-    "diff_ci_high", "p", "p_holm", "holm_family", "p_wilcoxon", "d_z", "hedges_g", "g_kind",
-    "p_improve", "better", "seeds", "test_mean", "test_mean_ref", "note",
+    "diff_ci_high", "p", "p_holm", "holm_family", "p_wilcoxon", "d_z", "d_z_low", "d_z_high",
+    "hedges_g", "g_kind", "p_improve", "better", "seeds", "test_mean", "test_mean_ref", "note",
 )  # fmt: skip
 
 
@@ -253,15 +253,16 @@ def comparison_records(table: ComparisonTable) -> list[list[Cell]]:
             ]  # fmt: skip
             readings = table.contrasts_of(group, metric)
             if not readings:  # the reference itself
-                records.append([*own, "", "", nan, nan, nan, nan, nan, nan, nan, nan, nan,
-                                nan, "", nan, "", "all its seeds", nan, nan, s.note])  # fmt: skip
+                records.append([*own, "", "", nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+                                nan, nan, "", nan, "", "all its seeds", nan, nan,
+                                s.note])  # fmt: skip
             for c in readings:
                 notes = "; ".join(n for n in (s.note, c.note) if n)
                 records.append([
                     *own, c.reference, c.test, c.n if c.paired else nan, c.diff, c.diff_ci_low,
                     c.diff_ci_high, c.p_value, c.p_holm, c.family if c.in_family else nan,
-                    c.p_wilcoxon, c.d_z, c.hedges_g, c.g_kind, c.prob_improvement, c.better,
-                    c.seeds, c.mean, c.mean_ref, notes,
+                    c.p_wilcoxon, c.d_z, c.d_z_low, c.d_z_high, c.hedges_g, c.g_kind,
+                    c.prob_improvement, c.better, c.seeds, c.mean, c.mean_ref, notes,
                 ])  # fmt: skip
     return records
 
