@@ -311,3 +311,16 @@ def test_power_for_two_studies_sharing_some_seeds_is_two_sample_and_says_so():
     d = 0.01 / np.std(diffs, ddof=1)
     assert forced.design is Design.PAIRED and forced.n == 20
     assert forced.seeds_needed == max(2, math.ceil(TTestPower().solve_power(d, None, 0.05, 0.8)))
+
+
+def test_the_reports_comparison_says_a_variants_nan_in_one_note():
+    from orchestrator.commands.report_variants import variant_comparison
+
+    base = {s: 0.40 + 0.01 * s for s in range(5)}
+    wide = {**{s: v + 0.02 + 0.001 * s**2 for s, v in base.items()}, 2: math.nan}
+    state = variants_study({"baseline": {"val/loss": base}, "wide": {"val/loss": wide}})
+    html = variant_comparison(state, ["val/loss"])
+    assert html.count("<li>val/loss, wide:") == 1
+    kept = [0, 1, 3, 4]
+    rel = sps.ttest_rel([wide[s] for s in kept], [base[s] for s in kept])
+    assert f"{rel.pvalue:.3g}" in html and "Holm-corrected over 1 test: every variant" in html

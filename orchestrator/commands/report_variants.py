@@ -151,15 +151,17 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
                 rows.append([*own, _g(c.diff), _interval4(c.diff_ci_low, c.diff_ci_high),
                              _p_pair(c.p_value, c.p_holm), _g(c.p_wilcoxon, 3),
                              _g(c.hedges_g, 3), _g(c.prob_improvement, 3), c.better])  # fmt: skip
-            for note in (s.note, c.note if c is not None else ""):
-                if note:
-                    notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(note)}</li>")
+            # One line per (metric, variant): its own count and its pairs' in one note.
+            said = "; ".join(n for n in (s.note, c.note if c is not None else "") if n)
+            if said:
+                notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(said)}</li>")
     tests = ", ".join(sorted({c.test for c in table.contrasts})) or "no"
     note = (
         f"<p class='note'>Each variant against {esc(table.reference)} ({esc(tests)}-test on "
         "the seeds both completed; diff = variant − reference with its 95% interval). "
         "↓: lower is better, ↑: higher is better. The t-test's p is raw, then in brackets "
-        f"Holm-corrected over {table.family_size} tests: every variant on "
+        f"Holm-corrected over {table.family_size} test{'' if table.family_size == 1 else 's'}: "
+        "every variant on "
         f"{esc(_family_text(table))}. The Wilcoxon signed-rank p is a robustness check, "
         "raw and not corrected. g_av: the mean difference over the average of the two "
         "stds, with Hedges' correction for n − 1 degrees of freedom (n pairs); P(impr.): "
