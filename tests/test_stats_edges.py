@@ -324,3 +324,16 @@ def test_the_reports_comparison_says_a_variants_nan_in_one_note():
     kept = [0, 1, 3, 4]
     rel = sps.ttest_rel([wide[s] for s in kept], [base[s] for s in kept])
     assert f"{rel.pvalue:.3g}" in html and "Holm-corrected over 1 test: every variant" in html
+
+
+def test_the_reports_comparison_puts_a_long_metric_name_above_its_table_not_in_a_column():
+    from orchestrator.commands.report_variants import variant_comparison
+
+    name = "val/MulticlassAveragePrecision_macro"  # 36 characters
+    base = {s: 0.40 + 0.01 * s for s in range(4)}
+    wide = {s: v + 0.02 + 0.001 * s**2 for s, v in base.items()}
+    state = variants_study({"baseline": {name: base}, "wide": {name: wide}})
+    html = variant_comparison(state, [name])
+    assert f"<h3 class='metric'>{name} ↑</h3>" in html and f"<td>{name}" not in html
+    header = html.split("<thead>")[1].split("</thead>")[0]
+    assert header.count("<th") == 10 and "P(impr.)" in header and "better" in header

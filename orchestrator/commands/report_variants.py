@@ -133,18 +133,21 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
     if isinstance(table, str):
         return table
     arrows = {"min": "↓", "max": "↑"}
-    header = ["metric", "variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
+    # One table per metric under its name, so a long metric name widens no column
+    # and P(impr.) and better stay on the page (issue 22, item 9).
+    header = ["variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
               "p Wilcoxon", "g_av", "P(impr.)", "better"]  # fmt: skip
-    rows = []
+    parts = []
     notes = []
     for metric in table.metrics:
         label = f"{metric} {arrows[table.goals[metric].value]}"
+        rows = []
         for group in table.groups:
             s = table.described[(group, metric)]
             c = table.contrast_of(group, metric)
             half = s.ci_high - s.mean
             mean = _g(s.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
-            own = [label, group, str(s.n), mean]
+            own = [group, str(s.n), mean]
             if c is None:
                 rows.append([*own, "reference", "", "", "", "", "", ""])
             else:
@@ -155,6 +158,8 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
             said = "; ".join(n for n in (s.note, c.note if c is not None else "") if n)
             if said:
                 notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(said)}</li>")
+        parts.append(f"<h3 class='metric'>{esc(label)}</h3>"
+                     + html_table(header, rows, numeric=range(1, 9)))  # fmt: skip
     tests = ", ".join(sorted({c.test for c in table.contrasts})) or "no"
     note = (
         f"<p class='note'>Each variant against {esc(table.reference)} ({esc(tests)}-test on "
@@ -171,7 +176,7 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         "comparison.csv and <code>xorch compare STUDY</code>, which give every digit.</p>"
     )
     listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, rows, numeric=range(2, 10)) + listed + note
+    return "".join(parts) + listed + note
 
 
 def _family_text(table: ComparisonTable) -> str:
