@@ -15,36 +15,54 @@ Per group and metric (``describe_sample``):
 - a bootstrap 95% interval of the mean (``scipy.stats.bootstrap``, 9999
   resamples, resampling seed 0 so the result is reproducible): BCa when scipy
   can compute it, the percentile interval when BCa comes out undefined (its
-  jackknife acceleration or bias correction degenerate, e.g. for n = 2 or
-  heavy ties); ``bootstrap_method`` says which.
+  jackknife acceleration or bias correction degenerate, e.g. heavy ties);
+  ``bootstrap_method`` says which. None below ``BOOTSTRAP_MIN_N`` = 10 finite
+  values (``bootstrap_method`` "n/a (n < 10)"): measured by a seeded simulation
+  (tests/test_stats_edges.py), a nominal 95% BCa interval covers the mean of
+  normal data 51% of the time at n = 2, 72% at 3, 84% at 5, 88% at 9, 91% at 10.
 
-Against a reference group (``contrast``), ``diff = mean(group) - mean(reference)``:
+Against a reference group (``contrast``), ``diff = mean(group) - mean(reference)``;
+the means, ``diff`` and ``prob_improvement`` of a row are over the seeds its
+test used (``seeds`` says which):
 
-- seeds in common (at least two): **paired** on those seeds. The interval of
-  ``diff`` and the p-value are ``scipy.stats.ttest_rel``'s; the Wilcoxon
-  signed-rank test (``scipy.stats.wilcoxon``, zero differences dropped as
-  Wilcoxon proposed, scipy's default choice of exact or normal p-value) is given
-  beside it; with 4 pairs its smallest possible p is 0.125.
+- **paired** (``ttest_rel``: its p and its interval of ``diff``) when the two
+  have the same seeds, or when asked (on the seeds they share). Pairing is by
+  design: variants of one study are paired on the seeds both completed
+  (``compare_groups(same_study=True)``); two separate studies only when they
+  ran the same seeds. Two studies that share some seeds get two readings:
+  Welch on all seeds (the primary test) and the paired t on the shared seeds,
+  labelled with their count and kept out of the Holm family.
 - otherwise **Welch**: ``scipy.stats.ttest_ind(equal_var=False)``; no Wilcoxon.
-- ``hedges_g``: the difference over a standardiser, times the exact small-sample
-  correction ``J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2))``. Unpaired: the
-  pooled std, df = n_a + n_b - 2 (Hedges' g). Paired: the average std
-  ``sqrt((s_a² + s_b²)/2)`` and df = 2(n-1) (Lakens' g_av), so a paired g reads
-  on the same scale as an unpaired one instead of growing with the correlation
-  between seeds, as d_z would.
+- paired rows also give the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``,
+  zero differences dropped, scipy's choice of exact or normal p) as a robustness
+  check, never corrected; its smallest possible p is 2 / 2^k on k non-zero
+  differences (0.125 at 4, 0.0625 at 5), and the note says so when that cannot
+  reach 0.05.
+- effect sizes. Paired: ``d_z = mean(d) / sd(d)`` (Cohen's d_z, d the per-seed
+  differences, sd with ddof=1) with its 95% interval from the noncentral t
+  (``d_z_interval``), and ``hedges_g`` = g_av = ``diff / sqrt((s_a² +
+  s_b²)/2) · J(n - 1)``, n the pairs (Cumming 2012; Lakens 2013): the average-std
+  standardiser reads on the scale of an unpaired g, not growing with the
+  correlation between seeds as d_z does. Unpaired: Hedges' g, the pooled std,
+  ``J(n_a + n_b - 2)``. ``J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2))``, the exact
+  small-sample correction; ``g_kind`` names which g a row shows.
 - ``prob_improvement``: P(X better than Y) for X drawn from the group and Y from
   the reference, every value against every value, ties counting one half
   (rliable's probability of improvement; the Mann-Whitney U over n_x·n_y).
   "Better" follows ``goal``: larger for ``max``, smaller for ``min``.
-- ``better``: "yes"/"no"/"equal" by the sign of ``diff`` and the goal.
+- ``better``: "yes"/"no"/"equal" by the sign of ``diff`` and the goal;
+  "diverges" when the group has more non-finite seeds than the reference.
 
-Undefined results are NaN with ``note`` saying why: a NaN value (a diverged
-seed: no statistic is computed over it, so it cannot vanish from a mean), fewer
-than two values, no spread, all paired differences zero.
+Undefined results are NaN with ``note`` saying why: no finite value, fewer
+than two values, no spread, all paired differences zero. Values that are not
+finite follow the seed table's rule (``orchestrator.seed_table``): left out,
+counted, a pair dropped when either side is not finite.
 
 ``compare_groups`` runs every (group, metric) contrast against the reference and
-adds Holm-corrected p-values (``statsmodels.stats.multitest.multipletests``),
-one family per test (t-tests; Wilcoxon tests) over all the contrasts made.
+adds Holm-corrected p-values (``statsmodels.stats.multitest.multipletests``)
+over one family: the primary t-test of every group on every metric of
+``family`` (the study's declared metrics, or every metric it logged), whether
+printed or not; ``family`` on each row is its size.
 """
 
 from __future__ import annotations
@@ -62,6 +80,8 @@ from orchestrator.errors import XorchError
 from orchestrator.seed_table import describe
 
 __all__ = [
+    "ALPHA",
+    "BOOTSTRAP_MIN_N",
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
     "CONFIDENCE",
@@ -71,16 +91,23 @@ __all__ = [
     "bootstrap_mean_ci",
     "compare_groups",
     "contrast",
+    "d_z_interval",
     "default_goal",
     "describe_sample",
     "hedges_correction",
     "holm",
     "parse_goals",
+    "wilcoxon_floor",
 ]
 
 CONFIDENCE = 0.95
+ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
+# Below this many finite values no bootstrap interval is given: its coverage of a
+# nominal 95% falls under 90% (seeded simulation, tests/test_inference.py, normal
+# data: 0.51 at n = 2, 0.72 at 3, 0.84 at 5, 0.88 at 9, 0.91 at 10, 0.92 at 20).
+BOOTSTRAP_MIN_N = 10
 
 SeedValues = Mapping[int, float]
 Groups = Mapping[str, Mapping[str, SeedValues]]  # group -> metric -> seed -> value
@@ -124,7 +151,7 @@ class SampleStats:
     iqm: float
     boot_low: float
     boot_high: float
-    bootstrap_method: str  # "BCa", "percentile" or "n/a"
+    bootstrap_method: str  # "BCa", "percentile", "n/a" or "n/a (n < 10)"
     note: str = ""
     not_finite: int = 0  # values left out (nan, inf): the seed table's rule
 
@@ -148,14 +175,20 @@ class Contrast:
     test: str  # "paired t" or "Welch t"
     p_value: float
     p_wilcoxon: float
-    hedges_g: float
+    hedges_g: float  # paired: g_av, df = pairs - 1; unpaired: Hedges' g (``g_kind``)
     prob_improvement: float
     better: str  # "yes", "no", "equal", "diverges" or "n/a"
     not_finite: int = 0  # the group's seeds left out: not finite
     not_finite_ref: int = 0
     p_holm: float = math.nan
-    p_wilcoxon_holm: float = math.nan
     note: str = ""
+    seeds: str = ""  # which seeds the test, the means and P(improvement) used
+    g_kind: str = ""  # "g_av" (paired) or "Hedges' g" (unpaired)
+    d_z: float = math.nan  # paired: mean of the differences over their std (ddof=1)
+    d_z_low: float = math.nan  # its 95% interval, by inverting the noncentral t
+    d_z_high: float = math.nan
+    in_family: bool = True  # a primary test, Holm-corrected; False: a second reading
+    family: int = 0  # how many tests Holm corrected over (0: not corrected)
 
 
 # --------------------------------------------------------------------------- one group
@@ -184,6 +217,10 @@ def describe_sample(values: Sequence[float] | SeedValues) -> SampleStats:
     if base.std == 0:
         return SampleStats(n, base.mean, 0.0, 0.0, base.mean, base.mean, base.median, iqm,
                            nan, nan, "n/a", _join(note, "all values equal: nothing to resample"),
+                           left_out.count)  # fmt: skip
+    if n < BOOTSTRAP_MIN_N:
+        return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high,
+                           base.median, iqm, nan, nan, f"n/a (n < {BOOTSTRAP_MIN_N})", note,
                            left_out.count)  # fmt: skip
     low, high, method = bootstrap_mean_ci(finite)
     return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high, base.median,
@@ -224,6 +261,43 @@ def hedges_correction(df: float) -> float:
     return math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
 
 
+def d_z_interval(d_z: float, pairs: int) -> tuple[float, float]:
+    """The 95% interval of d_z on ``pairs`` pairs: t = d_z·sqrt(n) has a noncentral t
+    distribution (df n - 1, noncentrality δ·sqrt(n)); the bounds are the δ at which
+    the observed t is its 97.5% and 2.5% quantile (Steiger & Fouladi 1997)."""
+    from scipy import optimize, stats
+
+    df, root_n = pairs - 1, math.sqrt(pairs)
+    t_obs = d_z * root_n
+    bounds = []
+    # The cdf at t_obs falls as the noncentrality grows: the lower bound lies below
+    # t_obs, the upper above. Step out from t_obs until the tail is crossed (scipy's
+    # nct is nan far out, so no wide fixed bracket), then solve on that step.
+    for tail, way in ((0.5 + CONFIDENCE / 2, -1.0), (0.5 - CONFIDENCE / 2, 1.0)):
+
+        def gap(ncp: float, tail: float = tail) -> float:
+            return float(stats.nct.cdf(t_obs, df, ncp)) - tail
+
+        near, step, bound = t_obs, 1.0, math.nan
+        for _ in range(60):
+            far = t_obs + way * step
+            value = gap(far)
+            if not math.isfinite(value):
+                break
+            if (value > 0) == (way < 0):
+                bound = optimize.brentq(gap, min(near, far), max(near, far)) / root_n
+                break
+            near, step = far, step * 2
+        bounds.append(bound)
+    return bounds[0], bounds[1]
+
+
+def wilcoxon_floor(pairs: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give on
+    ``pairs`` non-zero differences: every sign alike, 2 / 2^pairs."""
+    return 2.0 / 2.0**pairs if pairs > 0 else 1.0
+
+
 def contrast(
     metric: str,
     group: str,
@@ -233,16 +307,20 @@ def contrast(
     goal: Goal | None = None,
     paired: bool | None = None,
 ) -> Contrast:
-    """``group`` against ``reference`` on ``metric``; ``paired=None`` pairs when seeds match.
+    """``group`` against ``reference`` on ``metric``, one reading.
 
-    ``paired=True`` with fewer than two shared seeds is an XorchError.
+    ``paired=None``: paired when the two have the same seeds (two or more),
+    Welch otherwise (``compare_groups`` adds the paired reading on the shared
+    seeds beside it). ``paired=True``: paired on the shared seeds, however many
+    of them there are; fewer than two is an XorchError. ``paired=False``: Welch.
     """
     from scipy import stats
 
     goal = goal or default_goal(metric)
     shared = sorted(set(values) & set(ref_values))
+    same_seeds = set(values) == set(ref_values)
     if paired is None:
-        paired = len(shared) >= 2
+        paired = same_seeds and len(shared) >= 2
     elif paired and len(shared) < 2:
         raise XorchError(
             f"{group} and {reference} share {len(shared)} seed(s): a paired comparison "
@@ -252,6 +330,9 @@ def contrast(
     bad = {seed for seed, v in values.items() if not math.isfinite(v)}
     bad_ref = {seed for seed, v in ref_values.items() if not math.isfinite(v)}
     if paired:
+        seeds = (f"paired on every seed ({len(shared)})" if same_seeds else
+                 f"paired on {len(shared)} shared seeds (of {len(values)} and "
+                 f"{len(ref_values)})")  # fmt: skip
         unmatched = len(set(values) ^ set(ref_values))
         if unmatched:
             notes.append(f"paired on {len(shared)} shared seeds, {unmatched} unmatched left out")
@@ -263,9 +344,9 @@ def contrast(
         x = np.array([values[seed] for seed in kept], dtype=float)
         y = np.array([ref_values[seed] for seed in kept], dtype=float)
     else:
-        for name, left_out in ((group, bad), (reference, bad_ref)):
-            if left_out:
-                notes.append(f"{len(left_out)} not finite in {name}, left out")
+        seeds = f"all seeds ({len(values)} and {len(ref_values)}), unpaired"
+        if bad_ref:  # the group's own count is in its row's describe note
+            notes.append(f"{len(bad_ref)} not finite in {reference}, left out")
         x = _array({k: v for k, v in values.items() if k not in bad})
         y = _array({k: v for k, v in ref_values.items() if k not in bad_ref})
     nan = math.nan
@@ -276,7 +357,8 @@ def contrast(
         diff=nan, diff_ci_low=nan, diff_ci_high=nan,
         test="paired t" if paired else "Welch t", p_value=nan, p_wilcoxon=nan,
         hedges_g=nan, prob_improvement=nan, better="n/a",
-        not_finite=len(bad), not_finite_ref=len(bad_ref),
+        not_finite=len(bad), not_finite_ref=len(bad_ref), seeds=seeds,
+        g_kind="g_av" if paired else "Hedges' g",
     )  # fmt: skip
     if x.size == 0 or y.size == 0:
         return replace(base, note="; ".join([*notes, "a group has no finite value"]))
@@ -316,11 +398,21 @@ def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stat
     result = replace(result, hedges_g=_hedges_g(diff, x.size, y.size, var_x, var_y, paired))
     if paired:
         d = x - y
-        if np.any(d != 0):  # Wilcoxon drops zero differences; it needs one left
-            result = replace(result, p_wilcoxon=float(stats.wilcoxon(x, y).pvalue))
         # Differences come from subtraction: a constant shift leaves rounding noise
         # (~1e-17) that would give an absurd t, so noise below 1e-12 counts as none.
-        if np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d)))):
+        flat = np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d))))
+        if not flat:
+            d_z = float(np.mean(d) / np.std(d, ddof=1))
+            low_z, high_z = d_z_interval(d_z, d.size)
+            result = replace(result, d_z=d_z, d_z_low=low_z, d_z_high=high_z)
+        nonzero = int(np.count_nonzero(d))
+        if nonzero:  # Wilcoxon drops zero differences; it needs one left
+            result = replace(result, p_wilcoxon=float(stats.wilcoxon(x, y).pvalue))
+            floor = wilcoxon_floor(nonzero)
+            if floor >= ALPHA:
+                notes.append(f"Wilcoxon on {nonzero} non-zero pairs cannot go below "
+                             f"p = {floor:.4g}: it cannot reach {ALPHA}")  # fmt: skip
+        if flat:
             notes.append("the paired differences do not vary: no t-test")
             return replace(result, note="; ".join(notes))
         t = stats.ttest_rel(x, y)
@@ -336,12 +428,14 @@ def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stat
 
 
 def _hedges_g(diff: float, n_x: int, n_y: int, var_x: float, var_y: float, paired: bool) -> float:
+    """Paired: g_av = diff / sqrt((s_x² + s_y²)/2) · J(n - 1), n the pairs (Cumming
+    2012, Lakens 2013). Unpaired: Hedges' g, the pooled std, J(n_x + n_y - 2)."""
     if paired:
-        scale, df = math.sqrt((var_x + var_y) / 2), 2 * (n_x - 1)
+        scale, df = math.sqrt((var_x + var_y) / 2), n_x - 1
     else:
         df = n_x + n_y - 2
         scale = math.sqrt(((n_x - 1) * var_x + (n_y - 1) * var_y) / df)
-    if scale == 0:
+    if scale == 0 or df < 2:  # J(1) is Γ(0.5)/(√0.5 Γ(0)): 0; g is undefined
         return math.nan
     return diff / scale * hedges_correction(df)
 
@@ -352,27 +446,78 @@ def compare_groups(
     metrics: Sequence[str],
     goals: Mapping[str, Goal] | None = None,
     paired: bool | None = None,
+    family: Sequence[str] | None = None,
+    same_study: bool = False,
 ) -> list[Contrast]:
     """Every other group against ``reference`` on each metric, with Holm-corrected p-values.
 
-    Rows are ordered metric by metric, groups in ``groups`` order.
+    Pairing by design: ``same_study`` (variants of one study, which share their
+    seeds by construction) pairs on the seeds both completed (Welch, with a note,
+    below two). Separate studies (``paired=None``) are paired only when they have
+    the same seeds; when they share two or more but not all, the primary row is
+    Welch on all seeds and a second row, ``in_family=False``, the paired t on the
+    shared seeds. ``paired`` True or False forces one reading.
+
+    The Holm family is the primary test (t) of every group on every metric of
+    ``family`` (default: ``metrics``), computed whether or not it is printed, so
+    a metric's ``p_holm`` does not depend on which metrics are asked for; a
+    metric asked for outside the family gets no ``p_holm``. The Wilcoxon test is
+    a robustness check and is not corrected. Rows are ordered metric by metric,
+    groups in ``groups`` order, the second reading right after its primary.
     """
     if reference not in groups:
         raise XorchError(f"reference {reference!r} is not one of {', '.join(groups)}")
     goals = goals or {}
-    rows = [
-        contrast(metric, name, groups[name].get(metric, {}), reference,
-                 groups[reference].get(metric, {}), goals.get(metric), paired)
-        for metric in metrics
-        for name in groups
-        if name != reference
-    ]  # fmt: skip
-    holm_t = holm([r.p_value for r in rows])
-    holm_w = holm([r.p_wilcoxon for r in rows])
-    return [
-        replace(r, p_holm=pt, p_wilcoxon_holm=pw)
-        for r, pt, pw in zip(rows, holm_t, holm_w, strict=True)
-    ]
+    family = list(dict.fromkeys(metrics if family is None else family))
+    every = list(dict.fromkeys([*metrics, *family]))
+    rows: list[Contrast] = []
+    for metric in every:
+        base = groups[reference].get(metric, {})
+        for name in groups:
+            if name == reference:
+                continue
+            mine = groups[name].get(metric, {})
+            rows += _readings(metric, name, mine, reference, base, goals.get(metric), paired,
+                              same_study)  # fmt: skip
+    primary = [i for i, r in enumerate(rows) if r.in_family and r.metric in family]
+    corrected = holm([rows[i].p_value for i in primary])
+    size = sum(math.isfinite(p) for p in corrected)
+    for i, p in zip(primary, corrected, strict=True):
+        rows[i] = replace(rows[i], p_holm=p, family=size)
+    out = []
+    for r in rows:
+        if r.metric not in metrics:
+            continue
+        if r.in_family and r.metric not in family:
+            outside = "not in the Holm family (the metrics declared in goal:): p uncorrected"
+            r = replace(r, in_family=False, note=_join(r.note, outside))
+        out.append(r)
+    return sorted(out, key=lambda r: list(metrics).index(r.metric))
+
+
+def _readings(
+    metric: str, name: str, mine: SeedValues, reference: str, base: SeedValues,
+    goal: Goal | None, paired: bool | None, same_study: bool,
+) -> list[Contrast]:  # fmt: skip
+    shared = set(mine) & set(base)
+    if same_study and paired is not False:
+        if len(shared) >= 2:
+            return [contrast(metric, name, mine, reference, base, goal, True)]
+        c = contrast(metric, name, mine, reference, base, goal, False)
+        said = f"shares {len(shared)} completed seed(s) with {reference}: Welch, not paired"
+        return [replace(c, note=_join(said, c.note))]
+    if paired is not None or set(mine) == set(base) or len(shared) < 2:
+        return [contrast(metric, name, mine, reference, base, goal, paired)]
+    welch = contrast(metric, name, mine, reference, base, goal, False)
+    pairs = contrast(metric, name, mine, reference, base, goal, True)
+    said = (f"{len(shared)} of the seeds are shared: Welch on all seeds (the primary test); "
+            f"the next row is paired on the {len(shared)} shared seeds")  # fmt: skip
+    second = (f"second reading: paired on the {len(shared)} shared seeds only, not in the "
+              "Holm family")  # fmt: skip
+    # The second reading's own note says which seeds it paired on; drop contrast's.
+    rest = [n for n in pairs.note.split("; ") if n and not n.startswith("paired on ")]
+    return [replace(welch, note=_join(said, welch.note)),
+            replace(pairs, in_family=False, note=_join(second, *rest))]  # fmt: skip
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -19,6 +19,7 @@ __all__ = [
     "aligned_lines",
     "human_cell",
     "latex_escape",
+    "markdown_escape",
     "render_rows",
 ]
 
@@ -73,7 +74,7 @@ def _table(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
 
 def _markdown(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(markdown_escape(c) for c in cells) + " |"
 
     rule = "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"
     body = [line([human_cell(c) for c in r]) for r in records]
@@ -91,7 +92,17 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",  # in text mode (OT1) a bare < prints as an inverted !
+    ">": r"\textgreater{}",
 }
+
+_MARKDOWN_SPECIAL = {"|": "\\|", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_escape(text: str) -> str:
+    """A cell's text for a Markdown table: ``|`` would end the cell and ``<``/``>``
+    open an HTML tag (``n<10`` would vanish from the rendered page)."""
+    return "".join(_MARKDOWN_SPECIAL.get(ch, ch) for ch in text)
 
 
 def latex_escape(text: str) -> str:
@@ -110,9 +121,12 @@ def _latex(header: Sequence[str], records: Sequence[Sequence[Cell]]) -> str:
 
 
 def _machine(cell: Cell) -> str | int | float | None:
-    """A cell for programs: full precision; None (empty in CSV, null in JSON) for nan/inf."""
+    """A cell for programs: full precision; None (empty in CSV, null in JSON) for nan,
+    an undefined number; ``"inf"``/``"-inf"`` for an infinite one (strict JSON has no
+    infinity, and null would read as "undefined"; CSV writes the same text, which
+    pandas reads back as a float)."""
     if isinstance(cell, float) and not math.isfinite(cell):
-        return None
+        return None if math.isnan(cell) else ("inf" if cell > 0 else "-inf")
     return cell
 
 

@@ -78,13 +78,17 @@ def machine_rows(text: str, fmt: str) -> list[dict[str, object]]:
     return converted
 
 
+TEXT_COLUMNS = ("note", "vs", "test", "better", "boot_method", "goal", "group", "metric", "g_kind",
+                "seeds")  # fmt: skip
+
+
 def assert_same_rows(from_csv, from_json) -> None:
     """CSV and JSON rows hold the same cells; text cells may be empty ("") or null (None)."""
     assert len(from_csv) == len(from_json)
     for a, b in zip(from_csv, from_json, strict=True):
         assert list(b) == list(COMPARE_COLUMNS)
         for key in COMPARE_COLUMNS:
-            if key in ("note", "vs", "test", "better", "boot_method", "goal", "group", "metric"):
+            if key in TEXT_COLUMNS:
                 assert (a[key] or "") == (b[key] or ""), key
             else:
                 assert a[key] == b[key], key  # floats read back exactly
@@ -118,7 +122,7 @@ def test_latex_table_marks_the_best_and_the_significant():
     latex = render_comparison(table, "latex")
     assert latex.startswith(r"\begin{table}") and latex.rstrip().endswith(r"\end{table}")
     assert r"val/F1\_score\% $\uparrow$" in latex and r"val/loss $\downarrow$" in latex
-    assert "Holm-corrected over 4 comparisons" in latex and "paired t-test" in latex
+    assert "Holm-corrected over 4 tests" in latex and "paired t-test" in latex
     rows = parse_latex(latex)
     assert list(rows) == ["baseline", "tiny_lr", "diverged"]
     # Bold: the lowest loss (baseline) and the highest F1 (diverged, whose loss is

@@ -3,9 +3,13 @@
 The groups are studies (``xorch compare A B``: B against A) or the variants of
 one study (``xorch compare STUDY``: each variant against its ``compare_to``,
 also written as the study's comparison.csv); the functions take
-``group -> metric -> seed -> value`` either way. Two groups that share seeds
-are compared paired by seed (see ``orchestrator.inference``), others with
-Welch's test.
+``group -> metric -> seed -> value`` either way. Pairing is by design (see
+``orchestrator.inference``): variants are paired by seed; two studies are paired
+when they ran the same seeds, compared with Welch's test otherwise, and when
+they share some seeds a second row gives the paired test on those. Holm
+corrects over one family: every group on every metric declared in the study's
+``goal:`` (the reference study's and the other's, for two studies), or on every
+metric logged when none is declared, printed or not (``holm_family``).
 
 Machine and terminal formats (table, markdown, csv, json) carry one row per
 (metric, group): the group's own statistics, then, for every group but the
@@ -18,7 +22,8 @@ The ``latex`` format is instead a table a paper can include as it is: one row
 per group, one column per metric, each cell ``mean ± half-width of the 95% t
 interval``, the best mean of each column in bold (by ``goal``), and a dagger
 where the group differs from the reference at alpha = 0.05 by the Holm-corrected
-p-value of the t-test (paired or Welch); the caption says all of this.
+p-value of its primary t-test (paired or Welch); the caption says all of this,
+and the size of the family Holm corrected over.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ ALPHA = 0.05
 COMPARE_COLUMNS: tuple[str, ...] = (
     "metric", "goal", "group", "n", "not_finite", "mean", "std", "ci_low", "ci_high", "median",
     "iqm", "boot_low", "boot_high", "boot_method", "vs", "test", "n_pairs", "diff", "diff_ci_low",
-    "diff_ci_high", "p", "p_holm", "p_wilcoxon", "p_wilcoxon_holm", "hedges_g",
-    "p_improve", "better", "note",
+    "diff_ci_high", "p", "p_holm", "holm_family", "p_wilcoxon", "d_z", "d_z_low", "d_z_high",
+    "hedges_g", "g_kind", "p_improve", "better", "seeds", "test_mean", "test_mean_ref", "note",
 )  # fmt: skip
 
 
@@ -71,12 +76,23 @@ class ComparisonTable:
     goals: Mapping[str, Goal]
     described: Mapping[tuple[str, str], SampleStats]  # (group, metric)
     contrasts: tuple[Contrast, ...]
+    family: tuple[str, ...] = ()  # the metrics whose primary tests Holm corrected over
 
     def contrast_of(self, group: str, metric: str) -> Contrast | None:
-        for row in self.contrasts:
-            if row.group == group and row.metric == metric:
-                return row
+        """The primary reading of ``group`` on ``metric`` (None for the reference)."""
+        for row in self.contrasts_of(group, metric):
+            return row
         return None
+
+    def contrasts_of(self, group: str, metric: str) -> list[Contrast]:
+        """Every reading: the primary, then a second one (paired on shared seeds) if any."""
+        return [r for r in self.contrasts if r.group == group and r.metric == metric]
+
+    @property
+    def family_size(self) -> int:
+        """How many tests Holm corrected over: every group on every metric of ``family``
+        with a p-value, printed or not."""
+        return max((c.family for c in self.contrasts), default=0)
 
 
 def state_groups(state: StudyState) -> dict[str, dict[int, float]]:
@@ -90,16 +106,29 @@ def build_comparison(
     metrics: Sequence[str],
     goals: Mapping[str, Goal] | None = None,
     paired: bool | None = None,
+    family: Sequence[str] | None = None,
+    same_study: bool = False,
 ) -> ComparisonTable:
-    """Describe and contrast ``groups`` (group -> metric -> seed -> value) on ``metrics``."""
-    goals = {m: (goals or {}).get(m) or default_goal(m) for m in metrics}
+    """Describe and contrast ``groups`` (group -> metric -> seed -> value) on ``metrics``;
+    Holm over ``family`` (default: ``metrics``), see ``inference.compare_groups``."""
+    family = list(metrics if family is None else family)
+    every = list(dict.fromkeys([*metrics, *family]))
+    goals = {m: (goals or {}).get(m) or default_goal(m) for m in every}
     described = {
         (g, m): describe_sample(groups[g].get(m, {})) for m in metrics for g in groups
     }  # fmt: skip
-    contrasts = compare_groups(groups, reference, metrics, goals, paired)
+    contrasts = compare_groups(groups, reference, metrics, goals, paired, family, same_study)
     return ComparisonTable(
-        reference, tuple(groups), tuple(metrics), goals, described, tuple(contrasts)
-    )
+        reference, tuple(groups), tuple(metrics), {m: goals[m] for m in metrics}, described,
+        tuple(contrasts), tuple(family),
+    )  # fmt: skip
+
+
+def holm_family(declared: Mapping[str, object], logged: Sequence[str]) -> list[str]:
+    """The metrics Holm corrects over: those declared in the study's ``goal:`` (its
+    primary metrics) that were logged, else every logged metric."""
+    primary = [m for m in declared if m in logged]
+    return primary or list(logged)
 
 
 def compare_studies(
@@ -131,7 +160,11 @@ def compare_studies(
             f"compared: {', '.join(chosen)}"
         )
     groups = {names[0]: values_a, names[1]: values_b}
-    return build_comparison(groups, names[0], chosen, goals, paired)
+    declared = {**state_b.goal, **state_a.goal}
+    merged = {m: Goal(way) for m, way in declared.items() if m in common}
+    merged.update(goals or {})
+    family = holm_family(declared, common)
+    return build_comparison(groups, names[0], chosen, merged, paired, family)
 
 
 def variant_groups(state: StudyState) -> dict[str, dict[str, dict[int, float]]]:
@@ -170,7 +203,8 @@ def compare_variants(
             f"compared: {', '.join(chosen)}"
         )
     merged.update(goals or {})
-    return build_comparison(groups, reference, chosen, merged, paired)
+    family = holm_family(state.goal, logged)
+    return build_comparison(groups, reference, chosen, merged, paired, family, same_study=True)
 
 
 def comparison_csv(state: StudyState) -> str | None:
@@ -206,27 +240,30 @@ def render_comparison(table: ComparisonTable, fmt: str = "table") -> str:
 
 
 def comparison_records(table: ComparisonTable) -> list[list[Cell]]:
-    """One record per (metric, group) in COMPARE_COLUMNS order."""
+    """One record per (metric, group) in COMPARE_COLUMNS order, and one more for a
+    second reading (two studies that share only some seeds: paired on those)."""
     nan = math.nan
     records: list[list[Cell]] = []
     for metric in table.metrics:
         for group in table.groups:
             s = table.described[(group, metric)]
-            row: list[Cell] = [
+            own: list[Cell] = [
                 metric, table.goals[metric].value, group, s.n, s.not_finite, s.mean, s.std,
                 s.ci_low, s.ci_high, s.median, s.iqm, s.boot_low, s.boot_high, s.bootstrap_method,
             ]  # fmt: skip
-            c = table.contrast_of(group, metric)
-            if c is None:  # the reference itself
-                row += ["", "", nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, "", s.note]
-            else:
+            readings = table.contrasts_of(group, metric)
+            if not readings:  # the reference itself
+                records.append([*own, "", "", nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+                                nan, nan, "", nan, "", "all its seeds", nan, nan,
+                                s.note])  # fmt: skip
+            for c in readings:
                 notes = "; ".join(n for n in (s.note, c.note) if n)
-                row += [
-                    c.reference, c.test, c.n if c.paired else nan, c.diff, c.diff_ci_low,
-                    c.diff_ci_high, c.p_value, c.p_holm, c.p_wilcoxon, c.p_wilcoxon_holm,
-                    c.hedges_g, c.prob_improvement, c.better, notes,
-                ]  # fmt: skip
-            records.append(row)
+                records.append([
+                    *own, c.reference, c.test, c.n if c.paired else nan, c.diff, c.diff_ci_low,
+                    c.diff_ci_high, c.p_value, c.p_holm, c.family if c.in_family else nan,
+                    c.p_wilcoxon, c.d_z, c.d_z_low, c.d_z_high, c.hedges_g, c.g_kind,
+                    c.prob_improvement, c.better, c.seeds, c.mean, c.mean_ref, notes,
+                ])  # fmt: skip
     return records
 
 
@@ -295,16 +332,23 @@ def _decimals(half_width: float) -> int:
 def _latex_caption(table: ComparisonTable) -> str:
     ns = sorted({table.described[(g, m)].n for g in table.groups for m in table.metrics})
     seeds = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]} to {ns[-1]}"
-    tests = sorted({c.test for c in table.contrasts})
-    family = sum(math.isfinite(c.p_value) for c in table.contrasts)  # what Holm corrected over
+    primary = [c for c in table.contrasts if c.in_family]
+    tests = sorted({c.test for c in primary})
+    family = table.family_size  # what Holm corrected over, printed or not
+    pairs = sorted({c.n for c in primary if c.paired})
+    paired_on = ""
+    if pairs and (len(ns) > 1 or pairs != ns):
+        paired_on = (f" on {pairs[0]} pairs" if len(pairs) == 1
+                     else f" on {pairs[0]} to {pairs[-1]} pairs")  # fmt: skip
     diverged = any(table.described[(g, m)].not_finite for g in table.groups for m in table.metrics)
     return (
         rf"Mean $\pm$ half-width of the 95\% Student-t confidence interval over seeds "
         rf"({seeds}). Bold: the best mean per column ($\downarrow$ lower is better, "
         rf"$\uparrow$ higher is better). $^{{\dagger}}$: differs from "
         rf"{latex_escape(table.reference)} at $\alpha = {ALPHA}$ "
-        rf"({latex_escape(', '.join(tests) or 'no')}-test, Holm-corrected over "
-        rf"{family} comparison{'s' if family != 1 else ''})."
+        rf"({latex_escape(', '.join(tests) or 'no')}-test{paired_on}, Holm-corrected over "
+        rf"{family} test{'s' if family != 1 else ''}: every group against "
+        rf"{latex_escape(table.reference)} on {_family_words(table)})."
         + (
             r" $^{\ddagger}$: some seeds diverged (a value that is not finite); they are "
             r"left out of the cell, its $n$ and its test."
@@ -312,3 +356,11 @@ def _latex_caption(table: ComparisonTable) -> str:
             else ""
         )
     )
+
+
+def _family_words(table: ComparisonTable) -> str:
+    """The Holm family's metrics, in words, for the caption."""
+    if set(table.family) == set(table.metrics):
+        return "the metrics shown"
+    names = ", ".join(latex_escape(m) for m in table.family)
+    return f"the {len(table.family)} metrics of its family ({names})"

@@ -232,8 +232,8 @@ def power_for_studies(
     power: float = 0.8,
     paired: bool | None = None,
 ) -> list[PowerFigures]:
-    """Figures for comparing two studies: paired on shared seeds (by default when there
-    are two or more), two-sample otherwise."""
+    """Figures for comparing two studies: paired (by default) when they ran the same
+    seeds, two-sample otherwise; ``paired=True`` pairs on the shared seeds."""
     _check_levels(alpha, power)
     for label, state in (("first (A)", state_a), ("second (B)", state_b)):
         if not state.completed:
@@ -247,13 +247,19 @@ def power_for_studies(
     for metric in chosen:
         a, b = values_a[metric], values_b[metric]
         shared = sorted(set(a) & set(b))
-        use_paired = len(shared) >= 2 if paired is None else paired
+        # Pairing by design: two studies are paired when they ran the same seeds.
+        use_paired = (set(a) == set(b) and len(shared) >= 2) if paired is None else paired
         if use_paired and len(shared) < 2:
             raise XorchError(
                 f"the studies share {len(shared)} seed(s) on {metric}: paired power needs "
                 "at least two; use --unpaired"
             )
-        rows.append(_pair_figures(metric, a, b, use_paired, effect, alpha, power))
+        figures = _pair_figures(metric, a, b, use_paired, effect, alpha, power)
+        if paired is None and not use_paired and len(shared) >= 2:
+            said = (f"the studies share {len(shared)} of their seeds, not all: two-sample "
+                    "figures (--paired: paired on the shared)")  # fmt: skip
+            figures = _noted(figures, said)
+        rows.append(figures)
     return rows
 
 

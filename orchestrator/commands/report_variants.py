@@ -22,7 +22,7 @@ from orchestrator.commands.compare import ComparisonTable, compare_variants, var
 from orchestrator.commands.power import Design, detectable_effect, power_for_variants
 from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
 from orchestrator.errors import XorchError
-from orchestrator.inference import describe_sample
+from orchestrator.inference import BOOTSTRAP_MIN_N, describe_sample
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.tables import human_cell
 
@@ -72,13 +72,16 @@ def variant_statistics(state: StudyState, metrics: list[str]) -> str:
         for variant, values in groups.items():
             s = describe_sample(values.get(metric, {}))
             boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}"
+            if s.bootstrap_method.startswith("n/a"):
+                boot = s.bootstrap_method
             rows.append([metric, variant, str(s.n), human_cell(s.mean), human_cell(s.std),
                          interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
-                         boot if s.bootstrap_method != "n/a" else "n/a", s.note])  # fmt: skip
+                         boot, s.note])  # fmt: skip
     note = (
         "<p class='note'>Each variant over its own completed seeds. IQM: interquartile mean "
         "(the mean after dropping the lowest and highest quarter of the seeds). Bootstrap: "
-        "9999 resamples, seed 0; BCa where it is defined, else percentile.</p>"
+        "9999 resamples, seed 0; BCa where it is defined, else percentile; none below "
+        f"{BOOTSTRAP_MIN_N} seeds, where its coverage of 95% falls under 90%.</p>"
     )
     return html_table(header, rows, numeric=range(2, len(header) - 1)) + note
 
@@ -130,41 +133,56 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
     if isinstance(table, str):
         return table
     arrows = {"min": "↓", "max": "↑"}
-    header = ["metric", "variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
-              "p Wilcoxon (Holm)", "g", "P(impr.)", "better"]  # fmt: skip
-    rows = []
+    # One table per metric under its name, so a long metric name widens no column
+    # and P(impr.) and better stay on the page (issue 22, item 9).
+    header = ["variant", "n", "mean ± 95% CI", "diff", "diff 95% CI", "p t (Holm)",
+              "p Wilcoxon", "g_av", "P(impr.)", "better"]  # fmt: skip
+    parts = []
     notes = []
     for metric in table.metrics:
         label = f"{metric} {arrows[table.goals[metric].value]}"
+        rows = []
         for group in table.groups:
             s = table.described[(group, metric)]
             c = table.contrast_of(group, metric)
             half = s.ci_high - s.mean
             mean = _g(s.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
-            own = [label, group, str(s.n), mean]
+            own = [group, str(s.n), mean]
             if c is None:
                 rows.append([*own, "reference", "", "", "", "", "", ""])
             else:
                 rows.append([*own, _g(c.diff), _interval4(c.diff_ci_low, c.diff_ci_high),
-                             _p_pair(c.p_value, c.p_holm), _p_pair(c.p_wilcoxon, c.p_wilcoxon_holm),
+                             _p_pair(c.p_value, c.p_holm), _g(c.p_wilcoxon, 3),
                              _g(c.hedges_g, 3), _g(c.prob_improvement, 3), c.better])  # fmt: skip
-            for note in (s.note, c.note if c is not None else ""):
-                if note:
-                    notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(note)}</li>")
+            # One line per (metric, variant): its own count and its pairs' in one note.
+            said = "; ".join(n for n in (s.note, c.note if c is not None else "") if n)
+            if said:
+                notes.append(f"<li>{esc(metric)}, {esc(group)}: {esc(said)}</li>")
+        parts.append(f"<h3 class='metric'>{esc(label)}</h3>"
+                     + html_table(header, rows, numeric=range(1, 9)))  # fmt: skip
     tests = ", ".join(sorted({c.test for c in table.contrasts})) or "no"
     note = (
         f"<p class='note'>Each variant against {esc(table.reference)} ({esc(tests)}-test on "
-        "the seeds both completed; diff = variant − reference with its 95% interval; "
-        "Wilcoxon signed-rank beside it). ↓: lower is better, ↑: higher is better. Each p is "
-        "raw, then in brackets Holm-corrected over every (variant, metric) comparison in this "
-        "table, one family per test. g: Hedges' g, the difference in std units; P(impr.): "
+        "the seeds both completed; diff = variant − reference with its 95% interval). "
+        "↓: lower is better, ↑: higher is better. The t-test's p is raw, then in brackets "
+        f"Holm-corrected over {table.family_size} test{'' if table.family_size == 1 else 's'}: "
+        "every variant on "
+        f"{esc(_family_text(table))}. The Wilcoxon signed-rank p is a robustness check, "
+        "raw and not corrected. g_av: the mean difference over the average of the two "
+        "stds, with Hedges' correction for n − 1 degrees of freedom (n pairs); P(impr.): "
         "the chance that a seed of the variant beats a seed of the reference; better: whether "
         "the variant's mean is on the better side (its sign only; whether it is more than noise "
         "is the interval and the p-values). The same rows as "
         "comparison.csv and <code>xorch compare STUDY</code>, which give every digit.</p>"
     )
     listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, rows, numeric=range(2, 10)) + listed + note
+    return "".join(parts) + listed + note
+
+
+def _family_text(table: ComparisonTable) -> str:
+    if set(table.family) == set(table.metrics):
+        return "every metric in this table"
+    return "the metrics declared in goal: (" + ", ".join(table.family) + ")"
 
 
 def _g(value: float, digits: int = 4) -> str:
