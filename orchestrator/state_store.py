@@ -143,8 +143,16 @@ def _adaptive(payload: Any) -> AdaptiveSeeds | None:
     )
 
 
+# runner_state.json's keys of a run, in the file's order: the record's fields and,
+# among them, the properties read off its attempts (``DERIVED_RUN_KEYS``), which
+# the file keeps so that older readers and ``grep`` find them where they were.
+DERIVED_RUN_KEYS = ("started_at", "ended_at", "exit_code")
+RUN_JSON_KEYS = ("index", "seed", "dir", "status", "started_at", "ended_at", "duration_s",
+                 "metrics", "exit_code", "failure", "attempts", "variant")  # fmt: skip
+
+
 def _record_payload(record: RunRecord) -> dict[str, Any]:
-    payload = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    payload = {key: _plain(getattr(record, key)) for key in RUN_JSON_KEYS}
     if record.variant is None:
         del payload["variant"]  # as older versions wrote it
     payload["attempts"] = [
@@ -317,9 +325,10 @@ def _record(payload: Any, where: str) -> RunRecord:
     for name, value in metrics.items():
         if type(value) is not float and type(value) is not int:
             raise _Bad(f"{where}.metrics.{name} is {_short(value)}, not a number")
+    stored = {k: v for k, v in fields.items() if k not in DERIVED_RUN_KEYS}
     return RunRecord(
         **{
-            **fields,
+            **stored,
             "status": _get(fields, "status", RunStatus, where),
             "failure": _optional_class(fields, "failure", where),
             "metrics": {k: float(v) for k, v in metrics.items()},
