@@ -82,7 +82,7 @@ class Attempt:
     pid_create_time: float | None = None
     host: str = field(default_factory=socket.gethostname)
     # None while it runs. Kept in runner_state.json under the key "outcome"
-    # (state_store.ATTEMPT_JSON_KEYS): renaming the key would need schema v2 and a
+    # (state_schema.ATTEMPT_JSON_KEYS): renaming the key would need schema v2 and a
     # migration for nothing a user sees.
     attempt_class: AttemptClass | None = None
     reason: str = ""
