@@ -25,20 +25,20 @@ look is another chance for noise to cross the line.)
 
 ``next_step`` is the rule as a pure function of the values; ``study_step``
 feeds it from a state; the scheduler calls ``study_step`` when its queue is
-empty and a slot is free, and ``add_seeds`` or ``with_stop`` records the answer.
-The ``n_runs`` mapping is parsed into an ``AdaptiveRule`` by ``adaptive_spec``.
+empty and a slot is free, and ``add_seeds`` or ``with_stop`` (``adaptive_state``,
+re-exported here) records the answer. The ``n_runs`` mapping is parsed into an
+``AdaptiveRule`` by ``adaptive_spec``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.contract.paths import run_dir_name
-from orchestrator.state import AdaptiveRule, RunRecord, RunStatus, StudyState
+from orchestrator.adaptive_state import add_seeds, with_stop
+from orchestrator.state import AdaptiveRule, RunStatus, StudyState
 
 __all__ = [
     "Action",
@@ -187,31 +187,3 @@ def study_step(state: StudyState, free_slots: int = 1) -> Step:
         free_slots=free_slots,
         runs_per_seed=len(names),
     )
-
-
-def add_seeds(state: StudyState, count: int) -> tuple[StudyState, list[int]]:
-    """The next ``count`` seeds of the stored sequence (never past max), one run
-    per variant each; returns the new state and the new runs' indices."""
-    adaptive = state.adaptive
-    assert adaptive is not None
-    start = len(state.seeds)
-    new = adaptive.sequence[start : min(start + count, adaptive.rule.max_seeds)]
-    names: list[str | None] = [*state.variant_configs] or [None]
-    runs = list(state.runs)
-    for position, seed in enumerate(new, start):
-        for variant in names:
-            name = run_dir_name(position, seed, len(adaptive.sequence), variant)
-            runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
-    updated = dataclasses.replace(
-        state,
-        seeds=state.seeds + tuple(new),
-        runs=tuple(runs),
-        adaptive=dataclasses.replace(adaptive, stopped=None),
-    )
-    return updated, list(range(len(state.runs), len(runs)))
-
-
-def with_stop(state: StudyState, reason: str) -> StudyState:
-    """The state that says why no more seeds are added."""
-    assert state.adaptive is not None
-    return dataclasses.replace(state, adaptive=dataclasses.replace(state.adaptive, stopped=reason))
