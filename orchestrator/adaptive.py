@@ -25,22 +25,20 @@ look is another chance for noise to cross the line.)
 
 ``next_step`` is the rule as a pure function of the values; ``study_step``
 feeds it from a state; the scheduler calls ``study_step`` when its queue is
-empty and a slot is free, and ``add_seeds`` or ``with_stop`` records the answer.
+empty and a slot is free, and ``add_seeds`` or ``with_stop`` (``adaptive_state``,
+re-exported here) records the answer. The ``n_runs`` mapping is parsed into an
+``AdaptiveRule`` by ``adaptive_spec``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from orchestrator.contract.paths import run_dir_name
-from orchestrator.errors import ConfigError
-from orchestrator.state import AdaptiveRule, RunRecord, RunStatus, StudyState
+from orchestrator.adaptive_state import add_seeds, with_stop
+from orchestrator.state import AdaptiveRule, RunStatus, StudyState
 
 __all__ = [
     "Action",
@@ -48,63 +46,14 @@ __all__ = [
     "Precision",
     "Step",
     "add_seeds",
-    "check_metric",
     "describe_rule",
     "next_step",
-    "parse_adaptive",
     "precision",
     "study_step",
     "with_stop",
 ]
 
-WHERE = "experiments_runner.n_runs"
-_KEYS = ("min", "max", "until")
-_UNTIL_KEYS = ("metric", "ci_halfwidth")
-_EXAMPLE = "{min: 5, max: 40, until: {metric: val/loss, ci_halfwidth: 0.002}}"
-
-
-# --------------------------------------------------------------------------- config
-
-
-def parse_adaptive(block: Mapping[str, Any], max_runs: int) -> AdaptiveRule:
-    """The ``n_runs`` mapping -> ``AdaptiveRule``; a ``ConfigError`` naming the key."""
-    _refuse_unknown(block, _KEYS, WHERE)
-    for key in _KEYS:
-        if key not in block:
-            raise ConfigError(f"{WHERE}.{key} is missing; adaptive seeds read like {_EXAMPLE}")
-    low = _whole(block["min"], f"{WHERE}.min", max_runs, " (an interval needs two values)")
-    high = _whole(block["max"], f"{WHERE}.max", max_runs)
-    if low > high:
-        raise ConfigError(f"{WHERE}.min ({low}) is more than max ({high}); make min <= max")
-    until = block["until"]
-    if not isinstance(until, dict):
-        raise ConfigError(f"{WHERE}.until must be a mapping like {{metric: val/loss, "
-                          "ci_halfwidth: 0.002}}")  # fmt: skip
-    _refuse_unknown(until, _UNTIL_KEYS, f"{WHERE}.until")
-    metric = until.get("metric")
-    if not isinstance(metric, str) or not metric:
-        raise ConfigError(
-            f"{WHERE}.until.metric is missing; name the metric whose mean must be precise, "
-            "like metric: val/loss"
-        )
-    width: Any = until.get("ci_halfwidth")
-    number = isinstance(width, (int, float)) and not isinstance(width, bool)
-    if not number or not math.isfinite(width) or width <= 0:
-        raise ConfigError(
-            f"{WHERE}.until.ci_halfwidth must be a number > 0 (the 95% interval's half-width "
-            f"in the metric's units), not {width!r}"
-        )
-    return AdaptiveRule(min_seeds=low, max_seeds=high, metric=metric, ci_halfwidth=float(width))
-
-
-def check_metric(rule: AdaptiveRule, summary_metrics: Sequence[str]) -> None:
-    """The metric must be one the study summarises (a typo would never be logged,
-    and the study would run to ``max`` for nothing)."""
-    if rule.metric not in summary_metrics:
-        raise ConfigError(
-            f"{WHERE}.until.metric {rule.metric} is not in summary_metrics "
-            f"[{', '.join(summary_metrics)}]; add it to experiments_runner.summary_metrics"
-        )
+# --------------------------------------------------------------------------- a description
 
 
 def describe_rule(rule: AdaptiveRule) -> str:
@@ -113,24 +62,6 @@ def describe_rule(rule: AdaptiveRule) -> str:
         f"adaptive seeds: {rule.min_seeds} to {rule.max_seeds}, until the 95% CI of "
         f"{rule.metric}'s mean is within ±{rule.ci_halfwidth:g}"
     )
-
-
-def _refuse_unknown(block: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    for key in block:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-
-
-def _whole(value: Any, where: str, maximum: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigError(f"{where} must be an integer >= 2{why}, not {value!r}")
-    if value > maximum:
-        raise ConfigError(
-            f"{where} is {value:,}; the limit is {maximum:,} (see the README's Limits)"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- the rule
@@ -256,31 +187,3 @@ def study_step(state: StudyState, free_slots: int = 1) -> Step:
         free_slots=free_slots,
         runs_per_seed=len(names),
     )
-
-
-def add_seeds(state: StudyState, count: int) -> tuple[StudyState, list[int]]:
-    """The next ``count`` seeds of the stored sequence (never past max), one run
-    per variant each; returns the new state and the new runs' indices."""
-    adaptive = state.adaptive
-    assert adaptive is not None
-    start = len(state.seeds)
-    new = adaptive.sequence[start : min(start + count, adaptive.rule.max_seeds)]
-    names: list[str | None] = [*state.variant_configs] or [None]
-    runs = list(state.runs)
-    for position, seed in enumerate(new, start):
-        for variant in names:
-            name = run_dir_name(position, seed, len(adaptive.sequence), variant)
-            runs.append(RunRecord(index=len(runs), seed=seed, dir=name, variant=variant))
-    updated = dataclasses.replace(
-        state,
-        seeds=state.seeds + tuple(new),
-        runs=tuple(runs),
-        adaptive=dataclasses.replace(adaptive, stopped=None),
-    )
-    return updated, list(range(len(state.runs), len(runs)))
-
-
-def with_stop(state: StudyState, reason: str) -> StudyState:
-    """The state that says why no more seeds are added."""
-    assert state.adaptive is not None
-    return dataclasses.replace(state, adaptive=dataclasses.replace(state.adaptive, stopped=reason))

@@ -82,7 +82,7 @@ class Attempt:
     pid_create_time: float | None = None
     host: str = field(default_factory=socket.gethostname)
     # None while it runs. Kept in runner_state.json under the key "outcome"
-    # (state_store.ATTEMPT_JSON_KEYS): renaming the key would need schema v2 and a
+    # (state_schema.ATTEMPT_JSON_KEYS): renaming the key would need schema v2 and a
     # migration for nothing a user sees.
     attempt_class: AttemptClass | None = None
     reason: str = ""
@@ -98,15 +98,18 @@ class Attempt:
 
 @dataclass(frozen=True)
 class RunRecord:
+    """One run of the study. ``started_at``, ``ended_at`` and ``exit_code`` are
+    read off its attempts (properties; runner_state.json still holds them under
+    their keys, written by ``state_store`` and ignored on loading)."""
+
     index: int
     seed: int
     dir: str
     status: RunStatus = RunStatus.PENDING
-    started_at: str | None = None
-    ended_at: str | None = None
+    # Still stored, though finish_attempt derives them from the attempts: records
+    # made without attempts (summaries and plots of hand-made studies) set them.
     duration_s: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
-    exit_code: int | None = None
     failure: AttemptClass | None = None
     attempts: tuple[Attempt, ...] = ()
     variant: str | None = None  # None in a study of one config
@@ -114,6 +117,26 @@ class RunRecord:
     @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def started_at(self) -> str | None:
+        """When the first attempt started; None before any."""
+        return self.attempts[0].started_at if self.attempts else None
+
+    @property
+    def ended_at(self) -> str | None:
+        """When the last attempt ended; None while one runs (or before any)."""
+        last = self.current_attempt
+        return last.ended_at if last is not None and last.attempt_class is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of the last attempt that ended (a retry in flight keeps
+        the one before it); None before any ended."""
+        for attempt in reversed(self.attempts):
+            if attempt.attempt_class is not None:
+                return attempt.exit_code
+        return None
 
 
 @dataclass(frozen=True)
@@ -170,13 +193,7 @@ class StudyState:
 
     def start_attempt(self, index: int, attempt: Attempt) -> StudyState:
         record = self.runs[index]
-        return self._with_run(
-            record,
-            RunStatus.RUNNING,
-            started_at=record.started_at or attempt.started_at,
-            ended_at=None,
-            attempts=(*record.attempts, attempt),
-        )
+        return self._with_run(record, RunStatus.RUNNING, attempts=(*record.attempts, attempt))
 
     def finish_attempt(
         self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
@@ -189,10 +206,8 @@ class StudyState:
             record,
             status,
             attempts=attempts,
-            ended_at=finished.ended_at,
             duration_s=round(sum(a.duration_s or 0.0 for a in attempts), 3),
             metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
-            exit_code=finished.exit_code,
             failure=None if status is RunStatus.COMPLETED else finished.attempt_class,
         )
 

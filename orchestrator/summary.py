@@ -21,12 +21,15 @@ the config's order) its completed rows, then its own ``mean`` and ``std`` rows
 (``orchestrator.commands.compare.compare_variants``), rewritten with it.
 
 The file is rewritten after every run, so the rewrite must stay cheap at 10,000
-runs: a run's row text is formatted once and reused while its record object and
-the columns are unchanged; mean and std come from one NumPy matrix.
+runs: a run's row text is formatted once and reused while the values it shows
+(index, variant, seed, duration, the columns' metrics) are unchanged, a cache
+keyed by those values, so it cannot hand one run's row to another; mean and std
+come from one NumPy matrix.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable
@@ -44,9 +47,6 @@ __all__ = [
     "summary_text",
     "write_summary",
 ]
-
-# id(record) -> (record, metric names, row text, row values)
-_rows: dict[int, tuple[RunRecord, tuple[str, ...], str, list[float]]] = {}
 
 
 def format_number(value: float, spec: str = ".6f") -> str:
@@ -71,14 +71,12 @@ def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:
     if not order:
         header = ",".join(["run", "seed", *columns])
         lines = [header, *_block(runs, names, columns, ())]
-        _forget_missing(runs)
         return "\n".join(lines) + "\n"
     lines = [",".join(["run", "variant", "seed", *columns])]
     for variant in order:
         mine = [r for r in runs if r.variant == variant]
         if mine:
             lines += _block(mine, names, columns, (variant,))
-    _forget_missing(runs)
     return "\n".join(lines) + "\n"
 
 
@@ -104,26 +102,34 @@ def _block(
     return lines
 
 
-def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, list[float]]:
-    hit = _rows.get(id(record))
-    if hit is not None and hit[0] is record and hit[1] == names:
-        return hit[2], hit[3]
-    duration = record.duration_s
-    logged = [record.metrics.get(n) for n in names]
-    variant = [] if record.variant is None else [record.variant]
-    cells = [str(record.index), *variant, str(record.seed), _cell(duration, "duration_s")]
+def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, tuple[float, ...]]:
+    logged = tuple(map(record.metrics.get, names))
+    key = (record.index, record.variant, record.seed, record.duration_s, logged, names)
+    if 0 in logged or record.duration_s == 0:  # 0.0 == -0.0, but they print apart
+        return _format_row(*key)
+    return _cached_row(*key)
+
+
+def _format_row(
+    index: int,
+    variant: str | None,
+    seed: int,
+    duration: float | None,
+    logged: tuple[float | None, ...],
+    names: tuple[str, ...],
+) -> tuple[str, tuple[float, ...]]:
+    """One run's row of summary.csv and its values (nan where not logged)."""
+    cells = [str(index), *(() if variant is None else (variant,)), str(seed)]
+    cells.append(_cell(duration, "duration_s"))
     cells += [_cell(v, n) for v, n in zip(logged, names, strict=True)]
-    text = ",".join(cells)
-    values = [math.nan if v is None else v for v in (duration, *logged)]
-    _rows[id(record)] = (record, names, text, values)
-    return text, values
+    return ",".join(cells), tuple(math.nan if v is None else v for v in (duration, *logged))
 
 
-def _forget_missing(runs: list[RunRecord]) -> None:
-    if len(_rows) > 2 * len(runs) + 16:
-        live = {id(r) for r in runs}
-        for key in [k for k in _rows if k not in live]:
-            del _rows[key]
+# A row is a pure function of its values, so it is cached on them, not on a
+# record's id: two records with equal values share one row, a record that changed
+# misses (nan never equals itself: a miss, never a wrong row). Sized past
+# MAX_RUNS, so a 10,000-run study formats each row once while it is unchanged.
+_cached_row = functools.lru_cache(maxsize=1 << 17)(_format_row)
 
 
 def _cell(value: float | None, column: str) -> str:

@@ -16,12 +16,11 @@ from scipy import stats
 from orchestrator.adaptive import (
     Action,
     AdaptiveRule,
-    add_seeds,
     next_step,
     precision,
     study_step,
-    with_stop,
 )
+from orchestrator.adaptive_state import add_seeds, with_stop
 from orchestrator.commands.status import render_status, study_status
 from orchestrator.config import load_study
 from orchestrator.contract.paths import StudyPaths

@@ -26,34 +26,30 @@ comparison table's ``diff`` and ``diff_ci_low``/``diff_ci_high``
 When ``metrics`` is given it chooses the panels of both files; a name must be a
 curve metric or a final metric, and a file none of the names fits is not written.
 
-A run's per-epoch value of a metric is the last one logged in that epoch. A
-resumed run has one ``version_N`` log per child start: they are merged in
-version order, and an epoch found in a later version replaces that whole epoch
-of the earlier ones (the retried epoch is the one that counted).
-
-matplotlib is imported inside the functions, and figures are drawn on an Agg
-canvas made for them, never through pyplot: nothing needs a display, no global
-backend is switched under a caller that uses pyplot itself, and no figure is
-left registered in pyplot's global list.
+The runs' logs are read by ``run_logs`` (per epoch, resumed versions merged),
+the figures drawn on ``figures``' canvas: matplotlib is imported inside the
+functions, on an Agg canvas made for them, never through pyplot: nothing needs a
+display, no global backend is switched under a caller that uses pyplot itself,
+and no figure is left registered in pyplot's global list. ``differences.png`` is
+``difference_plot``'s.
 """
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from orchestrator.contract.atomic import atomic_write_bytes
-from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.commands.difference_plot import DIFFERENCES_PNG, differences_figure
+from orchestrator.commands.figures import JITTER, balanced_columns, new_figure, save_png
+from orchestrator.commands.run_logs import RunCurves, run_curves, run_epoch_metrics
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import XorchError
 from orchestrator.seed_table import from_runs
-from orchestrator.state import RunRecord, StudyState
+from orchestrator.state import RunRecord
 from orchestrator.state_store import load_state
 
 if TYPE_CHECKING:
@@ -64,72 +60,6 @@ __all__ = ["CURVE_PREFIXES", "DIFFERENCES_PNG", "differences_figure", "plot_stud
            "run_epoch_metrics"]  # fmt: skip
 
 CURVE_PREFIXES: tuple[str, ...] = ("train/", "val/")
-
-_DPI = 110
-_JITTER = 0.12  # half-width of the sideways scatter of seed points, in box widths
-DIFFERENCES_PNG = "differences.png"  # in plots/, beside curves.png and spread.png
-
-
-@dataclass(frozen=True)
-class _RunCurves:
-    """One completed run's per-epoch metrics (index: epoch) and its step-level names."""
-
-    label: str
-    epochs: pd.DataFrame
-    step_level: frozenset[str]
-    variant: str | None = None
-
-
-# --------------------------------------------------------------------------- reading logs
-
-
-def run_epoch_metrics(run_dir: Path) -> pd.DataFrame:
-    """One run's metrics per epoch, all its CSVLogger versions merged.
-
-    Index: epoch (int, sorted); one float column per metric; NaN where a metric
-    was not logged in an epoch. Empty when the run has no readable log.
-    """
-    return _read_run(RunPaths(Path(run_dir)))[0]
-
-
-def _read_run(run: RunPaths) -> tuple[pd.DataFrame, frozenset[str]]:
-    merged = pd.DataFrame()
-    step_level: set[str] = set()
-    for path in run.csv_metric_logs():
-        log = _read_log(path)
-        if log is None:
-            continue
-        epochs, many = log
-        step_level |= many
-        # Later versions win for a whole epoch: drop it from what came before.
-        kept = merged.drop(index=epochs.index, errors="ignore")
-        merged = epochs if kept.empty else pd.concat([kept, epochs])
-    return merged.sort_index(), frozenset(step_level)
-
-
-def _read_log(path: Path) -> tuple[pd.DataFrame, set[str]] | None:
-    """Per-epoch values of one metrics.csv and the metrics logged more than once an epoch."""
-    try:
-        # A crash can cut the last line short: skip such a line, keep the rest.
-        raw = pd.read_csv(path, on_bad_lines="skip")
-    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
-        return None
-    if "epoch" not in raw.columns:
-        return None
-    values = raw.drop(columns=["epoch", "step"], errors="ignore").apply(
-        pd.to_numeric, errors="coerce"
-    )
-    values["epoch"] = pd.to_numeric(raw["epoch"], errors="coerce")
-    values = values.dropna(subset=["epoch"])
-    if values.empty:
-        return None
-    values["epoch"] = values["epoch"].astype(int)
-    grouped = values.groupby("epoch")
-    per_epoch = grouped.last()  # the last non-null value of each column in each epoch
-    counts = grouped.count().max()
-    many = {str(name) for name, count in counts.items() if count > 1}
-    per_epoch.index = per_epoch.index.astype(int)
-    return per_epoch.astype(float), many
 
 
 # --------------------------------------------------------------------------- the study
@@ -152,7 +82,7 @@ def plot_study(study_dir: Path, metrics: Sequence[str] | None = None) -> list[Pa
     written = []
     for path, figure in figures:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _save_png(figure, path)
+        save_png(figure, path)
         written.append(path)
     return written
 
@@ -168,7 +98,7 @@ def _study_figures(
     runs = state.completed
     if not runs:
         raise XorchError(f"the study in {study_dir} has no completed run to plot yet")
-    curves = [_run_curves(paths, run) for run in runs]
+    curves = [run_curves(paths, run) for run in runs]
     curves = [c for c in curves if not c.epochs.empty]
     final_names = sorted({name for run in runs for name in run.metrics})
     # A command run that only wrote metrics.json has final values but no
@@ -182,34 +112,9 @@ def _study_figures(
         {str(name) for c in curves for name in c.epochs.columns if c.epochs[name].notna().any()}
     )
 
-    if metrics is None:
-        step_level = frozenset().union(*(c.step_level for c in curves))
-        chosen_curves = [
-            name
-            for name in curve_names
-            if name.startswith(CURVE_PREFIXES)
-            and not name.endswith("_step")
-            and name not in step_level
-        ]
-        if curves and not chosen_curves:
-            raise XorchError(
-                f"the CSV logs in {study_dir} have no train/ or val/ metric logged once per "
-                f"epoch; name the metrics to plot (logged: {', '.join(curve_names)})"
-            )
-        chosen_final = final_names
-    else:
-        if isinstance(metrics, str):  # a bare "val/loss" would otherwise become letters
-            metrics = [metrics]
-        wanted = list(dict.fromkeys(metrics))
-        unknown = [m for m in wanted if m not in curve_names and m not in final_names]
-        if unknown:
-            raise XorchError(
-                f"metric {', '.join(unknown)} is not in the study's logs; per-epoch: "
-                f"{', '.join(curve_names) or 'none'}; final: {', '.join(final_names) or 'none'}"
-            )
-        chosen_curves = [m for m in wanted if m in curve_names]
-        chosen_final = [m for m in wanted if m in final_names]
-
+    chosen_curves, chosen_final = _chosen_metrics(
+        study_dir, curves, curve_names, final_names, metrics
+    )
     figures: list[tuple[Path, Figure]] = []
     variants = list(state.variant_configs)
     if chosen_curves:
@@ -229,32 +134,54 @@ def _study_figures(
     return figures
 
 
-def _run_curves(paths: StudyPaths, run: RunRecord) -> _RunCurves:
-    epochs, step_level = _read_run(paths.run(run.dir))
-    return _RunCurves(f"run {run.index} (seed {run.seed})", epochs, step_level, run.variant)
+def _chosen_metrics(
+    study_dir: Path,
+    curves: Sequence[RunCurves],
+    curve_names: Sequence[str],
+    final_names: Sequence[str],
+    metrics: Sequence[str] | None,
+) -> tuple[list[str], list[str]]:
+    """The panels of curves.png and of spread.png: the metrics named (each must
+    be a curve or a final metric), else every per-epoch train/ and val/ curve and
+    every final metric."""
+    if metrics is None:
+        step_level = frozenset().union(*(c.step_level for c in curves))
+        chosen_curves = [
+            name
+            for name in curve_names
+            if name.startswith(CURVE_PREFIXES)
+            and not name.endswith("_step")
+            and name not in step_level
+        ]
+        if curves and not chosen_curves:
+            raise XorchError(
+                f"the CSV logs in {study_dir} have no train/ or val/ metric logged once per "
+                f"epoch; name the metrics to plot (logged: {', '.join(curve_names)})"
+            )
+        chosen_final = list(final_names)
+    else:
+        if isinstance(metrics, str):  # a bare "val/loss" would otherwise become letters
+            metrics = [metrics]
+        wanted = list(dict.fromkeys(metrics))
+        unknown = [m for m in wanted if m not in curve_names and m not in final_names]
+        if unknown:
+            raise XorchError(
+                f"metric {', '.join(unknown)} is not in the study's logs; per-epoch: "
+                f"{', '.join(curve_names) or 'none'}; final: {', '.join(final_names) or 'none'}"
+            )
+        chosen_curves = [m for m in wanted if m in curve_names]
+        chosen_final = [m for m in wanted if m in final_names]
+    return chosen_curves, chosen_final
 
 
 # --------------------------------------------------------------------------- drawing
 
 
-def _new_figure(panels: int, max_columns: int, panel_size: tuple[float, float]) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    columns = min(panels, max_columns)
-    rows = math.ceil(panels / columns)
-    figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), dpi=_DPI)
-    FigureCanvasAgg(figure)  # attaches itself to the figure
-    for i in range(panels):
-        figure.add_subplot(rows, columns, i + 1)
-    return figure
-
-
-def _curves_figure(curves: Sequence[_RunCurves], metrics: Sequence[str]) -> Figure:
+def _curves_figure(curves: Sequence[RunCurves], metrics: Sequence[str]) -> Figure:
     """One panel per metric: faint per-run lines, the mean, and one mean ± std band."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = _new_figure(len(metrics), max_columns=2, panel_size=(6.0, 3.6))
+    figure = new_figure(len(metrics), max_columns=2, panel_size=(6.0, 3.6))
     for axes, name in zip(figure.axes, metrics, strict=True):
         table = pd.DataFrame(
             {c.label: c.epochs[name] for c in curves if name in c.epochs.columns}
@@ -281,7 +208,7 @@ def _spread_figure(runs: Sequence[RunRecord], metrics: Sequence[str]) -> Figure:
     """One panel per final metric: a box plot with each seed's value as a point."""
     # A fixed seed: the same study always gives the same picture.
     rng = np.random.default_rng(0)
-    figure = _new_figure(len(metrics), max_columns=4, panel_size=(3.2, 4.0))
+    figure = new_figure(len(metrics), max_columns=4, panel_size=(3.2, 4.0))
     table = from_runs(runs)
     for axes, name in zip(figure.axes, metrics, strict=True):
         values = np.array(list(table.every_run().get(name, {}).values()), dtype=float)
@@ -304,19 +231,19 @@ def _spread_panel(axes: Axes, values: np.ndarray, rng: np.random.Generator) -> N
         return
     # showfliers=False: every value is drawn as a point anyway, outliers included.
     axes.boxplot([values], positions=[1.0], widths=0.5, showfliers=False)
-    jitter = rng.uniform(-_JITTER, _JITTER, size=values.size)
+    jitter = rng.uniform(-JITTER, JITTER, size=values.size)
     axes.scatter(1.0 + jitter, values, s=18, color="C0", alpha=0.8, zorder=3)
     axes.set_xlim(0.5, 1.5)
 
 
 def _variant_curves_figure(
-    curves: Sequence[_RunCurves], metrics: Sequence[str], variants: Sequence[str]
+    curves: Sequence[RunCurves], metrics: Sequence[str], variants: Sequence[str]
 ) -> Figure:
     """One panel per metric; per variant, in its colour: its seeds faint, its mean bold,
     and its mean ± std band."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = _new_figure(len(metrics), max_columns=2, panel_size=(6.0, 3.8))
+    figure = new_figure(len(metrics), max_columns=2, panel_size=(6.0, 3.8))
     for axes, name in zip(figure.axes, metrics, strict=True):
         for position, variant in enumerate(variants):
             colour = f"C{position % 10}"
@@ -351,7 +278,7 @@ def _variant_spread_figure(
     """One panel per final metric: per variant a box plot with each seed as a point."""
     rng = np.random.default_rng(0)
     width = max(2.9, 0.6 + 0.75 * len(variants))
-    figure = _new_figure(len(metrics), _balanced_columns(len(metrics), width), (width, 4.0))
+    figure = new_figure(len(metrics), balanced_columns(len(metrics), width), (width, 4.0))
     table = from_runs(runs)
     for axes, name in zip(figure.axes, metrics, strict=True):
         labels = []
@@ -364,7 +291,7 @@ def _variant_spread_figure(
                 continue
             axes.boxplot([finite], positions=[position], widths=0.5, showfliers=False,
                          medianprops={"color": "black"})  # not a variant's colour  # fmt: skip
-            jitter = rng.uniform(-_JITTER, _JITTER, size=finite.size)
+            jitter = rng.uniform(-JITTER, JITTER, size=finite.size)
             axes.scatter(position + jitter, finite, s=18, alpha=0.85, zorder=3,
                          color=f"C{(position - 1) % 10}")  # fmt: skip
         axes.set_xticks(range(1, len(variants) + 1), labels, fontsize="small")
@@ -373,82 +300,3 @@ def _variant_spread_figure(
         axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure
-
-
-def differences_figure(state: StudyState, metrics: Sequence[str] | None = None) -> Figure | None:
-    """Per final metric, each variant minus the reference on the seeds both completed:
-    the seeds as points, the mean difference with its paired 95% t interval as a bar,
-    and a line at zero. None when no variant shares a completed seed with the reference."""
-    from orchestrator.commands.compare import variant_groups
-    from orchestrator.inference import contrast, default_goal
-
-    reference = state.compare_to or next(iter(state.variant_configs))
-    groups = variant_groups(state)
-    others = [v for v in groups if v != reference]
-    logged = sorted({m for values in groups.values() for m in values})
-    names = [m for m in (metrics or logged) if m in logged]
-    names = [
-        m for m in names
-        if any(set(groups[v].get(m, {})) & set(groups[reference].get(m, {})) for v in others)
-    ]  # fmt: skip
-    if not names or not others:
-        return None
-    width = max(2.9, 0.9 + 0.8 * len(others))
-    figure = _new_figure(len(names), _balanced_columns(len(names), width), (width, 4.2))
-    rng = np.random.default_rng(0)
-    colours = {v: f"C{i % 10}" for i, v in enumerate(groups)}
-    for axes, name in zip(figure.axes, names, strict=True):
-        base = groups[reference].get(name, {})
-        goal = state.goal.get(name) or default_goal(name).value
-        labels = []
-        for position, variant in enumerate(others, start=1):
-            mine = groups[variant].get(name, {})
-            shared = sorted(set(mine) & set(base))
-            diffs = np.array([mine[s] - base[s] for s in shared], dtype=float)
-            labels.append(f"{variant}\n{len(shared)} pair{'' if len(shared) == 1 else 's'}")
-            finite = diffs[np.isfinite(diffs)]
-            if finite.size:
-                jitter = rng.uniform(-_JITTER, _JITTER, size=finite.size)
-                axes.scatter(position + jitter, finite, s=18, alpha=0.6, zorder=3,
-                             color=colours[variant])  # fmt: skip
-            c = contrast(name, variant, mine, reference, base, paired=True) if len(shared) > 1 \
-                else None  # fmt: skip
-            if c is not None and math.isfinite(c.diff):
-                low, high = c.diff_ci_low, c.diff_ci_high
-                if math.isfinite(low) and math.isfinite(high):
-                    axes.errorbar([position + 0.3], [c.diff],
-                                  yerr=[[c.diff - low], [high - c.diff]], fmt="D",
-                                  color="black", capsize=5, ms=5, zorder=4)  # fmt: skip
-                else:
-                    axes.plot([position + 0.3], [c.diff], "D", color="black", ms=5, zorder=4)
-        axes.axhline(0.0, color="0.35", lw=1.0, ls="--", label="no difference")
-        if axes is figure.axes[0]:
-            from matplotlib.lines import Line2D
-
-            handles = [
-                Line2D([], [], ls="", marker="o", color="0.5", alpha=0.6, label="one seed"),
-                Line2D([], [], ls="-", marker="D", color="black", label="mean, 95% CI (paired t)"),
-            ]
-            axes.legend(handles=handles, fontsize="x-small", loc="best")
-        axes.set_xticks(range(1, len(others) + 1), labels, fontsize="small")
-        axes.set_xlim(0.4, len(others) + 0.8)
-        better = "lower" if goal == "min" else "higher"
-        axes.set_title(f"{name} minus {reference}\n({better} is better)", fontsize="small")
-        axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
-def _balanced_columns(panels: int, panel_width: float, page_width: float = 12.0) -> int:
-    """As many columns as fit ``page_width`` inches, then as few as keep the rows full:
-    four panels that fit three across go two by two, not three and one."""
-    most = max(1, int(page_width // panel_width))
-    return max(1, math.ceil(panels / math.ceil(panels / most)))
-
-
-def _save_png(figure: Figure, path: Path) -> None:
-    # Drawn in memory, then written beside the target and renamed (atomic.py),
-    # so a reader never sees half a PNG.
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,100 @@
+"""What every ``xorch`` command shares: the typer app, the one guard that turns
+a ``XorchError`` (or a machine's ``OSError``) into one line on stderr and its
+exit code, the arguments several commands take, and the study folder argument
+read into a state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from orchestrator.errors import ENVIRONMENT_ERRNOS, ExitCode, XorchError, os_error_line
+
+if TYPE_CHECKING:
+    from orchestrator.state import StudyState
+
+__all__ = [
+    "FormatOpt",
+    "MetricsOpt",
+    "OverridesArg",
+    "StudyDirArg",
+    "app",
+    "guard",
+    "study_folder",
+    "study_state",
+]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="xorch",
+    help="Run one PyTorch Lightning config over many seeds, one fresh process per run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Dotted overrides, values as YAML: pl_trainer.max_epochs=3 "
+        "experiments_runner.seeds=[1,2] (for a config with a defaults: list, "
+        "Hydra's override grammar: model=other, +new.key=1)",
+        show_default=False,
+    ),
+]
+
+
+def guard(call: Callable[[], T], on_write_error: str = "") -> T:
+    """Run one command; ``on_write_error`` is added to a machine fault's line
+    (launch says how to go on once the disk is fixed)."""
+    try:
+        return call()
+    except XorchError as exc:
+        typer.echo(f"xorch: error: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except OSError as exc:
+        # A fault of the machine (disk full, read-only folder) at a write that
+        # has no message of its own: still one line naming the path and the fix.
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        typer.echo(f"xorch: error: {os_error_line(exc)}{on_write_error}", err=True)
+        raise typer.Exit(int(ExitCode.STATE_WRITE)) from None
+
+
+StudyDirArg = Annotated[
+    Path, typer.Argument(help="A study folder (output_base_dir).", show_default=False)
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="table, markdown, latex, csv or json.")
+]
+MetricsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--metrics", "-m", help="Metrics to show (repeat the option); default all."),
+]
+
+
+def study_state(study_dir: Path) -> StudyState:
+    from orchestrator.contract.paths import StudyPaths
+    from orchestrator.state_store import load_study_state
+
+    return load_study_state(StudyPaths(study_folder(study_dir)))
+
+
+def study_folder(study_dir: Path) -> Path:
+    """The study folder argument, resolved; a path that cannot be one is bad input."""
+    from orchestrator.errors import StateError
+
+    try:
+        folder = Path(study_dir).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise StateError(
+            f"{study_dir}: a symlink in it points back to itself; fix the link or give "
+            "the study folder itself"
+        ) from None
+    if folder.exists() and not folder.is_dir():
+        raise StateError(f"{study_dir} is a file, not a study folder; give the output_base_dir")
+    return folder
