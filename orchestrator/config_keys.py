@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.child import SEED_TASK_BLOCKS, is_seed_shape
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import RUNNER_KEY, RUNNER_KEYS
 
@@ -65,9 +66,18 @@ _NESTED_HOMES = {
 }
 
 
-# Top-level keys of the lightning-hydra-template layout that xorch does not use.
-# Only warned about: `train: true` is not a typo of `trainer`.
+# Top-level keys of the lightning-hydra-template layout, taken as they are
+# (`train: true` is not a typo of `trainer`; `test: true` runs the test after
+# training); only the two whose value xorch cannot honour are said, once.
 _HYDRA_TEMPLATE_KEYS = ("train", "test", "task_name", "tags", "ckpt_path", "paths", "extras")
+
+
+def _template_key_warning(key: str, value: Any) -> str | None:
+    if key == "train" and value is False:
+        return "train: False is not used: every xorch run trains (use the template for test-only)"
+    if key == "ckpt_path" and value is not None:
+        return "ckpt_path is not used: each run resumes from its own last.ckpt"
+    return None
 
 
 def top_level_keys(
@@ -84,10 +94,12 @@ def top_level_keys(
             raise ConfigError(f"{path}: top-level key {key!r} is not a string")
         if key in TOP_LEVEL_KEYS or key in referenced:
             continue
+        if key in SEED_TASK_BLOCKS and is_seed_shape(dict(raw)):
+            continue  # the seed's shape: worker.tasks.seed_task trains them
         if key in _HYDRA_TEMPLATE_KEYS:
-            warnings.append(
-                f"top-level key {key!r} (lightning-hydra-template's) is not used by xorch"
-            )
+            said = _template_key_warning(key, raw[key])
+            if said:
+                warnings.append(said)
             continue
         close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.8)
         if close:

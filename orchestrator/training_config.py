@@ -40,8 +40,14 @@ def training_part(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
             _class_entry(raw.get(key), key)
     callbacks = raw.get("callbacks")
     if isinstance(callbacks, dict) and not ({"_target_", "class_path"} & set(callbacks)):
-        # Hydra's layout: callbacks by name (null drops one that a default added).
-        callbacks = [entry for entry in callbacks.values() if entry is not None]
+        # Hydra's layout: callbacks by name. One that is null (dropped from a
+        # default) or names no class is skipped, as the template's
+        # instantiate_callbacks skips it.
+        callbacks = [
+            entry
+            for entry in callbacks.values()
+            if isinstance(entry, dict) and ({"_target_", "class_path"} & set(entry))
+        ]
         raw = {**raw, "callbacks": callbacks}
     if callbacks is not None:
         if not isinstance(callbacks, list):

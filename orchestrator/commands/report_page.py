@@ -209,9 +209,10 @@ def _statistics(state: StudyState) -> str:
     for metric in metrics:
         s = describe_sample(values[metric])
         boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
+        shown = "n/a" if s.bootstrap_method.startswith("n/a") else boot
         rows.append([metric, str(s.n), human_cell(s.mean), human_cell(s.std),
                      interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
-                     boot if not s.bootstrap_method.startswith("n/a") else "n/a", s.note])  # fmt: skip
+                     shown, s.note])  # fmt: skip
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
         "highest quarter of the seeds). Bootstrap: 9999 resamples, seed 0; BCa where it is "

@@ -14,8 +14,10 @@ __all__ = [
     "RESUME_FROM_ENV",
     "RUN_DIR_ENV",
     "RUN_DIR_MARK",
+    "SEED_TASK_BLOCKS",
     "TRAIN_ENTRY",
     "ChildExit",
+    "is_seed_shape",
     "run_variable",
     "with_run_dir",
 ]
@@ -64,3 +66,23 @@ def with_run_dir(tree: Any, run_dir: str) -> Any:
     if isinstance(tree, list):
         return [with_run_dir(value, run_dir) for value in tree]
     return tree
+
+
+# The seed project's config shape (pytorch-smt's): a plain network as ``model:``
+# and these blocks beside it, which the child's built-in seed task wires
+# together (worker.tasks.seed_task); the parent knows them as keys of that shape.
+SEED_TASK_BLOCKS = (
+    "loss", "optimizer", "scheduler_list", "train_dataset", "val_dataset", "metrics",
+    "hyperparameters",
+)  # fmt: skip
+
+
+def is_seed_shape(config: Any) -> bool:
+    """A config of the seed's shape: a loss and a training dataset beside the model,
+    and no ``data:`` module (the two shapes are not mixed)."""
+    return (
+        isinstance(config, dict)
+        and "loss" in config
+        and "train_dataset" in config
+        and "data" not in config
+    )

@@ -35,18 +35,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from orchestrator.contract.child import SEED_TASK_BLOCKS, is_seed_shape
+
 __all__ = ["SEED_TASK_BLOCKS", "SeedData", "SeedTask", "as_lightning", "is_seed_shape"]
-
-# The top-level blocks of the seed's shape, beside ``model:``.
-SEED_TASK_BLOCKS = (
-    "loss", "optimizer", "scheduler_list", "train_dataset", "val_dataset", "metrics",
-)  # fmt: skip
-
-
-def is_seed_shape(config: Mapping[str, Any]) -> bool:
-    """A config of the seed's shape: a loss and a training dataset beside the model,
-    and no ``data:`` module (the two shapes are not mixed)."""
-    return "loss" in config and "train_dataset" in config and "data" not in config
 
 
 def as_lightning(config: Mapping[str, Any]) -> dict[str, Any]:
