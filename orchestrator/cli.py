@@ -14,7 +14,18 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from orchestrator.cli_app import MetricsOpt, OverridesArg, StudyDirArg, app, guard, study_folder
+from orchestrator.cli_app import (
+    ConfigArg,
+    ConfigNameOpt,
+    ConfigPathOpt,
+    MetricsOpt,
+    OverridesArg,
+    StudyDirArg,
+    app,
+    config_file,
+    guard,
+    study_folder,
+)
 from orchestrator.cli_stats import compare, power, summary
 
 __all__ = ["app", "main"]
@@ -22,8 +33,10 @@ __all__ = ["app", "main"]
 
 @app.command()
 def launch(
-    config: Annotated[Path, typer.Argument(help="The study's YAML file.", show_default=False)],
+    config: ConfigArg = None,
     overrides: OverridesArg = None,
+    config_path: ConfigPathOpt = None,
+    config_name: ConfigNameOpt = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the study in output_base_dir.")
     ] = False,
@@ -44,7 +57,8 @@ def launch(
     from orchestrator.config import load_study
     from orchestrator.study import launch_spec
 
-    spec = guard(lambda: load_study(config, overrides or ()))
+    path, changes = config_file(config, overrides, config_path, config_name)
+    spec = guard(lambda: load_study(path, changes))
     for warning in spec.warnings:
         typer.echo(f"xorch: warning: {warning}", err=True)
     result = guard(
@@ -56,8 +70,10 @@ def launch(
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="The study's YAML file.", show_default=False)],
+    config: ConfigArg = None,
     overrides: OverridesArg = None,
+    config_path: ConfigPathOpt = None,
+    config_name: ConfigNameOpt = None,
     fast: Annotated[
         bool,
         typer.Option(
@@ -77,7 +93,8 @@ def validate(
     from orchestrator.commands.validate import describe_plan
     from orchestrator.config import load_study
 
-    for line in guard(lambda: describe_plan(config, overrides or ())):
+    path, changes = config_file(config, overrides, config_path, config_name)
+    for line in guard(lambda: describe_plan(path, changes)):
         typer.echo(line)
     if fast:
         # --fast never builds the classes, so it must not read as a full pass:
@@ -87,7 +104,7 @@ def validate(
             "checked; run 'xorch validate' without --fast to build-check them"
         )
         return
-    check = check_build(guard(lambda: load_study(config, overrides or ())))
+    check = check_build(guard(lambda: load_study(path, changes)))
     for problem in check.problems:
         typer.echo(f"xorch: error: {problem}", err=True)
     if check.problems:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -17,11 +17,15 @@ if TYPE_CHECKING:
     from orchestrator.state import StudyState
 
 __all__ = [
+    "ConfigArg",
+    "ConfigNameOpt",
+    "ConfigPathOpt",
     "FormatOpt",
     "MetricsOpt",
     "OverridesArg",
     "StudyDirArg",
     "app",
+    "config_file",
     "guard",
     "study_folder",
     "study_state",
@@ -46,6 +50,55 @@ OverridesArg = Annotated[
         show_default=False,
     ),
 ]
+
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The study's YAML file (or --config-path and --config-name).", show_default=False
+    ),
+]
+ConfigPathOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-path", help="The config's folder, as Hydra's flag names it.", show_default=False
+    ),
+]
+ConfigNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config-name",
+        help="The config's name in --config-path (.yaml optional).",
+        show_default=False,
+    ),
+]
+
+
+def config_file(
+    config: Path | None, overrides: list[str] | None, path: Path | None, name: str | None
+) -> tuple[Path, list[str]]:
+    """The config and its overrides from ``CONFIG [OVERRIDES]`` or from Hydra's
+    ``--config-path DIR --config-name NAME [OVERRIDES]`` (as the seed project
+    takes them; the first override then arrives where CONFIG would be)."""
+    rest = list(overrides or ())
+    if name is None and path is None:
+        if config is None:
+            _usage("name the study's YAML file: CONFIG, or --config-path DIR --config-name NAME")
+        return config, rest
+    if name is None:
+        _usage("--config-path needs --config-name NAME (the config's file in that folder)")
+    if config is not None:
+        rest.insert(0, str(config))
+    folder = path if path is not None else Path(".")
+    chosen = folder / name
+    if chosen.suffix not in (".yaml", ".yml") and not chosen.exists():
+        chosen = chosen.with_name(chosen.name + ".yaml")
+    return chosen, rest
+
+
+def _usage(message: str) -> NoReturn:
+    typer.echo(f"xorch: error: {message}", err=True)
+    raise typer.Exit(int(ExitCode.USAGE))
 
 
 def guard(call: Callable[[], T], on_write_error: str = "") -> T:

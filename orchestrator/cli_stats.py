@@ -51,7 +51,8 @@ PairedOpt = Annotated[
     typer.Option(
         "--paired/--unpaired",
         help="Pair runs by seed, or treat the studies as independent; "
-        "default: paired when the studies share two or more seeds.",
+        "default: paired when the studies ran the same seeds; when they share only "
+        "some, Welch on all seeds and, as a second reading, paired on the shared ones.",
         show_default=False,
     ),
 ]

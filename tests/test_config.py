@@ -205,3 +205,20 @@ def test_missing_config_file_is_a_clear_error(workdir):
     result = xorch("launch", str(workdir / "nope.yaml"), cwd=workdir)
     assert result.returncode == 2
     assert "config file not found" in result.stderr
+
+
+def test_hydras_config_path_and_name_flags_name_the_config(write_config, workdir):
+    """The seed project's way: --config-path DIR --config-name NAME [OVERRIDES]."""
+    write_config(tiny_config(workdir / "out"), "exp.yaml")
+    for args in (["--config-path", str(workdir), "--config-name", "exp"],
+                 ["--config-name", "exp.yaml", "--config-path", str(workdir)]):  # fmt: skip
+        result = xorch("validate", "--fast", *args, "experiments_runner.seeds=[5,6]", cwd=workdir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "run 0: seed 5" in result.stdout and "2 runs" in result.stdout
+    alone = xorch("validate", "--fast", "--config-path", str(workdir), cwd=workdir)
+    assert alone.returncode == 2 and "--config-path needs --config-name" in alone.stderr
+    neither = xorch("validate", "--fast", cwd=workdir)
+    assert neither.returncode == 2
+    assert neither.stderr.strip() == (
+        "xorch: error: name the study's YAML file: CONFIG, or --config-path DIR --config-name NAME"
+    )

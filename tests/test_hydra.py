@@ -345,8 +345,7 @@ def test_hydra_layout_keys_are_read_in_the_parent(workdir):
 
     main = hydra_folder(workdir, workdir / "out")
     main.write_text(
-        main.read_text()
-        + "train: true\nckpt_path: elsewhere.ckpt\nlogger:\n  csv: {_target_: "
+        main.read_text() + "train: true\nckpt_path: elsewhere.ckpt\nlogger:\n  csv: {_target_: "
         "pytorch_lightning.loggers.CSVLogger, save_dir: logs}\n  wandb: null\n"
         "  aim: {experiment: blobs}\n"  # names no class: skipped, as the template does
     )
