@@ -22,7 +22,6 @@ COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "repo
             "replay"]  # fmt: skip
 
 
-@pytest.mark.lightning  # validate's build check builds the run in a Lightning child
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(app, [command, "--help"])
@@ -130,6 +129,7 @@ def test_plot_and_replay_on_a_copy_of_the_study(fake_study, tmp_path, monkeypatc
     assert missing.returncode == 2 and "runs 0..2" in missing.stderr
 
 
+@pytest.mark.lightning  # validate's build check builds the run in a Lightning child
 def test_validate_shows_the_plan_and_touches_nothing(workdir, write_config):
     path = write_config(tiny_config(workdir / "out", seeds=(7, 8)))
     before = snapshot(workdir)
