@@ -1,25 +1,12 @@
-"""Statistics for comparing groups of seeds: interval estimates and tests against a reference.
+"""Statistics for comparing groups of seeds: tests of a group against a reference.
 
 A *group* is one config run over several seeds: a study today, a variant of a
 study later. Its values of one metric are a mapping ``seed -> value``, so two
 groups that share seeds are paired by seed (common random numbers), and groups
 that do not are compared as independent samples. Nothing here reads a file.
-
-Per group and metric (``describe_sample``):
-
-- ``n``, ``mean``, ``std`` (ddof=1), ``sem``, the Student t 95% interval of the
-  mean, ``median``;
-- ``iqm``: the interquartile mean, ``scipy.stats.trim_mean(x, 0.25)`` as in
-  rliable: sort, drop ``floor(n/4)`` values at each end, average the rest (for
-  ``n`` divisible by 4 exactly the middle half);
-- a bootstrap 95% interval of the mean (``scipy.stats.bootstrap``, 9999
-  resamples, resampling seed 0 so the result is reproducible): BCa when scipy
-  can compute it, the percentile interval when BCa comes out undefined (its
-  jackknife acceleration or bias correction degenerate, e.g. heavy ties);
-  ``bootstrap_method`` says which. None below ``BOOTSTRAP_MIN_N`` = 10 finite
-  values (``bootstrap_method`` "n/a (n < 10)"): measured by a seeded simulation
-  (tests/test_stats_edges.py), a nominal 95% BCa interval covers the mean of
-  normal data 51% of the time at n = 2, 72% at 3, 84% at 5, 88% at 9, 91% at 10.
+One group's own statistics (mean, intervals, IQM, bootstrap) are
+``orchestrator.sample_stats``; the effect sizes (g, d_z and its interval, the
+Wilcoxon floor) ``orchestrator.effect_size``; their names are re-exported here.
 
 Against a reference group (``contrast``), ``diff = mean(group) - mean(reference)``;
 the means, ``diff`` and ``prob_improvement`` of a row are over the seeds its
@@ -38,14 +25,9 @@ test used (``seeds`` says which):
   check, never corrected; its smallest possible p is 2 / 2^k on k non-zero
   differences (0.125 at 4, 0.0625 at 5), and the note says so when that cannot
   reach 0.05.
-- effect sizes. Paired: ``d_z = mean(d) / sd(d)`` (Cohen's d_z, d the per-seed
-  differences, sd with ddof=1) with its 95% interval from the noncentral t
-  (``d_z_interval``), and ``hedges_g`` = g_av = ``diff / sqrt((s_a² +
-  s_b²)/2) · J(n - 1)``, n the pairs (Cumming 2012; Lakens 2013): the average-std
-  standardiser reads on the scale of an unpaired g, not growing with the
-  correlation between seeds as d_z does. Unpaired: Hedges' g, the pooled std,
-  ``J(n_a + n_b - 2)``. ``J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2))``, the exact
-  small-sample correction; ``g_kind`` names which g a row shows.
+- effect sizes (``orchestrator.effect_size``): paired rows give ``d_z`` with its
+  95% interval and ``hedges_g`` = g_av; unpaired rows Hedges' g; ``g_kind`` names
+  which g a row shows.
 - ``prob_improvement``: P(X better than Y) for X drawn from the group and Y from
   the reference, every value against every value, ties counting one half
   (rliable's probability of improvement; the Mann-Whitney U over n_x·n_y).
@@ -69,15 +51,26 @@ from __future__ import annotations
 
 import enum
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from orchestrator.effect_size import d_z_interval, hedges_correction, hedges_g, wilcoxon_floor
 from orchestrator.errors import XorchError
-from orchestrator.seed_table import describe
+from orchestrator.sample_stats import (
+    BOOTSTRAP_MIN_N,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    SampleStats,
+    SeedValues,
+    bootstrap_mean_ci,
+    describe_sample,
+)
+from orchestrator.sample_stats import join_notes as _join
+from orchestrator.sample_stats import values_array as _array
 
 __all__ = [
     "ALPHA",
@@ -100,16 +93,8 @@ __all__ = [
     "wilcoxon_floor",
 ]
 
-CONFIDENCE = 0.95
 ALPHA = 0.05
-BOOTSTRAP_RESAMPLES = 9999
-BOOTSTRAP_SEED = 0
-# Below this many finite values no bootstrap interval is given: its coverage of a
-# nominal 95% falls under 90% (seeded simulation, tests/test_inference.py, normal
-# data: 0.51 at n = 2, 0.72 at 3, 0.84 at 5, 0.88 at 9, 0.91 at 10, 0.92 at 20).
-BOOTSTRAP_MIN_N = 10
 
-SeedValues = Mapping[int, float]
 Groups = Mapping[str, Mapping[str, SeedValues]]  # group -> metric -> seed -> value
 
 
@@ -135,25 +120,6 @@ def parse_goals(items: Sequence[str]) -> dict[str, Goal]:
             raise XorchError(f"--goal {item!r} must read METRIC=min or METRIC=max")
         goals[name] = Goal(value)
     return goals
-
-
-@dataclass(frozen=True)
-class SampleStats:
-    """One group's values of one metric."""
-
-    n: int
-    mean: float
-    std: float
-    sem: float
-    ci_low: float
-    ci_high: float
-    median: float
-    iqm: float
-    boot_low: float
-    boot_high: float
-    bootstrap_method: str  # "BCa", "percentile", "n/a" or "n/a (n < 10)"
-    note: str = ""
-    not_finite: int = 0  # values left out (nan, inf): the seed table's rule
 
 
 @dataclass(frozen=True)
@@ -194,110 +160,6 @@ class Contrast:
 # --------------------------------------------------------------------------- one group
 
 
-def describe_sample(values: Sequence[float] | SeedValues) -> SampleStats:
-    """``seed_table.describe`` of ``values`` (a sequence or seed -> value), with
-    the median, the IQM and a bootstrap interval: the same non-finite rule, so
-    these numbers agree with summary.csv's."""
-    data = _array(values)
-    base = describe(data.tolist())
-    finite = data[np.isfinite(data)]
-    left_out = base.not_finite
-    note = f"{left_out.describe()}, left out" if left_out.count else ""
-    n, nan = base.n, math.nan
-    if n == 0:
-        return SampleStats(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, "n/a",
-                           _join(note, "no finite value" if left_out.count else "no values"),
-                           left_out.count)  # fmt: skip
-    from scipy import stats
-
-    iqm = float(stats.trim_mean(finite, 0.25))
-    if n == 1:
-        return SampleStats(1, base.mean, 0.0, nan, nan, nan, base.median, iqm, nan, nan, "n/a",
-                           _join(note, "one value: no interval"), left_out.count)  # fmt: skip
-    if base.std == 0:
-        return SampleStats(n, base.mean, 0.0, 0.0, base.mean, base.mean, base.median, iqm,
-                           nan, nan, "n/a", _join(note, "all values equal: nothing to resample"),
-                           left_out.count)  # fmt: skip
-    if n < BOOTSTRAP_MIN_N:
-        return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high,
-                           base.median, iqm, nan, nan, f"n/a (n < {BOOTSTRAP_MIN_N})", note,
-                           left_out.count)  # fmt: skip
-    low, high, method = bootstrap_mean_ci(finite)
-    return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high, base.median,
-                       iqm, low, high, method, note, left_out.count)  # fmt: skip
-
-
-def _join(*notes: str) -> str:
-    return "; ".join(n for n in notes if n)
-
-
-def bootstrap_mean_ci(
-    data: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[float, float, str]:
-    """Bootstrap 95% interval of the mean: BCa, or percentile where BCa is undefined."""
-    from scipy import stats
-
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            # scipy warns (and returns nan) when BCa's terms degenerate; we fall back instead.
-            warnings.simplefilter("ignore")
-            result = stats.bootstrap(
-                (data,), np.mean, n_resamples=n_resamples, confidence_level=CONFIDENCE,
-                method=method, rng=np.random.default_rng(seed),
-            )  # fmt: skip
-        low, high = (float(x) for x in result.confidence_interval)
-        if math.isfinite(low) and math.isfinite(high):
-            return low, high, method
-    return math.nan, math.nan, "n/a"
-
-
-# --------------------------------------------------------------------------- two groups
-
-
-def hedges_correction(df: float) -> float:
-    """Hedges' exact small-sample factor J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2))."""
-    from scipy.special import gammaln
-
-    return math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
-
-
-def d_z_interval(d_z: float, pairs: int) -> tuple[float, float]:
-    """The 95% interval of d_z on ``pairs`` pairs: t = d_z·sqrt(n) has a noncentral t
-    distribution (df n - 1, noncentrality δ·sqrt(n)); the bounds are the δ at which
-    the observed t is its 97.5% and 2.5% quantile (Steiger & Fouladi 1997)."""
-    from scipy import optimize, stats
-
-    df, root_n = pairs - 1, math.sqrt(pairs)
-    t_obs = d_z * root_n
-    bounds = []
-    # The cdf at t_obs falls as the noncentrality grows: the lower bound lies below
-    # t_obs, the upper above. Step out from t_obs until the tail is crossed (scipy's
-    # nct is nan far out, so no wide fixed bracket), then solve on that step.
-    for tail, way in ((0.5 + CONFIDENCE / 2, -1.0), (0.5 - CONFIDENCE / 2, 1.0)):
-
-        def gap(ncp: float, tail: float = tail) -> float:
-            return float(stats.nct.cdf(t_obs, df, ncp)) - tail
-
-        near, step, bound = t_obs, 1.0, math.nan
-        for _ in range(60):
-            far = t_obs + way * step
-            value = gap(far)
-            if not math.isfinite(value):
-                break
-            if (value > 0) == (way < 0):
-                bound = optimize.brentq(gap, min(near, far), max(near, far)) / root_n
-                break
-            near, step = far, step * 2
-        bounds.append(bound)
-    return bounds[0], bounds[1]
-
-
-def wilcoxon_floor(pairs: int) -> float:
-    """The smallest two-sided p the exact Wilcoxon signed-rank test can give on
-    ``pairs`` non-zero differences: every sign alike, 2 / 2^pairs."""
-    return 2.0 / 2.0**pairs if pairs > 0 else 1.0
-
-
 def contrast(
     metric: str,
     group: str,
@@ -326,9 +188,35 @@ def contrast(
             f"{group} and {reference} share {len(shared)} seed(s): a paired comparison "
             "needs at least two; leave out --paired to compare them with Welch's test"
         )
-    notes: list[str] = []
     bad = {seed for seed, v in values.items() if not math.isfinite(v)}
     bad_ref = {seed for seed, v in ref_values.items() if not math.isfinite(v)}
+    x, y, seeds, notes = _chosen(values, ref_values, reference, paired, bad, bad_ref)
+    nan = math.nan
+    base = Contrast(
+        metric=metric, group=group, reference=reference, goal=goal, paired=paired,
+        n=int(x.size), n_ref=int(y.size),
+        mean=float(np.mean(x)) if x.size else nan, mean_ref=float(np.mean(y)) if y.size else nan,
+        diff=nan, diff_ci_low=nan, diff_ci_high=nan,
+        test="paired t" if paired else "Welch t", p_value=nan, p_wilcoxon=nan,
+        hedges_g=nan, prob_improvement=nan, better="n/a",
+        not_finite=len(bad), not_finite_ref=len(bad_ref), seeds=seeds,
+        g_kind="g_av" if paired else "Hedges' g",
+    )  # fmt: skip
+    if x.size == 0 or y.size == 0:
+        return replace(base, note="; ".join([*notes, "a group has no finite value"]))
+    result = _tested(base, x, y, notes, stats)
+    return _diverging(result, len(values), len(ref_values))
+
+
+def _chosen(
+    values: SeedValues, ref_values: SeedValues, reference: str, paired: bool,
+    bad: set[int], bad_ref: set[int],
+) -> tuple[np.ndarray, np.ndarray, str, list[str]]:  # fmt: skip
+    """The finite values a reading tests (paired: the shared seeds whose both sides
+    are finite), the ``seeds`` it says it used, and the notes on what was left out."""
+    notes: list[str] = []
+    shared = sorted(set(values) & set(ref_values))
+    same_seeds = set(values) == set(ref_values)
     if paired:
         seeds = (f"paired on every seed ({len(shared)})" if same_seeds else
                  f"paired on {len(shared)} shared seeds (of {len(values)} and "
@@ -349,21 +237,7 @@ def contrast(
             notes.append(f"{len(bad_ref)} not finite in {reference}, left out")
         x = _array({k: v for k, v in values.items() if k not in bad})
         y = _array({k: v for k, v in ref_values.items() if k not in bad_ref})
-    nan = math.nan
-    base = Contrast(
-        metric=metric, group=group, reference=reference, goal=goal, paired=paired,
-        n=int(x.size), n_ref=int(y.size),
-        mean=float(np.mean(x)) if x.size else nan, mean_ref=float(np.mean(y)) if y.size else nan,
-        diff=nan, diff_ci_low=nan, diff_ci_high=nan,
-        test="paired t" if paired else "Welch t", p_value=nan, p_wilcoxon=nan,
-        hedges_g=nan, prob_improvement=nan, better="n/a",
-        not_finite=len(bad), not_finite_ref=len(bad_ref), seeds=seeds,
-        g_kind="g_av" if paired else "Hedges' g",
-    )  # fmt: skip
-    if x.size == 0 or y.size == 0:
-        return replace(base, note="; ".join([*notes, "a group has no finite value"]))
-    result = _tested(base, x, y, notes, stats)
-    return _diverging(result, len(values), len(ref_values))
+    return x, y, seeds, notes
 
 
 def _diverging(result: Contrast, n_all: int, n_all_ref: int) -> Contrast:
@@ -395,7 +269,7 @@ def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stat
     if x.size < 2 or y.size < 2:
         notes.append("fewer than two values in a group: no test")
         return replace(result, note="; ".join(notes))
-    result = replace(result, hedges_g=_hedges_g(diff, x.size, y.size, var_x, var_y, paired))
+    result = replace(result, hedges_g=hedges_g(diff, x.size, y.size, var_x, var_y, paired))
     if paired:
         d = x - y
         # Differences come from subtraction: a constant shift leaves rounding noise
@@ -425,19 +299,6 @@ def _tested(base: Contrast, x: np.ndarray, y: np.ndarray, notes: list[str], stat
         result = replace(result, p_value=float(t.pvalue))
     low, high = t.confidence_interval(CONFIDENCE)
     return replace(result, diff_ci_low=float(low), diff_ci_high=float(high), note="; ".join(notes))
-
-
-def _hedges_g(diff: float, n_x: int, n_y: int, var_x: float, var_y: float, paired: bool) -> float:
-    """Paired: g_av = diff / sqrt((s_x² + s_y²)/2) · J(n - 1), n the pairs (Cumming
-    2012, Lakens 2013). Unpaired: Hedges' g, the pooled std, J(n_x + n_y - 2)."""
-    if paired:
-        scale, df = math.sqrt((var_x + var_y) / 2), n_x - 1
-    else:
-        df = n_x + n_y - 2
-        scale = math.sqrt(((n_x - 1) * var_x + (n_y - 1) * var_y) / df)
-    if scale == 0 or df < 2:  # J(1) is Γ(0.5)/(√0.5 Γ(0)): 0; g is undefined
-        return math.nan
-    return diff / scale * hedges_correction(df)
 
 
 def compare_groups(
@@ -531,9 +392,3 @@ def holm(p_values: Sequence[float]) -> list[float]:
         for i, p in zip(finite, corrected, strict=True):
             adjusted[i] = float(p)
     return adjusted
-
-
-def _array(values: Sequence[float] | SeedValues) -> np.ndarray:
-    if isinstance(values, Mapping):
-        values = [values[seed] for seed in sorted(values)]
-    return np.asarray(list(values), dtype=float)

@@ -28,6 +28,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from orchestrator.contract.child import with_run_dir
@@ -50,16 +51,7 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
 
 
 def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list[str], list[str]]:
-    from worker.build import (
-        BuildError,
-        build_callback,
-        build_data,
-        build_loggers,
-        build_model,
-        build_trainer_parts,
-        check_trainer_arguments,
-        choose_package,
-    )
+    from worker.build import BuildError, build_data, build_model, choose_package
     from worker.seeding import set_training_seed
 
     problems: list[str] = []
@@ -86,6 +78,24 @@ def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list
     model = attempt("model", lambda: build_model(config, pkg))
     if model is not None:
         built.append(f"model {type(model).__name__}")
+    _check_trainer(config, run_dir, pkg, attempt, problems, built)
+    return problems, built
+
+
+def _check_trainer(
+    config: Mapping[str, Any], run_dir: Path, pkg: ModuleType,
+    attempt: Callable[[str, Callable[[], Any]], Any], problems: list[str], built: list[str],
+) -> None:  # fmt: skip
+    """The trainer's arguments, each callback and the loggers, each tried through
+    ``attempt``; the Trainer itself (on the CPU) when all of them built and nothing
+    before them failed."""
+    from worker.trainer_parts import (
+        build_callback,
+        build_loggers,
+        build_trainer_parts,
+        check_trainer_arguments,
+    )
+
     trainer_config = dict(config.get("pl_trainer") or {})
 
     def trainer_arguments() -> bool:
@@ -112,7 +122,6 @@ def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list
 
         if attempt("pl_trainer", make_trainer) is not None:
             built.append("Trainer")
-    return problems, built
 
 
 def main() -> int:

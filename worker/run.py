@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -107,23 +108,12 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     paths = RunPaths(Path(spec.run_dir))
     run_dir = paths.root
     run_dir.mkdir(parents=True, exist_ok=True)
-    for extra in reversed(spec.import_paths):
-        if extra not in sys.path:
-            sys.path.insert(0, extra)
-
     deterministic = bool(config.get("deterministic_cudnn", False))
-    from worker.seeding import cublas_env
+    _set_up_process(spec, deterministic)
 
-    cublas_env(deterministic)
-
-    import torch
-
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores for us
-        torch.set_num_threads(int(threads))
-
-    from worker.build import build_data, build_model, build_trainer_parts, choose_package
+    from worker.build import build_data, build_model, choose_package
     from worker.tasks.seed_task import as_lightning
+    from worker.trainer_parts import build_trainer_parts
 
     config = as_lightning(config)  # the seed's shape: a plain network and its blocks
     from worker.callbacks import callbacks_for, scalar_metrics
@@ -165,18 +155,54 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     # A run resumed from a checkpoint of its final epoch trains nothing more;
     # the metrics of that epoch travel in the checkpoint.
     metrics = {**resume_state.restored_metrics, **fit_metrics}
+    skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
+    return _result(metrics, skipped, resumed_from)
+
+
+def _set_up_process(spec: RunSpec, deterministic: bool) -> None:
+    """The spec's import paths first on sys.path, cuBLAS's workspace set before torch
+    loads, and torch's threads the parent's share of the cores."""
+    for extra in reversed(spec.import_paths):
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+    from worker.seeding import cublas_env
+
+    cublas_env(deterministic)
+
+    import torch
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores for us
+        torch.set_num_threads(int(threads))
+
+
+def _test_stage(
+    config: Mapping[str, Any], trainer: Any, model: Any, data: Any, metrics: dict[str, float]
+) -> list[str]:
+    """Test when the config asks: its ``test*`` metrics into ``metrics``; the names
+    of the metrics it skipped (not scalars) returned."""
+    from worker.callbacks import scalar_metrics
 
     # ``test: True`` is lightning-hydra-template's spelling of run_test.
-    if (
+    if not (
         config.get("run_test")
         or config.get("test") is True
         or config.get("test_dataset") is not None
     ):
-        # Lightning empties callback_metrics when test starts: fit's are kept above.
-        trainer.test(model, datamodule=data, verbose=False)
-        test_metrics, test_skipped = scalar_metrics(trainer.callback_metrics)
-        metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test")})
-        skipped += test_skipped
+        return []
+    # Lightning empties callback_metrics when test starts: fit's are kept by the caller.
+    trainer.test(model, datamodule=data, verbose=False)
+    test_metrics, test_skipped = scalar_metrics(trainer.callback_metrics)
+    metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test")})
+    return list(test_skipped)
+
+
+def _result(
+    metrics: Mapping[str, float], skipped: list[str], resumed_from: str | None
+) -> RunResult:
+    """The run's result: its metrics by name, and the peak GPU memory when CUDA was used."""
+    import torch
+
     peak = None
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -33,14 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import XorchError
-from orchestrator.inference import (
-    Contrast,
-    Goal,
-    SampleStats,
-    compare_groups,
-    default_goal,
-    describe_sample,
-)
+from orchestrator.inference import Contrast, Goal, compare_groups, default_goal
+from orchestrator.sample_stats import SampleStats, describe_sample
 from orchestrator.seed_table import seed_table
 from orchestrator.state import StudyState
 from orchestrator.tables import Cell, latex_escape, render_rows

@@ -37,7 +37,7 @@ from orchestrator.commands.report_parts import esc, figure_html, html_table, int
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
-from orchestrator.inference import describe_sample
+from orchestrator.sample_stats import describe_sample
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
 from orchestrator.tables import human_cell

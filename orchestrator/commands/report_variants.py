@@ -3,7 +3,7 @@ those of a study of one config.
 
 Every number comes from the modules the commands use, over the same completed
 runs, so the page agrees with them: the statistics per variant are
-``inference.describe_sample`` of each variant's seeds (the means of summary.csv's
+``sample_stats.describe_sample`` of each variant's seeds (the means of summary.csv's
 variant blocks, where every value is finite), the paired differences and the
 comparison table are ``compare.compare_variants`` (comparison.csv and ``xorch
 compare STUDY``), the power figures are ``power.power_for_variants`` (``xorch
@@ -22,7 +22,7 @@ from orchestrator.commands.compare import ComparisonTable, compare_variants, var
 from orchestrator.commands.power import Design, detectable_effect, power_for_variants
 from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
 from orchestrator.errors import XorchError
-from orchestrator.inference import BOOTSTRAP_MIN_N, describe_sample
+from orchestrator.sample_stats import BOOTSTRAP_MIN_N, describe_sample
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.tables import human_cell
 

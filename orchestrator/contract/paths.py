@@ -81,7 +81,7 @@ class RunPaths:
 
     @property
     def lightning_logs(self) -> Path:
-        """Where the default CSVLogger writes (``name="lightning_logs"`` in worker.build)."""
+        """Where the default CSVLogger writes (worker.trainer_parts: ``name="lightning_logs"``)."""
         return self.root / "lightning_logs"
 
     def csv_metric_log(self, attempt: int) -> Path:
