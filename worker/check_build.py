@@ -45,7 +45,7 @@ def check_build(config: Mapping[str, Any], seed: int = 0) -> tuple[list[str], li
     """Every problem building a run from ``config`` (one line each), and what was built."""
     with tempfile.TemporaryDirectory(prefix="xorch-validate-") as scratch:
         # A scratch folder stands in for the run's own, also where the config names it.
-        from worker.tasks.seed_task import as_lightning
+        from worker.seed_shape import as_lightning
 
         return _check_in(as_lightning(with_run_dir(dict(config), scratch)), seed, Path(scratch))
 

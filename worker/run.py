@@ -112,7 +112,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     _set_up_process(spec, deterministic)
 
     from worker.build import build_data, build_model, choose_package
-    from worker.tasks.seed_task import as_lightning
+    from worker.seed_shape import as_lightning
     from worker.trainer_parts import build_trainer_parts
 
     config = as_lightning(config)  # the seed's shape: a plain network and its blocks

@@ -16,8 +16,8 @@ the task beside it at the top level::
     metrics:        [{class_path: torchmetrics.F1Score, init_args: {task: binary}}]
     hyperparameters: {batch_size: 8, num_workers: 0}
 
-``as_lightning`` rewrites such a config into ``model: SeedTask`` and ``data:
-SeedData`` entries that wire those blocks together, so every guarantee of a
+``worker.seed_shape.as_lightning`` rewrites such a config into ``model:
+SeedTask`` and ``data: SeedData`` entries that wire those blocks together, so every guarantee of a
 LightningModule run holds for it. Entries may be ``class_path``/``init_args``
 or Hydra's ``_target_``. Logged: ``train/loss``, ``val/loss``,
 ``val/<Metric>`` (the metric's class name, e.g. ``val/F1Score``) and the same
@@ -35,39 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from orchestrator.contract.child import SEED_TASK_BLOCKS, is_seed_shape
-
-__all__ = ["SEED_TASK_BLOCKS", "SeedData", "SeedTask", "as_lightning", "is_seed_shape"]
-
-
-def as_lightning(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with its seed-shape blocks folded into model and data entries
-    (unchanged when it is not of that shape)."""
-    if not is_seed_shape(config):
-        return dict(config)
-    hyper = config.get("hyperparameters") or {}
-    test = config.get("test_dataset")
-    rest = {k: v for k, v in config.items() if k not in (*SEED_TASK_BLOCKS, "test_dataset")}
-    model = {
-        "net": config["model"],
-        "loss": config["loss"],
-        "optimizer": config.get("optimizer") or {"class_path": "torch.optim.Adam"},
-        "scheduler_list": list(config.get("scheduler_list") or []),
-        "metrics": list(config.get("metrics") or []),
-    }
-    data = {
-        "train_dataset": config["train_dataset"],
-        "val_dataset": config.get("val_dataset"),
-        "test_dataset": test,
-        "batch_size": int(hyper.get("batch_size", 8)),
-        "num_workers": int(hyper.get("num_workers", 0)),
-    }
-    return {
-        **rest,
-        "model": {"class_path": f"{__name__}.SeedTask", "init_args": model},
-        "data": {"class_path": f"{__name__}.SeedData", "init_args": data},
-        **({"run_test": True} if test else {}),
-    }
+__all__ = ["SeedData", "SeedTask"]
 
 
 def _build(entry: Mapping[str, Any], where: str, kind: type, **extra: Any) -> Any:
