@@ -10,9 +10,11 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.commands.train import train_single
 from orchestrator.config import (
@@ -43,7 +45,10 @@ from orchestrator.state import (
 from orchestrator.state_store import load_backup, load_state
 from orchestrator.summary import mean_std_line, write_summary
 
-__all__ = ["launch", "launch_spec", "plan_ledger"]
+if TYPE_CHECKING:
+    from orchestrator.inference import Contrast
+
+__all__ = ["comparison_words", "launch", "launch_spec", "plan_ledger"]
 
 
 def launch(
@@ -204,6 +209,7 @@ def _finish(
             )
     completed = state.completed
     _report_means(spec, completed, reporter)
+    _report_comparisons(state, reporter)
     unfinished = [r for r in state.runs if r.status is not RunStatus.COMPLETED]
     if unfinished:
         reporter.say(f"{len(unfinished)} of {len(state.runs)} runs did not complete:")
@@ -230,6 +236,50 @@ def _finish(
         code = ExitCode.RUNS_FAILED if unfinished else ExitCode.OK
     reporter.say(f"summary: {paths.summary}" if summary_written else "done")
     return LaunchResult(paths.root, len(completed), len(state.runs), code)
+
+
+def _report_comparisons(state: StudyState, reporter: Reporter) -> None:
+    """For a study of variants, what a reader wants first: each variant against
+    the reference on each summary metric (difference, its 95% interval, the Holm
+    p-value, the verdict in words), as comparison.csv has it."""
+    if not state.variant_configs or not state.completed:
+        return
+    from orchestrator.commands.compare import compare_variants  # scipy: only here
+    from orchestrator.errors import XorchError
+
+    from orchestrator.seed_table import seed_table
+
+    logged = set(seed_table(state).metrics())
+    metrics = [m for m in state.summary_metrics if m in logged]
+    if not metrics:
+        return
+    try:
+        table = compare_variants(state, metrics)
+    except XorchError:  # a reference without runs, a metric nobody logged: said elsewhere
+        return
+    for c in table.contrasts:
+        reporter.say(f"{c.group} vs {c.reference}, {c.metric}: {comparison_words(c)}")
+
+
+def comparison_words(c: Contrast) -> str:
+    """``diff -0.021 [-0.034, -0.008], Holm p 0.004: better (lower is better)``."""
+    if c.better == "n/a" or math.isnan(c.diff):
+        return f"no comparison ({c.note or 'too few values'})"
+    interval = ""
+    if math.isfinite(c.diff_ci_low):
+        interval = f" [{c.diff_ci_low:+.3g}, {c.diff_ci_high:+.3g}]"
+    p = f", Holm p {c.p_holm:.3g}" if math.isfinite(c.p_holm) else ""
+    way = "lower" if c.goal.value == "min" else "higher"
+    if c.better == "diverges":
+        verdict = f"diverges more often ({c.not_finite} seeds not finite)"
+    elif c.better == "equal":
+        verdict = "the same mean"
+    elif math.isfinite(c.p_holm) and c.p_holm < 0.05:
+        verdict = "better" if c.better == "yes" else "worse"
+    else:
+        side = "better" if c.better == "yes" else "worse"
+        verdict = f"no significant difference (its mean is {side})"
+    return f"diff {c.diff:+.3g}{interval}{p}: {verdict} ({way} is better)"
 
 
 def _say_problems(reporter: Reporter, config_error: str) -> None:

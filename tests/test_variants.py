@@ -260,6 +260,15 @@ def test_a_variant_study_killed_and_resumed_finds_the_bad_variant(workdir, write
     assert bad["diff_ci_low"] > 0  # the whole interval: worse on these seeds, not by luck
     acc = table[table["metric"] == "val/acc"].set_index("group")
     assert acc.loc["tiny_lr", "diff"] < 0  # and a lower accuracy
+    # The closing lines end with that comparison, in words, one line per variant.
+    closing = next(x for x in result.stdout.splitlines() if "tiny_lr vs baseline, val/loss:" in x)
+    low, high = bad["diff_ci_low"], bad["diff_ci_high"]
+    assert f"diff {bad['diff']:+.3g} [{low:+.3g}, {high:+.3g}]" in closing, closing
+    if bad["p_holm"] < 0.05:
+        assert closing.endswith(f"Holm p {bad['p_holm']:.3g}: worse (lower is better)"), closing
+    else:
+        assert "no significant difference (its mean is worse)" in closing, closing
+    assert any("wide vs baseline, val/loss: diff" in x for x in result.stdout.splitlines())
 
     # Every output agrees on each variant's mean: summary.csv (6 decimals, half a unit of
     # the last one apart at most: 0.2890625 is written 0.289062), comparison.csv
