@@ -246,7 +246,6 @@ def _report_comparisons(state: StudyState, reporter: Reporter) -> None:
         return
     from orchestrator.commands.compare import compare_variants  # scipy: only here
     from orchestrator.errors import XorchError
-
     from orchestrator.seed_table import seed_table
 
     logged = set(seed_table(state).metrics())

@@ -348,3 +348,17 @@ def test_headless_chromium_loads_a_variants_report(tmp_path):
     assert taken.returncode == 0 and shot.exists(), taken.stderr
     with Image.open(shot) as image:
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 200
+
+
+def test_a_study_without_learning_curves_gets_no_such_heading(tmp_path):
+    """Runs that logged no curves (no CSV logs): the figures' heading names what is there."""
+    out = tmp_path / "out"
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(fake_study_config(out, seeds=(1, 2))))
+    launched = fake_xorch("launch", str(path), cwd=tmp_path)
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    result = xorch("report", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Spread of final metrics</h2>" in page
+    assert "Learning curves" not in page

@@ -109,7 +109,7 @@ def render_report(paths: StudyPaths) -> str:
     else:
         sections = [
             _section("Progress", _progress(state)),
-            _section("Learning curves and spread of final metrics", _figures(paths, state)),
+            _figures_section(paths, state),
             _section("Statistics over seeds (completed runs)", _statistics(state)),
             _section("Power: how many seeds are enough", _power(state)),
         ]
@@ -138,10 +138,10 @@ def _variant_sections(paths: StudyPaths, state: StudyState) -> list[str]:
     if not metrics:
         empty = "<p class='empty'>No completed run yet.</p>"
         return [_section("Progress", v.variant_progress(state)),
-                _section("Learning curves and spread of final metrics", empty)]  # fmt: skip
+                _section("Figures", empty)]  # fmt: skip
     return [
         _section("Progress", v.variant_progress(state)),
-        _section("Learning curves and spread of final metrics", _figures(paths, state)),
+        _figures_section(paths, state),
         _section("Statistics over seeds, per variant", v.variant_statistics(state, metrics)),
         _section(
             f"Paired differences: each variant minus {reference}",
@@ -170,19 +170,23 @@ def _progress(state: StudyState) -> str:
     return f"<p>{len(state.runs)} runs planned. {cells}</p>"
 
 
-def _figures(paths: StudyPaths, state: StudyState) -> str:
+def _figures_section(paths: StudyPaths, state: StudyState) -> str:
+    """The figures, under a heading that names the ones there are (no "Learning
+    curves" heading over a study whose runs logged no curves)."""
     from orchestrator.commands.plot import _study_figures
 
     try:
         figures = _study_figures(paths.root)
     except XorchError as exc:
-        return f"<p class='empty'>No figures yet: {esc(str(exc))}.</p>"
+        return _section("Figures", f"<p class='empty'>No figures yet: {esc(str(exc))}.</p>")
     notes = _VARIANT_FIGURE_NOTES if state.variant_configs else _FIGURE_NOTES
-    images = []
+    images, shown = [], []
     for target, figure in figures:
         alt = "learning curves" if target == paths.curves_plot else "spread of final metrics"
         images.append(figure_html(figure, alt, notes[alt]))
-    return "".join(images)
+        shown.append(alt)
+    heading = " and ".join(shown).capitalize() if shown else "Figures"
+    return _section(heading, "".join(images))
 
 
 _FIGURE_NOTES = {
