@@ -43,7 +43,8 @@ def fixed_groups():
 
 
 def parse_latex(text: str) -> dict[str, list[tuple[str, bool, bool]]]:
-    """group -> per metric: (cell text without markup, bold, dagger)."""
+    """group -> per metric: (cell text without markup and without the difference
+    in parentheses, bold, dagger); ``latex_differences`` has the differences."""
     rows = {}
     body = text.split(r"\hline")[2]  # between the header's rule and the closing rule
     for line in body.strip().splitlines():
@@ -52,9 +53,22 @@ def parse_latex(text: str) -> dict[str, list[tuple[str, bool, bool]]]:
         for cell in cells:
             bold, dagger = r"\textbf{" in cell, r"$^{\dagger}$" in cell
             plain = re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell).replace(r"$^{\dagger}$", "")
+            plain = re.sub(r" \([^)]*\)$", "", plain)
             parsed.append((plain.replace(r"$\pm$", "±"), bold, dagger))
         rows[name.replace(r"\_", "_")] = parsed
     return rows
+
+
+def latex_differences(text: str) -> dict[str, list[str]]:
+    """group -> per metric: the ``(diff [low, high])`` of the cell ("" for none)."""
+    body = text.split(r"\hline")[2]
+    out = {}
+    for line in body.strip().splitlines():
+        name, *cells = (c.strip() for c in line.removesuffix(r"\\").split("&"))
+        out[name.replace(r"\_", "_")] = [
+            (m.group(0) if (m := re.search(r"\([^)]*\)$", cell)) else "") for cell in cells
+        ]
+    return out
 
 
 def machine_rows(text: str, fmt: str) -> list[dict[str, object]]:
@@ -140,6 +154,13 @@ def test_latex_table_marks_the_best_and_the_significant():
     # mean ± half-width, two significant digits of the narrowest half-width in the column.
     s = table.described[("tiny_lr", "val/loss")]
     assert rows["tiny_lr"][0][0] == f"{s.mean:.3f} ± {s.ci_high - s.mean:.3f}"
+    # and the difference from the reference with the test's interval, in parentheses
+    c = table.contrast_of("tiny_lr", "val/loss")
+    assert c is not None
+    diff = f"({c.diff:+.3f} [{c.diff_ci_low:+.3f}, {c.diff_ci_high:+.3f}])"
+    assert latex_differences(latex)["tiny_lr"][0] == diff
+    assert latex_differences(latex)["baseline"] == ["", ""]  # the reference has none
+    assert "In parentheses: the difference from baseline" in latex
 
 
 def test_goal_option_flips_the_bold_and_the_direction():

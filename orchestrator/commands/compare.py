@@ -308,10 +308,16 @@ def _latex_column(table: ComparisonTable, metric: str) -> list[str]:
         text = rf"\textbf{{{mean}}}" if mean == best_value else mean
         if math.isfinite(half):
             text += rf" $\pm$ {half:.{decimals}f}"
-        if significant(table.contrast_of(group, metric)):
+        c = table.contrast_of(group, metric)
+        if significant(c):
             text += r"$^{\dagger}$"
         if s.not_finite:
             text += r"$^{\ddagger}$"
+        if c is not None and c.in_family and math.isfinite(c.diff):
+            text += f" ({c.diff:+.{decimals}f}"
+            if math.isfinite(c.diff_ci_low):
+                text += f" [{c.diff_ci_low:+.{decimals}f}, {c.diff_ci_high:+.{decimals}f}]"
+            text += ")"
         cells.append(text)
     return cells
 
@@ -342,7 +348,9 @@ def _latex_caption(table: ComparisonTable) -> str:
         rf"{latex_escape(table.reference)} at $\alpha = {ALPHA}$ "
         rf"({latex_escape(', '.join(tests) or 'no')}-test{paired_on}, Holm-corrected over "
         rf"{family} test{'s' if family != 1 else ''}: every group against "
-        rf"{latex_escape(table.reference)} on {_family_words(table)})."
+        rf"{latex_escape(table.reference)} on {_family_words(table)}). In parentheses: "
+        rf"the difference from {latex_escape(table.reference)} and its 95\% interval "
+        r"(of the same test)."
         + (
             r" $^{\ddagger}$: some seeds diverged (a value that is not finite); they are "
             r"left out of the cell, its $n$ and its test."
