@@ -10,6 +10,8 @@ import json
 import math
 
 import numpy as np
+import pytest
+from scipy import stats
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
@@ -337,3 +339,47 @@ def test_the_reports_comparison_puts_a_long_metric_name_above_its_table_not_in_a
     assert f"<h3 class='metric'>{name} ↑</h3>" in html and f"<td>{name}" not in html
     header = html.split("<thead>")[1].split("</thead>")[0]
     assert header.count("<th") == 10 and "P(impr.)" in header and "better" in header
+
+
+def test_item_1_a_diverged_seed_no_longer_decides_a_comparison(recwarn) -> None:
+    """The issue's case: val/acc 0.40 against 0.84 on 9 seeds, plus one seed at inf."""
+    from orchestrator.inference import contrast
+
+    seeds = range(10)
+    ref = {s: 0.84 + 0.002 * ((s * 3) % 5) for s in seeds}
+    values = {s: 0.40 + 0.003 * ((s * 7) % 4) for s in seeds if s != 9} | {9: math.inf}
+    c = contrast("val/acc", "worse", values, "reference", ref)
+    kept = list(range(9))
+    x, y = [values[s] for s in kept], [ref[s] for s in kept]
+    assert (c.n, c.not_finite, c.paired) == (9, 1, True)
+    assert c.mean == pytest.approx(float(np.mean(x))) and c.diff == pytest.approx(
+        float(np.mean(x) - np.mean(y))
+    )
+    assert c.p_value == pytest.approx(float(stats.ttest_rel(x, y).pvalue))
+    assert c.p_wilcoxon == pytest.approx(float(stats.wilcoxon(x, y).pvalue))  # 0.0039
+    assert c.prob_improvement == 0.0
+    assert c.better == "diverges" and "the finite seeds alone say better: no" in c.note
+    assert "do not vary" not in c.note
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_item_6_power_works_from_29_finite_values_and_names_the_inf() -> None:
+    from orchestrator.commands.power import power_for_study
+    from orchestrator.state import RunRecord, RunStatus, StudyState
+
+    values = [0.80 + 0.01 * ((i * 7) % 11) for i in range(29)] + [math.inf]
+    runs = tuple(
+        RunRecord(index=i, seed=100 + i, dir=f"run_{i:02d}_seed{100 + i}",
+                  status=RunStatus.COMPLETED, duration_s=1.0, metrics={"val/acc": v})
+        for i, v in enumerate(values)
+    )  # fmt: skip
+    state = StudyState(config_fingerprint="f", training_config={},
+                       seeds=tuple(r.seed for r in runs), runs=runs,
+                       summary_metrics=("val/acc",))  # fmt: skip
+    rows = power_for_study(state, ["val/acc"], effect=0.01)
+    assert len(rows) == 2  # two-sample and one-sample
+    for row in rows:
+        assert row.n == 29
+        assert row.std == pytest.approx(float(np.std(values[:29], ddof=1)))
+        assert row.note.startswith("1 not finite, left out: seed 129"), row.note
+        assert row.seeds_needed is not None and "NaN" not in row.note
