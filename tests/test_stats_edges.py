@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
@@ -355,8 +355,8 @@ def test_item_1_a_diverged_seed_no_longer_decides_a_comparison(recwarn) -> None:
     assert c.mean == pytest.approx(float(np.mean(x))) and c.diff == pytest.approx(
         float(np.mean(x) - np.mean(y))
     )
-    assert c.p_value == pytest.approx(float(stats.ttest_rel(x, y).pvalue))
-    assert c.p_wilcoxon == pytest.approx(float(stats.wilcoxon(x, y).pvalue))  # 0.0039
+    assert c.p_value == pytest.approx(float(sps.ttest_rel(x, y).pvalue))
+    assert c.p_wilcoxon == pytest.approx(float(sps.wilcoxon(x, y).pvalue))  # 0.0039
     assert c.prob_improvement == 0.0
     assert c.better == "diverges" and "the finite seeds alone say better: no" in c.note
     assert "do not vary" not in c.note
