@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
