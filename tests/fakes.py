@@ -44,7 +44,9 @@ __all__ = [
     "fake_study_config",
     "fake_xorch",
     "fake_xorch_popen",
+    "finished_fake_study",
     "make_setup",
+    "write_csv_logs",
 ]
 
 
@@ -281,3 +283,32 @@ def _pythonpath() -> str:
     """This checkout first, so parent and children import its ``tests``."""
     root = str(Path(__file__).resolve().parents[1])
     return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH", "")])])
+
+
+def finished_fake_study(
+    folder: Path, seeds: tuple[int, ...] = (42, 101, 28)
+) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """A finished study of fake workers in ``folder`` (config path, output folder,
+    the launch), for tests that only read a study or resume it."""
+    workdir = folder / "a study's folder"
+    workdir.mkdir()
+    out = workdir / "outputs" / "my_study"
+    config = fake_study_config(out, seeds=seeds, summary_metrics=["val/loss", "val/acc"])
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = fake_xorch("launch", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path, out, result
+
+
+def write_csv_logs(out: Path) -> None:
+    """Each run's lightning_logs/version_0/metrics.csv, as Lightning's CSVLogger
+    writes it (the fake worker writes none): 3 epochs ending at the run's values."""
+    import json
+
+    for record in json.loads((out / "runner_state.json").read_text())["runs"]:
+        loss, acc = record["metrics"]["val/loss"], record["metrics"]["val/acc"]
+        log = out / record["dir"] / "lightning_logs" / "version_0" / "metrics.csv"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        rows = [f"{e},{e},{loss + 0.3 * (2 - e)},{acc - 0.1 * (2 - e)}" for e in range(3)]
+        log.write_text("epoch,step,val/loss,val/acc\n" + "\n".join(rows) + "\n")

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.fakes import (
+    fake_study_config,
+    fake_xorch_popen,
+    finished_fake_study,
+    write_csv_logs,
+)
 from tests.helpers import read_state, snapshot, tiny_config, xorch
 
 COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "report", "plot",
@@ -37,26 +41,8 @@ def test_shell_completion_is_offered():
 @pytest.fixture(scope="module")
 def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     """A finished 3-seed study of fake workers, shared by the tests that only read it."""
-    workdir = tmp_path_factory.mktemp("cli-fake") / "a study's folder"
-    workdir.mkdir()
-    out = workdir / "outputs" / "my_study"
-    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
-    path = workdir / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = fake_xorch("launch", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+    path, out, result = finished_fake_study(tmp_path_factory.mktemp("cli-fake"))
     return path, out, result
-
-
-def write_csv_logs(out: Path) -> None:
-    """Each run's lightning_logs/version_0/metrics.csv, as Lightning's CSVLogger
-    writes it (the fake worker writes none): 3 epochs ending at the run's val/loss."""
-    for record in read_state(out)["runs"]:
-        loss = record["metrics"]["val/loss"]
-        log = out / record["dir"] / "lightning_logs" / "version_0" / "metrics.csv"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        rows = [f"{e},{e},{loss + 0.3 * (2 - e)}" for e in range(3)]
-        log.write_text("epoch,step,val/loss\n" + "\n".join(rows) + "\n")
 
 
 def test_status_json_and_table_of_a_finished_study(fake_study):

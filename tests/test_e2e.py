@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.fake_worker import PROGRESS_FILE, WAITING_FILE
-from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen, finished_fake_study
 from tests.helpers import (
     ROOT,
     read_state,
@@ -35,14 +35,7 @@ from tests.helpers import (
 def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     """A finished 3-seed study of fake workers, shared by the tests that only
     read it or resume it without changing what it holds."""
-    workdir = tmp_path_factory.mktemp("e2e-fake") / "a study's folder"
-    workdir.mkdir()
-    out = workdir / "outputs" / "my_study"
-    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
-    path = workdir / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = fake_xorch("launch", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+    path, out, result = finished_fake_study(tmp_path_factory.mktemp("e2e-fake"))
     return path, out, result
 
 

@@ -24,7 +24,7 @@ from orchestrator.inference import describe_sample
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from orchestrator.tables import human_cell
-from tests.fakes import fake_study_config, fake_xorch
+from tests.fakes import fake_study_config, fake_xorch, finished_fake_study, write_csv_logs
 from tests.helpers import TORCH_WATCH, saved_variant_study, snapshot, xorch, xorch_popen
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -65,20 +65,8 @@ def running_state(completed: int) -> StudyState:
 def fake_study(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     """A finished 3-seed study of fake workers, with the CSV logs Lightning would
     have written (the fake worker writes none), for the tests of the page."""
-    workdir = tmp_path_factory.mktemp("report-fake") / "a study's folder"
-    workdir.mkdir()
-    out = workdir / "outputs" / "my_study"
-    config = fake_study_config(out, seeds=(42, 101, 28), summary_metrics=["val/loss", "val/acc"])
-    path = workdir / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = fake_xorch("launch", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    for record in json.loads((out / "runner_state.json").read_text())["runs"]:
-        loss, acc = record["metrics"]["val/loss"], record["metrics"]["val/acc"]
-        log = out / record["dir"] / "lightning_logs" / "version_0" / "metrics.csv"
-        log.parent.mkdir(parents=True)
-        rows = [f"{e},{e},{loss + 0.3 * (2 - e)},{acc - 0.1 * (2 - e)}" for e in range(3)]
-        log.write_text("epoch,step,val/loss,val/acc\n" + "\n".join(rows) + "\n")
+    path, out, result = finished_fake_study(tmp_path_factory.mktemp("report-fake"))
+    write_csv_logs(out)
     return path, out, result
 
 
@@ -166,7 +154,9 @@ def test_watch_rewrites_the_page_as_runs_finish_and_stops_on_ctrl_c(tmp_path):
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert stdout.count("wrote") >= 2
+    # The rewrite is proven by the page; its "wrote" line may be cut by the Ctrl-C
+    # that follows at once.
+    assert stdout.count("wrote") >= 1
 
 
 def _wait_for(path: Path, text: str, timeout: float = 120.0) -> str:
