@@ -9,6 +9,11 @@ variants or at a p-value, so it cannot stop "when the result looks
 significant". (Stopping a test once p < 0.05 inflates false positives: every
 look is another chance for noise to cross the line.)
 
+The interval it stops on is narrower than a 95% one, since a study tends to
+stop when its spread happens to look small: by simulation
+(scripts/sim_adaptive.py, README) it holds the true mean about 91% of the time
+for a normal metric and 80-88% for a skewed one (a loss with rare bad seeds).
+
 - The ``max`` seeds are drawn once, when the study is created, and stored in
   runner_state.json (``adaptive.sequence``); the seeds run are always its first
   ones, so a resume or a replay adds exactly the seeds a straight run would.
@@ -36,6 +41,7 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from orchestrator.adaptive_state import add_seeds, with_stop
 from orchestrator.state import AdaptiveRule, RunStatus, StudyState
@@ -46,6 +52,7 @@ __all__ = [
     "Precision",
     "Step",
     "add_seeds",
+    "compared",
     "describe_rule",
     "next_step",
     "precision",
@@ -67,6 +74,26 @@ def describe_rule(rule: AdaptiveRule) -> str:
 # --------------------------------------------------------------------------- the rule
 
 
+def compared(halfwidth: float, target: float) -> tuple[str, str]:
+    """The half-width and the target as printed side by side, so that the printed
+    comparison reads as the real one: the target as configured (6 significant
+    digits, more where it needs them to be exact), the half-width with 3
+    significant digits, more where 3 would make ``0.0187 <= 0.01868`` of a
+    half-width of 0.018675. Equal values print alike."""
+    target_text = next(
+        (t for t in (f"{target:.{p}g}" for p in range(6, 18)) if float(t) == target),
+        repr(target),
+    )
+    if halfwidth == target or not math.isfinite(halfwidth):
+        return (target_text if halfwidth == target else f"{halfwidth:g}"), target_text
+    below = halfwidth <= target
+    for digits in range(3, 18):
+        text = f"{halfwidth:.{digits}g}"
+        if (Decimal(text) <= Decimal(target_text)) == below:
+            return text, target_text
+    return repr(halfwidth), target_text  # 17 digits always tell two doubles apart
+
+
 class Action(str, enum.Enum):
     MORE = "more"  # add seeds now
     WAIT = "wait"  # runs in flight decide it
@@ -81,9 +108,13 @@ class Precision:
     halfwidth: float  # the widest group's; inf where a group has fewer than 2 values
     widest: str | None = None  # that group's name (a variant), None for one config
 
-    def text(self) -> str:
+    def text(self, target: float | None = None) -> str:
+        """``ci_halfwidth 0.0031``; given the ``target`` it is compared with, as
+        many digits as the comparison needs to read true (``compared``)."""
         if math.isfinite(self.halfwidth):
-            return f"ci_halfwidth {self.halfwidth:.3g}"
+            if target is None:
+                return f"ci_halfwidth {self.halfwidth:.3g}"
+            return f"ci_halfwidth {compared(self.halfwidth, target)[0]}"
         return f"ci_halfwidth n/a ({self.n} value{'s' if self.n != 1 else ''})"
 
 
@@ -134,14 +165,15 @@ def next_step(
     of_every = " for every variant" if len(groups) > 1 else ""
     lost = f" ({seeds_failed} failed)" if seeds_failed else ""
     final = Action.WAIT if seeds_in_flight else Action.STOP
+    width, target = found.text(rule.ci_halfwidth), compared(found.halfwidth, rule.ci_halfwidth)[1]
     if found.n >= rule.min_seeds and found.halfwidth <= rule.ci_halfwidth:
-        reason = f"{found.text()} <= {rule.ci_halfwidth:g}{of_every} after {found.n} seeds{lost}"
+        reason = f"{width} <= {target}{of_every} after {found.n} seeds{lost}"
         return Step(final, 0, reason, found)
     widest = f" (widest: {found.widest})" if of_every and found.widest else ""
     if seeds_tried >= rule.max_seeds:
-        reason = f"reached max {rule.max_seeds} seeds{lost}, {found.text()}{widest}"
+        reason = f"reached max {rule.max_seeds} seeds{lost}, {width}{widest}"
         if math.isfinite(found.halfwidth):
-            reason += f" > {rule.ci_halfwidth:g}"
+            reason += f" > {target}"
         return Step(final, 0, reason, found)
     short = rule.min_seeds - found.n - seeds_in_flight  # values still missing for min
     if found.n < rule.min_seeds and short <= 0:
@@ -149,7 +181,7 @@ def next_step(
     if found.n < rule.min_seeds:
         why = f"{found.n} of min {rule.min_seeds} seeds in{lost}"
     else:
-        why = f"{found.text()} > {rule.ci_halfwidth:g}{widest} after {found.n} seeds{lost}"
+        why = f"{width} > {target}{widest} after {found.n} seeds{lost}"
     fill = -(-free_slots // max(1, runs_per_seed))  # enough seeds for every free slot
     count = min(max(short, fill, 1), rule.max_seeds - seeds_tried)
     return Step(Action.MORE, count, why, found)

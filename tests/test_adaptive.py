@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from scipy import stats
 from orchestrator.adaptive import (
     Action,
     AdaptiveRule,
+    Precision,
     next_step,
     precision,
     study_step,
@@ -97,6 +99,36 @@ def test_a_precise_mean_stops_and_says_why():
     width = t_halfwidth(values)
     assert width <= RULE.ci_halfwidth
     assert step.reason == f"ci_halfwidth {width:.3g} <= 0.01 after 3 seeds"
+
+
+# (half-width, target, the reason): the printed comparison never contradicts
+# itself; 0.018675 at 3 digits would read "0.0187 <= 0.01868".
+ROUNDING = [
+    (0.018675, 0.01868, "ci_halfwidth 0.01868 <= 0.01868 after 5 seeds"),
+    (0.01871, 0.01868, "ci_halfwidth 0.0187 > 0.01868 after 5 seeds"),
+    (0.00999, 0.01, "ci_halfwidth 0.00999 <= 0.01 after 5 seeds"),
+    (0.0099999, 0.01, "ci_halfwidth 0.01 <= 0.01 after 5 seeds"),
+    (0.0100000001, 0.01, "ci_halfwidth 0.0100000001 > 0.01 after 5 seeds"),
+    (0.1 + 2**-56, 0.1, "ci_halfwidth 0.10000000000000002 > 0.1 after 5 seeds"),
+    (0.01, 0.01, "ci_halfwidth 0.01 <= 0.01 after 5 seeds"),
+    (0.0123456789, 0.0123456789, "ci_halfwidth 0.0123456789 <= 0.0123456789 after 5 seeds"),
+    (0.5, math.inf, "ci_halfwidth 0.5 <= inf after 5 seeds"),
+    (math.inf, 0.01, "reached max 6 seeds, ci_halfwidth n/a (5 values)"),
+]
+
+
+@pytest.mark.parametrize(("width", "target", "reason"), ROUNDING)
+def test_the_printed_comparison_reads_as_the_real_one(monkeypatch, width, target, reason):
+    import orchestrator.adaptive as adaptive
+
+    monkeypatch.setattr(adaptive, "precision", lambda groups: Precision(5, width))
+    rule = AdaptiveRule(min_seeds=3, max_seeds=6, metric="val/loss", ci_halfwidth=target)
+    step = next_step(rule, {None: [0.0]}, seeds_tried=5 if math.isfinite(width) else 6)
+    assert step.reason == reason
+    printed = reason.split()
+    if printed[2] in ("<=", ">"):  # the comparison as printed holds as decimals
+        half, target_text = Decimal(printed[1]), Decimal(printed[3])
+        assert (half <= target_text) == (printed[2] == "<=") == (width <= target)
 
 
 def test_runs_in_flight_are_waited_for_before_stopping():
