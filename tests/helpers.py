@@ -242,3 +242,23 @@ def faults_kill_and_resume(
     for picture in pictures:
         assert (out / "plots" / picture).stat().st_size > 0
     return state
+
+
+def kill_first_run_once_it_checkpoints(
+    config: Path, out: Path, checkpoint: str, *args: str, cwd: Path
+) -> dict:
+    """Launch ``config``, SIGKILL run 0's child (as the kernel's OOM killer would)
+    once ``checkpoint`` (relative to its run folder) exists, let xorch retry it
+    and finish; returns run 0's record. The launch must end with exit 0."""
+    parent = xorch_popen("launch", str(config), *args, cwd=cwd)
+    try:
+        wait_for((out / "run_00_seed1" / checkpoint).exists, timeout=300,
+                 what="seed 1's first checkpoint")  # fmt: skip
+        os.kill(read_state(out)["runs"][0]["attempts"][-1]["pid"], signal.SIGKILL)
+        stdout, stderr = parent.communicate(timeout=600)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 0, stdout + stderr
+    record: dict = read_state(out)["runs"][0]
+    return record

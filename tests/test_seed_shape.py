@@ -5,16 +5,14 @@ built-in seed task with every guarantee of a LightningModule run."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, read_state, wait_for, xorch, xorch_popen
+from tests.helpers import ROOT, kill_first_run_once_it_checkpoints, read_state, xorch
 
 SEED_PROJECT = ROOT / "tests" / "fixtures" / "seed_project.py"
 
@@ -86,20 +84,7 @@ def test_a_seed_shape_study_trains_and_a_killed_run_resumes_bit_exact(tmp_path: 
 
     out = tmp_path / "out"
     path = write(tmp_path / "killed", seed_config(out, [1, 2], max_retries=1))
-    parent = xorch_popen("launch", str(path), cwd=path.parent)
-    try:
-        wait_for(
-            (out / "run_00_seed1" / "last.ckpt").exists,
-            timeout=300,
-            what="seed 1's first checkpoint",
-        )
-        os.kill(read_state(out)["runs"][0]["attempts"][-1]["pid"], signal.SIGKILL)
-        stdout, stderr = parent.communicate(timeout=600)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 0, stdout + stderr
-    first = read_state(out)["runs"][0]
+    first = kill_first_run_once_it_checkpoints(path, out, "last.ckpt", cwd=path.parent)
     assert [a["outcome"] for a in first["attempts"]] == ["killed", "completed"]
     assert first["attempts"][-1]["resumed_from"].endswith("last.ckpt")
     (reference,) = read_state(tmp_path / "whole_out")["runs"]

@@ -7,9 +7,7 @@ folder as the template's users run ``python src/train.py``."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,7 @@ import yaml
 
 from orchestrator.config import load_study
 from orchestrator.contract.child import RUN_DIR_MARK
-from tests.helpers import ROOT, read_state, wait_for, xorch
+from tests.helpers import ROOT, kill_first_run_once_it_checkpoints, read_state, xorch
 
 FIXTURE = ROOT / "tests" / "fixtures" / "template_project"
 
@@ -108,20 +106,9 @@ def test_a_killed_run_of_the_template_resumes_from_its_checkpoint_bit_exact(
     whole = xorch("launch", str(reference), *args, cwd=reference.parents[1], timeout=600)
     assert whole.returncode == 0, whole.stdout + whole.stderr
 
-    from tests.helpers import xorch_popen
-
-    parent = xorch_popen("launch", str(path), *args, cwd=path.parents[1])
-    try:
-        last = out / "run_00_seed1" / "checkpoints" / "last.ckpt"
-        wait_for(last.exists, timeout=300, what="seed 1's first checkpoint")
-        pid = read_state(out)["runs"][0]["attempts"][-1]["pid"]
-        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
-        stdout, stderr = parent.communicate(timeout=600)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 0, stdout + stderr
-    first = read_state(out)["runs"][0]
+    first = kill_first_run_once_it_checkpoints(
+        path, out, "checkpoints/last.ckpt", *args, cwd=path.parents[1]
+    )
     assert [a["outcome"] for a in first["attempts"]] == ["killed", "completed"]
     assert first["attempts"][-1]["resumed_from"].endswith("checkpoints/last.ckpt")
     # The resumed run ends with the uninterrupted run's numbers (val/acc_best is a
