@@ -107,8 +107,10 @@ class MetricStats:
 NO_VALUES = MetricStats(0, *(math.nan,) * 8)
 
 
-def describe(values: Iterable[float]) -> MetricStats:
-    """The statistics of the finite ``values`` (see the module's rule)."""
+def describe(values: Iterable[float], interval: bool = True) -> MetricStats:
+    """The statistics of the finite ``values`` (see the module's rule); without
+    ``interval`` the t interval is left nan and scipy is not imported (the
+    closing lines of a launch need mean and std only)."""
     finite, not_finite = split_finite(float(v) for v in values)
     data = np.asarray(finite, dtype=float)
     n = int(data.size)
@@ -119,13 +121,15 @@ def describe(values: Iterable[float]) -> MetricStats:
     if n == 1:
         std, sem, ci_low, ci_high = 0.0, math.nan, math.nan, math.nan
     else:
-        from scipy import stats
-
         # Equal values have no spread; numpy would report rounding noise (~1e-17).
         std = 0.0 if np.min(data) == np.max(data) else float(np.std(data, ddof=1))
         sem = std / math.sqrt(n)
-        half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
-        ci_low, ci_high = mean - half_width, mean + half_width
+        ci_low = ci_high = math.nan
+        if interval:
+            from scipy import stats
+
+            half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
+            ci_low, ci_high = mean - half_width, mean + half_width
     return MetricStats(
         n=n,
         mean=mean,

@@ -56,7 +56,7 @@ def format_number(value: float, spec: str = ".6f") -> str:
 
 def mean_std_line(name: str, values: Iterable[float]) -> str:
     """``val/loss: 0.41 ± 0.02 std (n=2; 1 run not finite: inf)``, over the finite values."""
-    stats = describe(values)
+    stats = describe(values, interval=False)
     note = f"; {stats.not_finite.describe()}" if stats.not_finite.count else ""
     if not stats.n:
         return f"{name}: no finite value (n=0{note})"
