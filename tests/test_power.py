@@ -121,6 +121,8 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
         ((str(a), "--paired", "--effect", "0.1"), "--paired needs two studies"),
         ((str(a), str(b), "--paired", "--effect", "0.1"), "share 0 seed"),
         ((str(a), "--alpha", "1.5"), "--alpha 1.5 must be between 0 and 1"),
+        ((str(a), "--effect", "nan"), "--effect nan is not a number"),
+        ((str(a), str(b), "--effect", "inf"), "--effect inf is not a number"),
         ((str(a), "-m", "val/acc"), "metric val/acc is not logged"),
         ((str(a), str(b), str(a)), "one or two study folders"),
         ((str(tmp_path / "missing"),), "no runner_state.json"),

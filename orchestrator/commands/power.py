@@ -191,7 +191,7 @@ def power_for_study(
     power: float = 0.8,
 ) -> list[PowerFigures]:
     """Two-sample and one-sample figures per metric (default: the study's summary_metrics)."""
-    _check_levels(alpha, power)
+    _check_levels(alpha, power, effect)
     if not state.completed:
         raise XorchError("the study has no completed run yet: there is no spread to work from")
     values = state_groups(state)
@@ -234,7 +234,7 @@ def power_for_studies(
 ) -> list[PowerFigures]:
     """Figures for comparing two studies: paired (by default) when they ran the same
     seeds, two-sample otherwise; ``paired=True`` pairs on the shared seeds."""
-    _check_levels(alpha, power)
+    _check_levels(alpha, power, effect)
     for label, state in (("first (A)", state_a), ("second (B)", state_b)):
         if not state.completed:
             raise XorchError(f"the {label} study has no completed run yet")
@@ -274,7 +274,7 @@ def power_for_variants(
     """Figures per metric for each variant against the reference, paired on the seeds
     both completed (unless ``paired`` is False: two-sample, pooled std). A variant
     with fewer than two such seeds gets a row whose note says there is no std yet."""
-    _check_levels(alpha, power)
+    _check_levels(alpha, power, effect)
     if not state.variant_configs:
         raise XorchError("this study has no variants: give a second study to compare with")
     reference = state.compare_to or next(iter(state.variant_configs))
@@ -338,7 +338,9 @@ def _pooled_std(a: Sequence[float], b: Sequence[float]) -> float:
     return math.sqrt(((len(a) - 1) * std_a**2 + (len(b) - 1) * std_b**2) / df)
 
 
-def _check_levels(alpha: float, power: float) -> None:
+def _check_levels(alpha: float, power: float, effect: float | None) -> None:
+    if effect is not None and not math.isfinite(effect):
+        raise XorchError(f"--effect {effect} is not a number: give a finite difference (e.g. 0.01)")
     if not 0 < alpha < 1:
         raise XorchError(f"--alpha {alpha} must be between 0 and 1 (e.g. 0.05)")
     if not 0 < power < 1:
