@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator.console import Reporter
-from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.paths import StudyPaths, study_relative
 from orchestrator.contract.records import Heartbeat, RunResult
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
@@ -70,6 +70,11 @@ def _settled_attempt(
         reason=reason,
         ended_at=_iso(ended) if ended is not None and duration is not None else now_iso(),
         duration_s=duration,
+        # A run that finished while the parent was away says in metrics.json
+        # whether it resumed from a checkpoint.
+        resumed_from=study_relative(result.resumed_from, paths.root)
+        if result is not None
+        else attempt.resumed_from,
     )
     return finished, result
 

@@ -25,13 +25,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from orchestrator.adaptive import Action, study_step
 from orchestrator.attempt import PortBook, attempt_env, prepare_attempt
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
-from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.paths import StudyPaths, study_relative
 from orchestrator.errors import ConfigError
 from orchestrator.gpus import (
     GpuMemoryGate,
@@ -353,7 +352,7 @@ class Scheduler:
             signal=verdict.signal,
             ended_at=now_iso(),
             duration_s=round(self.clock() - running.watch.started, 3),
-            resumed_from=_relative(verdict.resumed_from, self.paths.root),
+            resumed_from=study_relative(verdict.resumed_from, self.paths.root),
         )
         state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
         self._report(state, running.index, finished)
@@ -372,12 +371,3 @@ class Scheduler:
             self.reporter.say(
                 f"run {index} seed {record.seed}: {outcome} after {took}: {lines[0]}{more}"
             )
-
-
-def _relative(path: str | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return path

@@ -133,7 +133,10 @@ def test_a_run_finished_while_the_parent_was_dead_is_adopted_with_its_real_durat
     save_state(paths, state)
     run = paths.run(record.dir)
     run.root.mkdir()
-    run.metrics.write_text('{"metrics": {"val/loss": 0.25, "val/acc": "high"}}')
+    resumed = json.dumps(str(run.root / "last.ckpt"))
+    run.metrics.write_text(
+        f'{{"metrics": {{"val/loss": 0.25, "val/acc": "high"}}, "resumed_from": {resumed}}}'
+    )
     written = started.timestamp() + 42.5  # the child finished 42.5 s after it started
     os.utime(run.metrics, (written, written))
 
@@ -144,6 +147,7 @@ def test_a_run_finished_while_the_parent_was_dead_is_adopted_with_its_real_durat
     assert saved["status"] == "completed" and saved["metrics"] == {"val/loss": 0.25}
     (adopted,) = saved["attempts"]
     assert adopted["duration_s"] == pytest.approx(42.5, abs=0.01)
+    assert adopted["resumed_from"] == f"{record.dir}/last.ckpt"  # as metrics.json says
     assert saved["duration_s"] == pytest.approx(42.5, abs=0.01)
     ended = datetime.fromisoformat(adopted["ended_at"]).timestamp()
     assert abs(ended - written) < 0.01 and ended < before

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.contract import records
 
-__all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name"]
+__all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name", "study_relative"]
 
 
 def run_dir_name(index: int, seed: int, n_runs: int, variant: str | None = None) -> str:
@@ -191,3 +191,14 @@ class StudyPaths:
 
     def run(self, dir_name: str) -> RunPaths:
         return RunPaths(self.root / dir_name)
+
+
+def study_relative(path: str | None, root: Path) -> str | None:
+    """``path`` (a checkpoint a child resumed from) relative to the study folder
+    ``root`` when it lies inside it, as runner_state.json keeps it; else unchanged."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
