@@ -1,5 +1,6 @@
 """``python -m tests.fake_xorch ARGS``: the real xorch CLI whose children are
-``tests.fake_worker`` (spawned by the real ``LocalLauncher``), for tests that
+``tests.fake_worker`` (spawned by the real ``LocalLauncher``, or run by the real
+``SlurmLauncher``'s jobs for ``executor: slurm``), for tests that
 need the parent as a real process (signals to it, ``kill -9`` then
 ``--resume``) without a torch import in any child. Test-only: the product has
 no hook for it; the launcher factory is replaced here, before the CLI runs."""
@@ -10,16 +11,24 @@ import sys
 
 import orchestrator.cli as cli
 import orchestrator.launchers as launchers
+from orchestrator.config import StudySpec
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.local import LocalLauncher
+from orchestrator.runner_spec import Executor
 
 __all__ = ["ENTRY", "fake_launcher", "main"]
 
 ENTRY = "tests.fake_worker"
 
 
-def fake_launcher(*args: object, **kwargs: object) -> Launcher:
-    """What ``make_launcher`` returns in a fake study: spawned fake workers."""
+def fake_launcher(spec: StudySpec, paths: StudyPaths, *args: object, **kwargs: object) -> Launcher:
+    """What ``make_launcher`` returns in a fake study: spawned fake workers, or,
+    for ``executor: slurm``, Slurm jobs that run the fake worker."""
+    if spec.runner.executor is Executor.SLURM:
+        from orchestrator.launchers.slurm import SlurmLauncher  # imports submitit
+
+        return SlurmLauncher(spec.runner.slurm, paths, ENTRY, gpus_per_run=0)
     return LocalLauncher(entry=ENTRY)
 
 

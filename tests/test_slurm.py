@@ -1,5 +1,10 @@
 """executor: slurm against a real one-node Slurm (scripts/slurm_local.sh).
 
+The subject is the parent's handling of Slurm jobs (submission, states,
+reattaching, forgotten jobs), so each job runs the stdlib-only fake worker
+(tests/fake_worker.py) through the real SlurmLauncher: a job costs Slurm's own
+start, not a torch import. A Lightning run on Slurm (DDP) is in test_ddp.py.
+
 Skipped on a machine where Slurm is not up, except in CI, where .ci/run starts
 it and a missing Slurm must fail loudly."""
 
@@ -16,7 +21,8 @@ import pytest
 
 from orchestrator.launchers.slurm import FORGOTTEN, query_state, slurm_verdict
 from orchestrator.state import AttemptClass
-from tests.helpers import faulty_config, read_state, tiny_config, wait_for, xorch, xorch_popen
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import read_state, wait_for, xorch
 
 
 def slurm_up() -> bool:
@@ -56,8 +62,8 @@ def test_verdicts_map_onto_failure_classes():
 
 def test_a_study_through_slurm_looks_like_a_local_one(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(42, 101, 28), **SLURM)
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    config = fake_study_config(out, seeds=(42, 101, 28), **SLURM)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["completed"] * 3
@@ -65,14 +71,15 @@ def test_a_study_through_slurm_looks_like_a_local_one(workdir, write_config):
     assert len(ids) == 3 and len(set(ids)) == 3 and all(ids)
     for record in state["runs"]:
         assert (out / record["dir"] / "metrics.json").is_file()
-        assert (out / record["dir"] / "lightning_logs").is_dir()
+        assert record["metrics"]["val/loss"] == record["seed"] + 0.5  # the job's own numbers
     rows = (out / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "mean", "std"]
 
 
 def test_a_failed_job_is_classified_from_its_error_file(workdir, write_config):
-    config = faulty_config(workdir, {1: "raise"}, seeds=[1], max_retries=0, **SLURM)
-    result = xorch("launch", str(write_config(config)), cwd=workdir)
+    acts = {"1": {"*": {"do": "raise", "message": "boom on purpose"}}}
+    config = fake_study_config(workdir / "out", seeds=(1,), acts=acts, max_retries=0, **SLURM)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir)
     assert result.returncode == 1
     (attempt,) = read_state(workdir / "out")["runs"][0]["attempts"]
     assert attempt["outcome"] == "failed" and "boom on purpose" in attempt["reason"]
@@ -80,10 +87,9 @@ def test_a_failed_job_is_classified_from_its_error_file(workdir, write_config):
 
 def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(1, 2, 3), **SLURM)
-    config["pl_trainer"]["max_epochs"] = 30
+    config = fake_study_config(out, seeds=(1, 2, 3), steps=60, **SLURM)
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(
             lambda: (
@@ -98,7 +104,7 @@ def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(workd
             parent.kill()
     submitted = job_ids(out)
     assert any(in_queue(j) for j in submitted)  # the jobs outlive the parent
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "watching job" in result.stdout
     state = read_state(out)
@@ -111,9 +117,10 @@ def test_sigkill_of_the_parent_then_resume_reattaches_without_resubmitting(workd
 
 def test_scancel_of_a_running_job_is_interrupted_and_retried(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(7,), max_retries=1, **SLURM)
-    config["pl_trainer"]["max_epochs"] = 300
-    parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
+    # The first attempt beats until it is cancelled; the retry completes.
+    acts = {"7": {"1": {"do": "slow"}}}
+    config = fake_study_config(out, seeds=(7,), acts=acts, max_retries=1, **SLURM)
+    parent = fake_xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
         wait_for(lambda: (out / "run_00_seed7" / "heartbeat.json").exists(), what="the job to run")
         (first_job,) = job_ids(out)
@@ -130,10 +137,9 @@ def test_scancel_of_a_running_job_is_interrupted_and_retried(workdir, write_conf
 
 def test_a_stopped_parent_leaves_jobs_running_and_resume_collects_them(workdir, write_config):
     out = workdir / "out"
-    config = tiny_config(out, seeds=(4, 5), **SLURM)
-    config["pl_trainer"]["max_epochs"] = 40
+    config = fake_study_config(out, seeds=(4, 5), steps=40, **SLURM)
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(
             lambda: (
@@ -152,7 +158,7 @@ def test_a_stopped_parent_leaves_jobs_running_and_resume_collects_them(workdir, 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(in_queue(j) for j in job_ids(out)):
         time.sleep(1)  # let them finish while nobody watches
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["completed", "completed"]
@@ -163,16 +169,16 @@ def test_a_job_past_its_time_limit_is_classified_timeout(workdir, write_config):
     """With requeue off, the time-limit signal ends the job; xorch reads why from
     submitit's log (the job itself ends FAILED, not TIMEOUT)."""
     out = workdir / "out"
-    config = faulty_config(
-        workdir,
-        {1: "slow"},
-        seeds=[1],
+    config = fake_study_config(
+        out,
+        seeds=(1,),
+        acts={"1": {"*": {"do": "slow"}}},
         max_retries=0,
         hang_timeout=None,
         executor="slurm",
         slurm={"cpus_per_task": 1, "time_min": 1, "requeue": False},
     )
-    result = xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
+    result = fake_xorch("launch", str(write_config(config)), cwd=workdir, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     (attempt,) = read_state(out)["runs"][0]["attempts"]
     assert attempt["outcome"] == "timeout" and "time limit" in attempt["reason"]
@@ -198,9 +204,10 @@ def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_co
             "bash scripts/slurm_local.sh"
         )
     out = workdir / "out"
-    config = faulty_config(workdir, {2: "raise"}, seeds=[1, 2], max_retries=0, **SLURM)
+    acts = {"2": {"*": {"do": "raise", "message": "boom on purpose"}}}
+    config = fake_study_config(out, seeds=(1, 2), acts=acts, max_retries=0, **SLURM)
     path = write_config(config)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
+    parent = fake_xorch_popen("launch", str(path), cwd=workdir)
     try:
         wait_for(
             lambda: (
@@ -221,7 +228,7 @@ def test_jobs_slurm_has_forgotten_are_settled_from_their_files(workdir, write_co
         return all(query_state(j)[0] == FORGOTTEN for j in ids)
 
     wait_for(forgotten, timeout=300, what="Slurm to forget both jobs")
-    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    result = fake_xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr  # seed 2 failed on purpose
     first, second = (r["attempts"] for r in read_state(out)["runs"])
     assert [a["job_id"] for a in (*first, *second)] == ids  # nothing submitted again
