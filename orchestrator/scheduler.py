@@ -203,13 +203,12 @@ class Scheduler:
         tally = {index: AttemptTally() for index in [*adopted, *queue]}
         active: dict[Slot, _Active] = {}
         free = iter(self.slots)
-        command_run = self.spec.shape.is_command
         for extra, (index, child) in enumerate(reattach):
             attempt = state.runs[index].attempts[-1]
             child.notify_exit(wakeup)
             run = self.paths.run(state.runs[index].dir)
             watch = AttemptWatch(
-                child, run, self.spec.runner, clock=self.clock, command_run=command_run
+                child, run, self.spec.runner, clock=self.clock, kind=self.spec.shape.kind
             )
             slot = next(free, None) or Slot(len(self.slots) + extra, None, cluster=True)
             active[slot] = _Active(index, attempt, child, watch)
@@ -337,7 +336,7 @@ class Scheduler:
             run,
             self.spec.runner,
             clock=self.clock,
-            command_run=self.spec.shape.is_command,
+            kind=self.spec.shape.kind,
         )
         return state, _Active(index, attempt, child, watch)
 

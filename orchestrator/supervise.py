@@ -17,6 +17,7 @@ from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import Heartbeat
 from orchestrator.launchers.base import ChildProcess
 from orchestrator.oom import MemoryBaseline
+from orchestrator.run_shape import RunKind
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
 from orchestrator.verdict import Verdict, classify_exit, rank_behind, signal_name
@@ -51,10 +52,10 @@ class AttemptWatch:
         runner: RunnerSettings,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        command_run: bool = False,
+        kind: RunKind = RunKind.LIGHTNING,
     ) -> None:
         self.child = child
-        self.command_run = command_run  # a ``command:`` study's own program
+        self.kind = kind  # COMMAND: a ``command:`` study's own program
         self.run = run
         self.runner = runner
         self._clock = clock
@@ -143,7 +144,7 @@ class AttemptWatch:
             # an interrupted run is not a failure. A run that finished anyway
             # keeps its result.
             if code == 0:
-                done = classify_exit(code, self.run, command_run=self.command_run)
+                done = classify_exit(code, self.run, kind=self.kind)
                 if done.attempt_class is AttemptClass.COMPLETED:
                     return done
             why, reason, _ = self._stopping
@@ -161,7 +162,7 @@ class AttemptWatch:
             outcome, reason = ended
             return Verdict(outcome, reason, code, signal_name(code), {})
         verdict = classify_exit(
-            code, self.run, self.peak_rss, self.child.pid, self.memory, self.command_run
+            code, self.run, self.peak_rss, self.child.pid, self.memory, self.kind
         )
         if ended is not None:  # metrics.json or error.json decide; the launcher's note first
             reason = "; ".join(filter(None, [ended[1], verdict.reason]))
@@ -170,7 +171,7 @@ class AttemptWatch:
 
     def _last_sign_of_life(self) -> float:
         beat = Heartbeat.read(self.run.heartbeat)
-        if beat is None and self.command_run:
+        if beat is None and self.kind is RunKind.COMMAND:
             # A program that does not use worker.report: its output and files
             # are its signs of life.
             active = last_activity(self.run)

@@ -17,6 +17,7 @@ from orchestrator.contract.failure_text import traceback_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RankProgress, RunResult
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
+from orchestrator.run_shape import RunKind
 from orchestrator.state import AttemptClass
 
 __all__ = [
@@ -47,7 +48,7 @@ class AttemptEvidence:
     """All an attempt that ended by itself left behind, read once."""
 
     exit_code: int
-    command_run: bool = False  # a ``command:`` study's own program
+    kind: RunKind = RunKind.LIGHTNING  # COMMAND: a ``command:`` study's own program
     result: RunResult | None = None  # metrics.json
     command_metrics: dict[str, float] | None = None  # a command run's metrics, however reported
     heartbeat_resumed_from: str | None = None
@@ -65,19 +66,20 @@ def gather_evidence(
     peak_rss: int = 0,
     pid: int | None = None,
     memory: MemoryBaseline | None = None,
-    command_run: bool = False,
+    kind: RunKind = RunKind.LIGHTNING,
 ) -> AttemptEvidence:
     """Read what the attempt left; only the files its exit status makes relevant."""
+    command_run = kind is RunKind.COMMAND
     if code == 0:
         if command_run:
             beat = Heartbeat.read(run.heartbeat)  # worker.report notes {resume_from} there
             return AttemptEvidence(
                 code,
-                command_run,
+                kind,
                 command_metrics=command_metrics(run),
                 heartbeat_resumed_from=beat.resumed_from if beat is not None else None,
             )
-        return AttemptEvidence(code, command_run, result=RunResult.read(run.metrics))
+        return AttemptEvidence(code, kind, result=RunResult.read(run.metrics))
     rank = RankExit.read(run.rank_exit)
     effective = rank.exit_code if rank is not None and rank.exit_code < 0 else code
     if effective > 0:
@@ -85,7 +87,7 @@ def gather_evidence(
         workers = dataloader_worker_pids(report.message) if report is not None else []
         return AttemptEvidence(
             code,
-            command_run,
+            kind,
             rank_exit=rank,
             error=report,
             log_tail=_last_log_line(run) if command_run and report is None else "",
@@ -95,7 +97,7 @@ def gather_evidence(
     evidence = None
     if effective == -signal.SIGKILL:
         evidence = oom_evidence(rank.pid if rank is not None else pid, peak_rss, memory)
-    return AttemptEvidence(code, command_run, rank_exit=rank, memory=evidence)
+    return AttemptEvidence(code, kind, rank_exit=rank, memory=evidence)
 
 
 def decide(ev: AttemptEvidence) -> Verdict:
@@ -103,7 +105,7 @@ def decide(ev: AttemptEvidence) -> Verdict:
     reports its metrics its own way and writes no error.json: its exit status
     and the last line of its log are the evidence."""
     code = ev.exit_code
-    if code == 0 and ev.command_run:
+    if code == 0 and ev.kind is RunKind.COMMAND:
         if ev.command_metrics is None:
             return Verdict(
                 AttemptClass.NO_METRICS,
@@ -172,10 +174,10 @@ def classify_exit(
     peak_rss: int = 0,
     pid: int | None = None,
     memory: MemoryBaseline | None = None,
-    command_run: bool = False,
+    kind: RunKind = RunKind.LIGHTNING,
 ) -> Verdict:
     """Gather the evidence, then decide."""
-    return decide(gather_evidence(code, run, peak_rss, pid, memory, command_run))
+    return decide(gather_evidence(code, run, peak_rss, pid, memory, kind))
 
 
 def rank_behind(run: RunPaths, since: float) -> str:

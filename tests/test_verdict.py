@@ -9,6 +9,7 @@ import pytest
 from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.records import ErrorReport, RankExit, RunResult
 from orchestrator.oom import MemoryEvidence
+from orchestrator.run_shape import RunKind
 from orchestrator.state import AttemptClass as C
 from orchestrator.verdict import AttemptEvidence, decide
 
@@ -24,13 +25,18 @@ def _error(type_: str = "builtins.ValueError", **kw: object) -> ErrorReport:
 CASES = [
     ("completed", AttemptEvidence(0, result=RunResult(metrics={"loss": 0.5})), C.COMPLETED, ""),
     ("no metrics.json", AttemptEvidence(0), C.NO_METRICS, "without metrics.json"),
-    ("command completed", AttemptEvidence(0, True, command_metrics={"a": 1.0}), C.COMPLETED, ""),
-    ("command without metrics", AttemptEvidence(0, True), C.NO_METRICS, "worker.report"),
+    (
+        "command completed",
+        AttemptEvidence(0, RunKind.COMMAND, command_metrics={"a": 1.0}),
+        C.COMPLETED,
+        "",
+    ),
+    ("command without metrics", AttemptEvidence(0, RunKind.COMMAND), C.NO_METRICS, "worker.report"),
     ("raised", AttemptEvidence(1, error=_error()), C.FAILED, "ValueError: bad value"),
     ("exit without error.json", AttemptEvidence(3), C.FAILED, "no error.json (see train.log)"),
     (
         "command log tail",
-        AttemptEvidence(2, True, log_tail="boom"),
+        AttemptEvidence(2, RunKind.COMMAND, log_tail="boom"),
         C.FAILED,
         "exit status 2: boom",
     ),

@@ -45,7 +45,7 @@ def run_one(
     run_spec.write(run.run_spec)
     shape = run_shape(run_spec.config)  # a study's own program too (replay)
     child = (launcher or LocalLauncher(shape.entry)).start(run, {})
-    watch = AttemptWatch(child, run, runner, command_run=shape.is_command)
+    watch = AttemptWatch(child, run, runner, kind=shape.kind)
     verdict = watch.check()
     while verdict is None:
         time.sleep(0.2)
