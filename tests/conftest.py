@@ -29,6 +29,19 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, as CI runs): the tests of
+    the shared real study go to one worker, so it trains once, not once per
+    worker; and the Slurm tests go to one worker too, one at a time, since the
+    one-node Slurm has two CPUs and their jobs would queue behind each other's
+    while the tests wait on timers."""
+    for item in items:
+        if "lightning_study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("lightning_study"))
+        elif item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture(autouse=True)
 def _no_torch_in_the_children_of_fast_tests(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
