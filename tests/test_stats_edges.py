@@ -179,7 +179,7 @@ def test_no_bootstrap_below_the_documented_n_whose_coverage_is_measured_here():
     for data in ([0.31, 0.35], [0.31, 0.35, 0.33], list(np.linspace(0.3, 0.4, 9))):
         s = describe_sample(data)
         assert math.isnan(s.boot_low) and s.bootstrap_method == "n/a (n < 10)"
-        assert close(s.ci_low, sps.t.interval(0.95, len(data) - 1, np.mean(data),
+        assert close(s.summary.ci_low, sps.t.interval(0.95, len(data) - 1, np.mean(data),
                                               sps.sem(data))[0])  # fmt: skip
     ten = np.linspace(0.3, 0.4, 10) ** 2
     s = describe_sample(ten.tolist())

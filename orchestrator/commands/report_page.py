@@ -214,8 +214,9 @@ def _statistics(state: StudyState) -> str:
         s = describe_sample(values[metric])
         boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
         shown = "n/a" if s.bootstrap_method.startswith("n/a") else boot
-        rows.append([metric, str(s.n), human_cell(s.mean), human_cell(s.std),
-                     interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
+        t = s.summary
+        rows.append([metric, str(t.n), human_cell(t.mean), human_cell(t.std),
+                     interval(t.ci_low, t.ci_high), human_cell(t.median), human_cell(s.iqm),
                      shown, s.note])  # fmt: skip
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "

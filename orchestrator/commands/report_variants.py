@@ -74,8 +74,9 @@ def variant_statistics(state: StudyState, metrics: list[str]) -> str:
             boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}"
             if s.bootstrap_method.startswith("n/a"):
                 boot = s.bootstrap_method
-            rows.append([metric, variant, str(s.n), human_cell(s.mean), human_cell(s.std),
-                         interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
+            t = s.summary
+            rows.append([metric, variant, str(t.n), human_cell(t.mean), human_cell(t.std),
+                         interval(t.ci_low, t.ci_high), human_cell(t.median), human_cell(s.iqm),
                          boot, s.note])  # fmt: skip
     note = (
         "<p class='note'>Each variant over its own completed seeds. IQM: interquartile mean "
@@ -145,9 +146,9 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         for group in table.groups:
             s = table.described[(group, metric)]
             c = table.contrast_of(group, metric)
-            half = s.ci_high - s.mean
-            mean = _g(s.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
-            own = [group, str(s.n), mean]
+            half = s.summary.ci_high - s.summary.mean
+            mean = _g(s.summary.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
+            own = [group, str(s.summary.n), mean]
             if c is None:
                 rows.append([*own, "reference", "", "", "", "", "", ""])
             else:
