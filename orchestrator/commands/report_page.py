@@ -32,8 +32,9 @@ from pathlib import Path
 import yaml
 
 from orchestrator.commands.compare import state_groups, variant_groups
-from orchestrator.commands.power import Design, detectable_effect, power_for_study
+from orchestrator.commands.power import Design, power_for_study
 from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
+from orchestrator.commands.report_tables import power_table
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
@@ -48,7 +49,6 @@ REPORT_NAME = "report.html"
 PACKAGES: tuple[str, ...] = (
     "torch", "pytorch-lightning", "lightning", "numpy", "scipy", "statsmodels", "matplotlib",
 )  # fmt: skip
-SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N seeds" columns of the power table
 
 
 class ReportWriteError(XorchError):
@@ -232,14 +232,7 @@ def _power(state: StudyState) -> str:
     rows = [r for r in rows if r.design is Design.TWO_SAMPLE]
     if not rows:
         return "<p class='empty'>No completed run of a summary metric yet.</p>"
-    header = ["metric", "seeds now", "std", "detectable now",
-              *(f"with {n} seeds" for n in SEED_COUNTS)]  # fmt: skip
-    body, notes = [], []
-    for r in rows:
-        more = [human_cell(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, str(r.n), human_cell(r.std), human_cell(r.detectable), *more])
-        if r.note:
-            notes.append(f"<li>{esc(r.metric)}: {esc(r.note)}</li>")
+    header = ["metric", "seeds now", "std", "detectable now"]
     explain = (
         "<p class='note'>The smallest difference between this config and another one, run "
         "on as many independent seeds each, that Student's two-sample t-test detects with "
@@ -247,8 +240,7 @@ def _power(state: StudyState) -> str:
         "usually needs fewer; <code>xorch power</code> gives paired figures and the seeds "
         "needed for a given effect.</p>"
     )
-    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, body, numeric=range(1, len(header))) + listed + explain
+    return power_table(header, "with {} seeds", rows, human_cell, explain)
 
 
 def _unfinished(state: StudyState) -> str:

@@ -19,15 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.commands.compare import ComparisonTable, compare_variants, variant_groups
-from orchestrator.commands.power import Design, detectable_effect, power_for_variants
+from orchestrator.commands.power import power_for_variants
 from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
+from orchestrator.commands.report_tables import power_table
 from orchestrator.errors import XorchError
 from orchestrator.sample_stats import BOOTSTRAP_MIN_N, describe_sample
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.tables import human_cell
 
 __all__ = [
-    "SEED_COUNTS",
     "variant_comparison",
     "variant_configs",
     "variant_differences",
@@ -35,8 +35,6 @@ __all__ = [
     "variant_progress",
     "variant_statistics",
 ]
-
-SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N pairs" columns of the power table
 
 
 def reference_of(state: StudyState) -> str:
@@ -209,14 +207,7 @@ def variant_power(state: StudyState) -> str:
         rows = power_for_variants(state, None, None)
     except XorchError as exc:
         return f"<p class='empty'>No power figures yet: {esc(str(exc))}.</p>"
-    header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now",
-              *(f"{n} pairs" for n in SEED_COUNTS)]  # fmt: skip
-    body, notes = [], []
-    for r in rows:
-        more = [_g(detectable_effect(Design.PAIRED, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, r.variant, r.vs, str(r.n), _g(r.std), _g(r.detectable), *more])
-        if r.note:
-            notes.append(f"<li>{esc(r.metric)}, {esc(r.variant)}: {esc(r.note)}</li>")
+    header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now"]
     explain = (
         "<p class='note'>The smallest difference from the reference that the paired t-test "
         "(two-sided, alpha 0.05) detects with power 0.8, from the spread of the per-seed "
@@ -225,8 +216,7 @@ def variant_power(state: StudyState) -> str:
         "<code>xorch power STUDY --metric M --effect E</code> gives the seeds needed for a "
         "given difference E.</p>"
     )
-    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, body, numeric=range(3, len(header))) + listed + explain
+    return power_table(header, "{} pairs", rows, _g, explain, by_variant=True)
 
 
 def variant_configs(state: StudyState) -> str:
