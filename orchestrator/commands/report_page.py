@@ -33,8 +33,8 @@ import yaml
 
 from orchestrator.commands.compare import state_groups, variant_groups
 from orchestrator.commands.power import Design, power_for_study
-from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
-from orchestrator.commands.report_tables import power_table
+from orchestrator.commands.report_parts import esc, figure_html, html_table
+from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
@@ -207,23 +207,13 @@ def _statistics(state: StudyState) -> str:
     if not values:
         return "<p class='empty'>No completed run yet.</p>"
     metrics = _ordered_metrics(state, values)
-    header = ["metric", "n", "mean", "std", "95% CI (t)", "median", "IQM",
-              "95% CI (bootstrap)", "note"]  # fmt: skip
-    rows = []
-    for metric in metrics:
-        s = describe_sample(values[metric])
-        boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
-        shown = "n/a" if s.bootstrap_method.startswith("n/a") else boot
-        t = s.summary
-        rows.append([metric, str(t.n), human_cell(t.mean), human_cell(t.std),
-                     interval(t.ci_low, t.ci_high), human_cell(t.median), human_cell(s.iqm),
-                     shown, s.note])  # fmt: skip
+    rows = [([metric], describe_sample(values[metric])) for metric in metrics]
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
         "highest quarter of the seeds). Bootstrap: 9999 resamples, seed 0; BCa where it is "
         "defined, else percentile.</p>"
     )
-    return html_table(header, rows) + note
+    return statistics_table(["metric"], rows) + note
 
 
 def _power(state: StudyState) -> str:

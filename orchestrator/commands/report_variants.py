@@ -20,12 +20,11 @@ from typing import Any
 
 from orchestrator.commands.compare import ComparisonTable, compare_variants, variant_groups
 from orchestrator.commands.power import power_for_variants
-from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
-from orchestrator.commands.report_tables import power_table
+from orchestrator.commands.report_parts import esc, figure_html, html_table
+from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.errors import XorchError
 from orchestrator.sample_stats import BOOTSTRAP_MIN_N, describe_sample
 from orchestrator.state import RunStatus, StudyState
-from orchestrator.tables import human_cell
 
 __all__ = [
     "variant_comparison",
@@ -63,26 +62,18 @@ def variant_progress(state: StudyState) -> str:
 def variant_statistics(state: StudyState, metrics: list[str]) -> str:
     """One row per (metric, variant): the descriptive statistics of its seeds."""
     groups = variant_groups(state)
-    header = ["metric", "variant", "n", "mean", "std", "95% CI (t)", "median", "IQM",
-              "95% CI (bootstrap)", "note"]  # fmt: skip
-    rows = []
-    for metric in metrics:
-        for variant, values in groups.items():
-            s = describe_sample(values.get(metric, {}))
-            boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}"
-            if s.bootstrap_method.startswith("n/a"):
-                boot = s.bootstrap_method
-            t = s.summary
-            rows.append([metric, variant, str(t.n), human_cell(t.mean), human_cell(t.std),
-                         interval(t.ci_low, t.ci_high), human_cell(t.median), human_cell(s.iqm),
-                         boot, s.note])  # fmt: skip
+    rows = [
+        ([metric, variant], describe_sample(values.get(metric, {})))
+        for metric in metrics
+        for variant, values in groups.items()
+    ]
     note = (
         "<p class='note'>Each variant over its own completed seeds. IQM: interquartile mean "
         "(the mean after dropping the lowest and highest quarter of the seeds). Bootstrap: "
         "9999 resamples, seed 0; BCa where it is defined, else percentile; none below "
         f"{BOOTSTRAP_MIN_N} seeds, where its coverage of 95% falls under 90%.</p>"
     )
-    return html_table(header, rows, numeric=range(2, len(header) - 1)) + note
+    return statistics_table(["metric", "variant"], rows, why_no_bootstrap=True) + note
 
 
 def _table_or_reason(state: StudyState, metrics: list[str]) -> ComparisonTable | str:
