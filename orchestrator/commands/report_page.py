@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.commands.compare import state_groups, variant_groups
-from orchestrator.commands.power import Design, power_for_study
+from orchestrator.commands.power import Design, PowerAsk, power_for_study
 from orchestrator.commands.report_parts import esc, figure_html, html_table
 from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.contract.atomic import atomic_write_text
@@ -218,7 +218,7 @@ def _statistics(state: StudyState) -> str:
 
 def _power(state: StudyState) -> str:
     values = state_groups(state)
-    rows = power_for_study(state, None, None) if values else []
+    rows = power_for_study(state, None, PowerAsk()) if values else []
     rows = [r for r in rows if r.design is Design.TWO_SAMPLE]
     if not rows:
         return "<p class='empty'>No completed run of a summary metric yet.</p>"

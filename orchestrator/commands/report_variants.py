@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.commands.compare import ComparisonTable, compare_variants, variant_groups
-from orchestrator.commands.power import power_for_variants
+from orchestrator.commands.power import PowerAsk, power_for_variants
 from orchestrator.commands.report_parts import esc, figure_html, html_table
 from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.errors import XorchError
@@ -195,7 +195,7 @@ def _interval4(low: float, high: float) -> str:
 def variant_power(state: StudyState) -> str:
     """Paired power figures per variant and summary metric, for the pairs now and more."""
     try:
-        rows = power_for_variants(state, None, None)
+        rows = power_for_variants(state, None, PowerAsk())
     except XorchError as exc:
         return f"<p class='empty'>No power figures yet: {esc(str(exc))}.</p>"
     header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now"]
