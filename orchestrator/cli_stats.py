@@ -132,6 +132,7 @@ def power(
     Example: xorch power outputs/quickstart --metric val/loss --effect 0.01
     """
     from orchestrator.commands.power import (
+        PowerAsk,
         power_for_studies,
         power_for_study,
         power_for_variants,
@@ -139,22 +140,23 @@ def power(
     )
 
     def run() -> str:
+        ask = PowerAsk(effect, alpha, power_level)  # checked by each power_for_*, first
         if len(studies) not in (1, 2):
             raise XorchError(f"give one or two study folders, not {len(studies)}")
         if len(studies) == 1:
             state = study_state(studies[0])
             if state.variant_configs:
-                rows = power_for_variants(state, metrics, effect, alpha, power_level, paired)
+                rows = power_for_variants(state, metrics, ask, paired)
                 return render_power(rows, fmt)
             if paired:
                 raise XorchError(
                     "--paired needs two studies on the same seeds (the spread of their "
                     "differences); one study gives two-sample and one-sample figures"
                 )
-            rows = power_for_study(state, metrics, effect, alpha, power_level)
+            rows = power_for_study(state, metrics, ask)
         else:
             state_a, state_b = (study_state(s) for s in studies)
-            rows = power_for_studies(state_a, state_b, metrics, effect, alpha, power_level, paired)
+            rows = power_for_studies(state_a, state_b, metrics, ask, paired)
         return render_power(rows, fmt)
 
     typer.echo(guard(run), nl=False)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.seed_table import describe
+from orchestrator.seed_table import MetricStats, describe
 
 __all__ = [
     "BOOTSTRAP_MIN_N",
@@ -57,21 +57,16 @@ SeedValues = Mapping[int, float]
 
 @dataclass(frozen=True)
 class SampleStats:
-    """One group's values of one metric."""
+    """One group's values of one metric: the seed table's statistics of them (``summary``:
+    n, mean, std, the t interval, median, the values left out, as in summary.csv), with
+    the IQM and a bootstrap interval."""
 
-    n: int
-    mean: float
-    std: float
-    sem: float
-    ci_low: float
-    ci_high: float
-    median: float
+    summary: MetricStats
     iqm: float
     boot_low: float
     boot_high: float
     bootstrap_method: str  # "BCa", "percentile", "n/a" or "n/a (n < 10)"
     note: str = ""
-    not_finite: int = 0  # values left out (nan, inf): the seed table's rule
 
 
 def describe_sample(values: Sequence[float] | SeedValues) -> SampleStats:
@@ -83,29 +78,23 @@ def describe_sample(values: Sequence[float] | SeedValues) -> SampleStats:
     finite = data[np.isfinite(data)]
     left_out = base.not_finite
     note = f"{left_out.describe()}, left out" if left_out.count else ""
-    n, nan = base.n, math.nan
-    if n == 0:
-        return SampleStats(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, "n/a",
-                           join_notes(note, "no finite value" if left_out.count else "no values"),
-                           left_out.count)  # fmt: skip
+    nan = math.nan
+    if base.n == 0:
+        said = "no finite value" if left_out.count else "no values"
+        return SampleStats(base, nan, nan, nan, "n/a", join_notes(note, said))
     from scipy import stats
 
     iqm = float(stats.trim_mean(finite, 0.25))
-    if n == 1:
-        return SampleStats(1, base.mean, 0.0, nan, nan, nan, base.median, iqm, nan, nan, "n/a",
-                           join_notes(note, "one value: no interval"), left_out.count)  # fmt: skip
+    # describe gives one value std 0 and no interval, and equal values a point interval.
+    if base.n == 1:
+        return SampleStats(base, iqm, nan, nan, "n/a", join_notes(note, "one value: no interval"))
     if base.std == 0:
-        return SampleStats(n, base.mean, 0.0, 0.0, base.mean, base.mean, base.median, iqm,
-                           nan, nan, "n/a",
-                           join_notes(note, "all values equal: nothing to resample"),
-                           left_out.count)  # fmt: skip
-    if n < BOOTSTRAP_MIN_N:
-        return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high,
-                           base.median, iqm, nan, nan, f"n/a (n < {BOOTSTRAP_MIN_N})", note,
-                           left_out.count)  # fmt: skip
+        said = "all values equal: nothing to resample"
+        return SampleStats(base, iqm, nan, nan, "n/a", join_notes(note, said))
+    if base.n < BOOTSTRAP_MIN_N:
+        return SampleStats(base, iqm, nan, nan, f"n/a (n < {BOOTSTRAP_MIN_N})", note)
     low, high, method = bootstrap_mean_ci(finite)
-    return SampleStats(n, base.mean, base.std, base.sem, base.ci_low, base.ci_high, base.median,
-                       iqm, low, high, method, note, left_out.count)  # fmt: skip
+    return SampleStats(base, iqm, low, high, method, note)
 
 
 def join_notes(*notes: str) -> str:

@@ -152,7 +152,7 @@ def test_latex_table_marks_the_best_and_the_significant():
             assert dagger == (c is not None and c.p_holm < 0.05), (group, metric)
     assert rows["tiny_lr"][0][2] and not rows["baseline"][0][2]
     # mean ± half-width, two significant digits of the narrowest half-width in the column.
-    s = table.described[("tiny_lr", "val/loss")]
+    s = table.described[("tiny_lr", "val/loss")].summary
     assert rows["tiny_lr"][0][0] == f"{s.mean:.3f} ± {s.ci_high - s.mean:.3f}"
     # and the difference from the reference with the test's interval, in parentheses
     c = table.contrast_of("tiny_lr", "val/loss")

@@ -59,11 +59,12 @@ SAMPLES = {"plain": PLAIN, "ties": TIES, "two": TWO, "outlier": OUTLIER}
 def test_descriptive_figures_agree_with_scipy(name):
     data = np.array(SAMPLES[name])
     s = describe_sample(seeded(data))
+    t = s.summary
     n = data.size
     low, high = sps.t.interval(0.95, n - 1, loc=data.mean(), scale=sps.sem(data))
-    assert s.n == n and close(s.mean, data.mean()) and close(s.std, data.std(ddof=1))
-    assert close(s.sem, sps.sem(data)) and close(s.ci_low, low) and close(s.ci_high, high)
-    assert close(s.median, np.median(data))
+    assert t.n == n and close(t.mean, data.mean()) and close(t.std, data.std(ddof=1))
+    assert close(t.sem, sps.sem(data)) and close(t.ci_low, low) and close(t.ci_high, high)
+    assert close(t.median, np.median(data))
     # The documented IQM: sort, drop floor(n/4) at each end, average the rest.
     cut = n // 4
     assert close(s.iqm, np.sort(data)[cut : n - cut].mean())
@@ -82,7 +83,7 @@ def test_bootstrap_interval_is_scipys(name):
                               rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
     assert s.bootstrap_method in ("BCa", "percentile")
     assert close(s.boot_low, reference.low) and close(s.boot_high, reference.high)
-    assert s.boot_low <= s.mean <= s.boot_high
+    assert s.boot_low <= s.summary.mean <= s.boot_high
     # Reproducible: the resampling seed is fixed.
     assert describe_sample(data.tolist()) == s
 
@@ -109,7 +110,8 @@ def test_bootstrap_falls_back_to_percentile_where_bca_is_undefined(monkeypatch):
 
 def test_zero_variance_has_a_point_interval_and_says_why_no_bootstrap():
     s = describe_sample([0.25, 0.25, 0.25])
-    assert (s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.iqm) == (0.25, 0, 0, 0.25, 0.25, 0.25)
+    t = s.summary
+    assert (t.mean, t.std, t.sem, t.ci_low, t.ci_high, s.iqm) == (0.25, 0, 0, 0.25, 0.25, 0.25)
     assert math.isnan(s.boot_low) and s.bootstrap_method == "n/a"
     assert "all values equal" in s.note
 
@@ -117,17 +119,16 @@ def test_zero_variance_has_a_point_interval_and_says_why_no_bootstrap():
 def test_nan_is_left_out_and_counted_and_one_or_no_value_is_na_with_a_reason():
     # The seed table's rule: a diverged seed is left out of every statistic and counted.
     nan_case = describe_sample([0.1, float("nan"), 0.3, float("inf")])
-    assert (nan_case.n, nan_case.not_finite) == (2, 2)
-    assert nan_case.mean == pytest.approx(0.2) and nan_case.std == pytest.approx(
-        np.std([0.1, 0.3], ddof=1)
-    )
-    assert nan_case.median == pytest.approx(0.2) and nan_case.iqm == pytest.approx(0.2)
+    t = nan_case.summary
+    assert (t.n, t.not_finite.count) == (2, 2)
+    assert t.mean == pytest.approx(0.2) and t.std == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert t.median == pytest.approx(0.2) and nan_case.iqm == pytest.approx(0.2)
     assert "2 runs not finite: 1 nan, 1 inf, left out" in nan_case.note
     assert (
         describe_sample([float("inf")]).note == "1 run not finite: inf, left out; no finite value"
     )
     one = describe_sample([0.4])
-    assert one.mean == 0.4 and math.isnan(one.ci_low) and "one value" in one.note
+    assert one.summary.mean == 0.4 and math.isnan(one.summary.ci_low) and "one value" in one.note
     assert describe_sample([]).note == "no values"
 
 
@@ -146,7 +147,7 @@ def test_bootstrap_covers_the_mean_about_95_percent_on_normal_data():
         assert method == "BCa"
         boot_hits += low <= 0.8 <= high
         s = describe_sample(data.tolist())
-        t_hits += s.ci_low <= 0.8 <= s.ci_high
+        t_hits += s.summary.ci_low <= 0.8 <= s.summary.ci_high
     assert 0.92 <= t_hits / 400 <= 0.98, t_hits / 400
     assert 0.85 <= boot_hits / 400 <= 0.98, boot_hits / 400
 

@@ -92,7 +92,7 @@ def test_report_of_a_finished_study_has_every_section_and_no_torch(fake_study, t
     # The statistics are the inference module's, for the study's own values.
     state = json.loads((out / "runner_state.json").read_text())
     losses = [r["metrics"]["val/loss"] for r in state["runs"]]
-    stats = describe_sample(losses)
+    stats = describe_sample(losses).summary
     assert f"<td class=num>{human_cell(stats.mean)}</td>" in page
     assert f"[{human_cell(stats.ci_low)}, {human_cell(stats.ci_high)}]" in page
     assert "Every run completed." in page and "completed: 3" in page
@@ -277,7 +277,7 @@ def test_report_of_a_variants_study_compares_the_variants_paired(tmp_path):
     )
     # Statistics: each variant over its own seeds, never pooled.
     for variant, losses in VARIANT_LOSSES.items():
-        s = describe_sample([x for x in losses if x is not None])
+        s = describe_sample([x for x in losses if x is not None]).summary
         row = f"<td>val/loss</td><td>{variant}</td><td>{s.n}</td><td>{human_cell(s.mean)}</td>"
         assert row in cells(page), variant
     # Paired differences and the comparison table are compare_variants' numbers.

@@ -179,7 +179,7 @@ def test_no_bootstrap_below_the_documented_n_whose_coverage_is_measured_here():
     for data in ([0.31, 0.35], [0.31, 0.35, 0.33], list(np.linspace(0.3, 0.4, 9))):
         s = describe_sample(data)
         assert math.isnan(s.boot_low) and s.bootstrap_method == "n/a (n < 10)"
-        assert close(s.ci_low, sps.t.interval(0.95, len(data) - 1, np.mean(data),
+        assert close(s.summary.ci_low, sps.t.interval(0.95, len(data) - 1, np.mean(data),
                                               sps.sem(data))[0])  # fmt: skip
     ten = np.linspace(0.3, 0.4, 10) ** 2
     s = describe_sample(ten.tolist())
@@ -297,17 +297,17 @@ def test_one_nan_note_once_in_a_welch_row():
 def test_power_for_two_studies_sharing_some_seeds_is_two_sample_and_says_so():
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
-    from orchestrator.commands.power import Design, power_for_studies
+    from orchestrator.commands.power import Design, PowerAsk, power_for_studies
 
     a, b = partly_shared(20, seed=11)
     state_a, state_b = study({"val/acc": a}), study({"val/acc": b})
-    (row,) = power_for_studies(state_a, state_b, ["val/acc"], 0.01)
+    (row,) = power_for_studies(state_a, state_b, ["val/acc"], PowerAsk(0.01))
     xa, xb = np.array(list(a.values())), np.array(list(b.values()))
     pooled = math.sqrt((29 * xa.var(ddof=1) + 29 * xb.var(ddof=1)) / 58)
     needed = TTestIndPower().solve_power(0.01 / pooled, alpha=0.05, power=0.8, ratio=1.0)
     assert row.design is Design.TWO_SAMPLE and close(row.std, pooled)
     assert row.seeds_needed == math.ceil(needed) and "share 20 of their seeds" in row.note
-    (forced,) = power_for_studies(state_a, state_b, ["val/acc"], 0.01, paired=True)
+    (forced,) = power_for_studies(state_a, state_b, ["val/acc"], PowerAsk(0.01), paired=True)
     diffs = [b[s] - a[s] for s in range(10, 30)]
     d = 0.01 / np.std(diffs, ddof=1)
     assert forced.design is Design.PAIRED and forced.n == 20
@@ -363,7 +363,7 @@ def test_item_1_a_diverged_seed_no_longer_decides_a_comparison(recwarn) -> None:
 
 
 def test_item_6_power_works_from_29_finite_values_and_names_the_inf() -> None:
-    from orchestrator.commands.power import power_for_study
+    from orchestrator.commands.power import PowerAsk, power_for_study
     from orchestrator.state import RunRecord, RunStatus, StudyState
 
     values = [0.80 + 0.01 * ((i * 7) % 11) for i in range(29)] + [math.inf]
@@ -375,7 +375,7 @@ def test_item_6_power_works_from_29_finite_values_and_names_the_inf() -> None:
     state = StudyState(config_fingerprint="f", training_config={},
                        seeds=tuple(r.seed for r in runs), runs=runs,
                        summary_metrics=("val/acc",))  # fmt: skip
-    rows = power_for_study(state, ["val/acc"], effect=0.01)
+    rows = power_for_study(state, ["val/acc"], PowerAsk(effect=0.01))
     assert len(rows) == 2  # two-sample and one-sample
     for row in rows:
         assert row.n == 29

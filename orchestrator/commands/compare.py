@@ -241,9 +241,10 @@ def comparison_records(table: ComparisonTable) -> list[list[Cell]]:
     for metric in table.metrics:
         for group in table.groups:
             s = table.described[(group, metric)]
+            t = s.summary
             own: list[Cell] = [
-                metric, table.goals[metric].value, group, s.n, s.not_finite, s.mean, s.std,
-                s.ci_low, s.ci_high, s.median, s.iqm, s.boot_low, s.boot_high, s.bootstrap_method,
+                metric, table.goals[metric].value, group, t.n, t.not_finite.count, t.mean, t.std,
+                t.ci_low, t.ci_high, t.median, s.iqm, s.boot_low, s.boot_high, s.bootstrap_method,
             ]  # fmt: skip
             readings = table.contrasts_of(group, metric)
             if not readings:  # the reference itself
@@ -290,7 +291,7 @@ def latex_table(table: ComparisonTable) -> str:
 
 
 def _latex_column(table: ComparisonTable, metric: str) -> list[str]:
-    stats = [table.described[(g, metric)] for g in table.groups]
+    stats = [table.described[(g, metric)].summary for g in table.groups]
     halves = [s.ci_high - s.mean for s in stats]
     # One decimal count per column, enough for the narrowest defined interval.
     decimals = max((_decimals(h) for h in halves if math.isfinite(h) and h > 0), default=4)
@@ -311,7 +312,7 @@ def _latex_column(table: ComparisonTable, metric: str) -> list[str]:
         c = table.contrast_of(group, metric)
         if significant(c):
             text += r"$^{\dagger}$"
-        if s.not_finite:
+        if s.not_finite.count:
             text += r"$^{\ddagger}$"
         if c is not None and c.in_family and math.isfinite(c.diff):
             text += f" ({c.diff:+.{decimals}f}"
@@ -330,7 +331,7 @@ def _decimals(half_width: float) -> int:
 
 
 def _latex_caption(table: ComparisonTable) -> str:
-    ns = sorted({table.described[(g, m)].n for g in table.groups for m in table.metrics})
+    ns = sorted({table.described[(g, m)].summary.n for g in table.groups for m in table.metrics})
     seeds = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]} to {ns[-1]}"
     primary = [c for c in table.contrasts if c.in_family]
     tests = sorted({c.test for c in primary})
@@ -340,7 +341,11 @@ def _latex_caption(table: ComparisonTable) -> str:
     if pairs and (len(ns) > 1 or pairs != ns):
         paired_on = (f" on {pairs[0]} pairs" if len(pairs) == 1
                      else f" on {pairs[0]} to {pairs[-1]} pairs")  # fmt: skip
-    diverged = any(table.described[(g, m)].not_finite for g in table.groups for m in table.metrics)
+    diverged = any(
+        table.described[(g, m)].summary.not_finite.count
+        for g in table.groups
+        for m in table.metrics
+    )
     return (
         rf"Mean $\pm$ half-width of the 95\% Student-t confidence interval over seeds "
         rf"({seeds}). Bold: the best mean per column ($\downarrow$ lower is better, "

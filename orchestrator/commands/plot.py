@@ -36,9 +36,9 @@ and no figure is left registered in pyplot's global list. ``differences.png`` is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,7 @@ __all__ = ["CURVE_PREFIXES", "DIFFERENCES_PNG", "differences_figure", "plot_stud
            "run_epoch_metrics"]  # fmt: skip
 
 CURVE_PREFIXES: tuple[str, ...] = ("train/", "val/")
+_Item = TypeVar("_Item")  # what a figure is drawn from: the runs' curves, or the runs
 
 
 # --------------------------------------------------------------------------- the study
@@ -115,23 +116,29 @@ def _study_figures(
     chosen_curves, chosen_final = _chosen_metrics(
         study_dir, curves, curve_names, final_names, metrics
     )
-    figures: list[tuple[Path, Figure]] = []
     variants = list(state.variant_configs)
-    if chosen_curves:
-        figure = (
-            _variant_curves_figure(curves, chosen_curves, variants)
-            if variants
-            else _curves_figure(curves, chosen_curves)
-        )
-        figures.append((paths.curves_plot, figure))
-    if chosen_final:
-        figure = (
-            _variant_spread_figure(runs, chosen_final, variants)
-            if variants
-            else _spread_figure(runs, chosen_final)
-        )
-        figures.append((paths.spread_plot, figure))
-    return figures
+    return [
+        *_drawn(paths.curves_plot, curves, chosen_curves, variants, _curves_figure,
+                _variant_curves_figure),
+        *_drawn(paths.spread_plot, runs, chosen_final, variants, _spread_figure,
+                _variant_spread_figure),
+    ]  # fmt: skip
+
+
+def _drawn(
+    path: Path,
+    items: Sequence[_Item],
+    metrics: Sequence[str],
+    variants: Sequence[str],
+    one_config: Callable[[Sequence[_Item], Sequence[str]], Figure],
+    per_variant: Callable[[Sequence[_Item], Sequence[str], Sequence[str]], Figure],
+) -> list[tuple[Path, Figure]]:
+    """The figure for ``path``, drawn per variant in a study of variants; none when no
+    metric was chosen for it."""
+    if not metrics:
+        return []
+    figure = per_variant(items, metrics, variants) if variants else one_config(items, metrics)
+    return [(path, figure)]
 
 
 def _chosen_metrics(

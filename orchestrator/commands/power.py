@@ -45,6 +45,7 @@ __all__ = [
     "POWER_COLUMNS",
     "VARIANT_POWER_COLUMNS",
     "Design",
+    "PowerAsk",
     "PowerFigures",
     "detectable_effect",
     "power_figures",
@@ -66,6 +67,17 @@ class Design(str, enum.Enum):
     PAIRED = "paired"
     TWO_SAMPLE = "two-sample"
     ONE_SAMPLE = "one-sample"
+
+
+@dataclass(frozen=True)
+class PowerAsk:
+    """What the figures are asked for: the difference to detect (``effect``, in the
+    metric's units; None: only the difference the seeds can detect), at ``alpha`` with
+    ``power``. Checked (``_check_levels``) before any study is read."""
+
+    effect: float | None = None
+    alpha: float = 0.05
+    power: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -184,14 +196,10 @@ def _check_metrics(metrics: Sequence[str], available: Mapping[str, object], wher
 
 
 def power_for_study(
-    state: StudyState,
-    metrics: Sequence[str] | None,
-    effect: float | None,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    state: StudyState, metrics: Sequence[str] | None, ask: PowerAsk
 ) -> list[PowerFigures]:
     """Two-sample and one-sample figures per metric (default: the study's summary_metrics)."""
-    _check_levels(alpha, power, effect)
+    _check_levels(ask)
     if not state.completed:
         raise XorchError("the study has no completed run yet: there is no spread to work from")
     values = state_groups(state)
@@ -202,7 +210,7 @@ def power_for_study(
         sample, left_out = _finite(values[metric])
         std, n = _std(list(sample.values())), len(sample)
         for design in (Design.TWO_SAMPLE, Design.ONE_SAMPLE):
-            figures = power_figures(metric, design, std, n, effect, alpha, power)
+            figures = power_figures(metric, design, std, n, ask.effect, ask.alpha, ask.power)
             rows.append(_noted(figures, _left_out_note(left_out)))
     return rows
 
@@ -227,14 +235,12 @@ def power_for_studies(
     state_a: StudyState,
     state_b: StudyState,
     metrics: Sequence[str] | None,
-    effect: float | None,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    ask: PowerAsk,
     paired: bool | None = None,
 ) -> list[PowerFigures]:
     """Figures for comparing two studies: paired (by default) when they ran the same
     seeds, two-sample otherwise; ``paired=True`` pairs on the shared seeds."""
-    _check_levels(alpha, power, effect)
+    _check_levels(ask)
     for label, state in (("first (A)", state_a), ("second (B)", state_b)):
         if not state.completed:
             raise XorchError(f"the {label} study has no completed run yet")
@@ -254,7 +260,7 @@ def power_for_studies(
                 f"the studies share {len(shared)} seed(s) on {metric}: paired power needs "
                 "at least two; use --unpaired"
             )
-        figures = _pair_figures(metric, a, b, use_paired, effect, alpha, power)
+        figures = _pair_figures(metric, a, b, use_paired, ask)
         if paired is None and not use_paired and len(shared) >= 2:
             said = (f"the studies share {len(shared)} of their seeds, not all: two-sample "
                     "figures (--paired: paired on the shared)")  # fmt: skip
@@ -266,15 +272,13 @@ def power_for_studies(
 def power_for_variants(
     state: StudyState,
     metrics: Sequence[str] | None,
-    effect: float | None,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    ask: PowerAsk,
     paired: bool | None = None,
 ) -> list[PowerFigures]:
     """Figures per metric for each variant against the reference, paired on the seeds
     both completed (unless ``paired`` is False: two-sample, pooled std). A variant
     with fewer than two such seeds gets a row whose note says there is no std yet."""
-    _check_levels(alpha, power, effect)
+    _check_levels(ask)
     if not state.variant_configs:
         raise XorchError("this study has no variants: give a second study to compare with")
     reference = state.compare_to or next(iter(state.variant_configs))
@@ -294,7 +298,7 @@ def power_for_variants(
             if variant == reference:
                 continue
             mine = values.get(metric, {})
-            figures = _pair_figures(metric, base, mine, paired is not False, effect, alpha, power)
+            figures = _pair_figures(metric, base, mine, paired is not False, ask)
             rows.append(_with(figures, variant=variant, vs=reference))
     return rows
 
@@ -304,12 +308,11 @@ def _pair_figures(
     a: Mapping[int, float],
     b: Mapping[int, float],
     paired: bool,
-    effect: float | None,
-    alpha: float,
-    power: float,
+    ask: PowerAsk,
 ) -> PowerFigures:
     """B against A: paired on the shared seeds (std of ``b - a``), or two-sample; a
     value that is not finite is left out (in a pair, with its partner)."""
+    effect, alpha, power = ask.effect, ask.alpha, ask.power
     if paired:
         shared = sorted(set(a) & set(b))
         dropped = [s for s in shared if not (math.isfinite(a[s]) and math.isfinite(b[s]))]
@@ -338,13 +341,15 @@ def _pooled_std(a: Sequence[float], b: Sequence[float]) -> float:
     return math.sqrt(((len(a) - 1) * std_a**2 + (len(b) - 1) * std_b**2) / df)
 
 
-def _check_levels(alpha: float, power: float, effect: float | None) -> None:
-    if effect is not None and not math.isfinite(effect):
-        raise XorchError(f"--effect {effect} is not a number: give a finite difference (e.g. 0.01)")
-    if not 0 < alpha < 1:
-        raise XorchError(f"--alpha {alpha} must be between 0 and 1 (e.g. 0.05)")
-    if not 0 < power < 1:
-        raise XorchError(f"--power {power} must be between 0 and 1 (e.g. 0.8)")
+def _check_levels(ask: PowerAsk) -> None:
+    if ask.effect is not None and not math.isfinite(ask.effect):
+        raise XorchError(
+            f"--effect {ask.effect} is not a number: give a finite difference (e.g. 0.01)"
+        )
+    if not 0 < ask.alpha < 1:
+        raise XorchError(f"--alpha {ask.alpha} must be between 0 and 1 (e.g. 0.05)")
+    if not 0 < ask.power < 1:
+        raise XorchError(f"--power {ask.power} must be between 0 and 1 (e.g. 0.8)")
 
 
 def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:

@@ -32,8 +32,9 @@ from pathlib import Path
 import yaml
 
 from orchestrator.commands.compare import state_groups, variant_groups
-from orchestrator.commands.power import Design, detectable_effect, power_for_study
-from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
+from orchestrator.commands.power import Design, PowerAsk, power_for_study
+from orchestrator.commands.report_parts import esc, figure_html, html_table
+from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
@@ -48,7 +49,6 @@ REPORT_NAME = "report.html"
 PACKAGES: tuple[str, ...] = (
     "torch", "pytorch-lightning", "lightning", "numpy", "scipy", "statsmodels", "matplotlib",
 )  # fmt: skip
-SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N seeds" columns of the power table
 
 
 class ReportWriteError(XorchError):
@@ -207,38 +207,22 @@ def _statistics(state: StudyState) -> str:
     if not values:
         return "<p class='empty'>No completed run yet.</p>"
     metrics = _ordered_metrics(state, values)
-    header = ["metric", "n", "mean", "std", "95% CI (t)", "median", "IQM",
-              "95% CI (bootstrap)", "note"]  # fmt: skip
-    rows = []
-    for metric in metrics:
-        s = describe_sample(values[metric])
-        boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}".strip()
-        shown = "n/a" if s.bootstrap_method.startswith("n/a") else boot
-        rows.append([metric, str(s.n), human_cell(s.mean), human_cell(s.std),
-                     interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
-                     shown, s.note])  # fmt: skip
+    rows = [([metric], describe_sample(values[metric])) for metric in metrics]
     note = (
         "<p class='note'>IQM: interquartile mean (the mean after dropping the lowest and "
         "highest quarter of the seeds). Bootstrap: 9999 resamples, seed 0; BCa where it is "
         "defined, else percentile.</p>"
     )
-    return html_table(header, rows) + note
+    return statistics_table(["metric"], rows) + note
 
 
 def _power(state: StudyState) -> str:
     values = state_groups(state)
-    rows = power_for_study(state, None, None) if values else []
+    rows = power_for_study(state, None, PowerAsk()) if values else []
     rows = [r for r in rows if r.design is Design.TWO_SAMPLE]
     if not rows:
         return "<p class='empty'>No completed run of a summary metric yet.</p>"
-    header = ["metric", "seeds now", "std", "detectable now",
-              *(f"with {n} seeds" for n in SEED_COUNTS)]  # fmt: skip
-    body, notes = [], []
-    for r in rows:
-        more = [human_cell(detectable_effect(Design.TWO_SAMPLE, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, str(r.n), human_cell(r.std), human_cell(r.detectable), *more])
-        if r.note:
-            notes.append(f"<li>{esc(r.metric)}: {esc(r.note)}</li>")
+    header = ["metric", "seeds now", "std", "detectable now"]
     explain = (
         "<p class='note'>The smallest difference between this config and another one, run "
         "on as many independent seeds each, that Student's two-sample t-test detects with "
@@ -246,8 +230,7 @@ def _power(state: StudyState) -> str:
         "usually needs fewer; <code>xorch power</code> gives paired figures and the seeds "
         "needed for a given effect.</p>"
     )
-    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, body, numeric=range(1, len(header))) + listed + explain
+    return power_table(header, "with {} seeds", rows, human_cell, explain)
 
 
 def _unfinished(state: StudyState) -> str:

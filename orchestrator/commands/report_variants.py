@@ -19,15 +19,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.commands.compare import ComparisonTable, compare_variants, variant_groups
-from orchestrator.commands.power import Design, detectable_effect, power_for_variants
-from orchestrator.commands.report_parts import esc, figure_html, html_table, interval
+from orchestrator.commands.power import PowerAsk, power_for_variants
+from orchestrator.commands.report_parts import esc, figure_html, html_table
+from orchestrator.commands.report_tables import power_table, statistics_table
 from orchestrator.errors import XorchError
 from orchestrator.sample_stats import BOOTSTRAP_MIN_N, describe_sample
 from orchestrator.state import RunStatus, StudyState
-from orchestrator.tables import human_cell
 
 __all__ = [
-    "SEED_COUNTS",
     "variant_comparison",
     "variant_configs",
     "variant_differences",
@@ -35,8 +34,6 @@ __all__ = [
     "variant_progress",
     "variant_statistics",
 ]
-
-SEED_COUNTS: tuple[int, ...] = (5, 10, 20, 40)  # the "with N pairs" columns of the power table
 
 
 def reference_of(state: StudyState) -> str:
@@ -65,25 +62,18 @@ def variant_progress(state: StudyState) -> str:
 def variant_statistics(state: StudyState, metrics: list[str]) -> str:
     """One row per (metric, variant): the descriptive statistics of its seeds."""
     groups = variant_groups(state)
-    header = ["metric", "variant", "n", "mean", "std", "95% CI (t)", "median", "IQM",
-              "95% CI (bootstrap)", "note"]  # fmt: skip
-    rows = []
-    for metric in metrics:
-        for variant, values in groups.items():
-            s = describe_sample(values.get(metric, {}))
-            boot = f"{interval(s.boot_low, s.boot_high)} {s.bootstrap_method}"
-            if s.bootstrap_method.startswith("n/a"):
-                boot = s.bootstrap_method
-            rows.append([metric, variant, str(s.n), human_cell(s.mean), human_cell(s.std),
-                         interval(s.ci_low, s.ci_high), human_cell(s.median), human_cell(s.iqm),
-                         boot, s.note])  # fmt: skip
+    rows = [
+        ([metric, variant], describe_sample(values.get(metric, {})))
+        for metric in metrics
+        for variant, values in groups.items()
+    ]
     note = (
         "<p class='note'>Each variant over its own completed seeds. IQM: interquartile mean "
         "(the mean after dropping the lowest and highest quarter of the seeds). Bootstrap: "
         "9999 resamples, seed 0; BCa where it is defined, else percentile; none below "
         f"{BOOTSTRAP_MIN_N} seeds, where its coverage of 95% falls under 90%.</p>"
     )
-    return html_table(header, rows, numeric=range(2, len(header) - 1)) + note
+    return statistics_table(["metric", "variant"], rows, why_no_bootstrap=True) + note
 
 
 def _table_or_reason(state: StudyState, metrics: list[str]) -> ComparisonTable | str:
@@ -145,9 +135,9 @@ def variant_comparison(state: StudyState, metrics: list[str]) -> str:
         for group in table.groups:
             s = table.described[(group, metric)]
             c = table.contrast_of(group, metric)
-            half = s.ci_high - s.mean
-            mean = _g(s.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
-            own = [group, str(s.n), mean]
+            half = s.summary.ci_high - s.summary.mean
+            mean = _g(s.summary.mean) + (f" ± {_g(half, 2)}" if math.isfinite(half) else "")
+            own = [group, str(s.summary.n), mean]
             if c is None:
                 rows.append([*own, "reference", "", "", "", "", "", ""])
             else:
@@ -205,17 +195,10 @@ def _interval4(low: float, high: float) -> str:
 def variant_power(state: StudyState) -> str:
     """Paired power figures per variant and summary metric, for the pairs now and more."""
     try:
-        rows = power_for_variants(state, None, None)
+        rows = power_for_variants(state, None, PowerAsk())
     except XorchError as exc:
         return f"<p class='empty'>No power figures yet: {esc(str(exc))}.</p>"
-    header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now",
-              *(f"{n} pairs" for n in SEED_COUNTS)]  # fmt: skip
-    body, notes = [], []
-    for r in rows:
-        more = [_g(detectable_effect(Design.PAIRED, r.std, n)) for n in SEED_COUNTS]
-        body.append([r.metric, r.variant, r.vs, str(r.n), _g(r.std), _g(r.detectable), *more])
-        if r.note:
-            notes.append(f"<li>{esc(r.metric)}, {esc(r.variant)}: {esc(r.note)}</li>")
+    header = ["metric", "variant", "minus", "pairs now", "std of diffs", "detectable now"]
     explain = (
         "<p class='note'>The smallest difference from the reference that the paired t-test "
         "(two-sided, alpha 0.05) detects with power 0.8, from the spread of the per-seed "
@@ -224,8 +207,7 @@ def variant_power(state: StudyState) -> str:
         "<code>xorch power STUDY --metric M --effect E</code> gives the seeds needed for a "
         "given difference E.</p>"
     )
-    listed = f"<ul class='note'>{''.join(notes)}</ul>" if notes else ""
-    return html_table(header, body, numeric=range(3, len(header))) + listed + explain
+    return power_table(header, "{} pairs", rows, _g, explain, by_variant=True)
 
 
 def variant_configs(state: StudyState) -> str:
