@@ -4,6 +4,7 @@ the child with hydra.utils.instantiate, with xorch's state, resume and refusals.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -80,13 +81,19 @@ log_every_n_steps: 1
 }
 
 
+def yaml_scalar(text: str) -> str:
+    """``text`` as one YAML scalar on one line (JSON's quoting is YAML's): a
+    long temporary path must not be folded onto a second line."""
+    return json.dumps(text)
+
+
 def hydra_folder(workdir: Path, out: Path) -> Path:
     folder = workdir / "conf"
     for name, text in GROUPS.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
     main = folder / "train.yaml"
-    main.write_text(MAIN.format(out=yaml.safe_dump(str(out)).splitlines()[0]))
+    main.write_text(MAIN.format(out=yaml_scalar(str(out))))
     return main
 
 
@@ -202,7 +209,7 @@ pl_trainer:
 def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdir):
     out = workdir / "out"
     path = workdir / "my_experiment.yaml"
-    path.write_text(SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0]))
+    path.write_text(SEED_STYLE.format(out=yaml_scalar(str(out))))
     first = xorch("launch", str(path), cwd=workdir)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "warning" not in first.stderr  # hyperparameters and backbone are referred to
@@ -230,7 +237,7 @@ def test_the_seed_style_file_runs_and_resume_compares_the_resolved_config(workdi
 def test_a_seed_style_study_survives_an_exception_a_hang_and_a_kill(workdir):
     out = workdir / "out"
     shutil.copy(FAULTY, workdir / "faulty.py")
-    config = yaml.safe_load(SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0]))
+    config = yaml.safe_load(SEED_STYLE.format(out=yaml_scalar(str(out))))
     config["experiments_runner"].update(FAULT_RUNNER, summary_metrics=["val/loss", "val/acc"])
     config["model"]["class_path"] = "faulty.FaultyClassifier"
     config["model"]["init_args"]["faults"] = FAULTS
@@ -246,7 +253,7 @@ def test_a_seed_style_study_survives_an_exception_a_hang_and_a_kill(workdir):
 def test_an_interpolation_that_does_not_resolve_in_a_seed_style_file_is_exit_2(workdir):
     out = workdir / "out"
     path = workdir / "my_experiment.yaml"
-    text = SEED_STYLE.format(out=yaml.safe_dump(str(out)).splitlines()[0])
+    text = SEED_STYLE.format(out=yaml_scalar(str(out)))
     path.write_text(text.replace("${hyperparameters.max_lr}", "${hyperparameters.max_lrr}"))
     before = snapshot(workdir)
     result = xorch("launch", str(path), cwd=workdir)
@@ -329,7 +336,7 @@ def test_a_target_that_is_not_a_lightning_module_is_refused_without_being_called
     main = hydra_folder(workdir, out)
     marker = workdir / "called"
     (main.parent / "model" / "mlp.yaml").write_text(
-        f"_target_: os.system\ncommand: {yaml.safe_dump('touch ' + str(marker)).splitlines()[0]}\n"
+        f"_target_: os.system\ncommand: {yaml_scalar('touch ' + str(marker))}\n"
     )
     result = xorch("launch", str(main), cwd=workdir)
     assert result.returncode == 2, result.stdout + result.stderr
