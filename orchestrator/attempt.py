@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from orchestrator.config import StudySpec
-from orchestrator.contract.paths import RunPaths, StudyPaths
+from orchestrator.contract.command import resume_checkpoint
+from orchestrator.contract.paths import RunPaths, StudyPaths, study_relative
 from orchestrator.contract.records import RunSpec
 from orchestrator.gpus import Slot, slot_env
 from orchestrator.ranks import free_port, starts_ranks
 from orchestrator.state import RunRecord
 
-__all__ = ["PortBook", "attempt_env", "prepare_attempt"]
+__all__ = ["PortBook", "attempt_env", "given_checkpoint", "prepare_attempt"]
 
 
 def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, number: int) -> RunPaths:
@@ -27,6 +28,17 @@ def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, numbe
         attempt=number,
     ).write(run.run_spec)
     return run
+
+
+def given_checkpoint(spec: StudySpec, paths: StudyPaths, run: RunPaths) -> str | None:
+    """The checkpoint a ``command:`` attempt starts with (``{resume_from}``),
+    study-relative, read before it starts: a program of the user's own (a
+    LightningCLI given ``--ckpt_path``) never says that it resumed, and once it
+    runs it writes last.ckpt itself. None for a Lightning run, whose worker
+    chooses a usable checkpoint and says which in its records."""
+    if not spec.shape.is_command:
+        return None
+    return study_relative(resume_checkpoint(run.root), paths.root)
 
 
 class PortBook:

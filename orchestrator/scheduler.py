@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.adaptive import Action, study_step
-from orchestrator.attempt import PortBook, attempt_env, prepare_attempt
+from orchestrator.attempt import PortBook, attempt_env, given_checkpoint, prepare_attempt
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
 from orchestrator.contract.paths import StudyPaths, study_relative
@@ -310,6 +310,7 @@ class Scheduler:
             f"run {index} seed {record.seed}: starting attempt {number} in {record.dir}{on}"
         )
         started_at = now_iso()
+        resumed_from = given_checkpoint(self.spec, self.paths, run)
         env = attempt_env(self.spec, record, slot, len(self.slots), self._ports)
         child = self.launcher.start(run, env)
         if child.pid is not None:
@@ -323,6 +324,7 @@ class Scheduler:
             slot=slot.label,
             gpu=slot.gpu,
             job_id=child.job_id,
+            resumed_from=resumed_from,
         )
         try:
             state = self._ledger.start_attempt(index, attempt)
@@ -351,7 +353,9 @@ class Scheduler:
             signal=verdict.signal,
             ended_at=now_iso(),
             duration_s=round(self.clock() - running.watch.started, 3),
-            resumed_from=study_relative(verdict.resumed_from, self.paths.root),
+            # What the child says it resumed from, else what it was given at the start.
+            resumed_from=study_relative(verdict.resumed_from, self.paths.root)
+            or running.attempt.resumed_from,
         )
         state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
         self._report(state, running.index, finished)

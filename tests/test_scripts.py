@@ -66,7 +66,7 @@ def study(
     return path
 
 
-def test_resume_args_are_given_only_when_there_is_a_checkpoint(workdir):
+def test_resume_args_are_given_only_when_there_is_a_checkpoint_and_the_state_names_it(workdir):
     path = study(workdir, resume_args=["--ckpt_path", "{resume_from}"])
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,6 +80,8 @@ def test_resume_args_are_given_only_when_there_is_a_checkpoint(workdir):
     ]
     attempts = read_state(workdir / "out")["runs"][0]["attempts"]
     assert [a["outcome"] for a in attempts] == ["failed", "completed"]
+    # The program never calls worker.report: xorch itself notes what it gave.
+    assert [a["resumed_from"] for a in attempts] == [None, "run_00_seed3/last.ckpt"]
 
 
 def test_resume_args_with_an_unknown_placeholder_exit_2_naming_the_key(workdir):

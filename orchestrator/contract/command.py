@@ -28,6 +28,7 @@ __all__ = [
     "invocation",
     "placeholders_in",
     "program_path",
+    "resume_checkpoint",
     "run_values",
 ]
 
@@ -64,15 +65,21 @@ def program_path(program: str, folder: Path) -> str | None:
     return str(local) if local.is_file() and os.access(local, os.X_OK) else None
 
 
+def resume_checkpoint(run_dir: str | Path) -> str | None:
+    """The checkpoint an attempt in ``run_dir`` is given as ``{resume_from}``
+    (with ``resume_args``), or None when an earlier attempt left none."""
+    resume = Path(run_dir) / RESUME_FILE
+    return str(resume) if resume.is_file() else None
+
+
 def run_values(spec: RunSpec) -> dict[str, str]:
     """The placeholders' values for one attempt (``resume_from`` empty without a checkpoint)."""
-    resume = Path(spec.run_dir) / RESUME_FILE
     return {
         "seed": str(spec.seed),
         "run_dir": spec.run_dir,
         "run_index": str(spec.run_index),
         "attempt": str(spec.attempt),
-        "resume_from": str(resume) if resume.is_file() else "",
+        "resume_from": resume_checkpoint(spec.run_dir) or "",
     }
 
 
