@@ -214,64 +214,6 @@ def test_a_script_that_only_writes_metrics_json(workdir):
     assert not (out / "plots" / "curves.png").exists()  # nothing was reported per epoch
 
 
-LIGHTNING_SCRIPT = (
-    FAULTS
-    + """
-import sys
-import torch
-import pytorch_lightning as pl
-from pytorch_lightning.loggers import CSVLogger
-
-class Tiny(pl.LightningModule):
-    def __init__(self, seed, out):
-        super().__init__()
-        self.seed, self.out = seed, out
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, _):
-        if self.current_epoch == 1:  # after one epoch of curves in metrics.csv
-            first_attempt_faults(self.seed, self.out)
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self.layer(x), y)
-        self.log("train/loss", loss, on_epoch=True, on_step=False)
-        return loss
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val/loss", torch.nn.functional.mse_loss(self.layer(x), y))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-seed, out = int(sys.argv[1]), sys.argv[2]
-pl.seed_everything(seed)
-x = torch.randn(32, 4)
-data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)),
-                                   batch_size=8)
-trainer = pl.Trainer(max_epochs=2, logger=CSVLogger(out), enable_progress_bar=False,
-                     enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
-trainer.fit(Tiny(seed, out), data, data)
-"""
-)
-
-
-@pytest.mark.lightning  # a real Lightning script
-def test_a_lightning_script_with_only_a_csv_logger(workdir):
-    command = ["python", "train.py", "{seed}", "{run_dir}"]
-    # No heartbeat but its run folder's activity: the quiet import of torch and
-    # Lightning must fit in hang_timeout on a loaded box.
-    path = command_config(workdir, LIGHTNING_SCRIPT, command, hang_timeout=45, **FAULT_RUNNER)
-    out = workdir / "out"
-    state = faults_kill_and_resume(path, out)
-    assert state["runs"][0]["attempts"][0]["reason"] == (
-        "exit status 1: RuntimeError: boom on purpose (seed 1)"
-    )
-    for record in state["runs"]:
-        assert {"train/loss", "val/loss"} <= set(record["metrics"])
-    # The completed attempt's own log: a fresh CSVLogger version per attempt.
-    assert (out / "run_02_seed3" / "lightning_logs" / "version_1" / "metrics.csv").is_file()
-
-
 @pytest.mark.parametrize(
     ("command", "message"),
     [

@@ -55,7 +55,7 @@ def test_failure_classes_hold_for_forked_runs(workdir, write_config):
         faults,
         seeds=[1, 2, 3, 4, 5],
         max_retries=0,
-        hang_timeout=30,
+        hang_timeout=12,  # beats every 2 s, from before the torch import on
         grace_period=1,
         launcher="forkserver",
     )
@@ -71,7 +71,7 @@ def test_failure_classes_hold_for_forked_runs(workdir, write_config):
 def test_sigkill_of_the_parent_leaves_no_server_and_no_run(workdir, write_config):
     out = workdir / "out"
     config = faulty_config(workdir, {}, seeds=[1, 2], launcher="forkserver")
-    config["pl_trainer"]["max_epochs"] = 300
+    config["pl_trainer"]["max_epochs"] = 20  # still training when the test acts
     path = write_config(config)
     parent = xorch_popen("launch", str(path), cwd=workdir)
     try:
@@ -99,7 +99,7 @@ def test_sigkill_of_the_parent_leaves_no_server_and_no_run(workdir, write_config
 def test_a_dead_fork_server_is_started_again(workdir, write_config):
     out = workdir / "out"
     config = faulty_config(workdir, {}, seeds=[1, 2], launcher="forkserver", max_retries=1)
-    config["pl_trainer"]["max_epochs"] = 300
+    config["pl_trainer"]["max_epochs"] = 20  # still training when the test acts
     parent = xorch_popen("launch", str(write_config(config)), cwd=workdir)
     try:
         wait_for(

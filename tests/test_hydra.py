@@ -149,7 +149,7 @@ FAULTS = {"1": "raise_once", "2": "hang_once", "3": "wait_once"}
 FAULT_RUNNER = {
     "seeds": [1, 2, 3],
     "max_retries": 1,
-    "hang_timeout": 30,
+    "hang_timeout": 12,  # beats every 2 s, from before the torch import on
     "grace_period": 2,
     "gpus": "none",
     "max_parallel": 1,
