@@ -117,9 +117,6 @@ def _check_program(config_path: Path, command: list[str]) -> None:
 
 
 # Where the curves read from a log go: a version folder ``xorch plot`` reads last.
-LOG_CURVES_FOLDER = "version_from_log"
-
-
 def command_metrics(run: RunPaths) -> dict[str, float] | None:
     """The metrics a command run left, or None when it left none."""
     patterns = _configured_patterns(run)
@@ -127,9 +124,8 @@ def command_metrics(run: RunPaths) -> dict[str, float] | None:
         curves = values_from_log(run.log, patterns)
         if not curves:
             return None
-        folder = run.lightning_logs / LOG_CURVES_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        write_curves(folder / "metrics.csv", curves)
+        run.curves_from_log.parent.mkdir(parents=True, exist_ok=True)
+        write_curves(run.curves_from_log, curves)
         return {name: values[-1] for name, values in curves.items()}
     return _reported_metrics(run)
 
@@ -158,9 +154,7 @@ def _reported_metrics(run: RunPaths) -> dict[str, float] | None:
     printed = json_last_line(run.log)
     if printed is not None:
         return printed
-    logs = run.csv_metric_logs() or sorted(
-        run.root.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime
-    )
+    logs = run.csv_metric_logs() or run.any_csv_metric_logs()
     for log in reversed(logs):
         values = _last_values(log)
         if values:

@@ -15,7 +15,14 @@ from orchestrator.command import command_metrics
 from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.failure_text import traceback_line
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import ErrorReport, Heartbeat, RankExit, RankProgress, RunResult
+from orchestrator.contract.records import (
+    LOG_FILE,
+    ErrorReport,
+    Heartbeat,
+    RankExit,
+    RankProgress,
+    RunResult,
+)
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
 from orchestrator.run_shape import RunKind
 from orchestrator.state import AttemptClass
@@ -55,7 +62,7 @@ class AttemptEvidence:
     rank_exit: RankExit | None = None  # rank_exit.json: another DDP rank ended first
     error: ErrorReport | None = None  # error.json
     log_tail: str = ""  # the log's last line (command runs only)
-    log_name: str = "train.log"
+    log_name: str = LOG_FILE
     memory: MemoryEvidence | None = None  # for a SIGKILL: was it for memory?
     worker_oom: str | None = None  # a dead DataLoader worker's memory evidence
 

@@ -30,6 +30,9 @@ from orchestrator.contract import records
 __all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name", "study_relative"]
 
 
+CSV_LOG_FILE = "metrics.csv"  # the name CSVLogger gives its log
+
+
 def run_dir_name(index: int, seed: int, n_runs: int, variant: str | None = None) -> str:
     """``run_02_seed28``: two index digits, more when the study has over 100 runs;
     ``wide/run_02_seed28`` for a variant (``index`` is then the seed's position)."""
@@ -86,7 +89,18 @@ class RunPaths:
 
     def csv_metric_log(self, attempt: int) -> Path:
         """Attempt ``attempt``'s ``metrics.csv`` (CSVLogger's ``version_<attempt - 1>``)."""
-        return self.lightning_logs / f"version_{attempt - 1}" / "metrics.csv"
+        return self.lightning_logs / f"version_{attempt - 1}" / CSV_LOG_FILE
+
+    @property
+    def curves_from_log(self) -> Path:
+        """The curves read from a command run's log by ``metrics_from_log``,
+        written as a CSVLogger would, so the plots find them."""
+        return self.lightning_logs / "version_from_log" / CSV_LOG_FILE
+
+    def any_csv_metric_logs(self) -> list[Path]:
+        """Every ``metrics.csv`` anywhere under the run folder, oldest first: a
+        program's own CSVLogger may write where it likes."""
+        return sorted(self.root.rglob(CSV_LOG_FILE), key=lambda p: p.stat().st_mtime)
 
     def csv_metric_logs(self) -> list[Path]:
         """Every ``lightning_logs/version_*/metrics.csv`` that exists, oldest first.
@@ -101,7 +115,7 @@ class RunPaths:
             return (0, int(suffix), "") if suffix.isascii() and suffix.isdigit() else (1, 0, suffix)
 
         folders = sorted(self.lightning_logs.glob("version_*"), key=order)
-        return [f / "metrics.csv" for f in folders if (f / "metrics.csv").is_file()]
+        return [f / CSV_LOG_FILE for f in folders if (f / CSV_LOG_FILE).is_file()]
 
     def previous_attempt_file(self, path: Path, attempt: int) -> Path:
         """``error.json`` of attempt 2 kept as ``error.attempt-2.json``."""
