@@ -67,10 +67,10 @@ def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     visible = _visible_from_env(env)
     if visible is not None:
         return visible
-    return [row[0] for row in _nvidia_smi_rows("index")]
+    return [row[0] for row in nvidia_smi_rows("index")]
 
 
-def _nvidia_smi_rows(*fields: str) -> list[list[str]]:
+def nvidia_smi_rows(*fields: str) -> list[list[str]]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -215,7 +215,7 @@ def _link_distance(cell: str) -> int | None:
 
 def free_memory_gb(gpu: str) -> float | None:
     """Free memory of one GPU (by index or UUID) from nvidia-smi, None if unknown."""
-    for index, uuid, free_mib in _nvidia_smi_rows("index", "uuid", "memory.free"):
+    for index, uuid, free_mib in nvidia_smi_rows("index", "uuid", "memory.free"):
         if gpu in (index, uuid):
             try:
                 return float(free_mib) / 1024

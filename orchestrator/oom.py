@@ -144,7 +144,7 @@ def dataloader_worker_pids(message: str) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _cgroup_mounts() -> tuple[Path | None, Path | None]:
+def cgroup_mounts() -> tuple[Path | None, Path | None]:
     """Where cgroup v1's memory hierarchy and cgroup v2 are mounted, if they are."""
     v1: Path | None = None
     v2: Path | None = None
@@ -164,7 +164,7 @@ def _cgroup_mounts() -> tuple[Path | None, Path | None]:
 def memory_cgroup_folders(pid: int) -> list[Path]:
     """The folders of ``pid``'s memory cgroup(s): the v1 memory one and the v2 one
     (a hybrid machine has both; on it, v2 usually has no memory controller)."""
-    v1, v2 = _cgroup_mounts()
+    v1, v2 = cgroup_mounts()
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
@@ -207,7 +207,7 @@ def _oom_kill_count(path: Path) -> int | None:
 
 def _limit(folder: Path) -> int | None:
     """The tightest memory limit on ``folder`` and the folders above it."""
-    v1, v2 = _cgroup_mounts()
+    v1, v2 = cgroup_mounts()
     limits = []
     for current in (folder, *folder.parents):
         for name in ("memory.max", "memory.limit_in_bytes"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.commands.report_page import _environment
+from orchestrator.commands.report_page import environment_section
 from orchestrator.commands.status import render_status, study_status
 from orchestrator.commands.validate import describe_plan
 from orchestrator.config import load_study
@@ -302,7 +302,7 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     assert {row.gpus for row in status.rows} == pairs
     header = next(line for line in render_status(status).splitlines() if line.startswith("run"))
     assert header.split()[1] == "variant" and header.split()[-1] == "gpus"
-    environment = _environment(load_study_state(StudyPaths(out)))
+    environment = environment_section(load_study_state(StudyPaths(out)))
     assert "0,1 (runs " in environment and "2,3 (runs " in environment
 
     raised = runs[("faulty", 4)]["attempts"]

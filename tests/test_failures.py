@@ -307,11 +307,11 @@ def test_a_kill_9_from_outside_is_killed_not_oom_and_the_run_is_retried(workdir,
 def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
     """A new memory cgroup (v1 or v2) limited to ``limit_bytes``, removed after
     the test; the test is skipped, saying why, where none can be made."""
-    from orchestrator.oom import _cgroup_mounts, memory_cgroup_folders
+    from orchestrator.oom import cgroup_mounts, memory_cgroup_folders
 
     name = f"xorch-oom-test-{os.getpid()}"
     candidates = [folder / name for folder in memory_cgroup_folders(os.getpid())]
-    v2 = _cgroup_mounts()[1]
+    v2 = cgroup_mounts()[1]
     if v2 is not None:
         candidates.append(v2 / name)  # the root may hand memory down where we cannot
     tried = []

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
-from orchestrator.commands.plot import _study_figures, plot_study, run_epoch_metrics
+from orchestrator.commands.plot import plot_study, run_epoch_metrics, study_figures
 from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, RunStatus, StudyState
@@ -149,7 +149,7 @@ def test_plot_study_writes_two_pngs(study):
 
 
 def test_curves_have_one_band_per_metric_with_the_right_numbers(study):
-    figures = dict(_study_figures(study.root))
+    figures = dict(study_figures(study.root))
     curves = figures[study.curves_plot]
     # Default: train/ and val/ metrics logged once per epoch; not train/loss_step or train/lr.
     assert [ax.get_title() for ax in curves.axes] == EPOCH_METRICS
@@ -166,7 +166,7 @@ def test_curves_have_one_band_per_metric_with_the_right_numbers(study):
 
 
 def test_spread_shows_every_completed_seed(study):
-    spread = dict(_study_figures(study.root))[study.spread_plot]
+    spread = dict(study_figures(study.root))[study.spread_plot]
     names = ["train/loss", "val/acc", "val/loss"]
     assert [ax.get_title() for ax in spread.axes] == names
     for ax, name in zip(spread.axes, names, strict=True):
@@ -176,7 +176,7 @@ def test_spread_shows_every_completed_seed(study):
 
 
 def test_named_metrics_choose_the_panels_of_both_figures(study):
-    figures = dict(_study_figures(study.root, ["val/loss", "train/loss_step"]))
+    figures = dict(study_figures(study.root, ["val/loss", "train/loss_step"]))
     curve_titles = [ax.get_title() for ax in figures[study.curves_plot].axes]
     assert curve_titles == ["val/loss", "train/loss_step"]
     assert [ax.get_title() for ax in figures[study.spread_plot].axes] == ["val/loss"]
@@ -255,7 +255,7 @@ def test_a_variants_study_gets_a_colour_per_variant_and_a_differences_plot(tmp_p
     paths = StudyPaths(root)
     written = plot_study(root)
     assert written == [paths.curves_plot, paths.spread_plot, paths.plots / DIFFERENCES_PNG]
-    figures = dict(_study_figures(root))
+    figures = dict(study_figures(root))
     loss_panel = figures[paths.curves_plot].axes[1]  # val/acc, val/loss: sorted
     assert loss_panel.get_title() == "val/loss"
     means = [line.get_label() for line in loss_panel.get_lines() if "mean" in line.get_label()]

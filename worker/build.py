@@ -61,18 +61,18 @@ class BuildError(Exception):
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_recursive_", "_convert_", "_partial_"})
 
 
-def _path_key(entry: Mapping[str, Any]) -> str:
+def path_key(entry: Mapping[str, Any]) -> str:
     return "_target_" if "_target_" in entry else "class_path"
 
 
-def _arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
+def entry_arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor's keyword arguments, whichever style the entry is in."""
     if "_target_" in entry:
         return {k: v for k, v in entry.items() if k not in HYDRA_KEYS}
     return dict(entry.get("init_args") or {})
 
 
-def _with_arguments(entry: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+def with_arguments(entry: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
     if "_target_" in entry:
         return {**{k: v for k, v in entry.items() if k in HYDRA_KEYS}, **arguments}
     return {**entry, "init_args": dict(arguments)}
@@ -87,7 +87,7 @@ def resolve_class(entry: Mapping[str, Any], where: str, kind: type) -> type:
     what would run ``os.system`` or ``builtins.eval``, so a class_path that
     names a function, or a class of another kind, stops here.
     """
-    key = _path_key(entry)
+    key = path_key(entry)
     class_path = str(entry[key])
     where = f"{where}.{key}"
     module_name, _, attr = class_path.rpartition(".")
@@ -198,7 +198,7 @@ def instantiate(
     once ``Class`` is known to be a ``kind`` and the arguments to fit it.
     A ``_target_`` entry goes to ``hydra.utils.instantiate`` after the same checks."""
     cls = resolve_class(entry, where, kind)
-    kwargs = {**_arguments(entry), **extra}
+    kwargs = {**entry_arguments(entry), **extra}
     if "_target_" not in entry:
         check_arguments(cls, kwargs, f"{where}.init_args", added)
         return cls(**kwargs)
@@ -207,7 +207,7 @@ def instantiate(
     if entry.get("_recursive_", True):
         for i, value in enumerate(args):
             _check_nested(value, f"{where}._args_[{i}]")
-        for key, value in _arguments(entry).items():
+        for key, value in entry_arguments(entry).items():
             _check_nested(value, f"{where}.{key}")
     return _hydra_instantiate(entry, extra)
 
@@ -240,12 +240,12 @@ def _check_nested(value: Any, where: str) -> None:
     args = list(value.get("_args_") or [])
     if callable(obj):
         check_arguments(
-            obj, _arguments(value), where, args=args, partial=bool(value.get("_partial_"))
+            obj, entry_arguments(value), where, args=args, partial=bool(value.get("_partial_"))
         )
     if value.get("_recursive_", True):
         for i, item in enumerate(args):
             _check_nested(item, f"{where}._args_[{i}]")
-        for key, item in _arguments(value).items():
+        for key, item in entry_arguments(value).items():
             _check_nested(item, f"{where}.{key}")
 
 

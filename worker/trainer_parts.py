@@ -19,11 +19,11 @@ import pytorch_lightning as pl
 from orchestrator.contract.records import LAST_CHECKPOINT_FILE
 from worker.build import (
     BuildError,
-    _arguments,
-    _path_key,
-    _with_arguments,
     check_arguments,
+    entry_arguments,
     instantiate,
+    path_key,
+    with_arguments,
 )
 
 __all__ = [
@@ -93,11 +93,11 @@ def build_callback(
     entry: Mapping[str, Any], index: int, run_dir: Path, pkg: ModuleType = pl
 ) -> pl.Callback:
     """``callbacks[index]``, with a ModelCheckpoint's dirpath moved under the run dir."""
-    args = _arguments(entry)
-    if str(entry[_path_key(entry)]).endswith("ModelCheckpoint") and args.get("dirpath"):
+    args = entry_arguments(entry)
+    if str(entry[path_key(entry)]).endswith("ModelCheckpoint") and args.get("dirpath"):
         args["dirpath"] = str(_inside(run_dir, args["dirpath"]))
     callback: pl.Callback = instantiate(
-        _with_arguments(entry, args), f"callbacks[{index}]", pkg.Callback
+        with_arguments(entry, args), f"callbacks[{index}]", pkg.Callback
     )
     return callback
 
@@ -116,10 +116,10 @@ def build_loggers(value: Any, run_dir: Path, pkg: ModuleType = pl) -> Any:
             raise BuildError(
                 f"pl_trainer.logger[{i}] must be a class_path or _target_ entry, true or false"
             )
-        args = _arguments(entry)
+        args = entry_arguments(entry)
         args["save_dir"] = str(_inside(run_dir, args.get("save_dir", ".")))
         loggers.append(
-            instantiate(_with_arguments(entry, args), f"pl_trainer.logger[{i}]", pkg.loggers.Logger)
+            instantiate(with_arguments(entry, args), f"pl_trainer.logger[{i}]", pkg.loggers.Logger)
         )
     return loggers
 

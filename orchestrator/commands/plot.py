@@ -74,7 +74,7 @@ def plot_study(study_dir: Path, metrics: Sequence[str] | None = None) -> list[Pa
     metric is unknown. Runs without CSV logs (a command run that only wrote
     metrics.json) give spread.png alone.
     """
-    figures = _study_figures(Path(study_dir), metrics)
+    figures = study_figures(Path(study_dir), metrics)
     state = load_state(StudyPaths(Path(study_dir)))
     if state is not None and state.variant_configs:
         difference = differences_figure(state, metrics)
@@ -88,7 +88,7 @@ def plot_study(study_dir: Path, metrics: Sequence[str] | None = None) -> list[Pa
     return written
 
 
-def _study_figures(
+def study_figures(
     study_dir: Path, metrics: Sequence[str] | None = None
 ) -> list[tuple[Path, Figure]]:
     """The figures plot_study saves, each with its target path; nothing is written."""

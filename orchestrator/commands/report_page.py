@@ -115,7 +115,7 @@ def render_report(paths: StudyPaths) -> str:
         ]
     sections += [
         _section("Runs that did not complete", _unfinished(state)),
-        _section("Environment", _environment(state)),
+        _section("Environment", environment_section(state)),
         _section("Training config", _config(state)),
     ]
     return (
@@ -173,10 +173,10 @@ def _progress(state: StudyState) -> str:
 def _figures_section(paths: StudyPaths, state: StudyState) -> str:
     """The figures, under a heading that names the ones there are (no "Learning
     curves" heading over a study whose runs logged no curves)."""
-    from orchestrator.commands.plot import _study_figures
+    from orchestrator.commands.plot import study_figures
 
     try:
-        figures = _study_figures(paths.root)
+        figures = study_figures(paths.root)
     except XorchError as exc:
         return _section("Figures", f"<p class='empty'>No figures yet: {esc(str(exc))}.</p>")
     notes = _VARIANT_FIGURE_NOTES if state.variant_configs else _FIGURE_NOTES
@@ -251,7 +251,7 @@ def _unfinished(state: StudyState) -> str:
     return html_table(header, rows, numeric=(0, 1 + shift, 5 + shift))
 
 
-def _environment(state: StudyState) -> str:
+def environment_section(state: StudyState) -> str:
     rows = [
         ["python", f"{platform.python_version()} ({sys.executable})"],
         ["platform", platform.platform()],
@@ -259,9 +259,9 @@ def _environment(state: StudyState) -> str:
     ]
     for package in PACKAGES:
         rows.append([package, _version(package)])
-    from orchestrator.gpus import _nvidia_smi_rows
+    from orchestrator.gpus import nvidia_smi_rows
 
-    gpus = [" ".join(row) for row in _nvidia_smi_rows("index", "name", "memory.total")]
+    gpus = [" ".join(row) for row in nvidia_smi_rows("index", "name", "memory.total")]
     rows.append(["GPUs here (nvidia-smi)", "; ".join(gpus) or "none found"])
     attempts = [a for r in state.runs for a in r.attempts]
     hosts = sorted({a.host for a in attempts})
