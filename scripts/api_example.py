@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from orchestrator.api import XorchError, load_study
 
@@ -35,6 +36,7 @@ def plot_metric(curves: pd.DataFrame, metric: str, png: Path) -> None:
             axes.plot(seed_rows["epoch"], seed_rows["value"], color=f"C{colour}", alpha=0.25)
         mean = rows.groupby("epoch")["value"].mean()
         axes.plot(mean.index, mean.values, color=f"C{colour}", linewidth=2, label=str(variant))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, not 0.25 steps
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric)
     axes.legend(title="variant (mean of seeds)")
