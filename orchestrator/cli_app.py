@@ -131,23 +131,13 @@ MetricsOpt = Annotated[
 
 
 def study_state(study_dir: Path) -> StudyState:
-    from orchestrator.contract.paths import StudyPaths
-    from orchestrator.state_store import load_study_state
+    from orchestrator.state_store import read_study_folder  # not at import: keeps --help quick
 
-    return load_study_state(StudyPaths(study_folder(study_dir)))
+    return read_study_folder(study_dir)
 
 
 def study_folder(study_dir: Path) -> Path:
     """The study folder argument, resolved; a path that cannot be one is bad input."""
-    from orchestrator.errors import StateError
+    from orchestrator.state_store import study_folder as resolved
 
-    try:
-        folder = Path(study_dir).expanduser().resolve()
-    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
-        raise StateError(
-            f"{study_dir}: a symlink in it points back to itself; fix the link or give "
-            "the study folder itself"
-        ) from None
-    if folder.exists() and not folder.is_dir():
-        raise StateError(f"{study_dir} is a file, not a study folder; give the output_base_dir")
-    return folder
+    return resolved(study_dir)

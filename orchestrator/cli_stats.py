@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli_app import FormatOpt, MetricsOpt, StudyDirArg, guard, study_state
-from orchestrator.errors import XorchError
 
 __all__ = ["compare", "power", "summary"]
 
@@ -22,18 +21,10 @@ def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOp
 
     Example: xorch summary outputs/quickstart --format markdown -m val/loss -m val/acc
     """
-    from orchestrator.commands.summary_cmd import (
-        render_stats,
-        render_variant_stats,
-        study_metric_stats,
-        variant_metric_stats,
-    )
+    from orchestrator.commands.summary_cmd import render_summary, summary_table
 
     def run() -> str:
-        state = study_state(study_dir)
-        if state.variant_configs:
-            return render_variant_stats(variant_metric_stats(state, metrics or None), fmt)
-        return render_stats(study_metric_stats(state, metrics or None), fmt)
+        return render_summary(summary_table(study_state(study_dir), metrics or None), fmt)
 
     typer.echo(guard(run))
 
@@ -131,32 +122,11 @@ def power(
 
     Example: xorch power outputs/quickstart --metric val/loss --effect 0.01
     """
-    from orchestrator.commands.power import (
-        PowerAsk,
-        power_for_studies,
-        power_for_study,
-        power_for_variants,
-        render_power,
-    )
+    from orchestrator.commands.power import PowerAsk, power_rows, render_power
 
     def run() -> str:
         ask = PowerAsk(effect, alpha, power_level)  # checked by each power_for_*, first
-        if len(studies) not in (1, 2):
-            raise XorchError(f"give one or two study folders, not {len(studies)}")
-        if len(studies) == 1:
-            state = study_state(studies[0])
-            if state.variant_configs:
-                rows = power_for_variants(state, metrics, ask, paired)
-                return render_power(rows, fmt)
-            if paired:
-                raise XorchError(
-                    "--paired needs two studies on the same seeds (the spread of their "
-                    "differences); one study gives two-sample and one-sample figures"
-                )
-            rows = power_for_study(state, metrics, ask)
-        else:
-            state_a, state_b = (study_state(s) for s in studies)
-            rows = power_for_studies(state_a, state_b, metrics, ask, paired)
-        return render_power(rows, fmt)
+        states = [study_state(s) for s in studies]
+        return render_power(power_rows(states, metrics, ask, paired), fmt)
 
     typer.echo(guard(run), nl=False)

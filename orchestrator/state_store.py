@@ -42,9 +42,11 @@ __all__ = [
     "load_backup",
     "load_state",
     "load_study_state",
+    "read_study_folder",
     "save_state",
     "state_from_payload",
     "state_to_json",
+    "study_folder",
 ]
 
 # Migrations from older schema versions: {old_version: function(payload) -> payload}.
@@ -152,6 +154,26 @@ def load_study_state(paths: StudyPaths) -> StudyState:
     if state is None:
         raise StateError(f"{paths.root} holds no {paths.state.name}: is it a study folder?")
     return state
+
+
+def study_folder(study_dir: Path | str) -> Path:
+    """A study folder the user named, resolved; a path that cannot be one is a StateError."""
+    try:
+        folder = Path(study_dir).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13
+        raise StateError(
+            f"{study_dir}: a symlink in it points back to itself; fix the link or give "
+            "the study folder itself"
+        ) from None
+    if folder.exists() and not folder.is_dir():
+        raise StateError(f"{study_dir} is a file, not a study folder; give the output_base_dir")
+    return folder
+
+
+def read_study_folder(study_dir: Path | str) -> StudyState:
+    """The state of the study folder the user named (the read-only commands, the Python
+    API); the same StateError for a path that is no study. No lock, never writes."""
+    return load_study_state(StudyPaths(study_folder(study_dir)))
 
 
 def load_backup(paths: StudyPaths) -> StudyState | None:

@@ -52,6 +52,8 @@ __all__ = [
     "power_for_studies",
     "power_for_study",
     "power_for_variants",
+    "power_records",
+    "power_rows",
     "render_power",
 ]
 
@@ -352,9 +354,32 @@ def _check_levels(ask: PowerAsk) -> None:
         raise XorchError(f"--power {ask.power} must be between 0 and 1 (e.g. 0.8)")
 
 
-def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:
-    """``rows`` as ``fmt`` (table, markdown, latex, csv, json), ending in a newline;
-    rows of a study of variants get the ``variant`` and ``vs`` columns."""
+def power_rows(
+    states: Sequence[StudyState],
+    metrics: Sequence[str] | None,
+    ask: PowerAsk,
+    paired: bool | None = None,
+) -> list[PowerFigures]:
+    """``xorch power``'s rows for one study (its variants, or a future change of it) or
+    two (comparing them)."""
+    if len(states) not in (1, 2):
+        raise XorchError(f"give one or two study folders, not {len(states)}")
+    if len(states) == 2:
+        return power_for_studies(states[0], states[1], metrics, ask, paired)
+    (state,) = states
+    if state.variant_configs:
+        return power_for_variants(state, metrics, ask, paired)
+    if paired:
+        raise XorchError(
+            "--paired needs two studies on the same seeds (the spread of their "
+            "differences); one study gives two-sample and one-sample figures"
+        )
+    return power_for_study(state, metrics, ask)
+
+
+def power_records(rows: Sequence[PowerFigures]) -> tuple[tuple[str, ...], list[list[Cell]]]:
+    """The columns and one record per row; rows of a study of variants get the
+    ``variant`` and ``vs`` columns."""
     named = any(r.variant for r in rows)
     records: list[list[Cell]] = [
         [r.metric, *([r.variant, r.vs] if named else []), r.design.value, r.n, r.std, r.effect,
@@ -362,4 +387,9 @@ def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:
          r.detectable, r.note]
         for r in rows
     ]  # fmt: skip
-    return render_rows(VARIANT_POWER_COLUMNS if named else POWER_COLUMNS, records, fmt)
+    return (VARIANT_POWER_COLUMNS if named else POWER_COLUMNS), records
+
+
+def render_power(rows: Sequence[PowerFigures], fmt: str = "table") -> str:
+    """``rows`` as ``fmt`` (table, markdown, latex, csv, json), ending in a newline."""
+    return render_rows(*power_records(rows), fmt)

@@ -21,12 +21,19 @@ from pathlib import Path
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
 from orchestrator.seed_table import seed_table, split_finite
-from orchestrator.state import RunStatus, StudyState
+from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_study_state
 from orchestrator.summary import format_number
 from orchestrator.tables import aligned_lines
 
-__all__ = ["RunRow", "StudyStatus", "VariantProgress", "render_status", "study_status"]
+__all__ = [
+    "RunRow",
+    "StudyStatus",
+    "VariantProgress",
+    "render_status",
+    "run_status_label",
+    "study_status",
+]
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ def study_status(study_dir: Path) -> StudyStatus:
     counts: dict[str, int] = {}
     per_variant: dict[str, dict[str, int]] = {v: {} for v in state.variant_configs}
     for record in state.runs:
-        status = record.failure.value if record.failure else record.status.value
+        status = run_status_label(record)
         counts[status] = counts.get(status, 0) + 1
         if record.variant is not None:
             mine = per_variant.setdefault(record.variant, {})
@@ -117,6 +124,11 @@ def study_status(study_dir: Path) -> StudyStatus:
         progress,
         _adaptive_line(state),
     )
+
+
+def run_status_label(record: RunRecord) -> str:
+    """pending, running, completed, interrupted, or the failure class of a failed run."""
+    return record.failure.value if record.failure else record.status.value
 
 
 def _adaptive_line(state: StudyState) -> str | None:

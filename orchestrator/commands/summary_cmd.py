@@ -31,10 +31,13 @@ from orchestrator.tables import Cell, render_rows
 __all__ = [
     "STATS_COLUMNS",
     "VARIANT_STATS_COLUMNS",
+    "SummaryTable",
     "VariantMetricStats",
     "render_stats",
+    "render_summary",
     "render_variant_stats",
     "study_metric_stats",
+    "summary_table",
     "variant_metric_stats",
 ]
 
@@ -44,6 +47,16 @@ STATS_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 VARIANT_STATS_COLUMNS: tuple[str, ...] = (STATS_COLUMNS[0], "variant", *STATS_COLUMNS[1:])
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """What ``xorch summary`` shows: its columns, one record per row, and the notes on
+    the values left out (said under the plain table)."""
+
+    columns: tuple[str, ...]
+    records: tuple[tuple[Cell, ...], ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,38 +124,55 @@ def _choose(requested: Sequence[str] | None, available: list[str], where: str) -
 # --------------------------------------------------------------------------- rendering
 
 
+def summary_table(state: StudyState, metrics: Sequence[str] | None = None) -> SummaryTable:
+    """``xorch summary``'s table of ``state``: per (metric, variant) for a study of
+    variants, per metric otherwise (``metrics`` as in ``study_metric_stats``)."""
+    if state.variant_configs:
+        return variant_stats_table(variant_metric_stats(state, metrics))
+    return stats_table(study_metric_stats(state, metrics))
+
+
+def stats_table(rows: Sequence[tuple[str, MetricStats]]) -> SummaryTable:
+    """``rows`` from study_metric_stats under STATS_COLUMNS."""
+    records = tuple(
+        (name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max,
+         s.not_finite.count)
+        for name, s in rows
+    )  # fmt: skip
+    notes = tuple(f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count)
+    return SummaryTable(STATS_COLUMNS, records, notes)
+
+
+def variant_stats_table(rows: Sequence[VariantMetricStats]) -> SummaryTable:
+    """``rows`` from variant_metric_stats: STATS_COLUMNS with ``variant`` second."""
+    records = tuple(
+        (r.metric, r.variant, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median,
+         s.max, s.not_finite.count)
+        for r in rows
+        for s in (r.stats,)
+    )  # fmt: skip
+    notes = tuple(
+        f"{r.metric} ({r.variant}): {r.stats.not_finite.describe()}"
+        for r in rows
+        if r.stats.not_finite.count
+    )
+    return SummaryTable(VARIANT_STATS_COLUMNS, records, notes)
+
+
+def render_summary(table: SummaryTable, fmt: str = "table") -> str:
+    """``table`` as ``fmt`` (one of FORMATS), ending in a newline; the plain table is
+    followed by a line per note: people read it, so say which values were left out."""
+    text = render_rows(table.columns, table.records, fmt)
+    if fmt == "table":
+        text += "".join(f"{note}; left out of the statistics\n" for note in table.notes)
+    return text
+
+
 def render_stats(rows: Sequence[tuple[str, MetricStats]], fmt: str = "table") -> str:
     """``rows`` from study_metric_stats as ``fmt`` (one of FORMATS), ending in a newline."""
-    records: list[list[Cell]] = [
-        [name, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median, s.max,
-         s.not_finite.count]
-        for name, s in rows
-    ]  # fmt: skip
-    text = render_rows(STATS_COLUMNS, records, fmt)
-    if fmt == "table":  # people read the table: say which values were left out, and why
-        notes = [f"{name}: {s.not_finite.describe()}" for name, s in rows if s.not_finite.count]
-        text += _left_out(notes)
-    return text
+    return render_summary(stats_table(rows), fmt)
 
 
 def render_variant_stats(rows: Sequence[VariantMetricStats], fmt: str = "table") -> str:
     """``rows`` from variant_metric_stats as ``fmt``: STATS_COLUMNS with ``variant`` second."""
-    records: list[list[Cell]] = [
-        [r.metric, r.variant, s.n, s.mean, s.std, s.sem, s.ci_low, s.ci_high, s.min, s.median,
-         s.max, s.not_finite.count]
-        for r in rows
-        for s in (r.stats,)
-    ]  # fmt: skip
-    text = render_rows(VARIANT_STATS_COLUMNS, records, fmt)
-    if fmt == "table":
-        notes = [
-            f"{r.metric} ({r.variant}): {r.stats.not_finite.describe()}"
-            for r in rows
-            if r.stats.not_finite.count
-        ]
-        text += _left_out(notes)
-    return text
-
-
-def _left_out(notes: Sequence[str]) -> str:
-    return "".join(f"{note}; left out of the statistics\n" for note in notes)
+    return render_summary(variant_stats_table(rows), fmt)
