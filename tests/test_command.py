@@ -149,12 +149,12 @@ def test_a_script_that_stops_reporting_is_stopped_as_a_hang(workdir):
         "import time\nfrom worker.report import report\n"
         "report(epoch=0, **{'train/loss': 1.0})\ntime.sleep(600)\n"
     )
-    path = command_config(workdir, script, seeds=[3], hang_timeout=4, grace_period=2)
+    path = command_config(workdir, script, seeds=[3], hang_timeout=4, grace_period=2, max_retries=0)
     started = time.monotonic()
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode != 0
     assert time.monotonic() - started < 120  # not the script's 600 s
-    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    (attempt,) = read_state(workdir / "out")["runs"][0]["attempts"]
     assert attempt["outcome"] == "hang" and "no heartbeat" in attempt["reason"]
 
 
@@ -198,7 +198,7 @@ def test_a_script_that_only_writes_metrics_json(workdir):
         script,
         ["python", "train.py"],
         summary_metrics=["score"],
-        hang_timeout=10,
+        hang_timeout=5,
         **FAULT_RUNNER,
     )
     out = workdir / "out"
@@ -266,11 +266,17 @@ def test_a_silent_script_without_reporting_is_a_hang_by_its_quiet_run_folder(wor
         "    time.sleep(1)\ntime.sleep(600)\n"
     )
     path = command_config(
-        workdir, script, ["python", "train.py"], seeds=[3], hang_timeout=4, grace_period=2
+        workdir,
+        script,
+        ["python", "train.py"],
+        seeds=[3],
+        hang_timeout=4,
+        grace_period=2,
+        max_retries=0,
     )
     result = xorch("launch", str(path), cwd=workdir)
     assert result.returncode != 0
-    attempt = read_state(workdir / "out")["runs"][0]["attempts"][-1]
+    (attempt,) = read_state(workdir / "out")["runs"][0]["attempts"]
     assert attempt["outcome"] == "hang"
     assert attempt["duration_s"] > 6  # the printing kept it alive past hang_timeout
 
