@@ -222,9 +222,9 @@ def study_names() -> tuple[str, ...]:
     named summary.csv trained into a folder summary.csv/, then every run's summary
     write failed). Temp files start with a dot, which no variant name can."""
     study = StudyPaths(Path())
-    owned = (study.state, study.state_backup, study.state_lock, study.launcher_lock)
-    owned += (study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary)
-    owned += (study.comparison, study.log, study.plots, study.report)
+    owned = [study.state, study.state_backup, study.state_lock, study.launcher_lock]
+    owned += [study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary]
+    owned += [study.comparison, study.log, study.plots, study.report]
     return tuple(path.name for path in owned)
 
 
