@@ -161,6 +161,14 @@ def report(
         bool, typer.Option("--watch", help="Rewrite the report whenever the state changes.")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 2.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing --out file that xorch did not write "
+            "(never the study's own files).",
+        ),
+    ] = False,
 ) -> None:
     """One self-contained HTML page: config and environment, learning curves, the spread
     of final metrics, statistics, power figures and the runs that did not complete.
@@ -170,9 +178,9 @@ def report(
     from orchestrator.commands.report_page import watch_report, write_report
 
     if watch:
-        guard(lambda: watch_report(study_dir, out, interval, typer.echo))
+        guard(lambda: watch_report(study_dir, out, interval, typer.echo, force))
     else:
-        typer.echo(str(guard(lambda: write_report(study_dir, out))))
+        typer.echo(str(guard(lambda: write_report(study_dir, out, force))))
 
 
 @app.command()

@@ -47,7 +47,7 @@ from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor
 from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
-from orchestrator.summary import write_summary
+from orchestrator.summary import SummaryWriter
 from orchestrator.supervise import AttemptWatch, Verdict
 
 __all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
@@ -111,6 +111,7 @@ class Scheduler:
             self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
         self._ports = PortBook()
+        self._summaries = SummaryWriter(self.paths, self.clock)
 
     def run(
         self, state: StudyState | Ledger, reattach: Sequence[tuple[int, ChildProcess]] = ()
@@ -183,7 +184,7 @@ class Scheduler:
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
-                write_summary(self.paths, state)
+                self._summaries.after_run(state)  # comparison.csv: on its timer
             if not active and (not queue or not starting_allowed or stopping):
                 break
             self._show_progress(state, active)

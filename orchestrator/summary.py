@@ -18,21 +18,26 @@ A study of variants writes ``run,variant,seed,duration_s,...``: per variant (in
 the config's order) its completed rows, then its own ``mean`` and ``std`` rows
 (``mean,wide,-,...``), every block with the same columns. Next to it,
 ``comparison.csv`` holds each variant against the reference
-(``orchestrator.commands.compare.compare_variants``), rewritten with it.
+(``orchestrator.commands.compare.compare_variants``): after the first run that
+can be compared, then at most every ``COMPARISON_EVERY_S`` (``SummaryWriter``),
+and in full at the end of every launch.
 
-The file is rewritten after every run, so the rewrite must stay cheap at 10,000
-runs: a run's row text is formatted once and reused while the values it shows
-(index, variant, seed, duration, the columns' metrics) are unchanged, a cache
-keyed by those values, so it cannot hand one run's row to another; mean and std
-come from one NumPy matrix.
+summary.csv is rewritten after every run, so the rewrite must stay cheap at
+10,000 runs and 500 variants: a run's row text is formatted once and reused
+while the values it shows (index, variant, seed, duration, the columns'
+metrics) are unchanged, a cache keyed by those values, so it cannot hand one
+run's row to another; the runs are grouped by variant once, and each variant's
+block (rows, mean and std from one NumPy matrix) is reused while its rows'
+values are unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -42,11 +47,18 @@ from orchestrator.seed_table import describe
 from orchestrator.state import RunRecord, StudyState
 
 __all__ = [
+    "COMPARISON_EVERY_S",
+    "SummaryWriter",
+    "comparison_due",
     "format_number",
     "mean_std_line",
     "summary_text",
     "write_summary",
 ]
+
+
+# comparison.csv is rewritten at most this often while a launch runs, and at its end.
+COMPARISON_EVERY_S = 30.0
 
 
 def format_number(value: float, spec: str = ".6f") -> str:
@@ -73,20 +85,48 @@ def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:
         lines = [header, *_block(runs, names, columns, ())]
         return "\n".join(lines) + "\n"
     lines = [",".join(["run", "variant", "seed", *columns])]
+    by_variant: dict[str | None, list[RunRecord]] = {}
+    for r in runs:  # grouped once: not once per variant (issue 23, 500 variants)
+        by_variant.setdefault(r.variant, []).append(r)
     for variant in order:
-        mine = [r for r in runs if r.variant == variant]
+        mine = by_variant.get(variant)
         if mine:
             lines += _block(mine, names, columns, (variant,))
     return "\n".join(lines) + "\n"
 
 
+# What one row shows: index, variant, seed, duration, the logged metrics, their names.
+_RowKey = tuple[int, str | None, int, float | None, tuple[float | None, ...], tuple[str, ...]]
+
+
 def _block(
     runs: list[RunRecord], names: tuple[str, ...], columns: tuple[str, ...], label: tuple[str, ...]
-) -> list[str]:
-    """The rows of ``runs``, then their mean and std rows (``label`` after mean/std)."""
-    rows = [_row(r, names) for r in runs]
+) -> tuple[str, ...]:
+    """The rows of ``runs``, then their mean and std rows (``label`` after mean/std).
+    Each label's last block is kept with the values it shows: in a study of many
+    variants a run changes one variant's block, and the others are reused. One
+    block per label, so the cache cannot grow with the number of runs."""
+    keys = tuple(
+        (r.index, r.variant, r.seed, r.duration_s, tuple(map(r.metrics.get, names)), names)
+        for r in runs
+    )
+    if any(0 in key[4] or key[3] == 0 for key in keys):  # 0.0 == -0.0, but they print apart
+        return _format_block(keys, columns, label)
+    last = _last_block.get(label)
+    # Equal values give equal text (nan never equals itself: a miss, never a wrong block).
+    if last is not None and last[0] == keys:
+        return last[1]
+    lines = _format_block(keys, columns, label)
+    _last_block[label] = (keys, lines)
+    return lines
+
+
+def _format_block(
+    keys: tuple[_RowKey, ...], columns: tuple[str, ...], label: tuple[str, ...]
+) -> tuple[str, ...]:
+    rows = [_row(key) for key in keys]
     lines = [text for text, _ in rows]
-    matrix = np.array([values for _, values in rows], dtype=float).reshape(len(runs), len(columns))
+    matrix = np.array([values for _, values in rows], dtype=float).reshape(len(keys), len(columns))
     # Missing cells are nan already; nan, inf and -inf values are left out the same way.
     matrix[~np.isfinite(matrix)] = math.nan
     with warnings.catch_warnings():  # a column with no finite value at all is simply empty
@@ -99,13 +139,15 @@ def _block(
     for kind, stats in (("mean", mean), ("std", std)):
         cells = ("" if math.isnan(v) else _cell(v, c) for v, c in zip(stats, columns, strict=True))
         lines.append(",".join([kind, *label, "-", *cells]))
-    return lines
+    return tuple(lines)
 
 
-def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, tuple[float, ...]]:
-    logged = tuple(map(record.metrics.get, names))
-    key = (record.index, record.variant, record.seed, record.duration_s, logged, names)
-    if 0 in logged or record.duration_s == 0:  # 0.0 == -0.0, but they print apart
+# label (the variant, or () in a study of one config) -> its last block's row values and text
+_last_block: dict[tuple[str, ...], tuple[tuple[_RowKey, ...], tuple[str, ...]]] = {}
+
+
+def _row(key: _RowKey) -> tuple[str, tuple[float, ...]]:
+    if 0 in key[4] or key[3] == 0:  # 0.0 == -0.0, but they print apart
         return _format_row(*key)
     return _cached_row(*key)
 
@@ -139,12 +181,38 @@ def _cell(value: float | None, column: str) -> str:
     return format_number(value, ".2f" if column == "duration_s" else ".6f")
 
 
-def write_summary(paths: StudyPaths, state: StudyState) -> None:
-    """summary.csv, and comparison.csv for a study of variants."""
+def write_summary(paths: StudyPaths, state: StudyState, comparison: bool = True) -> bool:
+    """summary.csv, and (``comparison``) comparison.csv for a study of variants;
+    whether comparison.csv was written (not before the reference has a run)."""
     atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs))
-    if state.variant_configs:
-        from orchestrator.commands.compare import comparison_csv  # scipy: only for variants
+    if not (comparison and state.variant_configs):
+        return False
+    from orchestrator.commands.compare import comparison_csv  # scipy: only for variants
 
-        text = comparison_csv(state)
-        if text is not None:
-            atomic_write_text(paths.comparison, text)
+    text = comparison_csv(state)
+    if text is not None:
+        atomic_write_text(paths.comparison, text)
+    return text is not None
+
+
+def comparison_due(last: float | None, now: float, every_s: float = COMPARISON_EVERY_S) -> bool:
+    """Whether comparison.csv is rewritten now: the first time, then every ``every_s``."""
+    return last is None or now - last >= every_s
+
+
+class SummaryWriter:
+    """The files a launch rewrites after each run: summary.csv every time, and
+    comparison.csv once it can be written, then at most every
+    ``COMPARISON_EVERY_S`` (every variant's bootstrap and tests cost seconds at
+    500 variants: issue 23). The launch writes both in full at its end
+    (``study._finish``), so the last comparison.csv has every run."""
+
+    def __init__(self, paths: StudyPaths, clock: Callable[[], float] = time.monotonic) -> None:
+        self.paths = paths
+        self.clock = clock
+        self._compared_at: float | None = None
+
+    def after_run(self, state: StudyState) -> None:
+        now = self.clock()
+        if write_summary(self.paths, state, comparison_due(self._compared_at, now)):
+            self._compared_at = now

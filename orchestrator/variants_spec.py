@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from orchestrator.contract.paths import study_name_clash
 from orchestrator.errors import ConfigError
 from orchestrator.setting_values import kind_of, short
 
@@ -34,6 +35,12 @@ def parse_variants(block: Any) -> dict[str, dict[str, Any]]:
                 f"{where}: {short(name)} is not a usable variant name; use letters, digits, "
                 "_ . - (it names a folder, like baseline or lr_1e-3)"
             )
+        clash = study_name_clash(name)
+        if clash is not None:
+            raise ConfigError(
+                f"{where}.{name}: the variant's folder would collide with the study's own "
+                f"{clash}; rename the variant, like {_free_name(name)}"
+            )
         if changes is None:
             changes = {}
         if not isinstance(changes, dict):
@@ -44,6 +51,12 @@ def parse_variants(block: Any) -> dict[str, dict[str, Any]]:
         _check_changes(changes, f"{where}.{name}")
         variants[name] = dict(changes)
     return variants
+
+
+def _free_name(name: str) -> str:
+    """A suggestion for a variant whose name the study uses itself."""
+    suggestion = "v_" + name.replace(".", "_")
+    return suggestion if study_name_clash(suggestion) is None else "baseline"
 
 
 def _check_changes(changes: dict[Any, Any], where: str) -> None:

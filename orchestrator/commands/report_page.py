@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.commands.compare import state_groups, variant_groups
+from orchestrator.commands.output_file import OutputKind, check_output
 from orchestrator.commands.power import Design, PowerAsk, power_for_study
 from orchestrator.commands.report_parts import esc, figure_html, html_table
 from orchestrator.commands.report_tables import power_table, statistics_table
@@ -45,7 +46,16 @@ from orchestrator.tables import human_cell
 
 __all__ = ["REPORT_NAME", "ReportWriteError", "render_report", "watch_report", "write_report"]
 
-REPORT_NAME = "report.html"
+REPORT_NAME = StudyPaths(Path()).report.name
+_TITLE = "xorch report: "
+# What the page may be written over: a file ending in .html that begins like this page.
+REPORT = OutputKind(
+    option="--out",
+    what="the report is an HTML page",
+    suffixes=(".html", ".htm"),
+    own_name=REPORT_NAME,
+    mark=f"<title>{_TITLE}".encode(),
+)
 PACKAGES: tuple[str, ...] = (
     "torch", "pytorch-lightning", "lightning", "numpy", "scipy", "statsmodels", "matplotlib",
 )  # fmt: skip
@@ -57,13 +67,15 @@ class ReportWriteError(XorchError):
     exit_code = ExitCode.STATE_WRITE
 
 
-def write_report(study_dir: Path, out: Path | None = None) -> Path:
-    """Write the page (default ``DIR/report.html``) atomically; return its path."""
+def write_report(study_dir: Path, out: Path | None = None, force: bool = False) -> Path:
+    """Write the page (default ``DIR/report.html``) atomically; return its path.
+    ``out`` is checked first (``output_file``): never a study file, never an
+    existing file that is not a report, unless ``force`` (for the latter)."""
     paths = StudyPaths(Path(study_dir).resolve())
-    target = Path(out) if out is not None else paths.root / REPORT_NAME
+    target = check_output(out if out is not None else paths.report, paths.root, REPORT, force)
+    if out is not None and not target.parent.is_dir():  # no study folder: render_report says so
+        raise XorchError(f"--out {out}: folder {target.parent} does not exist; create it first")
     page = render_report(paths)
-    if not target.parent.is_dir():
-        raise XorchError(f"--out {target}: folder {target.parent} does not exist; create it first")
     try:
         atomic_write_text(target, page)
         os.chmod(target, 0o644)  # the temp file was private; a report is meant to be shared
@@ -77,6 +89,7 @@ def watch_report(
     out: Path | None = None,
     interval: float = 2.0,
     say: Callable[[str], None] = print,
+    force: bool = False,
 ) -> None:
     """Rewrite the page whenever runner_state.json changes, until Ctrl-C."""
     paths = StudyPaths(Path(study_dir).resolve())
@@ -89,7 +102,7 @@ def watch_report(
                 mtime = None
             if mtime is not None and mtime != seen:
                 seen = mtime
-                target = write_report(study_dir, out)
+                target = write_report(study_dir, out, force)
                 say(f"{datetime.now().strftime('%H:%M:%S')} wrote {target}")
             time.sleep(interval)
     except KeyboardInterrupt:
@@ -102,7 +115,7 @@ def watch_report(
 def render_report(paths: StudyPaths) -> str:
     """The whole HTML page for the study in ``paths``."""
     state = load_study_state(paths)
-    title = f"xorch report: {paths.root.name}"
+    title = f"{_TITLE}{paths.root.name}"
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if state.variant_configs:
         sections = _variant_sections(paths, state)

@@ -18,16 +18,34 @@
     xorch.log               what the parent printed
     forkserver.log          the fork server's own output (launcher: forkserver)
     plots/                  curves.png and spread.png, written by orchestrator.commands.plot
+    report.html             the page orchestrator.commands.report_page writes by default
+    run_00_seed42_replay/   ``xorch replay``'s run (baseline/run_00_seed42_replay for a variant)
+
+``study_names`` lists the top-level names: a name the user chooses that becomes a
+folder there (a variant's) must be none of them, nor look like a run's folder.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.contract import records
 
-__all__ = ["RunPaths", "StudyPaths", "aside_path", "run_dir_name", "study_relative"]
+__all__ = [
+    "RUN_DIR_PATTERN",
+    "RunPaths",
+    "StudyPaths",
+    "aside_path",
+    "run_dir_name",
+    "study_name_clash",
+    "study_names",
+    "study_relative",
+]
+
+# A run's folder as run_dir_name names it, or its replay's (orchestrator.commands.replay).
+RUN_DIR_PATTERN = re.compile(r"run_[0-9]+_seed-?[0-9]+(_replay)?")
 
 
 CSV_LOG_FILE = "metrics.csv"  # the name CSVLogger gives its log
@@ -189,6 +207,11 @@ class StudyPaths:
         return self.root / "plots"
 
     @property
+    def report(self) -> Path:
+        """``xorch report``'s page when no --out is given."""
+        return self.root / "report.html"
+
+    @property
     def curves_plot(self) -> Path:
         return self.plots / "curves.png"
 
@@ -205,6 +228,32 @@ class StudyPaths:
 
     def run(self, dir_name: str) -> RunPaths:
         return RunPaths(self.root / dir_name)
+
+
+def study_names() -> tuple[str, ...]:
+    """Every name a study gives at the top of its folder, files and folders: what a
+    user-chosen name that becomes a folder there must not be (issue 23: a variant
+    named summary.csv trained into a folder summary.csv/, then every run's summary
+    write failed). Temp files start with a dot, which no variant name can."""
+    study = StudyPaths(Path())
+    owned = [study.state, study.state_backup, study.state_lock, study.launcher_lock]
+    owned += [study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary]
+    owned += [study.comparison, study.log, study.plots, study.report]
+    return tuple(path.name for path in owned)
+
+
+def study_name_clash(name: str) -> str | None:
+    """The study's own name that ``name``, put at the top of a study folder, would
+    collide with (``summary.csv``, or ``run_NN_seedS`` for a run's folder); None if
+    it is free. Compared case-folded: macOS and Windows file systems are
+    case-insensitive, so ``Summary.CSV`` is summary.csv there."""
+    folded = name.casefold()
+    for own in study_names():
+        if folded == own.casefold():
+            return own
+    if RUN_DIR_PATTERN.fullmatch(folded):
+        return "run_NN_seedS (the name of a run's folder)"
+    return None
 
 
 def study_relative(path: str | None, root: Path) -> str | None:
