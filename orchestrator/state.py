@@ -98,25 +98,38 @@ class Attempt:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run of the study. ``started_at``, ``ended_at`` and ``exit_code`` are
-    read off its attempts (properties; runner_state.json still holds them under
-    their keys, written by ``state_store`` and ignored on loading)."""
+    """One run of the study. ``duration_s``, ``failure``, ``started_at``,
+    ``ended_at`` and ``exit_code`` are read off its attempts (properties;
+    runner_state.json still holds them under their keys, written by
+    ``state_store`` and ignored on loading)."""
 
     index: int
     seed: int
     dir: str
     status: RunStatus = RunStatus.PENDING
-    # Still stored, though finish_attempt derives them from the attempts: records
-    # made without attempts (summaries and plots of hand-made studies) set them.
-    duration_s: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
-    failure: AttemptClass | None = None
     attempts: tuple[Attempt, ...] = ()
     variant: str | None = None  # None in a study of one config
 
     @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def duration_s(self) -> float | None:
+        """The attempts' time together; None before any."""
+        if not self.attempts:
+            return None
+        return round(sum(a.duration_s or 0.0 for a in self.attempts), 3)
+
+    @property
+    def failure(self) -> AttemptClass | None:
+        """The class of the last attempt that ended, unless the run completed
+        (a retry in flight keeps the one before it); None before any ended."""
+        if self.status is RunStatus.COMPLETED:
+            return None
+        ended = [a.attempt_class for a in self.attempts if a.attempt_class is not None]
+        return ended[-1] if ended else None
 
     @property
     def started_at(self) -> str | None:
@@ -206,9 +219,7 @@ class StudyState:
             record,
             status,
             attempts=attempts,
-            duration_s=round(sum(a.duration_s or 0.0 for a in attempts), 3),
             metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
-            failure=None if status is RunStatus.COMPLETED else finished.attempt_class,
         )
 
     # -- questions ----------------------------------------------------------------

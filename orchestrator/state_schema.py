@@ -46,7 +46,7 @@ VARIANT_KEYS = ("variant_configs", "compare_to", "goal")
 # runner_state.json's keys of a run, in the file's order: the record's fields and,
 # among them, the properties read off its attempts (``DERIVED_RUN_KEYS``), which
 # the file keeps so that older readers and ``grep`` find them where they were.
-DERIVED_RUN_KEYS = ("started_at", "ended_at", "exit_code")
+DERIVED_RUN_KEYS = ("started_at", "ended_at", "duration_s", "exit_code", "failure")
 RUN_JSON_KEYS = ("index", "seed", "dir", "status", "started_at", "ended_at", "duration_s",
                  "metrics", "exit_code", "failure", "attempts", "variant")  # fmt: skip
 
@@ -203,12 +203,12 @@ def record_from_payload(payload: Any, where: str) -> RunRecord:
     for name, value in metrics.items():
         if type(value) is not float and type(value) is not int:
             raise BadValue(f"{where}.metrics.{name} is {_short(value)}, not a number")
+    _optional_class(fields, "failure", where)  # checked, then read off the attempts
     stored = {k: v for k, v in fields.items() if k not in DERIVED_RUN_KEYS}
     return RunRecord(
         **{
             **stored,
             "status": _get(fields, "status", RunStatus, where),
-            "failure": _optional_class(fields, "failure", where),
             "metrics": {k: float(v) for k, v in metrics.items()},
             "attempts": tuple(
                 _attempt(a, f"{where}.attempts[{i}]")

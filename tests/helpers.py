@@ -148,6 +148,18 @@ def wait_gone(pid: int, what: str, timeout: float = 15.0) -> None:
     )
 
 
+def ended_attempts(duration_s: float, outcome: str = "completed") -> tuple[Any, ...]:
+    """One attempt that ended as ``outcome`` after ``duration_s`` seconds: a hand-made
+    record's duration and failure class are read off its attempts, as a real one's are."""
+    from orchestrator.state import Attempt, AttemptClass
+
+    return (
+        Attempt(number=1, started_at="2026-01-01T00:00:00+00:00", log="train.log",
+                attempt_class=AttemptClass(outcome), ended_at="2026-01-01T00:00:01+00:00",
+                duration_s=duration_s),
+    )  # fmt: skip
+
+
 def saved_variant_study(
     root: Path,
     values: dict[str, list[float | None]],
@@ -173,7 +185,7 @@ def saved_variant_study(
                 continue
             metrics = {"val/loss": loss, "val/acc": 1.0 - loss}
             runs.append(RunRecord(index=len(runs), seed=seed, dir=folder, variant=variant,
-                                  status=RunStatus.COMPLETED, duration_s=1.0,
+                                  status=RunStatus.COMPLETED, attempts=ended_attempts(1.0),
                                   metrics=metrics))  # fmt: skip
             if with_logs:
                 log = root / folder / "lightning_logs" / "version_0" / "metrics.csv"

@@ -19,7 +19,7 @@ from orchestrator.contract.paths import RunPaths, StudyPaths, run_dir_name
 from orchestrator.errors import XorchError
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
-from tests.helpers import ROOT, saved_variant_study
+from tests.helpers import ROOT, ended_attempts, saved_variant_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCH_METRICS = ["train/acc", "train/loss", "val/acc", "val/loss"]
@@ -84,7 +84,8 @@ def study(tmp_path: Path) -> StudyPaths:
         records.append(RunRecord(
             index=i, seed=seed, dir=run_dir_name(i, seed, len(SEEDS)),
             status=RunStatus.COMPLETED if done else RunStatus.FAILED,
-            duration_s=3.0, metrics=final_metrics(seed) if done else {},
+            attempts=ended_attempts(3.0, "completed" if done else "failed"),
+            metrics=final_metrics(seed) if done else {},
         ))  # fmt: skip
     paths = save_study(root, records)
     for i, record in enumerate(records):

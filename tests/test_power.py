@@ -15,7 +15,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import save_state
 from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import saved_variant_study, snapshot, xorch
+from tests.helpers import ended_attempts, saved_variant_study, snapshot, xorch
 
 TOL = 1e-10
 
@@ -28,7 +28,8 @@ def saved_study(folder, values: dict[int, dict[str, float]]):
     """A study folder whose completed runs have ``values`` (seed -> metrics)."""
     runs = tuple(
         RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
-                  status=RunStatus.COMPLETED, duration_s=1.0, metrics=metrics)
+                  status=RunStatus.COMPLETED, attempts=ended_attempts(1.0),
+                  metrics=metrics)
         for i, (seed, metrics) in enumerate(values.items())
     )  # fmt: skip
     state = StudyState(config_fingerprint="f", training_config={}, seeds=tuple(values),

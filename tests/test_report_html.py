@@ -52,8 +52,7 @@ def running_state(completed: int) -> StudyState:
                           attempt_class=AttemptClass.CUDA_OOM,
                           reason="CUDA out of memory <at> batch 3")  # fmt: skip
             record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}",
-                               status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
-                               attempts=(oom,))  # fmt: skip
+                               status=RunStatus.FAILED, attempts=(oom,))  # fmt: skip
         else:
             record = RunRecord(index=i, seed=seed, dir=f"run_{i:02d}_seed{seed}")
         runs.append(record)
@@ -304,8 +303,7 @@ def test_report_of_a_variants_study_before_the_reference_completed(tmp_path):
     # A run that failed is listed with its variant and failure class.
     oom = Attempt(number=1, started_at="2026-01-01T00:00:00", log="train.log",
                   attempt_class=AttemptClass.CUDA_OOM, reason="CUDA out of memory")  # fmt: skip
-    failed = replace(state.runs[0], status=RunStatus.FAILED, failure=AttemptClass.CUDA_OOM,
-                     attempts=(oom,))  # fmt: skip
+    failed = replace(state.runs[0], status=RunStatus.FAILED, attempts=(oom,))  # fmt: skip
     paths = StudyPaths(tmp_path / "variants study")
     save_state(paths, replace(state, runs=(failed, *state.runs[1:])))
     page = write_report(paths.root).read_text(encoding="utf-8")

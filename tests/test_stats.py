@@ -24,6 +24,7 @@ from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from orchestrator.summary import summary_text
 from orchestrator.tables import FORMATS
+from tests.helpers import ended_attempts
 
 TOL = 1e-12
 
@@ -36,7 +37,7 @@ def make_state(rows: list[dict[str, float]], extra: list[RunRecord] = ()) -> Stu
     """Completed runs with ``rows`` as their final metrics, then ``extra`` records."""
     runs = [
         RunRecord(index=i, seed=100 + i, dir=f"run_{i:02d}_seed{100 + i}",
-                  status=RunStatus.COMPLETED, duration_s=1.0, metrics=m)
+                  status=RunStatus.COMPLETED, attempts=ended_attempts(1.0), metrics=m)
         for i, m in enumerate(rows)
     ]  # fmt: skip
     for record in extra:

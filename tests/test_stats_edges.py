@@ -31,6 +31,7 @@ from orchestrator.inference import (
 )
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.tables import render_rows
+from tests.helpers import ended_attempts
 
 TOL = 1e-10
 
@@ -44,7 +45,8 @@ def study(values: dict[str, dict[int, float]], goal: dict[str, str] | None = Non
     seeds = sorted({s for per_seed in values.values() for s in per_seed})
     runs = tuple(
         RunRecord(index=i, seed=s, dir=f"run_{i:02d}_seed{s}", status=RunStatus.COMPLETED,
-                  duration_s=1.0, metrics={m: v[s] for m, v in values.items() if s in v})
+                  attempts=ended_attempts(1.0),
+                  metrics={m: v[s] for m, v in values.items() if s in v})
         for i, s in enumerate(seeds)
     )  # fmt: skip
     return StudyState(config_fingerprint="f", training_config={}, seeds=tuple(seeds), runs=runs,
@@ -61,8 +63,8 @@ def variants_study(
         for variant, metrics in values.items():
             logged = {m: v[s] for m, v in metrics.items() if s in v}
             runs.append(RunRecord(index=len(runs), seed=s, dir=f"{variant}/run_seed{s}",
-                                  status=RunStatus.COMPLETED, duration_s=1.0, variant=variant,
-                                  metrics=logged))  # fmt: skip
+                                  status=RunStatus.COMPLETED, attempts=ended_attempts(1.0),
+                                  variant=variant, metrics=logged))  # fmt: skip
     return StudyState(config_fingerprint="f", training_config={}, seeds=tuple(seeds),
                       runs=tuple(runs), variant_configs={v: {} for v in values},
                       compare_to=next(iter(values)), goal=goal or {})  # fmt: skip
@@ -369,7 +371,8 @@ def test_item_6_power_works_from_29_finite_values_and_names_the_inf() -> None:
     values = [0.80 + 0.01 * ((i * 7) % 11) for i in range(29)] + [math.inf]
     runs = tuple(
         RunRecord(index=i, seed=100 + i, dir=f"run_{i:02d}_seed{100 + i}",
-                  status=RunStatus.COMPLETED, duration_s=1.0, metrics={"val/acc": v})
+                  status=RunStatus.COMPLETED, attempts=ended_attempts(1.0),
+                  metrics={"val/acc": v})
         for i, v in enumerate(values)
     )  # fmt: skip
     state = StudyState(config_fingerprint="f", training_config={},

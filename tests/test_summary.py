@@ -13,7 +13,7 @@ from orchestrator.seed_table import NotFinite, split_finite
 from orchestrator.state import RunRecord, RunStatus
 from orchestrator.summary import mean_std_line, summary_text
 from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import xorch
+from tests.helpers import ended_attempts, xorch
 
 SEED_EXAMPLE = [  # seed, duration_s, train/loss, val/loss, val/F1Score
     (42, 142.30, 0.21, 0.34, 0.82),
@@ -29,7 +29,7 @@ def records(rows=SEED_EXAMPLE) -> list[RunRecord]:
             seed=seed,
             dir=f"run_{i:02d}_seed{seed}",
             status=RunStatus.COMPLETED,
-            duration_s=d,
+            attempts=ended_attempts(d),
             metrics={"train/loss": a, "val/loss": b, "val/F1Score": c},
         )
         for i, (seed, d, a, b, c) in enumerate(rows)
@@ -70,7 +70,7 @@ def test_metric_missing_in_one_run_leaves_an_empty_cell_and_averages_the_rest():
         seed=28,
         dir="d",
         status=RunStatus.COMPLETED,
-        duration_s=1.0,
+        attempts=ended_attempts(1.0),
         metrics={"val/loss": 0.5, "test/acc": 0.9},
     )
     lines = summary_text(runs).splitlines()

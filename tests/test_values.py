@@ -18,7 +18,7 @@ from orchestrator.contract.records import ErrorReport, RunResult
 from orchestrator.state import Attempt, RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_state, save_state
 from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import read_state, tiny_config, xorch
+from tests.helpers import ended_attempts, read_state, tiny_config, xorch
 
 INF, NAN = float("inf"), float("nan")
 
@@ -83,7 +83,7 @@ def test_non_finite_metrics_survive_runner_state_json(tmp_path):
             seed=i,
             dir=run_dir_name(i, i, 4),
             status=RunStatus.COMPLETED,
-            duration_s=1.0,
+            attempts=ended_attempts(1.0),
             metrics=m,
         )
         for i, m in enumerate(metrics)

@@ -25,6 +25,7 @@ from orchestrator.tables import human_cell
 from tests.fake_worker import PROGRESS_FILE
 from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import (
+    ended_attempts,
     read_state,
     running_attempt,
     saved_variant_study,
@@ -335,7 +336,7 @@ def finished_state(values: dict[str, list[float]], seeds=(1, 2, 3)) -> StudyStat
         for variant, losses in values.items():
             runs.append(RunRecord(
                 index=len(runs), seed=seed, dir=f"{variant}/run_{position:02d}_seed{seed}",
-                status=RunStatus.COMPLETED, duration_s=1.0, variant=variant,
+                status=RunStatus.COMPLETED, attempts=ended_attempts(1.0), variant=variant,
                 metrics={"val/loss": losses[position]},
             ))  # fmt: skip
     return StudyState(
