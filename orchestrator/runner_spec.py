@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from orchestrator.adaptive_spec import check_metric, parse_adaptive
 from orchestrator.errors import ConfigError
+from orchestrator.rerun import RunChoice, parse_overwrite
 from orchestrator.setting_values import (
     MAX_SEED,
     flag,
@@ -104,6 +105,8 @@ class RunnerSettings:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     compare_to: str | None = None  # the reference variant (the first by default)
     goal: Mapping[str, str] = field(default_factory=dict)  # metric -> "min" | "max"
+    # Completed runs to run again on a launch without --resume (orchestrator.rerun).
+    overwrite: RunChoice | None = None
 
     @property
     def run_count(self) -> int:
@@ -151,6 +154,7 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         variants=variants,
         compare_to=compare_to,
         goal=parse_goal(block.get("goal")),
+        overwrite=parse_overwrite(block.get("overwrite")),
         executor=executor,
         slurm=slurm,
         launcher=launcher,

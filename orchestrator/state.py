@@ -43,7 +43,9 @@ TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED}),
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
     RunStatus.INTERRUPTED: frozenset({RunStatus.RUNNING}),
-    RunStatus.COMPLETED: frozenset(),
+    # Only ``StudyState.reopen`` takes this way back (``xorch rerun``, ``overwrite``):
+    # a completed run is run again from scratch, its attempts kept as history.
+    RunStatus.COMPLETED: frozenset({RunStatus.PENDING}),
 }
 
 
@@ -206,10 +208,15 @@ class StudyState:
             record,
             status,
             attempts=attempts,
-            duration_s=round(sum(a.duration_s or 0.0 for a in attempts), 3),
+            duration_s=round(sum(a.duration_s or 0.0 for a in _this_round(attempts)), 3),
             metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
             failure=None if status is RunStatus.COMPLETED else finished.attempt_class,
         )
+
+    def reopen(self, index: int) -> StudyState:
+        """Completed run ``index`` is to run again from scratch: pending, without its
+        metrics, its attempts kept as history (``orchestrator.rerun``)."""
+        return self._with_run(self.runs[index], RunStatus.PENDING, metrics={}, failure=None)
 
     # -- questions ----------------------------------------------------------------
 
@@ -219,6 +226,15 @@ class StudyState:
     @property
     def completed(self) -> list[RunRecord]:
         return self.with_status(RunStatus.COMPLETED)
+
+
+def _this_round(attempts: tuple[Attempt, ...]) -> tuple[Attempt, ...]:
+    """The attempts since the run was last reopened: those after the last
+    completed one before the newest (a rerun's time is its own)."""
+    for position in range(len(attempts) - 2, -1, -1):
+        if attempts[position].attempt_class is AttemptClass.COMPLETED:
+            return attempts[position + 1 :]
+    return attempts
 
 
 def now_iso() -> str:
