@@ -232,8 +232,8 @@ def rerun(
     result = guard(lambda: rerun_runs(folder, names))
     for index, seed in result.reopened:
         typer.echo(f"run {index} (seed {seed}) reopened")
-    for folder, aside in result.moved:
-        typer.echo(f"{folder} moved aside to {aside}")
+    for run_dir, aside in result.moved:
+        typer.echo(f"{run_dir} moved aside to {aside}")
     for index, status in result.not_completed:
         typer.echo(f"run {index} is {status}, not completed: a resume runs it anyway")
     if result.reopened:
