@@ -28,12 +28,17 @@ def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOp
         study_metric_stats,
         variant_metric_stats,
     )
+    from orchestrator.representative import standout_lines
 
     def run() -> str:
         state = study_state(study_dir)
         if state.variant_configs:
-            return render_variant_stats(variant_metric_stats(state, metrics or None), fmt)
-        return render_stats(study_metric_stats(state, metrics or None), fmt)
+            text = render_variant_stats(variant_metric_stats(state, metrics or None), fmt)
+        else:
+            text = render_stats(study_metric_stats(state, metrics or None), fmt)
+        if fmt == "table":  # the other formats are data for scripts: nothing but the rows
+            text += "".join(f"{line}\n" for line in standout_lines(state))
+        return text
 
     typer.echo(guard(run))
 

@@ -181,6 +181,8 @@ class StudyState:
     compare_to: str | None = None
     goal: Mapping[str, str] = field(default_factory=dict)
     adaptive: AdaptiveSeeds | None = None  # None unless n_runs is a mapping
+    # experiments_runner.representative_metric; None: the first of summary_metrics.
+    representative_metric: str | None = None
 
     # -- the only code that changes a run's status --------------------------------
 

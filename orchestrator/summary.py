@@ -2,7 +2,9 @@
 
 The format is the seed document's: ``run,seed,duration_s``, then every metric
 any completed run logged, sorted by name; metrics with 6 decimals, durations
-with 2. A metric a run did not log is an empty cell.
+with 2. A metric a run did not log is an empty cell. Two columns close each
+row, ``representative`` and ``best_run``: ``*`` on those runs (per variant,
+``orchestrator.representative``), empty elsewhere and on the mean and std rows.
 
 Values that are not numbers (a diverged seed's ``inf`` loss) are written as they
 are, ``nan``, ``inf`` or ``-inf``, which pandas and Python's ``float`` read back.
@@ -32,12 +34,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
+from orchestrator.representative import standouts
 from orchestrator.seed_table import describe
 from orchestrator.state import RunRecord, StudyState
 
@@ -63,29 +66,45 @@ def mean_std_line(name: str, values: Iterable[float]) -> str:
     return f"{name}: {stats.mean:.6g} ± {stats.std:.6g} std (n={stats.n}{note})"
 
 
-def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:
-    """summary.csv's text for the completed ``runs`` (in blocks per variant, if any)."""
+# The last two columns: ``*`` on the representative and on the best run
+# (``orchestrator.representative``; per variant), empty elsewhere.
+MARK_COLUMNS = ("representative", "best_run")
+Marks = tuple[Collection[int], Collection[int]]  # run indices: representative, best
+
+
+def summary_text(
+    runs: list[RunRecord], variants: Iterable[str] = (), marks: Marks | None = None
+) -> str:
+    """summary.csv's text for the completed ``runs`` (in blocks per variant, if any);
+    with ``marks`` (as ``write_summary`` gives them), the two mark columns."""
     names = tuple(sorted({name for r in runs for name in r.metrics}))
     columns = ("duration_s", *names)
+    tail = MARK_COLUMNS if marks is not None else ()
     order = list(variants)
     if not order:
-        header = ",".join(["run", "seed", *columns])
-        lines = [header, *_block(runs, names, columns, ())]
+        header = ",".join(["run", "seed", *columns, *tail])
+        lines = [header, *_block(runs, names, columns, (), marks)]
         return "\n".join(lines) + "\n"
-    lines = [",".join(["run", "variant", "seed", *columns])]
+    lines = [",".join(["run", "variant", "seed", *columns, *tail])]
     for variant in order:
         mine = [r for r in runs if r.variant == variant]
         if mine:
-            lines += _block(mine, names, columns, (variant,))
+            lines += _block(mine, names, columns, (variant,), marks)
     return "\n".join(lines) + "\n"
 
 
 def _block(
-    runs: list[RunRecord], names: tuple[str, ...], columns: tuple[str, ...], label: tuple[str, ...]
+    runs: list[RunRecord],
+    names: tuple[str, ...],
+    columns: tuple[str, ...],
+    label: tuple[str, ...],
+    marks: Marks | None,
 ) -> list[str]:
     """The rows of ``runs``, then their mean and std rows (``label`` after mean/std)."""
     rows = [_row(r, names) for r in runs]
     lines = [text for text, _ in rows]
+    if marks is not None:
+        lines = [f"{text}{_marks(r.index, marks)}" for r, text in zip(runs, lines, strict=True)]
     matrix = np.array([values for _, values in rows], dtype=float).reshape(len(runs), len(columns))
     # Missing cells are nan already; nan, inf and -inf values are left out the same way.
     matrix[~np.isfinite(matrix)] = math.nan
@@ -98,8 +117,13 @@ def _block(
         )
     for kind, stats in (("mean", mean), ("std", std)):
         cells = ("" if math.isnan(v) else _cell(v, c) for v, c in zip(stats, columns, strict=True))
-        lines.append(",".join([kind, *label, "-", *cells]))
+        lines.append(",".join([kind, *label, "-", *cells]) + (",," if marks is not None else ""))
     return lines
+
+
+def _marks(index: int, marks: Marks) -> str:
+    """``,*,`` for the representative run, ``,,*`` for the best, ``,*,*`` for both."""
+    return "".join("," + ("*" if index in chosen else "") for chosen in marks)
 
 
 def _row(record: RunRecord, names: tuple[str, ...]) -> tuple[str, tuple[float, ...]]:
@@ -141,7 +165,12 @@ def _cell(value: float | None, column: str) -> str:
 
 def write_summary(paths: StudyPaths, state: StudyState) -> None:
     """summary.csv, and comparison.csv for a study of variants."""
-    atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs))
+    chosen = standouts(state)
+    marks = (
+        {s.representative.index for s in chosen if s.representative},
+        {s.best.index for s in chosen if s.best},
+    )
+    atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs, marks))
     if state.variant_configs:
         from orchestrator.commands.compare import comparison_csv  # scipy: only for variants
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
+from orchestrator.representative import standout_lines
 from orchestrator.seed_table import seed_table, split_finite
 from orchestrator.state import RunStatus, StudyState
 from orchestrator.state_store import load_study_state
@@ -63,6 +64,8 @@ class StudyStatus:
     # a study of variants: variant -> its runs (total) and status -> count, config order
     variants: dict[str, VariantProgress] = field(default_factory=dict)
     adaptive: str | None = None  # adaptive seeds: why they stopped, or how far they got
+    # the representative and the best run, one line per variant (orchestrator.representative)
+    standouts: tuple[str, ...] = ()
 
 
 def study_status(study_dir: Path) -> StudyStatus:
@@ -116,6 +119,7 @@ def study_status(study_dir: Path) -> StudyStatus:
         not_finite,
         progress,
         _adaptive_line(state),
+        tuple(standout_lines(state)),
     )
 
 
@@ -169,6 +173,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
     if status.adaptive is not None:
         notes.append(status.adaptive)
+    notes += status.standouts
     heading = [f"{status.root}  ({status.total} runs: {counts})  {stamp}"]
     heading += [f"  {name}: {_progress(p)}" for name, p in status.variants.items()]
     return "\n".join([*heading, *body, *notes])
