@@ -171,9 +171,9 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
+    notes += status.standouts
     if status.adaptive is not None:
         notes.append(status.adaptive)
-    notes += status.standouts
     heading = [f"{status.root}  ({status.total} runs: {counts})  {stamp}"]
     heading += [f"  {name}: {_progress(p)}" for name, p in status.variants.items()]
     return "\n".join([*heading, *body, *notes])
