@@ -79,9 +79,7 @@ def launch_spec(
     if spec.mode is Mode.TRAIN:
         return train_single(spec, reporter=reporter, launcher=launcher)
     resume = resume or spec.runner.resume
-    # overwrite reruns completed runs on a launch; a resume finishes what was
-    # started (a rerun cut short included) and never reopens them again.
-    overwrite = None if resume else spec.runner.overwrite
+    overwrite = None if resume else spec.runner.overwrite  # a resume never reopens (_move_aside)
     paths = StudyPaths(spec.output_dir)
     # GPUs named in the config that are not there: refused before anything is written.
     slots = study_slots(spec)
@@ -96,12 +94,7 @@ def launch_spec(
         fresh = not (paths.state.exists() or paths.state_backup.exists())
         ledger = plan_ledger(spec, paths, resume, overwrite)
         reporter = reporter or Reporter(paths.log)
-        if resume and spec.runner.overwrite:
-            reporter.warn(
-                "experiments_runner.overwrite is not applied by a resume, which finishes "
-                "what was started; launch without --resume to run those runs again"
-            )
-        _move_aside(paths, ledger.state, reporter)
+        _move_aside(spec, paths, ledger.state, reporter, resume)
         state = ledger.state
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
@@ -160,9 +153,18 @@ def plan_ledger(
     return ledger
 
 
-def _move_aside(paths: StudyPaths, state: StudyState, reporter: Reporter) -> None:
+def _move_aside(
+    spec: StudySpec, paths: StudyPaths, state: StudyState, reporter: Reporter, resume: bool
+) -> None:
     """The folders of reopened runs moved aside, after the state that reopened
-    them is saved: a launch killed in between is finished by the next one."""
+    them is saved: a launch killed in between is finished by the next one.
+    ``overwrite`` reopens runs on a launch only: a resume finishes what was
+    started (a rerun cut short included) and never reopens them again."""
+    if resume and spec.runner.overwrite:
+        reporter.warn(
+            "experiments_runner.overwrite is not applied by a resume, which finishes "
+            "what was started; launch without --resume to run those runs again"
+        )
     for folder, aside in move_aside_reopened(paths, state):
         where = folder.relative_to(paths.root)
         reporter.say(f"{where} runs again; its earlier folder is {aside.relative_to(paths.root)}")
