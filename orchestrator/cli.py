@@ -215,6 +215,39 @@ def replay(
     raise typer.Exit(0 if result.identical else 1)
 
 
+@app.command()
+def rerun(
+    study_dir: StudyDirArg,
+    runs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Runs by index (3), or variant/index (wide/2) in a study of variants.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Run completed runs again: reopen them in runner_state.json (their attempts
+    kept) and move their folders aside (run_03_seed7.old-1); the next
+    'xorch launch CONFIG --resume' trains them.
+
+    Example: xorch rerun outputs/quickstart 3 5
+    """
+    from orchestrator.commands.rerun_cmd import rerun_runs
+    from orchestrator.rerun import parse_run_names
+
+    folder = guard(lambda: study_folder(study_dir))
+    names = guard(lambda: parse_run_names(runs, "xorch rerun"))
+    result = guard(lambda: rerun_runs(folder, names))
+    for index, seed in result.reopened:
+        typer.echo(f"run {index} (seed {seed}) reopened")
+    for run_dir, aside in result.moved:
+        typer.echo(f"{run_dir} moved aside to {aside}")
+    for index, status in result.not_completed:
+        typer.echo(f"run {index} is {status}, not completed: a resume runs it anyway")
+    if result.reopened:
+        typer.echo("train them with: xorch launch CONFIG --resume")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``xorch``: a mistake on the command line (``xorch lanch``, an unknown
     option) is one line on stderr with typer's suggestion, exit 2, not a framed box."""

@@ -22,9 +22,14 @@ def summary(study_dir: StudyDirArg, fmt: FormatOpt = "table", metrics: MetricsOp
     Example: xorch summary outputs/quickstart --format markdown -m val/loss -m val/acc
     """
     from orchestrator.commands.summary_cmd import render_summary, summary_table
+    from orchestrator.representative import standout_lines
 
     def run() -> str:
-        return render_summary(summary_table(study_state(study_dir), metrics or None), fmt)
+        state = study_state(study_dir)
+        text = render_summary(summary_table(state, metrics or None), fmt)
+        if fmt == "table":  # the other formats are data for scripts: nothing but the rows
+            text += "".join(f"{line}\n" for line in standout_lines(state))
+        return text
 
     typer.echo(guard(run))
 

@@ -8,10 +8,11 @@ lock is taken by each save (``state_store.save_state``). What a change means
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from orchestrator.adaptive import add_seeds, with_stop
 from orchestrator.contract.paths import StudyPaths
+from orchestrator.rerun import reopen_runs
 from orchestrator.state import Attempt, StudyState
 from orchestrator.state_store import RunTexts, save_state
 
@@ -49,6 +50,11 @@ class Ledger:
         self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
     ) -> StudyState:
         return self._save(self._state.finish_attempt(index, finished, metrics))
+
+    def reopen(self, indices: Sequence[int]) -> StudyState:
+        """Completed runs to run again (``xorch rerun``), all in one save; their
+        folders are moved aside only after it (``rerun.move_aside_reopened``)."""
+        return self._save(reopen_runs(self._state, indices))
 
     def settle(self, settled: Iterable[Settled]) -> StudyState:
         """Runs a dead parent left running, finished all at once: one save."""

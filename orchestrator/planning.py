@@ -103,7 +103,13 @@ def plan_study(
     width = len(adaptive.sequence) if adaptive else len(seeds)
     runs = _with_runs(base.runs, seeds, [*spec.variants] or [None], width)
     updated = dataclasses.replace(
-        base, seeds=seeds, runs=runs, summary_metrics=spec.runner.summary_metrics, adaptive=adaptive
+        base,
+        seeds=seeds,
+        runs=runs,
+        summary_metrics=spec.runner.summary_metrics,
+        adaptive=adaptive,
+        representative_metric=spec.runner.representative_metric,
+        goal=dict(spec.runner.goal),
     )
     if with_variants:
         updated = dataclasses.replace(
@@ -113,7 +119,6 @@ def plan_study(
                 **{n: dict(c) for n, c in spec.variants.items()},
             },
             compare_to=spec.runner.compare_to,
-            goal=dict(spec.runner.goal),
         )
     return Plan(updated, save=updated != existing or recovered, recovered=recovered)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from orchestrator.adaptive_spec import check_metric, parse_adaptive
 from orchestrator.errors import ConfigError
+from orchestrator.rerun import RunChoice, parse_overwrite
 from orchestrator.setting_values import (
     MAX_SEED,
     flag,
@@ -104,6 +105,11 @@ class RunnerSettings:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     compare_to: str | None = None  # the reference variant (the first by default)
     goal: Mapping[str, str] = field(default_factory=dict)  # metric -> "min" | "max"
+    # Completed runs to run again on a launch without --resume (orchestrator.rerun).
+    overwrite: RunChoice | None = None
+    # The metric that picks the representative and the best run (orchestrator.representative);
+    # None: the first of summary_metrics.
+    representative_metric: str | None = None
 
     @property
     def run_count(self) -> int:
@@ -151,6 +157,8 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
         variants=variants,
         compare_to=compare_to,
         goal=parse_goal(block.get("goal")),
+        overwrite=parse_overwrite(block.get("overwrite")),
+        representative_metric=_metric_name(block.get("representative_metric")),
         executor=executor,
         slurm=slurm,
         launcher=launcher,
@@ -236,6 +244,12 @@ def _summary_metrics(metrics: Any) -> tuple[str, ...]:
     if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
         raise ConfigError(f"{_P}summary_metrics must be a list of metric names, like [val/loss]")
     return tuple(metrics)
+
+
+def _metric_name(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    raise ConfigError(f"{_P}representative_metric must be a metric name, like val/loss")
 
 
 _Choice = TypeVar("_Choice", bound=enum.Enum)

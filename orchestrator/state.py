@@ -43,7 +43,9 @@ TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED}),
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
     RunStatus.INTERRUPTED: frozenset({RunStatus.RUNNING}),
-    RunStatus.COMPLETED: frozenset(),
+    # Only ``StudyState.reopen`` takes this way back (``xorch rerun``, ``overwrite``):
+    # a completed run is run again from scratch, its attempts kept as history.
+    RunStatus.COMPLETED: frozenset({RunStatus.PENDING}),
 }
 
 
@@ -117,19 +119,21 @@ class RunRecord:
 
     @property
     def duration_s(self) -> float | None:
-        """The attempts' time together; None before any."""
+        """The time of this round's attempts together (a rerun's time is its own);
+        None before any."""
         if not self.attempts:
             return None
-        return round(sum(a.duration_s or 0.0 for a in self.attempts), 3)
+        return round(sum(a.duration_s or 0.0 for a in _this_round(self.attempts)), 3)
 
     @property
     def failure(self) -> AttemptClass | None:
-        """The class of the last attempt that ended, unless the run completed
-        (a retry in flight keeps the one before it); None before any ended."""
-        if self.status is RunStatus.COMPLETED:
-            return None
+        """The class of the last attempt that ended, unless it completed (a retry
+        in flight keeps the one before it; a reopened run has none); None before
+        any ended."""
         ended = [a.attempt_class for a in self.attempts if a.attempt_class is not None]
-        return ended[-1] if ended else None
+        if self.status is RunStatus.COMPLETED or not ended:
+            return None
+        return None if ended[-1] is AttemptClass.COMPLETED else ended[-1]
 
     @property
     def started_at(self) -> str | None:
@@ -192,6 +196,8 @@ class StudyState:
     compare_to: str | None = None
     goal: Mapping[str, str] = field(default_factory=dict)
     adaptive: AdaptiveSeeds | None = None  # None unless n_runs is a mapping
+    # experiments_runner.representative_metric; None: the first of summary_metrics.
+    representative_metric: str | None = None
 
     # -- the only code that changes a run's status --------------------------------
 
@@ -222,6 +228,11 @@ class StudyState:
             metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
         )
 
+    def reopen(self, index: int) -> StudyState:
+        """Completed run ``index`` is to run again from scratch: pending, without its
+        metrics, its attempts kept as history (``orchestrator.rerun``)."""
+        return self._with_run(self.runs[index], RunStatus.PENDING, metrics={})
+
     # -- questions ----------------------------------------------------------------
 
     def with_status(self, *statuses: RunStatus) -> list[RunRecord]:
@@ -230,6 +241,15 @@ class StudyState:
     @property
     def completed(self) -> list[RunRecord]:
         return self.with_status(RunStatus.COMPLETED)
+
+
+def _this_round(attempts: tuple[Attempt, ...]) -> tuple[Attempt, ...]:
+    """The attempts since the run was last reopened: those after the last
+    completed one before the newest (a rerun's time is its own)."""
+    for position in range(len(attempts) - 2, -1, -1):
+        if attempts[position].attempt_class is AttemptClass.COMPLETED:
+            return attempts[position + 1 :]
+    return attempts
 
 
 def now_iso() -> str:

@@ -102,6 +102,7 @@ def state_from_payload(payload: Any) -> StudyState:
         compare_to=_get(payload, "compare_to", (str, _NONE), "", None),
         goal=_get(payload, "goal", dict, "", {}),
         adaptive=_adaptive(payload.get("adaptive")),
+        representative_metric=_get(payload, "representative_metric", (str, _NONE), "", None),
     )
     check_state(state)
     return state

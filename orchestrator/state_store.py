@@ -25,6 +25,7 @@ from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
+from orchestrator.representative import ChosenRun, Standouts, standouts
 from orchestrator.state import SCHEMA_VERSION, AdaptiveSeeds, RunRecord, StudyState
 from orchestrator.state_schema import (
     ATTEMPT_JSON_KEYS,
@@ -82,7 +83,11 @@ class RunTexts:
             del self._texts[key]
 
 
-def state_to_json(state: StudyState, texts: RunTexts | None = None) -> str:
+def state_to_json(
+    state: StudyState, texts: RunTexts | None = None, root: Path | None = None
+) -> str:
+    """The file's text; ``root``: the study folder, where the representative and the
+    best run's ``last.ckpt`` are looked for (their checkpoint is null without it)."""
     check_state(state)
     texts = RunTexts() if texts is None else texts
     header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
@@ -96,6 +101,8 @@ def state_to_json(state: StudyState, texts: RunTexts | None = None) -> str:
         del header["adaptive"]
     else:
         header["adaptive"] = _adaptive_payload(state.adaptive)
+    if state.representative_metric is None:
+        del header["representative_metric"]
     # Plain types already but for the tuples; converting the seeds here rather
     # than through _plain saves a call per run at 10,000 runs.
     header.update(
@@ -103,9 +110,33 @@ def state_to_json(state: StudyState, texts: RunTexts | None = None) -> str:
         summary_metrics=list(state.summary_metrics),
         training_config=_plain(state.training_config),
     )
+    header.update(_standouts_payload(state, root))
     runs = ",\n".join(texts.text(r) for r in state.runs)
     texts.keep_only(state)
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
+
+
+def _standouts_payload(state: StudyState, root: Path | None) -> dict[str, Any]:
+    """``representative`` and ``best_run``: derived on every save, never read back
+    (a file without them loads as before); per variant in a study of variants."""
+
+    def run(chosen: ChosenRun | None, of: Standouts, **extra: str) -> dict[str, Any] | None:
+        if chosen is None:
+            return None
+        folder = state.runs[chosen.index].dir
+        checkpoint = StudyPaths(root).run(folder).last_checkpoint if root is not None else None
+        where = f"{folder}/{checkpoint.name}" if checkpoint and checkpoint.is_file() else None
+        return {"index": chosen.index, "seed": chosen.seed, "metric": of.metric,
+                "value": chosen.value, **extra, "checkpoint": where}  # fmt: skip
+
+    rows = standouts(state)
+    pairs = [(s.variant, run(s.representative, s), run(s.best, s, goal=s.goal)) for s in rows]
+    if not state.variant_configs:
+        return {"representative": pairs[0][1], "best_run": pairs[0][2]}
+    return {
+        "representative": {str(v): chosen for v, chosen, _ in pairs},
+        "best_run": {str(v): best for v, _, best in pairs},
+    }
 
 
 def _adaptive_payload(adaptive: AdaptiveSeeds) -> dict[str, Any]:
@@ -228,7 +259,7 @@ def save_state(paths: StudyPaths, state: StudyState, texts: RunTexts | None = No
     """Validate, keep the previous file as .bak, replace atomically. Raises StateWriteError.
 
     ``texts``: the caller's cache of run texts (a ledger's); none: every run is encoded."""
-    text = state_to_json(state, texts)
+    text = state_to_json(state, texts, paths.root)
     try:
         with state_lock(paths):
             atomic_write_text(paths.state, text, keep_previous_as=paths.state_backup)

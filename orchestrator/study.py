@@ -32,6 +32,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.locks import launcher_lock
 from orchestrator.planning import entries, plan_study, refuse_existing
 from orchestrator.recovery import settle_stale_runs
+from orchestrator.rerun import RunChoice, move_aside_reopened, reopen_runs, rerun_targets
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
 from orchestrator.scheduler import Scheduler, study_slots
@@ -78,10 +79,11 @@ def launch_spec(
     if spec.mode is Mode.TRAIN:
         return train_single(spec, reporter=reporter, launcher=launcher)
     resume = resume or spec.runner.resume
+    overwrite = None if resume else spec.runner.overwrite  # a resume never reopens (_move_aside)
     paths = StudyPaths(spec.output_dir)
     # GPUs named in the config that are not there: refused before anything is written.
     slots = study_slots(spec)
-    if not resume:
+    if not resume and not (overwrite and paths.state.exists()):
         refuse_existing(paths)  # before the folder is even created
     before = entries(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,9 @@ def launch_spec(
             with contextlib.suppress(OSError):
                 temp.unlink()
         fresh = not (paths.state.exists() or paths.state_backup.exists())
-        ledger = plan_ledger(spec, paths, resume)
+        ledger = plan_ledger(spec, paths, resume, overwrite)
         reporter = reporter or Reporter(paths.log)
+        _move_aside(spec, paths, ledger.state, reporter, resume)
         state = ledger.state
         reporter.say(
             f"study {paths.root}: {len(state.runs)} runs, {len(state.completed)} already completed"
@@ -124,15 +127,22 @@ def launch_spec(
     return result
 
 
-def plan_ledger(spec: StudySpec, paths: StudyPaths, resume: bool) -> Ledger:
+def plan_ledger(
+    spec: StudySpec, paths: StudyPaths, resume: bool, overwrite: RunChoice | None = None
+) -> Ledger:
     """The ledger of the planned state, on disk before any run starts (random
-    seeds included); a refusal (StateError, StudyExistsError) touches nothing."""
+    seeds included), with the runs ``overwrite`` names reopened; a refusal
+    (StateError, StudyExistsError, RerunError) touches nothing."""
     existing = load_state(paths)
     backup = load_backup(paths) if existing is None and resume else None
-    plan = plan_study(spec, existing, backup, resume=resume)
-    ledger = Ledger(paths, plan.state)
-    if plan.save:  # recovered: the .bak is left as it is
-        ledger.record_plan(plan.state)
+    plan = plan_study(spec, existing, backup, resume=resume or overwrite is not None)
+    reopen: tuple[int, ...] = ()
+    if overwrite is not None:
+        reopen = rerun_targets(plan.state, overwrite, "experiments_runner.overwrite").reopen
+    state = reopen_runs(plan.state, reopen)
+    ledger = Ledger(paths, state)
+    if plan.save or reopen:  # recovered: the .bak is left as it is
+        ledger.record_plan(state)
     if plan.recovered:
         state = plan.state
         Reporter(paths.log).say(
@@ -141,6 +151,23 @@ def plan_ledger(spec: StudySpec, paths: StudyPaths, resume: bool) -> Ledger:
             "runs completed)"
         )
     return ledger
+
+
+def _move_aside(
+    spec: StudySpec, paths: StudyPaths, state: StudyState, reporter: Reporter, resume: bool
+) -> None:
+    """The folders of reopened runs moved aside, after the state that reopened
+    them is saved: a launch killed in between is finished by the next one.
+    ``overwrite`` reopens runs on a launch only: a resume finishes what was
+    started (a rerun cut short included) and never reopens them again."""
+    if resume and spec.runner.overwrite:
+        reporter.warn(
+            "experiments_runner.overwrite is not applied by a resume, which finishes "
+            "what was started; launch without --resume to run those runs again"
+        )
+    for folder, aside in move_aside_reopened(paths, state):
+        where = folder.relative_to(paths.root)
+        reporter.say(f"{where} runs again; its earlier folder is {aside.relative_to(paths.root)}")
 
 
 def _only_config_errors(state: StudyState, flag: StopFlag, config_error: str | None) -> bool:

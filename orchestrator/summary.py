@@ -2,7 +2,9 @@
 
 The format is the seed document's: ``run,seed,duration_s``, then every metric
 any completed run logged, sorted by name; metrics with 6 decimals, durations
-with 2. A metric a run did not log is an empty cell.
+with 2. A metric a run did not log is an empty cell. Two columns close each
+row, ``representative`` and ``best_run``: ``*`` on those runs (per variant,
+``orchestrator.representative``), empty elsewhere and on the mean and std rows.
 
 Values that are not numbers (a diverged seed's ``inf`` loss) are written as they
 are, ``nan``, ``inf`` or ``-inf``, which pandas and Python's ``float`` read back.
@@ -37,12 +39,13 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 
 from orchestrator.contract.atomic import atomic_write_text
 from orchestrator.contract.paths import StudyPaths
+from orchestrator.representative import standouts
 from orchestrator.seed_table import describe
 from orchestrator.state import RunRecord, StudyState
 
@@ -75,24 +78,48 @@ def mean_std_line(name: str, values: Iterable[float]) -> str:
     return f"{name}: {stats.mean:.6g} ± {stats.std:.6g} std (n={stats.n}{note})"
 
 
-def summary_text(runs: list[RunRecord], variants: Iterable[str] = ()) -> str:
-    """summary.csv's text for the completed ``runs`` (in blocks per variant, if any)."""
+# The last two columns: ``*`` on the representative and on the best run
+# (``orchestrator.representative``; per variant), empty elsewhere.
+MARK_COLUMNS = ("representative", "best_run")
+Marks = tuple[Collection[int], Collection[int]]  # run indices: representative, best
+
+
+def summary_text(
+    runs: list[RunRecord], variants: Iterable[str] = (), marks: Marks | None = None
+) -> str:
+    """summary.csv's text for the completed ``runs`` (in blocks per variant, if any);
+    with ``marks`` (as ``write_summary`` gives them), the two mark columns."""
     names = tuple(sorted({name for r in runs for name in r.metrics}))
     columns = ("duration_s", *names)
+    tail = MARK_COLUMNS if marks is not None else ()
     order = list(variants)
     if not order:
-        header = ",".join(["run", "seed", *columns])
-        lines = [header, *_block(runs, names, columns, ())]
+        header = ",".join(["run", "seed", *columns, *tail])
+        lines = [header, *_marked(runs, _block(runs, names, columns, ()), marks)]
         return "\n".join(lines) + "\n"
-    lines = [",".join(["run", "variant", "seed", *columns])]
+    lines = [",".join(["run", "variant", "seed", *columns, *tail])]
     by_variant: dict[str | None, list[RunRecord]] = {}
     for r in runs:  # grouped once: not once per variant (issue 23, 500 variants)
         by_variant.setdefault(r.variant, []).append(r)
     for variant in order:
         mine = by_variant.get(variant)
         if mine:
-            lines += _block(mine, names, columns, (variant,))
+            lines += _marked(mine, _block(mine, names, columns, (variant,)), marks)
     return "\n".join(lines) + "\n"
+
+
+def _marked(runs: list[RunRecord], block: tuple[str, ...], marks: Marks | None) -> list[str]:
+    """A block's lines with the mark columns: ``*`` where chosen, empty on mean and std.
+    The block's text is cached without them, so a mark that moves costs no format."""
+    if marks is None:
+        return list(block)
+    rows = [f"{text}{_marks(r.index, marks)}" for r, text in zip(runs, block, strict=False)]
+    return [*rows, *(f"{line},," for line in block[len(runs) :])]
+
+
+def _marks(index: int, marks: Marks) -> str:
+    """``,*,`` for the representative run, ``,,*`` for the best, ``,*,*`` for both."""
+    return "".join("," + ("*" if index in chosen else "") for chosen in marks)
 
 
 # What one row shows: index, variant, seed, duration, the logged metrics, their names.
@@ -181,10 +208,20 @@ def _cell(value: float | None, column: str) -> str:
     return format_number(value, ".2f" if column == "duration_s" else ".6f")
 
 
+def summary_marks(state: StudyState) -> Marks:
+    """The runs summary.csv marks: each group's representative, each group's best."""
+    chosen = standouts(state)
+    return (
+        {s.representative.index for s in chosen if s.representative},
+        {s.best.index for s in chosen if s.best},
+    )
+
+
 def write_summary(paths: StudyPaths, state: StudyState, comparison: bool = True) -> bool:
     """summary.csv, and (``comparison``) comparison.csv for a study of variants;
     whether comparison.csv was written (not before the reference has a run)."""
-    atomic_write_text(paths.summary, summary_text(state.completed, state.variant_configs))
+    rows = summary_text(state.completed, state.variant_configs, summary_marks(state))
+    atomic_write_text(paths.summary, rows)
     if not (comparison and state.variant_configs):
         return False
     from orchestrator.commands.compare import comparison_csv  # scipy: only for variants

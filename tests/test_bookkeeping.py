@@ -17,7 +17,13 @@ import yaml
 from orchestrator.commands.compare import comparison_csv
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.state_store import load_state
-from orchestrator.summary import COMPARISON_EVERY_S, SummaryWriter, comparison_due, summary_text
+from orchestrator.summary import (
+    COMPARISON_EVERY_S,
+    SummaryWriter,
+    comparison_due,
+    summary_marks,
+    summary_text,
+)
 from tests.fakes import fake_study_config, fake_xorch
 from tests.helpers import saved_variant_study
 
@@ -51,7 +57,8 @@ def test_summary_every_run_and_comparison_on_its_timer(tmp_path):
     later = _with_loss(state, 3, 0.1)
     writer.after_run(later)
     # summary.csv is up to date after every run; comparison.csv waits for its timer.
-    assert paths.summary.read_text() == summary_text(later.completed, later.variant_configs)
+    marks = summary_marks(later)
+    assert paths.summary.read_text() == summary_text(later.completed, later.variant_configs, marks)
     assert "0.100000" in paths.summary.read_text()
     assert paths.comparison.read_text() == comparison_csv(state) != comparison_csv(later)
 

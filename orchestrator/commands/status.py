@@ -20,6 +20,7 @@ from pathlib import Path
 
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
+from orchestrator.representative import standout_lines
 from orchestrator.seed_table import seed_table, split_finite
 from orchestrator.state import RunRecord, RunStatus, StudyState
 from orchestrator.state_store import load_study_state
@@ -70,6 +71,8 @@ class StudyStatus:
     # a study of variants: variant -> its runs (total) and status -> count, config order
     variants: dict[str, VariantProgress] = field(default_factory=dict)
     adaptive: str | None = None  # adaptive seeds: why they stopped, or how far they got
+    # the representative and the best run, one line per variant (orchestrator.representative)
+    standouts: tuple[str, ...] = ()
 
 
 def study_status(study_dir: Path) -> StudyStatus:
@@ -123,6 +126,7 @@ def study_status(study_dir: Path) -> StudyStatus:
         not_finite,
         progress,
         _adaptive_line(state),
+        tuple(standout_lines(state)),
     )
 
 
@@ -179,6 +183,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     counts = ", ".join(f"{n} {name}" for name, n in sorted(status.counts.items()))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     notes = [f"{name}: {text} (left out of the mean)" for name, text in status.not_finite.items()]
+    notes += status.standouts
     if status.adaptive is not None:
         notes.append(status.adaptive)
     heading = [f"{status.root}  ({status.total} runs: {counts})  {stamp}"]
