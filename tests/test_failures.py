@@ -81,7 +81,8 @@ def test_each_failure_class_is_recorded_and_the_rest_of_the_study_completes(work
     # summary.csv holds the completed run only, and mean/std over it alone.
     lines = (workdir / "out" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["6", "mean", "std"]
-    assert lines[1].split(",")[-1].startswith("7.5")  # val/loss = seed + 0.5
+    row = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+    assert row["val/loss"].startswith("7.5")  # val/loss = seed + 0.5
     # The closing table names every run that did not complete, with its class.
     table = result.stdout[result.stdout.index("runs did not complete") :]
     for outcome in expected.values():
