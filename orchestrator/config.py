@@ -40,6 +40,7 @@ from orchestrator.run_shape import RunShape, run_shape
 from orchestrator.runner_spec import RUNNER_KEY, RunnerSettings, parse_runner
 from orchestrator.setting_values import kind_of, parse_seed
 from orchestrator.training_config import training_part
+from orchestrator.file_kinds import pseudo_filesystem
 from orchestrator.yaml_file import read_config_file
 
 __all__ = [
@@ -223,6 +224,12 @@ def _check_output_dir(value: str) -> None:
         ) from None
     for candidate in (resolved, *resolved.parents):
         if candidate.is_dir():
+            kind = pseudo_filesystem(candidate)
+            if kind is not None:
+                raise ConfigError(
+                    f"{where} {value} is in {candidate}, on the kernel's {kind} filesystem, "
+                    "which holds no files of ours; choose a folder on a disk"
+                )
             return
         if candidate.is_symlink():  # dangling or looping: resolve() stopped at it
             raise ConfigError(
