@@ -34,13 +34,13 @@ from typing import Any
 from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
 from orchestrator.config_keys import top_level_keys
 from orchestrator.errors import ConfigError
+from orchestrator.file_kinds import pseudo_filesystem
 from orchestrator.overrides import apply_overrides, set_dotted
 from orchestrator.ranks import with_devices
 from orchestrator.run_shape import RunShape, run_shape
 from orchestrator.runner_spec import RUNNER_KEY, RunnerSettings, parse_runner
 from orchestrator.setting_values import kind_of, parse_seed
 from orchestrator.training_config import training_part
-from orchestrator.file_kinds import pseudo_filesystem
 from orchestrator.yaml_file import read_config_file
 
 __all__ = [

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.command import command_metrics
+from orchestrator.contract.bounded import read_tail
 from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.failure_text import traceback_line
+from orchestrator.contract.limits import LOG_LAST_LINE_BYTES
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import (
     LOG_FILE,
@@ -222,13 +224,10 @@ def rank_behind(run: RunPaths, since: float) -> str:
     return f"; rank {first.rank} (pid {first.pid}) is behind: at step {first.step}, {first.point}"
 
 
-def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:
+def _last_log_line(run: RunPaths) -> str:
     """The last non-blank line of the run's log (a traceback's last line is its error)."""
     try:
-        with open(run.log, "rb") as log:
-            log.seek(0, 2)
-            log.seek(max(0, log.tell() - tail_bytes))
-            text = log.read().decode("utf-8", errors="replace")
+        text = read_tail(run.log, LOG_LAST_LINE_BYTES)[0].decode("utf-8", errors="replace")
     except OSError:
         return ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]

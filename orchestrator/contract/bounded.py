@@ -15,9 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.limits import mib
+from orchestrator.contract.limits import MAX_CSV_HEADER_BYTES, mib
 
-__all__ = ["JsonRead", "ReadRefused", "parse_json", "read_bounded", "read_json", "read_tail"]
+__all__ = [
+    "JsonRead",
+    "ReadRefused",
+    "parse_json",
+    "read_bounded",
+    "read_head_and_tail",
+    "read_json",
+    "read_tail",
+]
 
 
 class ReadRefused(OSError):
@@ -75,6 +83,23 @@ def read_tail(path: Path, size: int) -> tuple[bytes, bool]:
         total = handle.seek(0, os.SEEK_END)
         handle.seek(max(0, total - size))
         return handle.read(size), total > size
+
+
+def read_head_and_tail(path: Path, size: int) -> bytes:
+    """The whole regular file ``path`` when it is at most ``size`` bytes; else
+    its first line and, of its last ``size`` bytes, the whole lines: a CSV
+    log's header and latest rows (issue 23: a 112 MB metrics.csv took 43 s)."""
+    fd = _open_regular(path)
+    with os.fdopen(fd, "rb") as handle:
+        total = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        if total <= size:
+            return handle.read(size)
+        header = handle.readline(MAX_CSV_HEADER_BYTES)
+        handle.seek(total - size)
+        tail = handle.read(size)
+    cut = tail.find(b"\n")
+    return header + (tail[cut + 1 :] if cut >= 0 else b"")
 
 
 def parse_json(text: str | bytes) -> Any:
