@@ -15,13 +15,16 @@ the newest CSVLogger-layout ``metrics.csv`` in the run folder (what
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.bounded import read_head_and_tail
 from orchestrator.contract.command import PLACEHOLDERS, placeholders_in, program_path
+from orchestrator.contract.limits import MAX_CSV_TAIL_BYTES
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunResult, RunSpec, read_json_object
 from orchestrator.errors import ConfigError
@@ -163,10 +166,12 @@ def _reported_metrics(run: RunPaths) -> dict[str, float] | None:
 
 
 def _last_values(path: Path) -> dict[str, float]:
-    """Each column's last number in a CSVLogger file (epoch and step left out)."""
+    """Each column's last number in a CSVLogger file (epoch and step left out),
+    from its header and last ``MAX_CSV_TAIL_BYTES``."""
     values: dict[str, float] = {}
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        text = read_head_and_tail(path, MAX_CSV_TAIL_BYTES).decode("utf-8")
+        with io.StringIO(text, newline="") as handle:
             for row in csv.DictReader(handle):
                 for name, text in row.items():
                     if name in (None, "epoch", "step") or not text:

@@ -34,6 +34,7 @@ from typing import Any
 from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
 from orchestrator.config_keys import top_level_keys
 from orchestrator.errors import ConfigError
+from orchestrator.file_kinds import pseudo_filesystem
 from orchestrator.overrides import apply_overrides, set_dotted
 from orchestrator.ranks import with_devices
 from orchestrator.run_shape import RunShape, run_shape
@@ -223,6 +224,12 @@ def _check_output_dir(value: str) -> None:
         ) from None
     for candidate in (resolved, *resolved.parents):
         if candidate.is_dir():
+            kind = pseudo_filesystem(candidate)
+            if kind is not None:
+                raise ConfigError(
+                    f"{where} {value} is in {candidate}, on the kernel's {kind} filesystem, "
+                    "which holds no files of ours; choose a folder on a disk"
+                )
             return
         if candidate.is_symlink():  # dangling or looping: resolve() stopped at it
             raise ConfigError(

@@ -12,7 +12,6 @@ Two ways, both parent side and torch-free:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.bounded import parse_json, read_tail
+from orchestrator.contract.limits import LOG_JSON_TAIL_BYTES, MAX_LOG_SCAN_BYTES
 from orchestrator.errors import ConfigError
 
 __all__ = [
@@ -32,9 +33,6 @@ __all__ = [
 ]
 
 KEY = "metrics_from_log"
-
-# A program's log can be large; the JSON line is looked for at its end only.
-_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,9 +82,9 @@ def _number(text: str) -> float | None:
 
 def values_from_log(log: Path, patterns: tuple[LogPattern, ...]) -> dict[str, list[float]]:
     """Every number each pattern matched in ``log``, in order (a metric never
-    matched is left out)."""
+    matched is left out), in the log's last ``MAX_LOG_SCAN_BYTES``."""
     try:
-        text = log.read_text(encoding="utf-8", errors="replace")
+        text = read_tail(log, MAX_LOG_SCAN_BYTES)[0].decode("utf-8", errors="replace")
     except OSError:
         return {}
     found: dict[str, list[float]] = {}
@@ -110,18 +108,14 @@ def write_curves(path: Path, curves: Mapping[str, list[float]]) -> None:
 def json_last_line(log: Path) -> dict[str, float] | None:
     """The metrics of a last log line that is a JSON object of numbers, or None."""
     try:
-        with open(log, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - _TAIL_BYTES))
-            tail = handle.read().decode("utf-8", errors="replace")
+        tail = read_tail(log, LOG_JSON_TAIL_BYTES)[0].decode("utf-8", errors="replace")
     except OSError:
         return None
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     if not lines or not lines[-1].startswith("{"):
         return None
     try:
-        payload = json.loads(lines[-1])
+        payload = parse_json(lines[-1])
     except ValueError:
         return None
     if not isinstance(payload, dict):

@@ -50,13 +50,15 @@ def _settled_attempt(
     attempt = record.current_attempt
     assert attempt is not None
     run = paths.run(record.dir)
-    result = RunResult.read(run.metrics)
+    result, problem = RunResult.read_noting(run.metrics)
     if result is not None:
         outcome = AttemptClass.COMPLETED
         reason = "; ".join(filter(None, ["finished while the parent was away", result.note]))
         ended = _file_time(run.metrics)  # the child's last act: its end, not ours
     else:
         outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
+        if problem:
+            reason += f"; {run.metrics.name} could not be read ({problem})"
         beat = Heartbeat.read(run.heartbeat)
         ended = beat.time if beat is not None else None  # its last sign of life
         if still_running(attempt.pid, attempt.pid_create_time, attempt.host):

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.bounded import ReadRefused, parse_json, read_bounded
+from orchestrator.contract.limits import MAX_STATE_BYTES
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
@@ -214,22 +216,18 @@ def load_backup(paths: StudyPaths) -> StudyState | None:
 
 def _load(paths: StudyPaths, source: Path) -> StudyState | None:
     try:
-        data = source.read_bytes()
+        data = read_bounded(source, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise StateError(f"{source} is a folder, not a state file; move it away") from None
+    except ReadRefused as exc:
+        raise StateError(f"{exc}; {_recovery(paths, source)}") from None
     except OSError as exc:
         raise StateError(f"cannot read {source} ({exc.strerror}); {os_error_fix(exc)}") from None
-    if source == paths.state and paths.state_backup.exists():
-        recover = (
-            f"; the previous good state is {paths.state_backup}: resume with --resume after "
-            f"moving {paths.state.name} aside, and xorch recovers the study from it"
-        )
-    else:
-        recover = "; move it aside to start the study over"
+    recover = f"; {_recovery(paths, source)}"
     try:
-        payload = json.loads(data.decode("utf-8"))
+        payload = parse_json(data.decode("utf-8"))
         version = payload.get("schema_version") if isinstance(payload, dict) else None
         if not isinstance(version, int) or isinstance(version, bool):
             raise BadValue("schema_version is missing or not an integer")
@@ -253,6 +251,16 @@ def _load(paths: StudyPaths, source: Path) -> StudyState | None:
         raise StateError(f"{source} is damaged ({problem}){recover}") from None
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise StateError(f"{source} is damaged ({exc}){recover}") from None
+
+
+def _recovery(paths: StudyPaths, source: Path) -> str:
+    """How to go on from a damaged or refused ``source``."""
+    if source == paths.state and paths.state_backup.exists():
+        return (
+            f"the previous good state is {paths.state_backup}: resume with --resume after "
+            f"moving {paths.state.name} aside, and xorch recovers the study from it"
+        )
+    return "move it aside to start the study over"
 
 
 def save_state(paths: StudyPaths, state: StudyState, texts: RunTexts | None = None) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.command import command_metrics
+from orchestrator.contract.bounded import read_tail
 from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.failure_text import traceback_line
+from orchestrator.contract.limits import LOG_LAST_LINE_BYTES
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import (
     LOG_FILE,
@@ -65,6 +68,7 @@ class AttemptEvidence:
     log_name: str = LOG_FILE
     memory: MemoryEvidence | None = None  # for a SIGKILL: was it for memory?
     worker_oom: str | None = None  # a dead DataLoader worker's memory evidence
+    unread: str = ""  # records that were there but could not be used, and why (a note)
 
 
 def gather_evidence(
@@ -86,11 +90,15 @@ def gather_evidence(
                 command_metrics=command_metrics(run),
                 heartbeat_resumed_from=beat.resumed_from if beat is not None else None,
             )
-        return AttemptEvidence(code, kind, result=RunResult.read(run.metrics))
-    rank = RankExit.read(run.rank_exit)
+        result, problem = RunResult.read_noting(run.metrics)
+        return AttemptEvidence(code, kind, result=result, unread=_noted(run.metrics, problem))
+    rank, rank_problem = RankExit.read_noting(run.rank_exit)
     effective = rank.exit_code if rank is not None and rank.exit_code < 0 else code
     if effective > 0:
-        report = ErrorReport.read(run.error)
+        report, problem = ErrorReport.read_noting(run.error)
+        unread = "; ".join(
+            filter(None, [_noted(run.rank_exit, rank_problem), _noted(run.error, problem)])
+        )
         workers = dataloader_worker_pids(report.message) if report is not None else []
         return AttemptEvidence(
             code,
@@ -100,11 +108,22 @@ def gather_evidence(
             log_tail=_last_log_line(run) if command_run and report is None else "",
             log_name=run.log.name,
             worker_oom=_worker_oom(workers, peak_rss, memory) if workers else None,
+            unread=unread,
         )
     evidence = None
     if effective == -signal.SIGKILL:
         evidence = oom_evidence(rank.pid if rank is not None else pid, peak_rss, memory)
-    return AttemptEvidence(code, kind, rank_exit=rank, memory=evidence)
+    unread = _noted(run.rank_exit, rank_problem)
+    return AttemptEvidence(code, kind, rank_exit=rank, memory=evidence, unread=unread)
+
+
+def _noted(path: Path, problem: str) -> str:
+    """``metrics.json could not be read (nested too deeply)``; "" for no problem."""
+    return f"{path.name} could not be read ({problem})" if problem else ""
+
+
+def _with_note(reason: str, ev: AttemptEvidence) -> str:
+    return f"{reason}; {ev.unread}" if ev.unread else reason
 
 
 def decide(ev: AttemptEvidence) -> Verdict:
@@ -126,7 +145,8 @@ def decide(ev: AttemptEvidence) -> Verdict:
         )
     if code == 0:
         if ev.result is None:
-            return Verdict(AttemptClass.NO_METRICS, "exited 0 without metrics.json", 0, None, {})
+            reason = _with_note("exited 0 without metrics.json", ev)
+            return Verdict(AttemptClass.NO_METRICS, reason, 0, None, {})
         # note: values in metrics.json that were not numbers, left out (never a crash)
         return Verdict(
             AttemptClass.COMPLETED,
@@ -150,8 +170,9 @@ def decide(ev: AttemptEvidence) -> Verdict:
         # Only evidence makes a SIGKILL an OOM kill: kill -9 looks the same.
         memory = ev.memory or MemoryEvidence(False, "SIGKILL from outside xorch")
         outcome = AttemptClass.OOM_KILLED if memory.oom else AttemptClass.KILLED
-        return Verdict(outcome, first + memory.reason, code, name, {})
-    return Verdict(AttemptClass.SIGNAL, f"{first}killed by {name}", code, name, {})
+        return Verdict(outcome, _with_note(first + memory.reason, ev), code, name, {})
+    reason = _with_note(f"{first}killed by {name}", ev)
+    return Verdict(AttemptClass.SIGNAL, reason, code, name, {})
 
 
 def _raised(ev: AttemptEvidence, code: int) -> Verdict:
@@ -159,7 +180,8 @@ def _raised(ev: AttemptEvidence, code: int) -> Verdict:
     report = ev.error
     if report is None:
         told = f": {ev.log_tail}" if ev.log_tail else f", no error.json (see {ev.log_name})"
-        return Verdict(AttemptClass.FAILED, f"exit status {code}{told}", code, None, {})
+        reason = _with_note(f"exit status {code}{told}", ev)
+        return Verdict(AttemptClass.FAILED, reason, code, None, {})
     short_type = report.type.rsplit(".", 1)[-1]
     reason = f"{short_type}: {report.message}"
     config_error = report.type == BUILD_ERROR_TYPE
@@ -202,13 +224,10 @@ def rank_behind(run: RunPaths, since: float) -> str:
     return f"; rank {first.rank} (pid {first.pid}) is behind: at step {first.step}, {first.point}"
 
 
-def _last_log_line(run: RunPaths, tail_bytes: int = 4096) -> str:
+def _last_log_line(run: RunPaths) -> str:
     """The last non-blank line of the run's log (a traceback's last line is its error)."""
     try:
-        with open(run.log, "rb") as log:
-            log.seek(0, 2)
-            log.seek(max(0, log.tell() - tail_bytes))
-            text = log.read().decode("utf-8", errors="replace")
+        text = read_tail(run.log, LOG_LAST_LINE_BYTES)[0].decode("utf-8", errors="replace")
     except OSError:
         return ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]

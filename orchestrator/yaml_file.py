@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.contract.bounded import ReadRefused, read_bounded
+from orchestrator.contract.limits import MAX_CONFIG_BYTES
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import kind_of
 
@@ -114,13 +116,15 @@ def parse_yaml(text: str) -> Any:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path} (give the path to a YAML file)") from None
     except IsADirectoryError:
         raise ConfigError(
             f"{path} is a folder, not a config file; give the path to a YAML file"
         ) from None
+    except ReadRefused as exc:
+        raise ConfigError(f"{exc}; give the path to a YAML file") from None
     except OSError as exc:
         raise ConfigError(
             f"cannot read the config {path} ({exc.strerror}); check its permissions"

@@ -21,8 +21,11 @@ An act is ``{do: ..., at_step: k}`` with ``do`` one of ``complete``, ``raise``
 ``ignore_sigterm`` (then hang), ``grandchild`` (leave a
 sleeping child, then complete; ``grandchild_hang``: then hang),
 ``allocate`` (``mb`` of memory, then hang),
-``memory_error`` (raise MemoryError) or ``config_error`` (a build error, as
-``worker.build.BuildError`` reports one: error.json, exit 2). Progress is saved per step in
+``memory_error`` (raise MemoryError), ``config_error`` (a build error, as
+``worker.build.BuildError`` reports one: error.json, exit 2) or ``deep_json``
+(write ``depth`` nested ``[`` (default 200,000) into the run's ``file``:
+``metrics``, ``heartbeat``, ``error`` or ``rank_exit``; then exit ``code``,
+default 0, after ``hold_s`` seconds). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
 Metrics: ``val/loss = seed + 0.5`` (plus ``init_args.offset``, plus
@@ -113,6 +116,8 @@ def _misbehave(act: dict[str, Any]) -> None:
         raise _CudaOom("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
     if do in ("sigkill", "segfault"):
         os.kill(os.getpid(), signal.SIGKILL if do == "sigkill" else signal.SIGSEGV)
+    if do == "deep_json":
+        _write_deep_json(act)
     if do == "exit":
         sys.stdout.flush()
         os._exit(int(act.get("code", 3)))
@@ -140,6 +145,16 @@ def _misbehave(act: dict[str, Any]) -> None:
     if do in ("hang", "ignore_sigterm"):
         print("fake worker: hanging", flush=True)
         time.sleep(3600)
+
+
+def _write_deep_json(act: dict[str, Any]) -> None:
+    """A record no parser can nest into, in place of the act's ``file``; then exit."""
+    paths = RunPaths(Path(str(act["_heartbeat"])).parent)
+    target = getattr(paths, str(act.get("file", "metrics")))
+    target.write_text("[" * int(act.get("depth", 200_000)))
+    time.sleep(float(act.get("hold_s", 0)))
+    sys.stdout.flush()
+    os._exit(int(act.get("code", 0)))
 
 
 def train(spec: RunSpec) -> RunResult:

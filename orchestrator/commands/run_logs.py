@@ -9,11 +9,14 @@ more than once in an epoch is step-level (``RunCurves.step_level``).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.contract.bounded import read_head_and_tail
+from orchestrator.contract.limits import MAX_CSV_BYTES
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.state import RunRecord
 
@@ -55,10 +58,12 @@ def _read_run(run: RunPaths) -> tuple[pd.DataFrame, frozenset[str]]:
 
 
 def _read_log(path: Path) -> tuple[pd.DataFrame, set[str]] | None:
-    """Per-epoch values of one metrics.csv and the metrics logged more than once an epoch."""
+    """Per-epoch values of one metrics.csv (its header and last ``MAX_CSV_BYTES``)
+    and the metrics logged more than once an epoch."""
     try:
+        text = read_head_and_tail(path, MAX_CSV_BYTES).decode("utf-8")
         # A crash can cut the last line short: skip such a line, keep the rest.
-        raw = pd.read_csv(path, on_bad_lines="skip")
+        raw = pd.read_csv(io.StringIO(text), on_bad_lines="skip")
     except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
         return None
     if "epoch" not in raw.columns:

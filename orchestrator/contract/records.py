@@ -8,12 +8,13 @@ and ``JsonRecord`` is the one reader and writer they share.
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.contract.atomic import atomic_write_json
+from orchestrator.contract.bounded import parse_json, read_bounded, read_json
+from orchestrator.contract.limits import MAX_CONFIG_BYTES, MAX_RECORD_BYTES
 
 __all__ = [
     "ERROR_FILE",
@@ -32,6 +33,7 @@ __all__ = [
     "RankProgress",
     "RunResult",
     "RunSpec",
+    "json_object_noting",
     "read_json_object",
 ]
 
@@ -50,11 +52,17 @@ PARENT_PID_ENV = "XORCH_PARENT_PID"
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None if it is missing or not a whole object."""
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return payload if isinstance(payload, dict) else None
+    return json_object_noting(path)[0]
+
+
+def json_object_noting(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The JSON object in ``path`` (None if missing or not a whole object) and
+    why a file that is there was not used: "" for none, else a short reason
+    (past ``MAX_RECORD_BYTES``, not a regular file, nested too deeply...)."""
+    read = read_json(Path(path), MAX_RECORD_BYTES)
+    if read.problem or isinstance(read.payload, dict) or read.payload is None:
+        return (read.payload if isinstance(read.payload, dict) else None), read.problem
+    return None, "not a JSON object"
 
 
 _Record = TypeVar("_Record", bound="JsonRecord")
@@ -78,8 +86,17 @@ class JsonRecord:
 
     @classmethod
     def read(cls: type[_Record], path: Path) -> _Record | None:
-        payload = read_json_object(path)
-        return None if payload is None else cls.from_json(payload)
+        return cls.read_noting(path)[0]
+
+    @classmethod
+    def read_noting(cls: type[_Record], path: Path) -> tuple[_Record | None, str]:
+        """The record, and why a file that is there was not one ("" if it was,
+        or if there is no file): for the reason a run is given."""
+        payload, problem = json_object_noting(path)
+        if payload is None:
+            return None, problem
+        record = cls.from_json(payload)
+        return record, "" if record is not None else "not this record's fields"
 
     @classmethod
     def from_json(cls: type[_Record], payload: dict[str, Any]) -> _Record | None:
@@ -111,7 +128,7 @@ class RunSpec(JsonRecord):
     def load(cls, path: Path) -> RunSpec:
         """The spec in ``path``, or an exception saying why not: unlike the
         child's reports, a child without its spec has nothing to fall back on."""
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        payload = parse_json(read_bounded(Path(path), MAX_CONFIG_BYTES).decode("utf-8"))
         payload["import_paths"] = tuple(payload.get("import_paths", ()))
         return cls(**payload)
 

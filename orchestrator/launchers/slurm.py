@@ -35,7 +35,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.contract.bounded import read_bounded, read_tail
 from orchestrator.contract.child import TRAIN_ENTRY
+from orchestrator.contract.limits import MAX_LOG_SCAN_BYTES, MAX_RECORD_BYTES
 from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import ERROR_FILE, METRICS_FILE
 from orchestrator.launchers.base import ChildProcess, Launcher
@@ -183,7 +185,7 @@ def _verdict_from_log(text: str) -> tuple[AttemptClass, str] | None:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(errors="replace")
+        return read_tail(path, MAX_LOG_SCAN_BYTES)[0].decode("utf-8", errors="replace")
     except OSError:
         return ""
 
@@ -198,7 +200,7 @@ class _PlainUnpickler(pickle.Unpickler):
 def _submitit_outcome(path: Path) -> tuple[str, str] | None:
     """submitit's ("success", result) or ("error", traceback), when it wrote one."""
     try:
-        payload = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
+        payload = _PlainUnpickler(io.BytesIO(read_bounded(path, MAX_RECORD_BYTES))).load()
     except (OSError, EOFError, ValueError, pickle.UnpicklingError, IndexError, KeyError):
         return None
     if isinstance(payload, tuple) and len(payload) == 2 and payload[0] in ("success", "error"):
