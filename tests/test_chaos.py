@@ -63,17 +63,26 @@ def test_kill_9_of_the_parent_at_random_moments_loses_and_repeats_nothing(workdi
 
     from tests.fake_worker import PROGRESS_FILE
     from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
-    from tests.helpers import read_state, wait_gone
+    from tests.helpers import read_state, wait_for, wait_gone
 
     out = workdir / "out"
     seeds = (3, 1, 4, 5)
-    path = write_config(fake_study_config(out, seeds=seeds, steps=4, max_parallel=2))
+    path = write_config(fake_study_config(out, seeds=seeds, steps=8, max_parallel=2))
     chance = random.Random(7)
+
+    def a_child_beat_since(moment: float) -> bool:
+        beats = out.glob("run_*/heartbeat.json")
+        return any(beat.stat().st_mtime > moment for beat in beats)
+
     for _ in range(3):
+        started = time.time()
         parent = fake_xorch_popen(
             "launch", str(path), *(["--resume"] if out.exists() else []), cwd=workdir
         )
-        time.sleep(chance.uniform(0.8, 1.6))
+        # A random moment once this round's children train (each step is 0.1 s
+        # and saved): however slow the machine, the kill lands inside runs.
+        wait_for(lambda t=started: a_child_beat_since(t), what="a child of this round training")
+        time.sleep(chance.uniform(0.1, 0.5))
         children = [c.pid for c in psutil.Process(parent.pid).children(recursive=True)]
         parent.kill()
         parent.wait(timeout=30)
@@ -90,6 +99,6 @@ def test_kill_9_of_the_parent_at_random_moments_loses_and_repeats_nothing(workdi
     assert resumed, "no run continued from its saved step"
     for record in state["runs"]:
         progress = json.loads((out / record["dir"] / PROGRESS_FILE).read_text())
-        assert progress["step"] == 4
+        assert progress["step"] == 8
     lines = (out / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3", "mean", "std"]
