@@ -136,5 +136,5 @@ def test_the_template_survives_an_exception_a_hang_and_a_kill_and_resumes_bit_ex
     assert whole.returncode == 0, whole.stdout + whole.stderr
     uninterrupted_runs = read_state(reference_out)["runs"]
     for resumed, uninterrupted in zip(state["runs"], uninterrupted_runs, strict=True):
-        for name in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss"):
+        for name in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss", "train/acc"):
             assert resumed["metrics"][name] == uninterrupted["metrics"][name], name
