@@ -211,15 +211,19 @@ def faults_kill_and_resume(
     *args: str,
     metric: str = "val/loss",
     pictures: tuple[str, ...] = ("curves.png", "spread.png"),
+    raised: str = "RuntimeError: boom on purpose (seed 1)",
+    cwd: Path | None = None,
 ) -> dict:
     """Launch a 3-seed study (extra CLI ``args``) whose seed 1 raises and seed 2
     hangs in their first attempts, SIGKILL xorch while seed 3 waits, resume it,
-    and check what a user sees: each failure class recorded and retried, the
-    orphaned run gone, the killed run finished, summary.csv and the plots.
-    Returns the final runner_state.json."""
+    and check what a user sees: each failure class recorded and retried (run 0's
+    reason holds ``raised``), the orphaned run gone, the killed run finished,
+    summary.csv and the plots. xorch runs in ``cwd`` (the config's folder by
+    default). Returns the final runner_state.json."""
     import pandas as pd  # only the tests that check a summary need it
 
-    parent = xorch_popen("launch", str(config), *args, cwd=config.parent)
+    cwd = cwd or config.parent
+    parent = xorch_popen("launch", str(config), *args, cwd=cwd)
     try:
         wait_for(
             lambda: (out / "run_02_seed3" / "waiting").exists(),
@@ -233,7 +237,7 @@ def faults_kill_and_resume(
         if parent.poll() is None:
             parent.kill()
     wait_gone(child_pid, what="the orphaned run to follow its parent")
-    resumed = xorch("launch", str(config), *args, "--resume", cwd=config.parent)
+    resumed = xorch("launch", str(config), *args, "--resume", cwd=cwd, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     state = read_state(out)
     assert [r["status"] for r in state["runs"]] == ["completed"] * 3
@@ -243,34 +247,14 @@ def faults_kill_and_resume(
         ["hang", "completed"],
         ["interrupted", "completed"],
     ]
-    raised, hung = state["runs"][0]["attempts"][0], state["runs"][1]["attempts"][0]
-    assert "RuntimeError: boom on purpose (seed 1)" in raised["reason"]
-    assert "no heartbeat" in hung["reason"]
+    first_attempts = [r["attempts"][0] for r in state["runs"]]
+    assert raised in first_attempts[0]["reason"]
+    assert "no heartbeat" in first_attempts[1]["reason"]
     summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
     assert list(summary["run"]) == ["0", "1", "2", "mean", "std"]
     assert summary[metric].iloc[:3].notna().all()
-    plotted = xorch("plot", str(out), cwd=config.parent)
+    plotted = xorch("plot", str(out), cwd=cwd)
     assert plotted.returncode == 0, plotted.stdout + plotted.stderr
     for picture in pictures:
         assert (out / "plots" / picture).stat().st_size > 0
     return state
-
-
-def kill_first_run_once_it_checkpoints(
-    config: Path, out: Path, checkpoint: str, *args: str, cwd: Path
-) -> dict:
-    """Launch ``config``, SIGKILL run 0's child (as the kernel's OOM killer would)
-    once ``checkpoint`` (relative to its run folder) exists, let xorch retry it
-    and finish; returns run 0's record. The launch must end with exit 0."""
-    parent = xorch_popen("launch", str(config), *args, cwd=cwd)
-    try:
-        wait_for((out / "run_00_seed1" / checkpoint).exists, timeout=300,
-                 what="seed 1's first checkpoint")  # fmt: skip
-        os.kill(read_state(out)["runs"][0]["attempts"][-1]["pid"], signal.SIGKILL)
-        stdout, stderr = parent.communicate(timeout=600)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 0, stdout + stderr
-    record: dict = read_state(out)["runs"][0]
-    return record

@@ -121,6 +121,17 @@ def test_resumed_run_merges_its_versions_later_ones_winning(study):
     assert frame.loc[2, "val/loss"] < 10
 
 
+def test_a_csv_logger_of_another_name_gives_the_curves(tmp_path):
+    # lightning-hydra-template's logger=csv writes csv/version_N/metrics.csv.
+    run = RunPaths(tmp_path / "run 00")
+    for version, value in ((0, 1.0), (1, 2.0)):
+        folder = run.root / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"epoch,step,val/loss\n{version},1,{value}\n")
+    frame = run_epoch_metrics(run.root)
+    assert list(frame["val/loss"]) == [1.0, 2.0]
+
+
 def test_versions_are_ordered_as_numbers_and_unreadable_logs_are_skipped(tmp_path):
     run = RunPaths(tmp_path / "run 00")
     for version, value in ((9, 1.0), (10, 2.0), (2, 0.5)):

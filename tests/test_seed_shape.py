@@ -8,11 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, kill_first_run_once_it_checkpoints, read_state, xorch
+from tests.helpers import ROOT, faults_kill_and_resume, read_state, xorch
 
 SEED_PROJECT = ROOT / "tests" / "fixtures" / "seed_project.py"
 
@@ -50,7 +49,7 @@ def seed_config(out: Path, seeds: list[int], **runner: object) -> dict:
         "test_dataset": dataset(64, 2),
         "metrics": [{"class_path": "torchmetrics.classification.BinaryF1Score"}],
         "pl_trainer": {
-            "max_epochs": 30,
+            "max_epochs": 3,
             "accelerator": "cpu",
             "enable_progress_bar": False,
             "enable_model_summary": False,
@@ -76,20 +75,40 @@ def test_the_seed_shape_validates_without_warnings(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+FAULTS = ROOT / "tests" / "fixtures" / "first_attempt_faults.py"
+# The seed task is a pytorch_lightning module, so the fault callback is that
+# package's; at the start of epoch 2 of attempt 1 run 0 raises, run 1 hangs,
+# run 2 waits for the test to kill xorch.
+FAULT_CALLBACK = {
+    "class_path": "first_attempt_faults.PlFirstAttemptFaults",
+    "init_args": {"epoch": 2, "raise_in_run": 0, "hang_in_run": 1, "wait_in_run": 2},
+}
+# One run at a time, so the runs meet their faults in order; a hang is called
+# after 12 s without a beat (a Lightning child beats every 2 s).
+FAULT_RUNNER = {"max_retries": 1, "hang_timeout": 12, "grace_period": 2, "gpus": "none",
+                "max_parallel": 1}  # fmt: skip
+
+
 @pytest.mark.lightning  # the seed task trained for real
-def test_a_seed_shape_study_trains_and_a_killed_run_resumes_bit_exact(tmp_path: Path) -> None:
-    whole = write(tmp_path / "whole", seed_config(tmp_path / "whole_out", [1]))
+def test_a_seed_shape_study_survives_an_exception_a_hang_and_a_kill_and_resumes_bit_exact(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    config = seed_config(out, [1, 2, 3], **FAULT_RUNNER)
+    config["callbacks"] = [FAULT_CALLBACK]
+    path = write(tmp_path / "faulted", config)
+    shutil.copy(FAULTS, path.parent / "first_attempt_faults.py")  # beside the user's module
+    raised = "RuntimeError: crash on purpose (run 0, epoch 2)"
+    state = faults_kill_and_resume(path, out, metric="val/BinaryF1Score", raised=raised)
+    for record in state["runs"]:  # each retry and the resume went on from last.ckpt
+        assert record["attempts"][1]["resumed_from"].endswith("last.ckpt")
+    for name in ("train/loss", "val/loss", "val/BinaryF1Score", "test/loss", "test/BinaryF1Score"):
+        assert name in state["runs"][0]["metrics"], name
+
+    # The same seeds never stopped (and without the fault callback) end with
+    # every metric the same, bit for bit.
+    whole = write(tmp_path / "whole", seed_config(tmp_path / "whole_out", [1, 2, 3]))
     done = xorch("launch", str(whole), cwd=whole.parent, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-
-    out = tmp_path / "out"
-    path = write(tmp_path / "killed", seed_config(out, [1, 2], max_retries=1))
-    first = kill_first_run_once_it_checkpoints(path, out, "last.ckpt", cwd=path.parent)
-    assert [a["outcome"] for a in first["attempts"]] == ["killed", "completed"]
-    assert first["attempts"][-1]["resumed_from"].endswith("last.ckpt")
-    (reference,) = read_state(tmp_path / "whole_out")["runs"]
-    assert first["metrics"] == reference["metrics"]  # every metric, bit for bit
-    for name in ("train/loss", "val/loss", "val/BinaryF1Score", "test/loss", "test/BinaryF1Score"):
-        assert name in first["metrics"], name
-    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
-    assert list(summary["run"]) == ["0", "1", "mean", "std"]
+    uninterrupted = read_state(tmp_path / "whole_out")["runs"]
+    assert [r["metrics"] for r in state["runs"]] == [r["metrics"] for r in uninterrupted]

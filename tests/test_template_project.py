@@ -10,13 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from orchestrator.config import load_study
 from orchestrator.contract.child import RUN_DIR_MARK
-from tests.helpers import ROOT, kill_first_run_once_it_checkpoints, read_state, xorch
+from tests.helpers import ROOT, faults_kill_and_resume, read_state, xorch
 
 FIXTURE = ROOT / "tests" / "fixtures" / "template_project"
 
@@ -95,29 +94,47 @@ def test_a_hydra_key_without_a_meaning_in_a_run_is_one_line(
     assert not out.exists()
 
 
+FAULTS = ROOT / "tests" / "fixtures" / "first_attempt_faults.py"
+# The template's own knobs, kept tiny: 3 epochs of 96 items.
+TINY = ["trainer.max_epochs=3", "logger=csv"]
+# The fault callback joins the template's callbacks group from the command line;
+# at the start of epoch 2 of attempt 1 run 0 raises, run 1 hangs, run 2 waits.
+FAULT_OVERRIDES = [
+    "+callbacks.faults._target_=first_attempt_faults.FirstAttemptFaults",
+    "+callbacks.faults.epoch=2",
+    "+callbacks.faults.raise_in_run=0",
+    "+callbacks.faults.hang_in_run=1",
+    "+callbacks.faults.wait_in_run=2",
+]
+# One run at a time, so the runs meet their faults in order; a hang is called
+# after 12 s without a beat (a Lightning child beats every 2 s).
+FAULT_RUNNER = {"max_retries": 1, "hang_timeout": 12, "grace_period": 2, "gpus": "none",
+                "max_parallel": 1}  # fmt: skip
+
+
 @pytest.mark.lightning  # the template's project trained for real, with lightning.pytorch
-def test_a_killed_run_of_the_template_resumes_from_its_checkpoint_bit_exact(
+def test_the_template_survives_an_exception_a_hang_and_a_kill_and_resumes_bit_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PROJECT_ROOT", raising=False)
-    args = ["trainer.max_epochs=30", "logger=csv"]
-    path, out = project(tmp_path / "killed", [1, 2], max_retries=1)
-    reference, reference_out = project(tmp_path / "whole", [1])
-    whole = xorch("launch", str(reference), *args, cwd=reference.parents[1], timeout=600)
-    assert whole.returncode == 0, whole.stdout + whole.stderr
-
-    first = kill_first_run_once_it_checkpoints(
-        path, out, "checkpoints/last.ckpt", *args, cwd=path.parents[1]
-    )
-    assert [a["outcome"] for a in first["attempts"]] == ["killed", "completed"]
-    assert first["attempts"][-1]["resumed_from"].endswith("checkpoints/last.ckpt")
-    # The resumed run ends with the uninterrupted run's numbers (val/acc_best is a
-    # torchmetrics state the template does not checkpoint, so it is left out).
-    (uninterrupted,) = read_state(reference_out)["runs"]
-    for name in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss"):
-        assert first["metrics"][name] == uninterrupted["metrics"][name], name
-    summary = pd.read_csv(out / "summary.csv", dtype={"run": str})
-    assert list(summary["run"]) == ["0", "1", "mean", "std"]
-    assert summary["test/acc"].iloc[:2].notna().all()
+    path, out = project(tmp_path / "faulted", [1, 2, 3], **FAULT_RUNNER)
+    root = path.parents[1]
+    shutil.copy(FAULTS, root / "first_attempt_faults.py")  # a module of the project's own
+    state = faults_kill_and_resume(path, out, *TINY, *FAULT_OVERRIDES, metric="test/acc",
+                                   raised="RuntimeError: crash on purpose (run 0, epoch 2)",
+                                   cwd=root)  # fmt: skip
+    # Each retry and the resume went on from the template's own last.ckpt.
+    for record in state["runs"]:
+        assert record["attempts"][1]["resumed_from"].endswith("checkpoints/last.ckpt")
     logs = list((out / "run_00_seed1" / "csv").glob("version_*/metrics.csv"))
     assert logs, "the template's CSV logger writes in the run's folder"
+
+    # The same seeds never stopped end with the same numbers (val/acc_best is a
+    # torchmetrics state the template does not checkpoint, so it is left out).
+    reference, reference_out = project(tmp_path / "whole", [1, 2, 3])
+    whole = xorch("launch", str(reference), *TINY, cwd=reference.parents[1], timeout=600)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    uninterrupted_runs = read_state(reference_out)["runs"]
+    for resumed, uninterrupted in zip(state["runs"], uninterrupted_runs, strict=True):
+        for name in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss", "train/acc"):
+            assert resumed["metrics"][name] == uninterrupted["metrics"][name], name

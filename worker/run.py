@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit, with_run_dir
+from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit, run_variable, with_run_dir
 from orchestrator.contract.failure_text import exception_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
@@ -141,6 +141,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     if spec.resume_from_checkpoint and parts.last_checkpoint is not None:
         resumed_from = usable_checkpoint(parts.last_checkpoint)
     heartbeat.resumed_from = resumed_from
+    _export_run_values(spec, resumed_from)
     if rank == 0:
         heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
         take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
@@ -157,6 +158,15 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     metrics = {**resume_state.restored_metrics, **fit_metrics}
     skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
     return _result(metrics, skipped, resumed_from)
+
+
+def _export_run_values(spec: RunSpec, resumed_from: str | None) -> None:
+    """The ``XORCH_*`` variables a ``command:`` program gets, for the user's own
+    code in a config run too: a callback that breaks or logs by run index,
+    attempt or folder needs no other way in (tests/fixtures/first_attempt_faults.py)."""
+    values = {"seed": spec.seed, "run_dir": spec.run_dir, "run_index": spec.run_index,
+              "attempt": spec.attempt, "resume_from": resumed_from or ""}  # fmt: skip
+    os.environ.update({run_variable(name): str(value) for name, value in values.items()})
 
 
 def _set_up_process(spec: RunSpec, deterministic: bool) -> None:

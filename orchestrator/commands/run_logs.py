@@ -45,7 +45,9 @@ def run_epoch_metrics(run_dir: Path) -> pd.DataFrame:
 def _read_run(run: RunPaths) -> tuple[pd.DataFrame, frozenset[str]]:
     merged = pd.DataFrame()
     step_level: set[str] = set()
-    for path in run.csv_metric_logs():
+    # A logger of the user's own writes under its own name (lightning-hydra-
+    # template's csv logger: csv/version_N): its logs, when xorch's are absent.
+    for path in run.csv_metric_logs() or run.any_csv_metric_logs():
         log = _read_log(path)
         if log is None:
             continue
