@@ -20,7 +20,7 @@ from orchestrator.oom import MemoryBaseline
 from orchestrator.run_shape import RunKind
 from orchestrator.runner_spec import RunnerSettings
 from orchestrator.state import AttemptClass
-from orchestrator.verdict import Verdict, classify_exit, rank_behind, signal_name
+from orchestrator.verdict import Verdict, Watched, classify_exit, rank_behind, signal_name
 
 __all__ = ["PARENT_STOPS", "AttemptWatch", "Verdict", "classify_exit"]
 
@@ -144,7 +144,7 @@ class AttemptWatch:
             # an interrupted run is not a failure. A run that finished anyway
             # keeps its result.
             if code == 0:
-                done = classify_exit(code, self.run, kind=self.kind)
+                done = classify_exit(code, self.run, Watched(self.kind))
                 if done.attempt_class is AttemptClass.COMPLETED:
                     return done
             why, reason, _ = self._stopping
@@ -161,9 +161,8 @@ class AttemptWatch:
         if ended is not None and ended[0] not in _FILES_DECIDE:
             outcome, reason = ended
             return Verdict(outcome, reason, code, signal_name(code), {})
-        verdict = classify_exit(
-            code, self.run, self.peak_rss, self.child.pid, self.memory, self.kind
-        )
+        watched = Watched(self.kind, self.child.pid, self.peak_rss, self.memory)
+        verdict = classify_exit(code, self.run, watched)
         if ended is not None:  # metrics.json or error.json decide; the launcher's note first
             reason = "; ".join(filter(None, [ended[1], verdict.reason]))
             verdict = dataclasses.replace(verdict, reason=reason)

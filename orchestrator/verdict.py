@@ -34,6 +34,7 @@ __all__ = [
     "BUILD_ERROR_TYPE",
     "AttemptEvidence",
     "Verdict",
+    "Watched",
     "classify_exit",
     "decide",
     "gather_evidence",
@@ -71,15 +72,20 @@ class AttemptEvidence:
     unread: str = ""  # records that were there but could not be used, and why (a note)
 
 
-def gather_evidence(
-    code: int,
-    run: RunPaths,
-    peak_rss: int = 0,
-    pid: int | None = None,
-    memory: MemoryBaseline | None = None,
-    kind: RunKind = RunKind.LIGHTNING,
-) -> AttemptEvidence:
+@dataclass(frozen=True)
+class Watched:
+    """What the parent saw of the child while it ran: its kind, pid, peak memory,
+    and the memory counters at its start (to tell a SIGKILL for memory)."""
+
+    kind: RunKind = RunKind.LIGHTNING
+    pid: int | None = None
+    peak_rss: int = 0
+    memory: MemoryBaseline | None = None
+
+
+def gather_evidence(code: int, run: RunPaths, watched: Watched = Watched()) -> AttemptEvidence:
     """Read what the attempt left; only the files its exit status makes relevant."""
+    kind, pid, peak_rss, memory = watched.kind, watched.pid, watched.peak_rss, watched.memory
     command_run = kind is RunKind.COMMAND
     if code == 0:
         if command_run:
@@ -197,16 +203,9 @@ def _raised(ev: AttemptEvidence, code: int) -> Verdict:
     return Verdict(outcome, reason, code, None, {}, report.resumed_from, config_error=config_error)
 
 
-def classify_exit(
-    code: int,
-    run: RunPaths,
-    peak_rss: int = 0,
-    pid: int | None = None,
-    memory: MemoryBaseline | None = None,
-    kind: RunKind = RunKind.LIGHTNING,
-) -> Verdict:
+def classify_exit(code: int, run: RunPaths, watched: Watched = Watched()) -> Verdict:
     """Gather the evidence, then decide."""
-    return decide(gather_evidence(code, run, peak_rss, pid, memory, kind))
+    return decide(gather_evidence(code, run, watched))
 
 
 def rank_behind(run: RunPaths, since: float) -> str:

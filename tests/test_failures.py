@@ -390,10 +390,11 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     """The three kinds of evidence, each alone, against a plain kill -9."""
     import orchestrator.oom as oom
     from orchestrator.supervise import classify_exit
+    from orchestrator.verdict import Watched
 
     run = RunPaths(tmp_path)
     monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: None)  # unreadable
-    plain = classify_exit(-signal.SIGKILL, run, peak_rss=50 * 2**20, pid=None)
+    plain = classify_exit(-signal.SIGKILL, run, Watched(peak_rss=50 * 2**20))
     assert plain.attempt_class.value == "killed"
     assert plain.reason == "SIGKILL from outside xorch; no sign of memory pressure"
 
@@ -401,14 +402,17 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     events = tmp_path / "memory.events"
     events.write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     baseline = oom.MemoryBaseline((oom.CgroupCounter(tmp_path, events, 1),), None, 0.0)
-    assert classify_exit(-signal.SIGKILL, run, 0, None, baseline).attempt_class.value == "killed"
+    assert (
+        classify_exit(-signal.SIGKILL, run, Watched(memory=baseline)).attempt_class.value
+        == "killed"
+    )
     events.write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n")
-    counted = classify_exit(-signal.SIGKILL, run, 0, None, baseline)
+    counted = classify_exit(-signal.SIGKILL, run, Watched(memory=baseline))
     assert counted.attempt_class.value == "oom_killed"
     assert f"memory cgroup {tmp_path}: memory.events oom_kill 1 -> 2" in counted.reason
 
     near = oom.MemoryBaseline((), 2**30, 0.0)
-    rss = classify_exit(-signal.SIGKILL, run, int(0.95 * 2**30), None, near)
+    rss = classify_exit(-signal.SIGKILL, run, Watched(peak_rss=int(0.95 * 2**30), memory=near))
     assert rss.attempt_class.value == "oom_killed"
     assert "near the 1.00 GiB memory limit" in rss.reason
 
@@ -418,16 +422,16 @@ def test_a_sigkill_is_oom_killed_only_with_evidence(tmp_path, monkeypatch):
     died = "DataLoader worker (pid 999999) is killed by signal: Killed. "
     ErrorReport(type="builtins.RuntimeError", message=died).write(run.error)
     quiet = oom.MemoryBaseline((oom.CgroupCounter(tmp_path, events, 2),), None, 0.0)
-    assert classify_exit(1, run, 0, None, quiet).attempt_class.value == "failed"
-    worker = classify_exit(1, run, 0, None, baseline)
+    assert classify_exit(1, run, Watched(memory=quiet)).attempt_class.value == "failed"
+    worker = classify_exit(1, run, Watched(memory=baseline))
     assert worker.attempt_class.value == "oom_killed"
     assert worker.reason.startswith("a DataLoader worker was killed by the kernel's OOM killer")
 
     monkeypatch.setattr(oom, "_kernel_oom_victims", lambda baseline: {4321})
-    logged = classify_exit(-signal.SIGKILL, run, 0, 4321, None)
+    logged = classify_exit(-signal.SIGKILL, run, Watched(pid=4321))
     assert logged.attempt_class.value == "oom_killed"
     assert "kernel log: Killed process 4321" in logged.reason
     # A sibling run in the same cgroup was the OOM victim, this one was kill -9'd:
     # the risen counter is the sibling's, not evidence against this child.
-    sibling = classify_exit(-signal.SIGKILL, run, 0, 1234, baseline)
+    sibling = classify_exit(-signal.SIGKILL, run, Watched(pid=1234, memory=baseline))
     assert sibling.attempt_class.value == "killed"
