@@ -105,10 +105,17 @@ def _check_placeholders(key: str, command: list[str]) -> None:
 def _check_program(config_path: Path, command: list[str]) -> None:
     folder = config_path.parent.resolve()
     program = command[0]
-    if program_path(program, folder) is None:
+    found = program_path(program, folder)
+    if found is None:
         raise ConfigError(
             f"command[0] {program!r}: no such program on PATH or in {folder}; "
             "fix the name or the path (relative paths start at the config's folder)"
+        )
+    if not os.access(found, os.X_OK):
+        # Issue 23: found only when the first run started, as that run's crash.
+        raise ConfigError(
+            f"command[0] {program!r}: {found} is not executable; "
+            f"run 'chmod +x {found}', or name its interpreter first (command: [bash, {program}])"
         )
     if program in ("python", "python3") and len(command) > 1 and command[1].endswith(".py"):
         script = folder / command[1]
