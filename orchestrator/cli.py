@@ -94,9 +94,10 @@ def validate(
     from orchestrator.config import load_study
 
     path, changes = config_file(config, overrides, config_path, config_name)
-    for line in guard(lambda: describe_plan(path, changes)):
-        typer.echo(line)
+    plan = guard(lambda: describe_plan(path, changes))
     if fast:
+        for line in plan:
+            typer.echo(line)
         # --fast never builds the classes, so it must not read as a full pass:
         # a class of the wrong kind is only found by the build (issue 20).
         typer.echo(
@@ -107,8 +108,10 @@ def validate(
     check = check_build(guard(lambda: load_study(path, changes)))
     for problem in check.problems:
         typer.echo(f"xorch: error: {problem}", err=True)
-    if check.problems:
+    if check.problems:  # no "config ok" and plan above the errors (issue 23)
         raise typer.Exit(2)
+    for line in plan:
+        typer.echo(line)
     if check.built:  # nothing is built for a command study
         typer.echo(f"built in a child process: {', '.join(check.built)}")
 

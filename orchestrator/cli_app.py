@@ -27,6 +27,7 @@ __all__ = [
     "app",
     "config_file",
     "guard",
+    "one_line",
     "study_folder",
     "study_state",
 ]
@@ -107,15 +108,22 @@ def guard(call: Callable[[], T], on_write_error: str = "") -> T:
     try:
         return call()
     except XorchError as exc:
-        typer.echo(f"xorch: error: {exc}", err=True)
+        typer.echo(f"xorch: error: {one_line(str(exc))}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
     except OSError as exc:
         # A fault of the machine (disk full, read-only folder) at a write that
         # has no message of its own: still one line naming the path and the fix.
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise
-        typer.echo(f"xorch: error: {os_error_line(exc)}{on_write_error}", err=True)
+        typer.echo(f"xorch: error: {one_line(os_error_line(exc))}{on_write_error}", err=True)
         raise typer.Exit(int(ExitCode.STATE_WRITE)) from None
+
+
+def one_line(message: str) -> str:
+    """A message kept on one line: a newline or carriage return in a path or
+    value it quotes is shown escaped (issue 23: a path with a newline broke the
+    one-line error in two)."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 StudyDirArg = Annotated[

@@ -26,7 +26,7 @@ from orchestrator.contract.bounded import read_head_and_tail
 from orchestrator.contract.command import PLACEHOLDERS, placeholders_in, program_path
 from orchestrator.contract.limits import MAX_CSV_TAIL_BYTES
 from orchestrator.contract.paths import RunPaths
-from orchestrator.contract.records import RunResult, RunSpec, read_json_object
+from orchestrator.contract.records import RunResult, RunSpec, file_problem, json_object_noting
 from orchestrator.errors import ConfigError
 from orchestrator.log_metrics import KEY as LOG_METRICS_KEY
 from orchestrator.log_metrics import (
@@ -105,10 +105,17 @@ def _check_placeholders(key: str, command: list[str]) -> None:
 def _check_program(config_path: Path, command: list[str]) -> None:
     folder = config_path.parent.resolve()
     program = command[0]
-    if program_path(program, folder) is None:
+    found = program_path(program, folder)
+    if found is None:
         raise ConfigError(
             f"command[0] {program!r}: no such program on PATH or in {folder}; "
             "fix the name or the path (relative paths start at the config's folder)"
+        )
+    if not os.access(found, os.X_OK):
+        # Issue 23: found only when the first run started, as that run's crash.
+        raise ConfigError(
+            f"command[0] {program!r}: {found} is not executable; "
+            f"run 'chmod +x {found}', or name its interpreter first (command: [bash, {program}])"
         )
     if program in ("python", "python3") and len(command) > 1 and command[1].endswith(".py"):
         script = folder / command[1]
@@ -120,16 +127,17 @@ def _check_program(config_path: Path, command: list[str]) -> None:
 
 
 # Where the curves read from a log go: a version folder ``xorch plot`` reads last.
-def command_metrics(run: RunPaths) -> dict[str, float] | None:
-    """The metrics a command run left, or None when it left none."""
+def command_metrics(run: RunPaths) -> tuple[dict[str, float] | None, str]:
+    """The metrics a command run left (None when it left none), and a note for
+    the run's record: values of metrics.json left out, or what was wrong with it."""
     patterns = _configured_patterns(run)
     if patterns:
         curves = values_from_log(run.log, patterns)
         if not curves:
-            return None
+            return None, ""
         run.curves_from_log.parent.mkdir(parents=True, exist_ok=True)
         write_curves(run.curves_from_log, curves)
-        return {name: values[-1] for name, values in curves.items()}
+        return {name: values[-1] for name, values in curves.items()}, ""
     return _reported_metrics(run)
 
 
@@ -141,28 +149,43 @@ def _configured_patterns(run: RunPaths) -> tuple[LogPattern, ...]:
     return log_patterns(config)
 
 
-def _reported_metrics(run: RunPaths) -> dict[str, float] | None:
-    result = RunResult.read(run.metrics)
-    if result is not None:
-        return result.metrics
-    flat = read_json_object(run.metrics)
-    if flat is not None:
-        numbers = {
-            str(k): float(v)
-            for k, v in flat.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        if numbers:
-            return numbers
+def _reported_metrics(run: RunPaths) -> tuple[dict[str, float] | None, str]:
+    found, note = metrics_json_values(run.metrics)
+    if found:
+        return found, note
     printed = json_last_line(run.log)
     if printed is not None:
-        return printed
+        return printed, note
     logs = run.csv_metric_logs() or run.any_csv_metric_logs()
     for log in reversed(logs):
         values = _last_values(log)
         if values:
-            return values
-    return None
+            return values, note
+    return None, note
+
+
+def metrics_json_values(path: Path) -> tuple[dict[str, float] | None, str]:
+    """The numbers of a program's metrics.json (``{"metrics": {...}}`` or a flat
+    object), and a note: the names of values that were not numbers, left out, or
+    what is wrong with a file that is there (issue 23: an empty one, a list or
+    one with a byte-order mark read as "no metrics.json")."""
+    payload, problem = json_object_noting(path)
+    if payload is None:
+        return None, file_problem(path, problem)
+    result = RunResult.from_json(payload)
+    if result is not None:
+        return result.metrics, result.note
+    numbers: dict[str, float] = {}
+    dropped: list[str] = []
+    for name, value in payload.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[str(name)] = float(value)
+        else:
+            dropped.append(str(name))
+    if not numbers:
+        return None, f"{path.name} has no number values"
+    left_out = f"{path.name}: left out values that are not numbers: {', '.join(dropped)}"
+    return numbers, left_out if dropped else ""
 
 
 def _last_values(path: Path) -> dict[str, float]:

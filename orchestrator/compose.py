@@ -20,9 +20,11 @@ from typing import Any, cast
 
 from orchestrator.contract.child import RUN_DIR_MARK
 from orchestrator.errors import ConfigError
+from orchestrator.setting_values import kind_of
 
 __all__ = [
     "TRAINER_TARGETS",
+    "check_hydra_keys",
     "check_target_entry",
     "compose_folder",
     "has_interpolation",
@@ -90,6 +92,13 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
         raise ConfigError(f"{path}: {line}") from None
     except ValueError as exc:  # initialize_config_dir refuses some folders this way
         raise ConfigError(f"{path}: {_first_line(exc)}") from None
+    except RecursionError:
+        # Issue 23: Hydra follows a defaults list that reaches back to its own
+        # file (a.yaml lists b, b.yaml lists a) until Python's stack runs out.
+        raise ConfigError(
+            f"{path}: the defaults lists form a cycle (a file's defaults lead back to "
+            "itself); remove the entry that closes the loop"
+        ) from None
     tree = OmegaConf.to_container(composed, resolve=False)
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the composed config is not a mapping of keys")
@@ -277,5 +286,36 @@ def check_target_entry(entry: dict[str, Any], where: str) -> None:
         raise ConfigError(
             f"{where}._partial_: the {where} entry must build an object, not a partial; remove it"
         )
-    if not isinstance(entry.get("_args_", []), list):
-        raise ConfigError(f"{where}._args_ must be a list of positional arguments")
+    check_hydra_keys(entry, where)
+
+
+# Hydra's ``_convert_`` values (hydra.types.ConvertMode), as a config spells them.
+_CONVERT_MODES = ("none", "partial", "object", "all")
+
+
+def check_hydra_keys(tree: Any, where: str) -> None:
+    """The shapes of Hydra's own keys in ``tree`` and every entry nested in it:
+    Hydra refuses them only when the run builds (issue 23: ``_recursive_: maybe``
+    was retried as a crash), yet reading them needs no user code."""
+    if isinstance(tree, list):
+        for i, item in enumerate(tree):
+            check_hydra_keys(item, f"{where}[{i}]")
+        return
+    if not isinstance(tree, dict):
+        return
+    for flag in ("_recursive_", "_partial_"):
+        if flag in tree and not isinstance(tree[flag], bool):
+            raise ConfigError(f"{where}.{flag} {tree[flag]!r} must be true or false")
+    if "_args_" in tree and not isinstance(tree["_args_"], list):
+        raise ConfigError(
+            f"{where}._args_ must be a list of positional arguments, not a "
+            f"{kind_of(tree['_args_'])}; write _args_: [...] (or name them as keyword arguments)"
+        )
+    convert = tree.get("_convert_")
+    if "_convert_" in tree and str(convert).lower() not in _CONVERT_MODES:
+        raise ConfigError(
+            f"{where}._convert_ {convert!r} must be one of {', '.join(_CONVERT_MODES)}"
+        )
+    for key, value in tree.items():
+        if key == "_args_" or key not in _HYDRA_KEYS:  # _args_ may hold entries too
+            check_hydra_keys(value, f"{where}.{key}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths, study_relative
-from orchestrator.contract.records import Heartbeat, RunResult
+from orchestrator.contract.records import Heartbeat, RunResult, file_problem
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.ledger import Ledger, Settled
@@ -58,7 +58,7 @@ def _settled_attempt(
     else:
         outcome, reason = AttemptClass.INTERRUPTED, "the parent died during this attempt"
         if problem:
-            reason += f"; {run.metrics.name} could not be read ({problem})"
+            reason += f"; {file_problem(run.metrics, problem)}"
         beat = Heartbeat.read(run.heartbeat)
         ended = beat.time if beat is not None else None  # its last sign of life
         if still_running(attempt.pid, attempt.pid_create_time, attempt.host):

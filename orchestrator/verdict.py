@@ -25,6 +25,7 @@ from orchestrator.contract.records import (
     RankExit,
     RankProgress,
     RunResult,
+    file_problem,
 )
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
 from orchestrator.run_shape import RunKind
@@ -90,11 +91,13 @@ def gather_evidence(code: int, run: RunPaths, watched: Watched = Watched()) -> A
     if code == 0:
         if command_run:
             beat = Heartbeat.read(run.heartbeat)  # worker.report notes {resume_from} there
+            metrics, note = command_metrics(run)
             return AttemptEvidence(
                 code,
                 kind,
-                command_metrics=command_metrics(run),
+                command_metrics=metrics,
                 heartbeat_resumed_from=beat.resumed_from if beat is not None else None,
+                unread=note,
             )
         result, problem = RunResult.read_noting(run.metrics)
         return AttemptEvidence(code, kind, result=result, unread=_noted(run.metrics, problem))
@@ -125,7 +128,7 @@ def gather_evidence(code: int, run: RunPaths, watched: Watched = Watched()) -> A
 
 def _noted(path: Path, problem: str) -> str:
     """``metrics.json could not be read (nested too deeply)``; "" for no problem."""
-    return f"{path.name} could not be read ({problem})" if problem else ""
+    return file_problem(path, problem)
 
 
 def _with_note(reason: str, ev: AttemptEvidence) -> str:
@@ -139,15 +142,16 @@ def decide(ev: AttemptEvidence) -> Verdict:
     code = ev.exit_code
     if code == 0 and ev.kind is RunKind.COMMAND:
         if ev.command_metrics is None:
-            return Verdict(
-                AttemptClass.NO_METRICS,
-                "exited 0 without metrics (no worker.report rows, metrics.json or metrics.csv)",
-                0,
-                None,
-                {},
-            )
+            reason = "exited 0 without metrics (no worker.report rows, metrics.json or metrics.csv)"
+            return Verdict(AttemptClass.NO_METRICS, _with_note(reason, ev), 0, None, {})
+        # note: values of metrics.json left out, or why it was not used (issue 23)
         return Verdict(
-            AttemptClass.COMPLETED, "", 0, None, ev.command_metrics, ev.heartbeat_resumed_from
+            AttemptClass.COMPLETED,
+            ev.unread,
+            0,
+            None,
+            ev.command_metrics,
+            ev.heartbeat_resumed_from,
         )
     if code == 0:
         if ev.result is None:

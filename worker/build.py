@@ -209,7 +209,7 @@ def instantiate(
             _check_nested(value, f"{where}._args_[{i}]")
         for key, value in entry_arguments(entry).items():
             _check_nested(value, f"{where}.{key}")
-    return _hydra_instantiate(entry, extra)
+    return _hydra_instantiate(entry, where, extra)
 
 
 def _check_nested(value: Any, where: str) -> None:
@@ -249,7 +249,7 @@ def _check_nested(value: Any, where: str) -> None:
             _check_nested(item, f"{where}.{key}")
 
 
-def _hydra_instantiate(entry: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+def _hydra_instantiate(entry: Mapping[str, Any], where: str, extra: Mapping[str, Any]) -> Any:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
 
@@ -258,9 +258,24 @@ def _hydra_instantiate(entry: Mapping[str, Any], extra: Mapping[str, Any]) -> An
     except InstantiationException as exc:
         # Hydra wraps what the user's constructor raised; the original keeps its
         # class (an OOM, a missing file), which decides the failure class.
-        if exc.__cause__ is not None:
-            raise exc.__cause__ from None
-        raise
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, InstantiationException):
+            raise cause from None
+        # Hydra's own refusal (a blocklisted _target_, a malformed key): a config
+        # mistake, not a crash to retry (issue 23), in Hydra's words, whole.
+        key = _full_key(exc)
+        at = f"{where}.{key}" if key else where
+        raise BuildError(f"{at}: hydra refused it: {_one_line(cause or exc)}") from None
+    except TypeError as exc:
+        if not str(exc).startswith("Instantiation:"):  # the user's constructor raised it
+            raise
+        raise BuildError(f"{where}: hydra refused it: {_one_line(exc)}") from None
+
+
+def _full_key(exc: BaseException) -> str:
+    """The key Hydra names at the end of its message (``full_key: x``)."""
+    found = re.search(r"full_key: (\S+)\s*$", str(exc))
+    return found.group(1) if found else ""
 
 
 def choose_package(config: Mapping[str, Any]) -> ModuleType:
@@ -311,5 +326,6 @@ def _did_you_mean(key: str, choices: list[str]) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
+    """The whole message on one line: Hydra breaks its sentences over lines, and
+    a first line alone stopped mid-sentence (issue 23)."""
+    return " ".join(part.strip() for part in str(exc).strip().splitlines() if part.strip())

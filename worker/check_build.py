@@ -63,9 +63,9 @@ def _check_in(config: Mapping[str, Any], seed: int, run_dir: Path) -> tuple[list
         except BuildError as exc:
             problems.append(str(exc))
         except Exception as exc:  # the user's own constructor raised: report, go on
-            text = str(exc).strip()
-            first = text.splitlines()[0][:300] if text else ""
-            problems.append(f"{where}: {type(exc).__name__}: {first}")
+            # The whole message on one line: a cut one stopped mid-sentence (issue 23).
+            text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            problems.append(f"{where}: {type(exc).__name__}: {text}")
         return None
 
     pkg = attempt("package", lambda: choose_package(config))

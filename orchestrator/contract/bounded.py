@@ -132,7 +132,11 @@ def read_json(path: Path, limit: int) -> JsonRead:
     except OSError as exc:
         return JsonRead(problem=f"unreadable ({exc.strerror or exc})")
     try:
-        return JsonRead(parse_json(data.decode("utf-8")))
+        # utf-8-sig: a byte-order mark (Windows editors, PowerShell) is not content.
+        text = data.decode("utf-8-sig")
+        if not text.strip():
+            return JsonRead(problem="is empty")
+        return JsonRead(parse_json(text))
     except UnicodeDecodeError:
         return JsonRead(problem="not UTF-8 text")
     except ValueError as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "RankProgress",
     "RunResult",
     "RunSpec",
+    "file_problem",
     "json_object_noting",
     "read_json_object",
 ]
@@ -62,7 +63,24 @@ def json_object_noting(path: Path) -> tuple[dict[str, Any] | None, str]:
     read = read_json(Path(path), MAX_RECORD_BYTES)
     if read.problem or isinstance(read.payload, dict) or read.payload is None:
         return (read.payload if isinstance(read.payload, dict) else None), read.problem
-    return None, "not a JSON object"
+    return None, f"is {_json_kind(read.payload)}, not an object"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def file_problem(path: Path, problem: str) -> str:
+    """``metrics.json is empty``, ``metrics.json could not be read (nested too
+    deeply)``: what was wrong with a file that is there; "" for no problem."""
+    if not problem:
+        return ""
+    if problem.startswith("is "):
+        return f"{path.name} {problem}"
+    return f"{path.name} could not be read ({problem})"
 
 
 _Record = TypeVar("_Record", bound="JsonRecord")
