@@ -26,7 +26,7 @@ def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, numbe
         import_paths=spec.import_paths,
         heartbeat_interval_s=spec.runner.heartbeat_interval_s,
         attempt=number,
-    ).write(run.run_spec)
+    ).write(run.run_spec, durable=False)  # written afresh before every attempt
     return run
 
 

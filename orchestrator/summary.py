@@ -221,14 +221,14 @@ def write_summary(paths: StudyPaths, state: StudyState, comparison: bool = True)
     """summary.csv, and (``comparison``) comparison.csv for a study of variants;
     whether comparison.csv was written (not before the reference has a run)."""
     rows = summary_text(state.completed, state.variant_configs, summary_marks(state))
-    atomic_write_text(paths.summary, rows)
+    atomic_write_text(paths.summary, rows, durable=False)  # rebuilt from the state
     if not (comparison and state.variant_configs):
         return False
     from orchestrator.commands.compare import comparison_csv  # scipy: only for variants
 
     text = comparison_csv(state)
     if text is not None:
-        atomic_write_text(paths.comparison, text)
+        atomic_write_text(paths.comparison, text, durable=False)  # rebuilt from the state
     return text is not None
 
 

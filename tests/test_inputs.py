@@ -135,14 +135,15 @@ def fill(folder: Path) -> None:
         os.close(fd)
 
 
-# The CLI in a real process whose os.fsync fails with ENOSPC for one file's
-# temp file (argv[1]: its name), the way a full disk reports delayed writes;
-# its children are fake workers (tests.fake_xorch), which the patch never reaches.
+# The CLI in a real process whose os.fsync (or, for a file written without
+# one, its rename) fails with ENOSPC for one file's temp file (argv[1]: its
+# name), the way a full disk reports delayed writes; its children are fake
+# workers (tests.fake_xorch), which the patch never reaches.
 ENOSPC_AT = textwrap.dedent(
     """
     import errno, os, sys
     target = "." + sys.argv[1] + "."
-    real_fsync = os.fsync
+    real_fsync, real_replace = os.fsync, os.replace
     def fsync(fd):
         try:
             name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
@@ -151,7 +152,11 @@ ENOSPC_AT = textwrap.dedent(
         if name.startswith(target):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
-    os.fsync = fsync
+    def replace(source, destination):
+        if os.path.basename(str(source)).startswith(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(source, destination)
+    os.fsync, os.replace = fsync, replace
     from tests.fake_xorch import main
     main(sys.argv[2:])
     """

@@ -5,6 +5,13 @@ the new one, never a half-written one, even if the machine loses power: write a
 temp file in the same folder, flush and fsync it, ``os.replace`` it over the
 target, then fsync the folder so the rename itself is durable.
 
+``durable=False`` keeps the first promise (old or new, never half) for any
+crash of a process, and drops only the two fsyncs that survive a power loss:
+for files rebuilt from runner_state.json (summary.csv, comparison.csv) or
+written afresh before each attempt (run_spec.json), which a power loss cannot
+make wrong for long. Each fsync costs a few milliseconds, and a study of short
+runs writes these files once per run.
+
 The temp file is created with mode 0666 and the kernel applies the user's umask,
 so a replaced file gets the permissions of any file the user makes (0644 under
 umask 022): ``tempfile.mkstemp`` would make every state, summary and plot file
@@ -25,8 +32,10 @@ __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 _NEW_FILE_MODE = 0o666  # less the umask, as open() and the shell do
 
 
-def atomic_write_bytes(path: Path, data: bytes, keep_previous_as: Path | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically.
+def atomic_write_bytes(
+    path: Path, data: bytes, keep_previous_as: Path | None = None, durable: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` atomically (and, ``durable``, past a power loss).
 
     ``keep_previous_as``: the file being replaced becomes that file (a hard
     link, so no copy is made however big it is). At every instant ``path``
@@ -40,7 +49,8 @@ def atomic_write_bytes(path: Path, data: bytes, keep_previous_as: Path | None = 
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if keep_previous_as is not None and path.exists():
             backup_tmp = str(path.parent / f".{keep_previous_as.name}.{secrets.token_hex(4)}.tmp")
             os.link(path, backup_tmp)
@@ -62,15 +72,19 @@ def atomic_write_bytes(path: Path, data: bytes, keep_previous_as: Path | None = 
             # name the file the caller asked for, which is the one the user knows.
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str, keep_previous_as: Path | None = None) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), keep_previous_as)
+def atomic_write_text(
+    path: Path, text: str, keep_previous_as: Path | None = None, durable: bool = True
+) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), keep_previous_as, durable)
 
 
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+def atomic_write_json(path: Path, payload: Any, durable: bool = True) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+    atomic_write_text(path, text, durable=durable)
 
 
 def _create_temp(path: Path) -> tuple[int, str]:

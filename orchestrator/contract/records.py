@@ -99,8 +99,8 @@ class JsonRecord:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
-    def write(self, path: Path) -> None:
-        atomic_write_json(path, self.to_json())
+    def write(self, path: Path, durable: bool = True) -> None:
+        atomic_write_json(path, self.to_json(), durable)
 
     @classmethod
     def read(cls: type[_Record], path: Path) -> _Record | None:
