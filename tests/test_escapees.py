@@ -21,6 +21,7 @@ import psutil
 import pytest
 import yaml
 
+from orchestrator.run_processes import ProcessFacts, run_members
 from tests.helpers import read_state, wait_for, wait_gone, xorch, xorch_popen
 
 # argv: seed, run_dir, then "exit" (end once the escapees are out) or "hang".
@@ -155,8 +156,39 @@ def test_resume_after_kill_9_of_xorch_ends_what_the_runs_left(workdir, reap_esca
             parent.kill()
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+    # Recovery ended them, before the runs were tried again (an attempt's own
+    # end ends only processes created since it started).
+    assert result.stdout.count("ended 1 process(es) its attempt left running") == 3, result.stdout
     runs = read_state(out)["runs"]
     assert [[a["outcome"] for a in r["attempts"]] for r in runs] == [
         ["interrupted", "completed"]
     ] * 3
     assert_none_left(escapees(out))
+
+
+MARK = "/studies/out/run_00_seed1"
+
+
+@pytest.mark.parametrize(
+    ("facts", "since", "members"),
+    [
+        ([ProcessFacts(10, MARK, 100.0)], 100.0, (10,)),  # the run's own
+        ([ProcessFacts(10, MARK + "0", 100.0)], 100.0, ()),  # another run's folder
+        ([ProcessFacts(10, None, 100.0)], 100.0, ()),  # unmarked, or unreadable
+        ([ProcessFacts(7, MARK, 100.0)], 100.0, ()),  # this process itself
+        ([ProcessFacts(10, MARK, 90.0)], 100.0, ()),  # older than the attempt: a reused pid
+        ([ProcessFacts(10, MARK, 99.5)], 100.0, (10,)),  # create time rounded down
+        ([ProcessFacts(10, MARK, 90.0)], None, (10,)),  # recovery: any attempt's
+        (
+            [
+                ProcessFacts(10, MARK, 101.0),
+                ProcessFacts(11, None, 101.0),
+                ProcessFacts(12, MARK, 102),
+            ],
+            100.0,
+            (10, 12),
+        ),
+    ],
+)
+def test_which_processes_belong_to_a_run(facts, since, members):
+    assert run_members(facts, MARK, since, own_pid=7) == members

@@ -5,7 +5,9 @@ parent-death signal, set between fork and exec.
 
 A new session (and so a new process group) keeps the terminal's Ctrl-C away
 from the child: the parent decides how a child stops, and can stop the child's
-DataLoader workers with it by signalling the whole group.
+DataLoader workers with it by signalling the whole group. What left the group
+(a ``setsid`` child, a double-forked grandchild) carries the run's marker and
+is ended with the run too (``orchestrator.run_processes``).
 """
 
 from __future__ import annotations
@@ -26,19 +28,26 @@ import psutil
 
 from orchestrator.contract.child import COMMAND_ENTRY, TRAIN_ENTRY
 from orchestrator.contract.command import invocation
-from orchestrator.contract.environment import child_environment
+from orchestrator.contract.environment import RUN_MARK_ENV, child_environment, run_mark
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.liveness import identify
+from orchestrator.run_processes import kill_run_processes, signal_run_processes
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
 
 class LocalChild(ChildProcess):
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], mark: str | None = None, since: float | None = None
+    ) -> None:
         self._popen = popen
         self._process, self.create_time = identify(popen.pid)
+        # The run's marker and the attempt's start (Unix time): what it left
+        # outside its process group is found by them once it ends.
+        self._mark, self._since = mark, since
+        self._ended_all = False
 
     @property
     def pid(self) -> int:
@@ -49,6 +58,7 @@ class LocalChild(ChildProcess):
         if code is not None:
             # The leader is gone; DataLoader workers it left in its group go too.
             _signal_group(self.pid, signal.SIGKILL)
+            self._end_the_rest()
         return code
 
     def notify_exit(self, wakeup: Wakeup) -> bool:
@@ -57,10 +67,20 @@ class LocalChild(ChildProcess):
 
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)
+        if self._mark is not None:
+            signal_run_processes(self._mark, self._since, signal.SIGTERM)
 
     def stop(self, grace_period: float) -> int:
         stop_process_group(self.pid, grace_period, reap=self._popen.poll)
-        return self._popen.wait()
+        code = self._popen.wait()
+        self._end_the_rest()
+        return code
+
+    def _end_the_rest(self) -> None:
+        """SIGKILL, once, what the run left outside its group: its end is theirs."""
+        if self._mark is not None and not self._ended_all:
+            self._ended_all = True
+            kill_run_processes(self._mark, self._since)
 
     def rss_bytes(self) -> int | None:
         return self.tree_rss(self._process)
@@ -135,12 +155,13 @@ class LocalLauncher(Launcher):
         self.entry = entry
 
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
-        env = child_environment(env)
+        mark, since = run_mark(run.root), time.time()
+        env = child_environment({**env, RUN_MARK_ENV: mark})
         with open(run.log, "ab") as log:
             if self.entry == COMMAND_ENTRY and sys.platform.startswith("linux"):
                 popen = _start_program(run, env, log)
                 if popen is not None:
-                    return LocalChild(popen)
+                    return LocalChild(popen, mark, since)
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.entry, str(run.run_spec)],
                 stdin=subprocess.DEVNULL,
@@ -149,7 +170,7 @@ class LocalLauncher(Launcher):
                 env=env,
                 start_new_session=True,
             )
-        return LocalChild(popen)
+        return LocalChild(popen, mark, since)
 
 
 def stop_process_group(
