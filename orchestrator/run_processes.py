@@ -25,6 +25,7 @@ from orchestrator.contract.environment import RUN_MARK_ENV
 
 __all__ = [
     "ProcessFacts",
+    "RunSweep",
     "end_run_processes",
     "gather",
     "kill_run_processes",
@@ -110,3 +111,20 @@ def end_run_processes(
         if not run_members(gather(), mark, since, os.getpid()):
             return len(found)
     return max(len(found), kill_run_processes(mark, since))
+
+
+class RunSweep:
+    """One attempt's marked processes, for its launcher's child: SIGTERM with
+    the run's stop, SIGKILL (once) when the run has ended."""
+
+    def __init__(self, mark: str, since: float) -> None:
+        self.mark, self.since = mark, since  # since: the attempt's start, Unix time
+        self._done = False
+
+    def terminate(self) -> None:
+        signal_run_processes(self.mark, self.since, signal.SIGTERM)
+
+    def kill_once(self) -> None:
+        if not self._done:
+            self._done = True
+            kill_run_processes(self.mark, self.since)

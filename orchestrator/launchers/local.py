@@ -33,21 +33,17 @@ from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.liveness import identify
-from orchestrator.run_processes import kill_run_processes, signal_run_processes
+from orchestrator.run_processes import RunSweep
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
 
 class LocalChild(ChildProcess):
-    def __init__(
-        self, popen: subprocess.Popen[bytes], mark: str | None = None, since: float | None = None
-    ) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], sweep: RunSweep | None = None) -> None:
         self._popen = popen
         self._process, self.create_time = identify(popen.pid)
-        # The run's marker and the attempt's start (Unix time): what it left
-        # outside its process group is found by them once it ends.
-        self._mark, self._since = mark, since
-        self._ended_all = False
+        # What the run left outside its process group, found by its marker.
+        self._sweep = sweep
 
     @property
     def pid(self) -> int:
@@ -58,7 +54,8 @@ class LocalChild(ChildProcess):
         if code is not None:
             # The leader is gone; DataLoader workers it left in its group go too.
             _signal_group(self.pid, signal.SIGKILL)
-            self._end_the_rest()
+            if self._sweep is not None:
+                self._sweep.kill_once()
         return code
 
     def notify_exit(self, wakeup: Wakeup) -> bool:
@@ -67,20 +64,15 @@ class LocalChild(ChildProcess):
 
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)
-        if self._mark is not None:
-            signal_run_processes(self._mark, self._since, signal.SIGTERM)
+        if self._sweep is not None:
+            self._sweep.terminate()
 
     def stop(self, grace_period: float) -> int:
         stop_process_group(self.pid, grace_period, reap=self._popen.poll)
         code = self._popen.wait()
-        self._end_the_rest()
+        if self._sweep is not None:  # what left the group ends with the run
+            self._sweep.kill_once()
         return code
-
-    def _end_the_rest(self) -> None:
-        """SIGKILL, once, what the run left outside its group: its end is theirs."""
-        if self._mark is not None and not self._ended_all:
-            self._ended_all = True
-            kill_run_processes(self._mark, self._since)
 
     def rss_bytes(self) -> int | None:
         return self.tree_rss(self._process)
@@ -155,13 +147,13 @@ class LocalLauncher(Launcher):
         self.entry = entry
 
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
-        mark, since = run_mark(run.root), time.time()
-        env = child_environment({**env, RUN_MARK_ENV: mark})
+        sweep = RunSweep(run_mark(run.root), time.time())
+        env = child_environment({**env, RUN_MARK_ENV: sweep.mark})
         with open(run.log, "ab") as log:
             if self.entry == COMMAND_ENTRY and sys.platform.startswith("linux"):
                 popen = _start_program(run, env, log)
                 if popen is not None:
-                    return LocalChild(popen, mark, since)
+                    return LocalChild(popen, sweep)
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.entry, str(run.run_spec)],
                 stdin=subprocess.DEVNULL,
@@ -170,7 +162,7 @@ class LocalLauncher(Launcher):
                 env=env,
                 start_new_session=True,
             )
-        return LocalChild(popen, mark, since)
+        return LocalChild(popen, sweep)
 
 
 def stop_process_group(
