@@ -129,16 +129,22 @@ def test_a_run_stopped_as_a_hang_leaves_no_process_behind(workdir, reap_escapees
     assert_none_left(escapees(out))
 
 
-def test_xorch_stopped_by_sigterm_leaves_no_process_behind(workdir, reap_escapees):
-    out = workdir / "out"
-    parent = xorch_popen("launch", str(escape_study(workdir, "hang", grace_period=1)), cwd=workdir)
+def signal_xorch_once_all_are_out(path: Path, out: Path, signum: int) -> None:
+    """Launch the study, wait until every program's escapee runs, signal xorch."""
+    parent = xorch_popen("launch", str(path), cwd=path.parent)
     try:
         wait_for(lambda: all_out(out), timeout=60, what="every program's escapee")
-        parent.send_signal(signal.SIGTERM)
+        parent.send_signal(signum)
         parent.wait(timeout=60)
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_xorch_stopped_by_sigterm_leaves_no_process_behind(workdir, reap_escapees):
+    out = workdir / "out"
+    path = escape_study(workdir, "hang", grace_period=1)
+    signal_xorch_once_all_are_out(path, out, signal.SIGTERM)
     assert [r["attempts"][0]["outcome"] for r in read_state(out)["runs"]] == ["interrupted"] * 3
     assert_none_left(escapees(out))
 
@@ -146,14 +152,7 @@ def test_xorch_stopped_by_sigterm_leaves_no_process_behind(workdir, reap_escapee
 def test_resume_after_kill_9_of_xorch_ends_what_the_runs_left(workdir, reap_escapees):
     out = workdir / "out"
     path = escape_study(workdir, "hang", grace_period=1)
-    parent = xorch_popen("launch", str(path), cwd=workdir)
-    try:
-        wait_for(lambda: all_out(out), timeout=60, what="every program's escapee")
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    signal_xorch_once_all_are_out(path, out, signal.SIGKILL)
     result = xorch("launch", str(path), "--resume", cwd=workdir, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     # Recovery ended them, before the runs were tried again (an attempt's own
