@@ -7,12 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator.console import Reporter
-from orchestrator.contract.paths import StudyPaths, study_relative
+from orchestrator.contract.environment import run_mark
+from orchestrator.contract.paths import RunPaths, StudyPaths, study_relative
 from orchestrator.contract.records import Heartbeat, RunResult, file_problem
 from orchestrator.launchers.base import ChildProcess, Launcher
 from orchestrator.launchers.local import stop_process_group
 from orchestrator.ledger import Ledger, Settled
 from orchestrator.liveness import still_running
+from orchestrator.run_processes import end_run_processes
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, now_iso
 
 __all__ = ["settle_stale_runs"]
@@ -65,6 +67,7 @@ def _settled_attempt(
             assert attempt.pid is not None
             reporter.say(f"run {record.index}: stopping its child {attempt.pid} left running")
             stop_process_group(attempt.pid, grace_period)
+    _end_left_behind(record, run, reporter, grace_period)
     duration = _seconds_since(attempt.started_at, ended)
     finished = dataclasses.replace(
         attempt,
@@ -79,6 +82,18 @@ def _settled_attempt(
         else attempt.resumed_from,
     )
     return finished, result
+
+
+def _end_left_behind(
+    record: RunRecord, run: RunPaths, reporter: Reporter, grace_period: float
+) -> None:
+    """End what the run's processes left when their parent died: a grandchild
+    in its own session or reparented to init outlives the program (which died
+    by its parent-death signal). Any process still marked with this run's
+    folder is of one of its attempts."""
+    ended = end_run_processes(run_mark(run.root), None, grace_period)
+    if ended:
+        reporter.say(f"run {record.index}: ended {ended} process(es) its attempt left running")
 
 
 def _file_time(path: Path) -> float | None:

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from orchestrator.contract.records import PARENT_PID_ENV
 
-__all__ = ["child_environment"]
+__all__ = ["RUN_MARK_ENV", "child_environment", "run_mark"]
+
+# Every process a run starts inherits this variable (unless it clears its
+# environment on purpose): the parent finds what a run left behind by it, also
+# a child in a new session or a grandchild reparented to init (issue 23).
+RUN_MARK_ENV = "XORCH_RUN_MARK"
+
+
+def run_mark(run_root: Path) -> str:
+    """The marker value of the run whose folder is ``run_root``: its absolute path."""
+    return os.path.abspath(run_root)
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -18,15 +18,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator.contract.environment import child_environment
+from orchestrator.contract.environment import RUN_MARK_ENV, child_environment, run_mark
 from orchestrator.contract.paths import RunPaths
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process_group
 from orchestrator.liveness import identify
+from orchestrator.run_processes import RunSweep
 from orchestrator.state import AttemptClass
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
@@ -111,10 +113,13 @@ class ForkedChild(ChildProcess):
     """A run forked by the helper. Its exit status comes from the helper, which
     is its parent and reaps it."""
 
-    def __init__(self, pid: int, helper: _Helper) -> None:
+    def __init__(self, pid: int, helper: _Helper, sweep: RunSweep | None = None) -> None:
         self._pid = pid
         self._helper = helper
         self._process, self.create_time = identify(pid)
+        # A forked run's own /proc environ is the server's, but what it execs
+        # carries the run's marker: a program it started in a new session.
+        self._sweep = sweep
 
     @property
     def pid(self) -> int:
@@ -139,11 +144,15 @@ class ForkedChild(ChildProcess):
         if code is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, signal.SIGKILL)  # DataLoader workers left behind
+            if self._sweep is not None:
+                self._sweep.kill_once()
         return code
 
     def request_stop(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, signal.SIGTERM)
+        if self._sweep is not None:
+            self._sweep.terminate()
 
     def stop(self, grace_period: float) -> int:
         stop_process_group(self._pid, grace_period, reap=self.poll)
@@ -209,14 +218,16 @@ class ForkserverLauncher(Launcher):
         if helper is None:
             assert self._fallback is not None
             return self._fallback.start(run, env)
-        helper.send({"run_spec": str(run.run_spec), "log": str(run.log), "env": dict(env)})
+        sweep = RunSweep(run_mark(run.root), time.time())
+        marked = {**env, RUN_MARK_ENV: sweep.mark}
+        helper.send({"run_spec": str(run.run_spec), "log": str(run.log), "env": marked})
         message = helper.next_message(60.0)
         if not message or "started" not in message:
             self._helper = None
             self._fall_back("the fork server stopped answering")
             assert self._fallback is not None
             return self._fallback.start(run, env)
-        return ForkedChild(int(message["started"]), helper)
+        return ForkedChild(int(message["started"]), helper, sweep)
 
     def close(self) -> None:
         if self._helper is not None:

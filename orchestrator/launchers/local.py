@@ -5,7 +5,9 @@ parent-death signal, set between fork and exec.
 
 A new session (and so a new process group) keeps the terminal's Ctrl-C away
 from the child: the parent decides how a child stops, and can stop the child's
-DataLoader workers with it by signalling the whole group.
+DataLoader workers with it by signalling the whole group. What left the group
+(a ``setsid`` child, a double-forked grandchild) carries the run's marker and
+is ended with the run too (``orchestrator.run_processes``).
 """
 
 from __future__ import annotations
@@ -26,19 +28,22 @@ import psutil
 
 from orchestrator.contract.child import COMMAND_ENTRY, TRAIN_ENTRY
 from orchestrator.contract.command import invocation
-from orchestrator.contract.environment import child_environment
+from orchestrator.contract.environment import RUN_MARK_ENV, child_environment, run_mark
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import RunSpec
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.liveness import identify
+from orchestrator.run_processes import RunSweep
 
 __all__ = ["LocalChild", "LocalLauncher", "stop_process_group", "wake_on_exit"]
 
 
 class LocalChild(ChildProcess):
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], sweep: RunSweep | None = None) -> None:
         self._popen = popen
         self._process, self.create_time = identify(popen.pid)
+        # What the run left outside its process group, found by its marker.
+        self._sweep = sweep
 
     @property
     def pid(self) -> int:
@@ -49,6 +54,8 @@ class LocalChild(ChildProcess):
         if code is not None:
             # The leader is gone; DataLoader workers it left in its group go too.
             _signal_group(self.pid, signal.SIGKILL)
+            if self._sweep is not None:
+                self._sweep.kill_once()
         return code
 
     def notify_exit(self, wakeup: Wakeup) -> bool:
@@ -57,10 +64,15 @@ class LocalChild(ChildProcess):
 
     def request_stop(self) -> None:
         _signal_group(self.pid, signal.SIGTERM)
+        if self._sweep is not None:
+            self._sweep.terminate()
 
     def stop(self, grace_period: float) -> int:
         stop_process_group(self.pid, grace_period, reap=self._popen.poll)
-        return self._popen.wait()
+        code = self._popen.wait()
+        if self._sweep is not None:  # what left the group ends with the run
+            self._sweep.kill_once()
+        return code
 
     def rss_bytes(self) -> int | None:
         return self.tree_rss(self._process)
@@ -135,12 +147,13 @@ class LocalLauncher(Launcher):
         self.entry = entry
 
     def start(self, run: RunPaths, env: Mapping[str, str]) -> LocalChild:
-        env = child_environment(env)
+        sweep = RunSweep(run_mark(run.root), time.time())
+        env = child_environment({**env, RUN_MARK_ENV: sweep.mark})
         with open(run.log, "ab") as log:
             if self.entry == COMMAND_ENTRY and sys.platform.startswith("linux"):
                 popen = _start_program(run, env, log)
                 if popen is not None:
-                    return LocalChild(popen)
+                    return LocalChild(popen, sweep)
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.entry, str(run.run_spec)],
                 stdin=subprocess.DEVNULL,
@@ -149,7 +162,7 @@ class LocalLauncher(Launcher):
                 env=env,
                 start_new_session=True,
             )
-        return LocalChild(popen)
+        return LocalChild(popen, sweep)
 
 
 def stop_process_group(
