@@ -92,9 +92,12 @@ def test_summary_matches_the_state_and_pandas(lightning_study):
     frame = pd.read_csv(io.StringIO(text), dtype={"run": str, "seed": str})
     state = read_state(out)
     metric_names = sorted(state["runs"][0]["metrics"])
-    assert list(frame.columns) == ["run", "seed", "duration_s", *metric_names]
+    columns = ["run", "seed", "duration_s", *metric_names, "representative", "best_run"]
+    assert list(frame.columns) == columns
     assert list(frame["run"]) == ["0", "1", "2", "mean", "std"]
     assert list(frame["seed"]) == ["42", "101", "28", "-", "-"]
+    # One representative and one best run, each marked once.
+    assert list(frame["representative"]).count("*") == list(frame["best_run"]).count("*") == 1
     runs = frame.iloc[:3]
     for name in metric_names:
         recorded = [r["metrics"][name] for r in state["runs"]]
