@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.state import StudyState
 
@@ -77,14 +78,39 @@ class Standouts:
 
 
 def standouts(state: StudyState) -> tuple[Standouts, ...]:
-    """Per variant, in the study's order (one entry for a study of one config)."""
+    """Per variant, in the study's order (one entry for a study of one config).
+    Each save and each summary.csv asks: the last answer is kept with the values
+    it came from (a launch asks three times a run with the same values)."""
     metric = state.representative_metric or state.summary_metrics[0]
     goal = metric_goal(metric, state.goal)
     groups: list[str | None] = [*state.variant_configs] or [None]
+    values: dict[str | None, list[tuple[int, float]]] = {variant: [] for variant in groups}
+    for r in state.completed:  # one pass, not one per variant (500 variants: issue 23)
+        if metric in r.metrics and r.variant in values:
+            values[r.variant].append((r.index, r.metrics[metric]))
+    seeds = tuple(r.seed for r in state.runs)
+    key = (metric, goal, tuple(groups), seeds, tuple(tuple(v) for v in values.values()))
+    if _last and _last[0] == key:  # nan never equals itself: a miss, never a wrong answer
+        return _last[1]
+    result = _standouts(state, metric, goal, groups, values)
+    _last[:] = [key, result]
+    return result
+
+
+# The last answer of ``standouts`` and the values it came from (one entry).
+_last: list[Any] = []
+
+
+def _standouts(
+    state: StudyState,
+    metric: str,
+    goal: str,
+    groups: list[str | None],
+    values: dict[str | None, list[tuple[int, float]]],
+) -> tuple[Standouts, ...]:
     result = []
     for variant in groups:
-        runs = [r for r in state.completed if r.variant == variant and metric in r.metrics]
-        pick = pick_runs([(r.index, r.metrics[metric]) for r in runs], goal)
+        pick = pick_runs(values[variant], goal)
         representative, best = (_chosen(state, i, metric) for i in (pick.representative, pick.best))
         result.append(Standouts(variant, metric, goal, representative, best))
     return tuple(result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ class RunRecord:
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
-    @property
+    # Cached on the record (frozen: a changed run is a new record): summary.csv
+    # and each save read every run's, 10,000 of them in a big study.
+    @functools.cached_property
     def duration_s(self) -> float | None:
         """The time of this round's attempts together (a rerun's time is its own);
         None before any."""
@@ -125,7 +128,7 @@ class RunRecord:
             return None
         return round(sum(a.duration_s or 0.0 for a in _this_round(self.attempts)), 3)
 
-    @property
+    @functools.cached_property
     def failure(self) -> AttemptClass | None:
         """The class of the last attempt that ended, unless it completed (a retry
         in flight keeps the one before it; a reopened run has none); None before

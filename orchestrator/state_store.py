@@ -62,6 +62,18 @@ class RunTexts:
 
     def __init__(self) -> None:
         self._texts: dict[int, tuple[RunRecord, str]] = {}
+        self._checkpoints: dict[int, tuple[RunRecord, str | None]] = {}
+
+    def checkpoint(self, record: RunRecord, root: Path) -> str | None:
+        """The completed run's ``last.ckpt`` (study-relative), or None: looked up once
+        per record, not on every save (500 variants: 1,000 look-ups a save)."""
+        hit = self._checkpoints.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        checkpoint = StudyPaths(root).run(record.dir).last_checkpoint
+        where = f"{record.dir}/{checkpoint.name}" if checkpoint.is_file() else None
+        self._checkpoints[id(record)] = (record, where)
+        return where
 
     def text(self, record: RunRecord) -> str:
         hit = self._texts.get(id(record))
@@ -83,6 +95,8 @@ class RunTexts:
         live = {id(r) for r in state.runs}
         for key in [k for k in self._texts if k not in live]:
             del self._texts[key]
+        for key in [k for k in self._checkpoints if k not in live]:
+            del self._checkpoints[key]
 
 
 def state_to_json(
@@ -112,22 +126,21 @@ def state_to_json(
         summary_metrics=list(state.summary_metrics),
         training_config=_plain(state.training_config),
     )
-    header.update(_standouts_payload(state, root))
+    header.update(_standouts_payload(state, root, texts))
     runs = ",\n".join(texts.text(r) for r in state.runs)
     texts.keep_only(state)
     return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
 
 
-def _standouts_payload(state: StudyState, root: Path | None) -> dict[str, Any]:
+def _standouts_payload(state: StudyState, root: Path | None, texts: RunTexts) -> dict[str, Any]:
     """``representative`` and ``best_run``: derived on every save, never read back
     (a file without them loads as before); per variant in a study of variants."""
 
     def run(chosen: ChosenRun | None, of: Standouts, **extra: str) -> dict[str, Any] | None:
         if chosen is None:
             return None
-        folder = state.runs[chosen.index].dir
-        checkpoint = StudyPaths(root).run(folder).last_checkpoint if root is not None else None
-        where = f"{folder}/{checkpoint.name}" if checkpoint and checkpoint.is_file() else None
+        record = state.runs[chosen.index]
+        where = texts.checkpoint(record, root) if root is not None else None
         return {"index": chosen.index, "seed": chosen.seed, "metric": of.metric,
                 "value": chosen.value, **extra, "checkpoint": where}  # fmt: skip
 

@@ -58,7 +58,7 @@ def variant_study(variants: int, seeds: int, rng: random.Random) -> StudyState:
             if index < variants * seeds - PENDING:
                 attempt = _attempt(AttemptClass.COMPLETED)
                 record = dataclasses.replace(
-                    record, status=RunStatus.COMPLETED, duration_s=attempt.duration_s,
+                    record, status=RunStatus.COMPLETED,
                     metrics=_metrics(rng), attempts=(attempt,),
                 )  # fmt: skip
             runs.append(record)
