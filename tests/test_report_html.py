@@ -96,6 +96,11 @@ def test_report_of_a_finished_study_has_every_section_and_no_torch(fake_study, t
     assert f"[{human_cell(stats.ci_low)}, {human_cell(stats.ci_high)}]" in page
     assert "Every run completed." in page and "completed: 3" in page
     assert "pytorch-lightning" in page and "tests.fake_worker.Script" in page
+    # val/loss = seed + 0.5: the mean 57.5 is nearest seed 42's; seed 28's is the lowest.
+    assert (
+        "<p class='standout'>representative run 0 (seed 42, val/loss 42.5); "
+        "best run 2 (seed 28, val/loss 28.5, lower is better)</p>"
+    ) in page
 
 
 def test_report_of_a_running_study_shows_what_exists_so_far(tmp_path):
@@ -329,8 +334,9 @@ def test_headless_chromium_loads_a_variants_report(tmp_path):
     assert body is not None
     assert 'data-images-loaded="3"' in body.group(0)
     assert 'data-images-broken="0"' in body.group(0) and "data-errors" not in body.group(0)
-    # progress, statistics, differences, comparison, power, unfinished, environment, variants
-    assert dom.stdout.count("<table>") == 8
+    # progress, statistics, differences, comparison (one table per metric: val/loss and
+    # val/acc), power, unfinished, environment, variants
+    assert dom.stdout.count("<table>") == 9
     shot = tmp_path / "variants.png"
     taken = chromium("--window-size=1200,4000", f"--screenshot={shot}", target.as_uri())
     assert taken.returncode == 0 and shot.exists(), taken.stderr

@@ -121,7 +121,7 @@ def render_report(paths: StudyPaths) -> str:
         sections = _variant_sections(paths, state)
     else:
         sections = [
-            _section("Progress", _progress(state)),
+            _section("Progress", _progress(state) + _standouts(state)),
             _figures_section(paths, state),
             _section("Statistics over seeds (completed runs)", _statistics(state)),
             _section("Power: how many seeds are enough", _power(state)),
@@ -153,7 +153,7 @@ def _variant_sections(paths: StudyPaths, state: StudyState) -> list[str]:
         return [_section("Progress", v.variant_progress(state)),
                 _section("Figures", empty)]  # fmt: skip
     return [
-        _section("Progress", v.variant_progress(state)),
+        _section("Progress", v.variant_progress(state) + _standouts(state)),
         _figures_section(paths, state),
         _section("Statistics over seeds, per variant", v.variant_statistics(state, metrics)),
         _section(
@@ -171,6 +171,13 @@ def _variant_sections(paths: StudyPaths, state: StudyState) -> list[str]:
 def _section(heading: str, body: str) -> str:
     anchor = heading.split(":")[0].lower().replace(" ", "-")
     return f"<section id='{esc(anchor)}'><h2>{esc(heading)}</h2>{body}</section>"
+
+
+def _standouts(state: StudyState) -> str:
+    """The representative and the best run (per variant), as ``xorch status`` says them."""
+    from orchestrator.representative import standout_lines
+
+    return "".join(f"<p class='standout'>{esc(line)}</p>" for line in standout_lines(state))
 
 
 def _progress(state: StudyState) -> str:
