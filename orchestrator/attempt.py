@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from orchestrator.config import StudySpec
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.config import StudySpec, changed_keys
 from orchestrator.contract.command import resume_checkpoint
 from orchestrator.contract.paths import RunPaths, StudyPaths, study_relative
 from orchestrator.contract.records import RunSpec
@@ -11,7 +14,7 @@ from orchestrator.gpus import Slot, slot_env
 from orchestrator.ranks import free_port, starts_ranks
 from orchestrator.state import RunRecord
 
-__all__ = ["PortBook", "attempt_env", "given_checkpoint", "prepare_attempt"]
+__all__ = ["PortBook", "attempt_env", "given_checkpoint", "prepare_attempt", "variant_changes"]
 
 
 def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, number: int) -> RunPaths:
@@ -26,8 +29,27 @@ def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, numbe
         import_paths=spec.import_paths,
         heartbeat_interval_s=spec.runner.heartbeat_interval_s,
         attempt=number,
+        study_dir=str(paths.root),
+        variant=record.variant,
+        changes=variant_changes(spec, record.variant),
     ).write(run.run_spec, durable=False)  # written afresh before every attempt
     return run
+
+
+def variant_changes(spec: StudySpec, variant: str | None) -> dict[str, str]:
+    """The dotted keys ``variant`` changes from the base config, with its values
+    as text (a tracker's hparams); empty outside a study of variants."""
+    if variant is None:
+        return {}
+    config = spec.training_for(variant)
+    return {key: str(_dotted(config, key)) for key in changed_keys(spec.training, config)}
+
+
+def _dotted(tree: Mapping[str, Any], key: str) -> Any:
+    value: Any = tree
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def given_checkpoint(spec: StudySpec, paths: StudyPaths, run: RunPaths) -> str | None:

@@ -48,6 +48,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.representative import standouts
 from orchestrator.seed_table import describe
 from orchestrator.state import RunRecord, StudyState
+from orchestrator.tracker_study import log_study_figures
 
 __all__ = [
     "COMPARISON_EVERY_S",
@@ -253,3 +254,4 @@ class SummaryWriter:
         now = self.clock()
         if write_summary(self.paths, state, comparison_due(self._compared_at, now)):
             self._compared_at = now
+        log_study_figures(self.paths, state)  # MLflow's parent runs, in an MLflow study

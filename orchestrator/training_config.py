@@ -12,6 +12,7 @@ from orchestrator.compose import check_target_entry, move_logger, trainer_argume
 from orchestrator.errors import ConfigError
 from orchestrator.runner_spec import RUNNER_KEY
 from orchestrator.setting_values import kind_of
+from orchestrator.tracker_config import check_tracker_packages
 
 __all__ = ["training_part"]
 
@@ -66,6 +67,7 @@ def training_part(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     training = {k: v for k, v in raw.items() if k not in ("mode", RUNNER_KEY)}
     if "trainer" in training:  # one spelling downstream
         training["pl_trainer"] = training.pop("trainer")
+    check_tracker_packages(training)
     return training
 
 

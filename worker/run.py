@@ -22,6 +22,7 @@ from orchestrator.contract.child import BUILD_ERROR_TYPE, ChildExit, run_variabl
 from orchestrator.contract.failure_text import exception_line
 from orchestrator.contract.paths import RunPaths
 from orchestrator.contract.records import ErrorReport, Heartbeat, HeartbeatPhase, RunResult, RunSpec
+from orchestrator.contract.tracking import run_identity
 from worker.lifeline import follow_parent
 from worker.ranks import (
     lead_ranks,
@@ -119,6 +120,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     from worker.callbacks import callbacks_for, scalar_metrics
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
+    from worker.trackers import closing_loggers, start_mlflow_run
 
     pkg = choose_package(config)  # lightning.pytorch or pytorch_lightning, from the classes
     own = callbacks_for(pkg)
@@ -134,7 +136,8 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         lambda exc: write_first_error(_error_report(exc), paths.error, rank)
     )
     ours: list[Any] = [heartbeat, progress, at_once] if rank == 0 else [progress, at_once]
-    parts = build_trainer_parts(config, run_dir, ours, pkg)
+    identity = run_identity(spec)
+    parts = build_trainer_parts(config, run_dir, ours, pkg, identity)
     # First of all callbacks: its epoch-start hook puts the RNG states back (see there).
     parts.kwargs["callbacks"] = [resume_state, *parts.kwargs["callbacks"]]
     resumed_from = None
@@ -147,17 +150,29 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
 
     own_ranks_in_one_task(parts.kwargs, pkg.__name__)
-    trainer = pkg.Trainer(**parts.kwargs)
-    # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
-    if startup is not None:
-        startup.stop()  # from here on, only training hooks beat
-    trainer.fit(model, datamodule=data, ckpt_path=resumed_from, weights_only=False)
-    fit_metrics, skipped = scalar_metrics(trainer.callback_metrics)
-    # A run resumed from a checkpoint of its final epoch trains nothing more;
-    # the metrics of that epoch travel in the checkpoint.
-    metrics = {**resume_state.restored_metrics, **fit_metrics}
-    skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
+    loggers = _as_list(parts.kwargs["logger"])
+    with closing_loggers(loggers, identity) as outcome:  # every way out closes them
+        if rank == 0:
+            start_mlflow_run(loggers, identity)
+        trainer = pkg.Trainer(**parts.kwargs)
+        # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
+        if startup is not None:
+            startup.stop()  # from here on, only training hooks beat
+        trainer.fit(model, datamodule=data, ckpt_path=resumed_from, weights_only=False)
+        fit_metrics, skipped = scalar_metrics(trainer.callback_metrics)
+        # A run resumed from a checkpoint of its final epoch trains nothing more;
+        # the metrics of that epoch travel in the checkpoint.
+        metrics = {**resume_state.restored_metrics, **fit_metrics}
+        skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
+        outcome.metrics, outcome.hparams = metrics, dict(getattr(model, "hparams", {}))
     return _result(metrics, skipped, resumed_from)
+
+
+def _as_list(loggers: Any) -> list[Any]:
+    """The Trainer's ``logger`` argument as a list (False: none)."""
+    if isinstance(loggers, list):
+        return loggers
+    return [] if loggers is False or loggers is None else [loggers]
 
 
 def _export_run_values(spec: RunSpec, resumed_from: str | None) -> None:

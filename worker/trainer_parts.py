@@ -17,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from orchestrator.contract.records import LAST_CHECKPOINT_FILE
+from orchestrator.contract.tracking import RunIdentity
 from worker.build import (
     BuildError,
     check_arguments,
@@ -25,6 +26,7 @@ from worker.build import (
     path_key,
     with_arguments,
 )
+from worker.trackers import logger_arguments
 
 __all__ = [
     "TrainerParts",
@@ -52,13 +54,14 @@ def build_trainer_parts(
     run_dir: Path,
     extra_callbacks: list[pl.Callback],
     pkg: ModuleType = pl,
+    identity: RunIdentity | None = None,
 ) -> TrainerParts:
     """Trainer kwargs with default_root_dir = run_dir, loggers and checkpoints moved
     under it, a CSVLogger by default and a ModelCheckpoint that keeps last.ckpt."""
     kwargs = dict(config.get("pl_trainer") or {})
     check_trainer_arguments(kwargs, pkg)
     kwargs["default_root_dir"] = str(run_dir)
-    kwargs["logger"] = build_loggers(kwargs.get("logger", True), run_dir, pkg)
+    kwargs["logger"] = build_loggers(kwargs.get("logger", True), run_dir, pkg, identity)
     callbacks = [
         build_callback(entry, i, run_dir, pkg)
         for i, entry in enumerate(config.get("callbacks") or [])
@@ -102,9 +105,12 @@ def build_callback(
     return callback
 
 
-def build_loggers(value: Any, run_dir: Path, pkg: ModuleType = pl) -> Any:
+def build_loggers(
+    value: Any, run_dir: Path, pkg: ModuleType = pl, identity: RunIdentity | None = None
+) -> Any:
     """``pl_trainer.logger``: a CSVLogger by default, or class_path entries with
-    their save_dir moved under the run dir."""
+    their save_dir moved under the run dir and, in a run, the run's identity
+    given to the trackers' loggers (worker.trackers)."""
     if value is True or value is None:
         return pkg.loggers.CSVLogger(save_dir=str(run_dir), name="lightning_logs")
     if value is False:
@@ -118,6 +124,7 @@ def build_loggers(value: Any, run_dir: Path, pkg: ModuleType = pl) -> Any:
             )
         args = entry_arguments(entry)
         args["save_dir"] = str(_inside(run_dir, args.get("save_dir", ".")))
+        args = logger_arguments(str(entry[path_key(entry)]), args, identity)
         loggers.append(
             instantiate(with_arguments(entry, args), f"pl_trainer.logger[{i}]", pkg.loggers.Logger)
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from orchestrator.contract.child import run_variable
 from orchestrator.contract.records import LAST_CHECKPOINT_FILE, RunSpec
+from orchestrator.contract.tracking import run_identity, tracker_environment
 
 __all__ = [
     "PLACEHOLDERS",
@@ -107,6 +108,8 @@ def invocation(spec: RunSpec, environ: Mapping[str, str], xorch_root: str) -> In
         command += expand(spec.config.get("resume_args") or [], values)
     env = dict(environ)
     env.update({run_variable(name): value for name, value in values.items()})
+    # A program that makes its own loggers finds the run's identity here.
+    env.update(tracker_environment(run_identity(spec), environ))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [xorch_root, env.get("PYTHONPATH")]))
     in_run_dir = spec.config.get("cwd") == "run_dir"
     if in_run_dir and len(command) > 1 and (folder / command[1]).is_file():

@@ -20,6 +20,9 @@
     plots/                  curves.png and spread.png, written by orchestrator.commands.plot
     report.html             the page orchestrator.commands.report_page writes by default
     run_00_seed42_replay/   ``xorch replay``'s run (baseline/run_00_seed42_replay for a variant)
+    mlflow.db               MLflow's store when a study's MLFlowLogger names no tracking URI
+    mlflow_parents.json     the MLflow parent run of the study (of each variant)
+    run_00_seed42/mlflow_run_id.txt   the run's MLflow run, continued by a later attempt
 
 ``study_names`` lists the top-level names: a name the user chooses that becomes a
 folder there (a variant's) must be none of them, nor look like a run's folder.
@@ -99,6 +102,11 @@ class RunPaths:
     @property
     def last_checkpoint(self) -> Path:
         return self.root / records.LAST_CHECKPOINT_FILE
+
+    @property
+    def mlflow_run_id(self) -> Path:
+        """The run's MLflow run id, kept so that a later attempt continues it."""
+        return self.root / "mlflow_run_id.txt"
 
     @property
     def lightning_logs(self) -> Path:
@@ -219,6 +227,21 @@ class StudyPaths:
     def spread_plot(self) -> Path:
         return self.plots / "spread.png"
 
+    @property
+    def mlflow_db(self) -> Path:
+        """MLflow's SQLite store, where a study's MLFlowLogger names no tracking URI."""
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_parents(self) -> Path:
+        """The MLflow parent run id of the study ("") or of each variant."""
+        return self.root / "mlflow_parents.json"
+
+    @property
+    def mlflow_lock(self) -> Path:
+        """Held while a run creates the study's MLflow experiment and parent run."""
+        return self.root / ".mlflow.lock"
+
     def stale_temp_files(self) -> list[Path]:
         """Temp files (see contract/atomic.py) of the files only a launch writes,
         left by a launch killed mid-write: whoever holds the launcher lock may
@@ -239,6 +262,7 @@ def study_names() -> tuple[str, ...]:
     owned = [study.state, study.state_backup, study.state_lock, study.launcher_lock]
     owned += [study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary]
     owned += [study.comparison, study.log, study.plots, study.report]
+    owned += [study.mlflow_db, study.mlflow_parents, study.mlflow_lock]
     return tuple(path.name for path in owned)
 
 

@@ -8,7 +8,7 @@ and ``JsonRecord`` is the one reader and writer they share.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,6 +141,12 @@ class RunSpec(JsonRecord):
     heartbeat_interval_s: float = 2.0
     resume_from_checkpoint: bool = True
     attempt: int = 1  # 1 for the first; a command run's {attempt}
+    # Who the run is in the trackers (orchestrator.contract.tracking): the study
+    # folder ("" outside a study: the run folder's parent), the variant, and the
+    # variant's changed keys with their values.
+    study_dir: str = ""
+    variant: str | None = None
+    changes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> RunSpec:

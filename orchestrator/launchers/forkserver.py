@@ -30,6 +30,7 @@ from orchestrator.launchers.local import LocalChild, LocalLauncher, stop_process
 from orchestrator.liveness import identify
 from orchestrator.run_processes import RunSweep
 from orchestrator.state import AttemptClass
+from orchestrator.tracker_config import tracker_modules
 
 __all__ = ["ForkedChild", "ForkserverLauncher", "preload_modules"]
 
@@ -242,7 +243,8 @@ class ForkserverLauncher(Launcher):
 
 def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> dict[str, Any]:
     """The modules a fork server imports up front: those the config's model, data
-    and callbacks name, by ``class_path`` or Hydra's ``_target_``."""
+    and callbacks name, by ``class_path`` or Hydra's ``_target_``, and the
+    packages of the trackers its loggers write to."""
     entries = [config.get("model"), config.get("data"), *(config.get("callbacks") or [])]
     modules = sorted(
         {
@@ -251,4 +253,6 @@ def preload_modules(config: Mapping[str, Any], import_paths: Sequence[str]) -> d
             if isinstance(e, Mapping) and ("class_path" in e or "_target_" in e)
         }
     )
+    # The trackers' packages too: each takes seconds to import (MLflow's five).
+    modules += tracker_modules(config)
     return {"modules": modules, "import_paths": list(import_paths)}
