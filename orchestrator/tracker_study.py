@@ -64,7 +64,9 @@ def log_study_figures(paths: StudyPaths, state: StudyState) -> None:
     try:
         _log(uri, parents, study_figures(state), len(state.completed))
     except Exception as exc:  # the tracker's own errors, whatever their class
-        print(f"xorch: warning: MLflow: the study's figures were not logged: {exc}", file=sys.stderr)
+        print(
+            f"xorch: warning: MLflow: the study's figures were not logged: {exc}", file=sys.stderr
+        )
 
 
 def _log(uri: str, parents: Mapping[str, str], found: Mapping[str, GroupFigures], n: int) -> None:

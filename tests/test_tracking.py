@@ -200,7 +200,9 @@ def test_a_tracker_that_is_not_installed_is_refused_with_its_install_command(
     check_tracker_packages(_with_loggers("pytorch_lightning.loggers.CSVLogger"))
     with pytest.raises(ConfigError) as refused:
         check_tracker_packages(
-            _with_loggers("pytorch_lightning.loggers.CSVLogger", "lightning.pytorch.loggers.WandbLogger")
+            _with_loggers(
+                "pytorch_lightning.loggers.CSVLogger", "lightning.pytorch.loggers.WandbLogger"
+            )
         )
     assert str(refused.value) == (
         "pl_trainer.logger[1]: WandbLogger needs the wandb package, which is not installed; "

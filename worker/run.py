@@ -120,7 +120,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     from worker.callbacks import callbacks_for, scalar_metrics
     from worker.checkpoints import usable_checkpoint
     from worker.seeding import set_determinism, set_training_seed
-    from worker.trackers import closing_loggers, start_mlflow_run
+    from worker.trackers import closing_loggers
 
     pkg = choose_package(config)  # lightning.pytorch or pytorch_lightning, from the classes
     own = callbacks_for(pkg)
@@ -150,10 +150,8 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
 
     own_ranks_in_one_task(parts.kwargs, pkg.__name__)
-    loggers = _as_list(parts.kwargs["logger"])
-    with closing_loggers(loggers, identity) as outcome:  # every way out closes them
-        if rank == 0:
-            start_mlflow_run(loggers, identity)
+    # Every way out of this block closes the loggers; rank 0 opens MLflow's run.
+    with closing_loggers(parts.kwargs["logger"], identity, lead=rank == 0) as outcome:
         trainer = pkg.Trainer(**parts.kwargs)
         # weights_only=False: the checkpoint is this run's own (see worker.checkpoints).
         if startup is not None:
@@ -166,13 +164,6 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
         skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
         outcome.metrics, outcome.hparams = metrics, dict(getattr(model, "hparams", {}))
     return _result(metrics, skipped, resumed_from)
-
-
-def _as_list(loggers: Any) -> list[Any]:
-    """The Trainer's ``logger`` argument as a list (False: none)."""
-    if isinstance(loggers, list):
-        return loggers
-    return [] if loggers is False or loggers is None else [loggers]
 
 
 def _export_run_values(spec: RunSpec, resumed_from: str | None) -> None:

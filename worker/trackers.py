@@ -122,17 +122,30 @@ class AttemptOutcome:
 
 
 @contextlib.contextmanager
-def closing_loggers(loggers: list[Any], identity: RunIdentity | None) -> Iterator[AttemptOutcome]:
-    """Close every logger when the block ends, as completed, failed (an
-    exception) or stopped (Lightning's SIGTERM exit, a KeyboardInterrupt)."""
+def closing_loggers(
+    trainer_logger: Any, identity: RunIdentity | None, lead: bool = True
+) -> Iterator[AttemptOutcome]:
+    """The Trainer's ``logger`` argument (a list, one logger or False), each
+    logger closed when the block ends, as completed, failed (an exception) or
+    stopped (Lightning's SIGTERM exit, a KeyboardInterrupt). ``lead``: the
+    process that opens MLflow's run (DDP's rank 0)."""
+    loggers = _as_list(trainer_logger)
     outcome = AttemptOutcome()
     try:
+        if lead:
+            start_mlflow_run(loggers, identity)
         yield outcome
     except BaseException as exc:
         stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
         _close_all(loggers, "killed" if stopped else "failed", outcome, identity)
         raise
     _close_all(loggers, "success", outcome, identity)
+
+
+def _as_list(loggers: Any) -> list[Any]:
+    if isinstance(loggers, list):
+        return loggers
+    return [] if loggers is False or loggers is None else [loggers]
 
 
 def _close_all(

@@ -153,7 +153,11 @@ def identity_arguments(
         return _wandb_arguments(identity, user)
     if tracker is Tracker.MLFLOW:
         uri = environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(identity.study_dir)
-        added = {"experiment_name": identity.study, "run_name": identity.run_dir, "tracking_uri": uri}
+        added = {
+            "experiment_name": identity.study,
+            "run_name": identity.run_dir,
+            "tracking_uri": uri,
+        }
         tags = {**identity.tags(), **dict(user.get("tags") or {})}
         return {**added, **user, "tags": tags}
     if tracker is Tracker.TENSORBOARD and "name" not in user and "version" not in user:
