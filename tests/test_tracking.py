@@ -6,6 +6,7 @@ tests/test_trackers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -251,3 +252,82 @@ def test_the_figures_of_mlflow_parent_runs_are_summary_csv_numbers(tmp_path: Pat
         assert math.isclose(figures["val/loss.ci_low"], low)
         assert math.isclose(figures["val/loss.ci_high"], high)
         assert math.isclose(figures["val/acc.mean"], 1 - sum(done) / len(done))
+
+
+class _Recorder:
+    """A stand-in for a Lightning logger: what was called on it, in order."""
+
+    def __init__(self, calls: list[str], fails: bool = False) -> None:
+        self.calls = calls
+        self.fails = fails
+        self._experiment = self  # W&B's run, for the WandbLogger stand-in
+        self.run_id = "r1"
+
+    def finalize(self, status: str) -> None:
+        self.calls.append(f"{type(self).__name__}.finalize({status})")
+        if self.fails:
+            raise OSError("disk full")
+
+    def finish(self, exit_code: int) -> None:
+        self.calls.append(f"{type(self).__name__}.finish({exit_code})")
+
+    def log_hyperparams(self, params: dict, metrics: dict) -> None:
+        self.calls.append(f"hparams seed={params['seed']} metrics={sorted(metrics)}")
+
+
+def _stand_in(name: str, module: str) -> type:
+    return type(name, (_Recorder,), {"__module__": module})
+
+
+WandbLogger = _stand_in("WandbLogger", "pytorch_lightning.loggers.wandb")
+MLFlowLogger = _stand_in("MLFlowLogger", "lightning.pytorch.loggers.mlflow")
+TensorBoardLogger = _stand_in("TensorBoardLogger", "lightning.pytorch.loggers.tensorboard")
+CSVLogger = _stand_in("CSVLogger", "pytorch_lightning.loggers.csv_logs")
+
+
+class _Failed(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("ending", "expected"),
+    [
+        (None, ["CSVLogger.finalize(success)", "WandbLogger.finalize(success)",
+                "WandbLogger.finish(0)", "MLFlowLogger.finalize(FINISHED)",
+                "hparams seed=7 metrics=['final/val/loss']",
+                "TensorBoardLogger.finalize(success)"]),
+        (_Failed, ["CSVLogger.finalize(failed)", "WandbLogger.finalize(failed)",
+                   "WandbLogger.finish(1)", "MLFlowLogger.finalize(FAILED)",
+                   "TensorBoardLogger.finalize(failed)"]),
+        # Lightning's exit on SIGTERM (SIGTERMException) is a SystemExit: a stop
+        (SystemExit, ["CSVLogger.finalize(killed)", "WandbLogger.finalize(killed)",
+                      "WandbLogger.finish(1)", "MLFlowLogger.finalize(KILLED)",
+                      "TensorBoardLogger.finalize(killed)"]),
+        (KeyboardInterrupt, ["CSVLogger.finalize(killed)", "WandbLogger.finalize(killed)",
+                             "WandbLogger.finish(1)", "MLFlowLogger.finalize(KILLED)",
+                             "TensorBoardLogger.finalize(killed)"]),
+    ],
+)  # fmt: skip
+def test_every_logger_is_closed_however_the_attempt_ends(ending, expected) -> None:
+    from worker.trackers import closing_loggers
+
+    calls: list[str] = []
+    # The CSVLogger's close fails: the others are closed all the same.
+    loggers = [CSVLogger(calls, fails=True), WandbLogger(calls), MLFlowLogger(calls),
+               TensorBoardLogger(calls)]  # fmt: skip
+    with contextlib.suppress(BaseException), closing_loggers(loggers, PLAIN, lead=False) as end:
+        end.metrics = {"val/loss": 0.5}
+        if ending is not None:
+            raise ending()
+    assert calls == expected
+
+
+def test_no_logger_or_one_logger_is_closed_too() -> None:
+    from worker.trackers import closing_loggers
+
+    calls: list[str] = []
+    with closing_loggers(False, PLAIN, lead=False):
+        pass
+    with closing_loggers(WandbLogger(calls), None, lead=False):
+        pass
+    assert calls == ["WandbLogger.finalize(success)", "WandbLogger.finish(0)"]
