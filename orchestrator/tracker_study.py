@@ -12,6 +12,7 @@ it), so the parent may import it; it does so lazily, only here.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -61,8 +62,12 @@ def log_study_figures(paths: StudyPaths, state: StudyState) -> None:
         uri, parents = str(named["tracking_uri"]), dict(named["parents"])
     except (OSError, ValueError, KeyError, TypeError):
         return
+    from filelock import FileLock
+
     try:
-        _log(uri, parents, study_figures(state), len(state.completed))
+        # The runs' lock: one writer of a SQLite store at a time (worker.trackers).
+        with FileLock(str(paths.mlflow_lock)):
+            _log(uri, parents, study_figures(state), len(state.completed))
     except Exception as exc:  # the tracker's own errors, whatever their class
         print(
             f"xorch: warning: MLflow: the study's figures were not logged: {exc}", file=sys.stderr
@@ -72,6 +77,9 @@ def log_study_figures(paths: StudyPaths, state: StudyState) -> None:
 def _log(uri: str, parents: Mapping[str, str], found: Mapping[str, GroupFigures], n: int) -> None:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
+
+    # xorch's console is not MLflow's: its INFO lines (the store's schema) stay out.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     client = MlflowClient(tracking_uri=uri)
     now = int(time.time() * 1000)

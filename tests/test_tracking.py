@@ -331,3 +331,37 @@ def test_no_logger_or_one_logger_is_closed_too() -> None:
     with closing_loggers(WandbLogger(calls), None, lead=False):
         pass
     assert calls == ["WandbLogger.finalize(success)", "WandbLogger.finish(0)"]
+
+
+def test_the_parent_logs_the_figures_into_the_mlflow_parent_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.contract.atomic import atomic_write_json
+    from orchestrator.contract.paths import StudyPaths
+    from orchestrator.tracker_study import log_study_figures
+
+    values = {"base": [0.5, 0.7, 0.6], "wide": [0.4, None, 0.3]}
+    state = saved_variant_study(tmp_path, values, seeds=(1, 2, 3), with_logs=False)
+    paths = StudyPaths(tmp_path)
+    log_study_figures(paths, state)  # no mlflow_parents.json: not an MLflow study
+    uri = f"sqlite:///{paths.mlflow_db}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("study")
+    parents = {v: client.create_run(experiment).info.run_id for v in values}
+    atomic_write_json(paths.mlflow_parents, {"tracking_uri": uri, "parents": parents})
+    log_study_figures(paths, state)
+    base, wide = (client.get_run(parents[v]) for v in ("base", "wide"))
+    assert base.data.metrics["val/loss.mean"] == pytest.approx(0.6)
+    assert (base.data.metrics["val/loss.n"], wide.data.metrics["val/loss.n"]) == (3, 2)
+    assert wide.data.metrics["val/loss.mean"] == pytest.approx(0.35)
+    assert (base.info.status, wide.info.status) == ("FINISHED", "RUNNING")  # wide: a run pending
+    history = client.get_metric_history(parents["base"], "val/loss.mean")
+    assert [m.step for m in history] == [5]  # step = the completed runs so far
+    # A store that cannot be reached costs a warning line, never the study.
+    atomic_write_json(paths.mlflow_parents, {"tracking_uri": uri, "parents": {"base": "nope"}})
+    log_study_figures(paths, state)
+    said = [line for line in capsys.readouterr().err.splitlines() if "mlflow.store" not in line]
+    assert len(said) == 1
+    assert said[0].startswith("xorch: warning: MLflow: the study's figures were not logged: ")
