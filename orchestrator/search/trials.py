@@ -151,7 +151,18 @@ def tell(study: optuna.Study, number: int, verdict: TrialVerdict) -> None:
     Optuna after this, and only a RUNNING trial is ever run or told."""
     from optuna.trial import TrialState
 
-    if verdict.told is TrialTold.COMPLETE:
-        study.tell(number, verdict.value)
-    elif verdict.told is TrialTold.FAIL:
-        study.tell(number, state=TrialState.FAIL)
+    if verdict.told is TrialTold.NOTHING:
+        return
+    try:
+        if verdict.told is TrialTold.COMPLETE:
+            study.tell(number, verdict.value)
+        else:
+            study.tell(number, state=TrialState.FAIL)
+    except RuntimeError:
+        # The grid sampler's after_trial calls study.stop() once the grid is
+        # done, which Optuna allows inside optimize() only (samplers/_grid.py);
+        # the trial's state is stored first (study/_tell.py, in a finally).
+        told = study.get_trials(deepcopy=False)
+        if any(t.number == number and t.state.is_finished() for t in told):
+            return
+        raise
