@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,12 @@ def assert_trials_agree_with_runs(out: Path) -> None:
 
 _OK: dict[str, Any] = {"n_trials": 2, "space": {"toy.lr": {"type": "float", "low": 0.1, "high": 1}}}
 
+
+def _one(key: str, **entry: Any) -> dict[str, Any]:
+    """A search of one parameter ``key`` described by ``entry``."""
+    return {"n_trials": 2, "space": {key: entry}}
+
+
 REFUSALS = [
     ({"space": {}}, "search.space must map dotted keys"),
     ({"n_trials": 2, "space": []}, "search.space must map dotted keys"),
@@ -112,22 +120,25 @@ REFUSALS = [
     ({**_OK, "storage": "search.db"}, "search.storage 'search.db' is not a database URL"),
     ({**_OK, "seed": -1}, "search.seed: -1 is outside"),
     ({**_OK, "baseline": "yes"}, "search.baseline"),
-    ({"n_trials": 2, "space": {"toy.lr": {"low": 0.1, "high": 1}}}, "search.space.toy.lr needs type"),
-    ({"n_trials": 2, "space": {"toy.lr": {"type": "float", "low": 1, "high": 0.1}}}, "low (1) must be below high (0.1)"),
-    ({"n_trials": 2, "space": {"toy.lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, "log needs low > 0"),
-    ({"n_trials": 2, "space": {"toy.lr": {"type": "float", "low": "a", "high": 1}}}, "search.space.toy.lr.low must be a finite number"),
-    ({"n_trials": 2, "space": {"toy.depth": {"type": "int", "low": 1.5, "high": 4}}}, "search.space.toy.depth.low must be an integer"),
-    ({"n_trials": 2, "space": {"toy.depth": {"type": "int", "low": 1, "high": 4, "step": 0}}}, "search.space.toy.depth.step must be an integer >= 1"),
-    ({"n_trials": 2, "space": {"toy.depth": {"type": "int", "low": 1, "high": 4, "stp": 2}}}, "search.space.toy.depth: unknown key 'stp'"),
-    ({"n_trials": 2, "space": {"toy.act": {"type": "categorical", "choices": []}}}, "search.space.toy.act.choices must be a list"),
-    ({"n_trials": 2, "space": {"toy.act": {"type": "categorical", "choices": ["a", "a"]}}}, "lists a value twice"),
-    ({"n_trials": 2, "space": {"toy.act": {"type": "categorical", "choices": [{"a": 1}]}}}, "use type: blocks"),
-    ({"n_trials": 2, "space": {"toy.width": {"type": "blocks", "choices": [1, 2]}}}, "search.space.toy.width.choices must map a name"),
-    ({"n_trials": 2, "space": {"toy.depth.x": {"type": "int", "low": 1, "high": 4}}}, "search.space.toy.depth.x: toy.depth is a int"),
-    ({"n_trials": 2, "space": {"experiments_runner.max_retries": {"type": "int", "low": 1, "high": 4}}}, "only keys of the training config"),
-    ({"n_trials": 2, "space": {"toy..lr": {"type": "float", "low": 0.1, "high": 1}}}, "a parameter's name is a dotted key"),
+    (_one("toy.lr", low=0.1, high=1), "search.space.toy.lr needs type"),
+    (_one("toy.lr", type="float", low=1, high=0.1), "low (1) must be below high (0.1)"),
+    (_one("toy.lr", type="float", low=0, high=1, log=True), "log needs low > 0"),
+    (_one("toy.lr", type="float", low="a", high=1), "toy.lr.low must be a finite number"),
+    (_one("toy.depth", type="int", low=1.5, high=4), "toy.depth.low must be an integer"),
+    (
+        _one("toy.depth", type="int", low=1, high=4, step=0),
+        "toy.depth.step must be an integer >= 1",
+    ),
+    (_one("toy.depth", type="int", low=1, high=4, stp=2), "toy.depth: unknown key 'stp'"),
+    (_one("toy.act", type="categorical", choices=[]), "toy.act.choices must be a list"),
+    (_one("toy.act", type="categorical", choices=["a", "a"]), "lists a value twice"),
+    (_one("toy.act", type="categorical", choices=[{"a": 1}]), "use type: blocks"),
+    (_one("toy.width", type="blocks", choices=[1, 2]), "toy.width.choices must map a name"),
+    (_one("toy.depth.x", type="int", low=1, high=4), "toy.depth.x: toy.depth is a int"),
+    (_one("experiments_runner.seeds", type="int", low=1, high=4), "only keys of the training"),
+    (_one("toy..lr", type="float", low=0.1, high=1), "a parameter's name is a dotted key"),
     ("tpe", "search must be a mapping with a space, not a string"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("block", "message"), REFUSALS)
@@ -144,7 +155,7 @@ def test_a_search_beside_variants_or_in_mode_train_is_refused(workdir):
     config = yaml.safe_load(path.read_text())
     config["experiments_runner"]["variants"] = {"wide": {"toy.depth": 5}}
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(ConfigError, match="search and experiments_runner.variants cannot go"):
+    with pytest.raises(ConfigError, match=r"search and experiments_runner\.variants cannot go"):
         load_study(path)
 
 
@@ -169,20 +180,23 @@ def test_the_parsed_search_names_its_direction_seed_and_defaults(workdir):
 # --------------------------------------------------------------------------- pure parts
 
 
-def _run(status: RunStatus, metrics: dict[str, float], outcome: AttemptClass) -> RunRecord:
-    attempt = Attempt(1, "2026-12-06T00:00:00", "train.log", attempt_class=outcome, reason="no")
+def _run(status: RunStatus, metrics: dict[str, float]) -> RunRecord:
+    outcome = {RunStatus.COMPLETED: AttemptClass.COMPLETED, RunStatus.FAILED: AttemptClass.FAILED}
+    cls = outcome.get(status, AttemptClass.INTERRUPTED)
+    attempt = Attempt(1, "2026-12-06T00:00:00", "train.log", attempt_class=cls, reason="no")
     return RunRecord(0, 1, "run_00_seed1", status, metrics, (attempt,))
 
 
+_DONE, _FAILED, _CUT = RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED
 VERDICTS = [
     # exit code, run, told, value, stops the search
-    (ExitCode.OK, _run(RunStatus.COMPLETED, {"val/loss": 0.5}, AttemptClass.COMPLETED), TrialTold.COMPLETE, 0.5, False),
-    (ExitCode.RUNS_FAILED, _run(RunStatus.FAILED, {}, AttemptClass.FAILED), TrialTold.FAIL, None, False),
-    (ExitCode.OK, _run(RunStatus.COMPLETED, {"val/acc": 0.5}, AttemptClass.COMPLETED), TrialTold.FAIL, None, False),
-    (ExitCode.OK, _run(RunStatus.COMPLETED, {"val/loss": float("nan")}, AttemptClass.COMPLETED), TrialTold.FAIL, None, False),
-    (ExitCode.USAGE, None, TrialTold.FAIL, None, True),  # a config error: the trial failed, no more
-    (ExitCode.SIGTERM, _run(RunStatus.INTERRUPTED, {}, AttemptClass.INTERRUPTED), TrialTold.NOTHING, None, True),
-]  # fmt: skip
+    (ExitCode.OK, _run(_DONE, {"val/loss": 0.5}), TrialTold.COMPLETE, 0.5, False),
+    (ExitCode.RUNS_FAILED, _run(_FAILED, {}), TrialTold.FAIL, None, False),
+    (ExitCode.OK, _run(_DONE, {"val/acc": 0.5}), TrialTold.FAIL, None, False),  # not logged
+    (ExitCode.OK, _run(_DONE, {"val/loss": float("nan")}), TrialTold.FAIL, None, False),
+    (ExitCode.USAGE, None, TrialTold.FAIL, None, True),  # a config error: failed, and no more
+    (ExitCode.SIGTERM, _run(_CUT, {}), TrialTold.NOTHING, None, True),  # left for --resume
+]
 
 
 @pytest.mark.parametrize(("code", "run", "told", "value", "stops"), VERDICTS)
@@ -301,3 +315,31 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(workdir):
     assert {t.number: t.value for t in stored_trials(out)} == before
     refused = xorch("launch", str(path), cwd=workdir)
     assert refused.returncode == 2 and "already holds a search" in refused.stderr
+
+
+def test_the_parent_side_of_a_search_loads_no_torch(tmp_path):
+    """Every sampler offered, the importances and the plot, in a fresh interpreter."""
+    code = textwrap.dedent(
+        f"""
+        import sys, optuna
+        from orchestrator.search import driver  # the whole parent side of a search
+        from orchestrator.search.space import distributions
+        from orchestrator.search.outputs import importance_rows
+        from orchestrator.search.spec import SamplerName, SearchSpec, Direction, Param, ParamKind
+        from orchestrator.search.trials import open_search
+        space = (Param("x", ParamKind.INT, low=0, high=3),)
+        for i, name in enumerate(SamplerName):
+            search = SearchSpec(space, "loss", Direction.MINIMIZE, 3, None, name, 0, None,
+                                None, 1, False)
+            study = open_search(search, "sqlite:///{tmp_path}/s.db", f"s{{i}}")
+            for _ in range(3):
+                trial = study.ask(distributions(space))
+                study.tell(trial, trial.params["x"] ** 2)
+            importance_rows(study)
+        assert "torch" not in sys.modules, "torch was imported"
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
