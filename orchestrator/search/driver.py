@@ -36,7 +36,7 @@ from orchestrator.state_store import load_state
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["launch_search", "seed_study_spec", "trial_spec"]
+__all__ = ["describe_search", "launch_search", "seed_study_spec", "trial_spec"]
 
 BEST = "best"
 BASELINE = "baseline"
@@ -195,3 +195,38 @@ def seed_study_spec(spec: StudySpec, best: Mapping[str, Any], paths: SearchPaths
     )
     variants = {BASELINE: dict(spec.training), BEST: best_training}
     return dataclasses.replace(spec, runner=runner, variants=variants, search=None)
+
+
+def describe_search(spec: StudySpec) -> list[str]:
+    """``xorch validate``'s lines for a search: its budget, space and what follows it."""
+    search = spec.search
+    assert search is not None
+    paths = SearchPaths(spec.output_dir)
+    budget = [f"{search.n_trials} trials"] if search.n_trials else []
+    if search.sampler is SamplerName.GRID:
+        size = grid_size(search.space)
+        budget = [f"{min(search.n_trials or size, size)} trials (a grid of {size})"]
+    if search.timeout_s is not None:
+        budget.append(f"at most {search.timeout_s:g} s of trials")
+    seed_note = "" if search.sampler_seed is None else f" (seed {search.sampler_seed})"
+    lines = [
+        f"search: {' or '.join(budget)}, sampler {search.sampler.value}{seed_note}, "
+        f"{search.direction.value} {search.metric}, each trial one run on seed {search.seed}",
+        f"storage: {search.storage or paths.storage}",
+    ]
+    for p in search.space:
+        if p.kind.value in ("categorical", "blocks"):
+            what = f"{p.kind.value} {', '.join(map(str, p.choices))}"
+        else:
+            step = f", step {p.step}" if p.step != 1 else ""
+            what = f"{p.kind.value} {p.low:g} .. {p.high:g}{' (log)' if p.log else ''}{step}"
+        lines.append(f"  {p.key}: {what}")
+    runner = spec.runner
+    seeds = (
+        ", ".join(map(str, runner.seeds))
+        if runner.seeds is not None
+        else f"{runner.run_count} random seeds"
+    )
+    which = "best and baseline" if search.baseline else "the best config"
+    lines.append(f"then the seed study of {which} on seeds {seeds} in {paths.seed_study}")
+    return lines
