@@ -54,7 +54,9 @@ SPACE: dict[str, Any] = {
 }
 
 
-def search_config(folder: Path, search: dict[str, Any], seeds=(1, 2, 3), **toy: Any) -> Path:
+def search_config(
+    folder: Path, search: dict[str, Any], seeds=(1, 2, 3), runner: dict | None = None, **toy: Any
+) -> Path:
     (folder / "toy.py").write_text(textwrap.dedent(TOY), encoding="utf-8")
     config = {
         "experiments_runner": {
@@ -62,6 +64,7 @@ def search_config(folder: Path, search: dict[str, Any], seeds=(1, 2, 3), **toy: 
             "seeds": list(seeds),
             "summary_metrics": ["val/loss"],
             "max_retries": 0,
+            **(runner or {}),
         },
         "command": ["python", "toy.py", "{run_dir}"],
         "toy": {"lr": 0.01, "depth": 3, "act": "relu", "width": {"penalty": 0.0}, **toy},
@@ -343,3 +346,40 @@ def test_the_parent_side_of_a_search_loads_no_torch(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_sigterm_mid_search_leaves_the_trial_untold_for_resume(workdir):
+    search = {"n_trials": 2, "sampler": "random", "sampler_seed": 2, "space": SPACE}
+    path = search_config(workdir, search, seeds=(4,), runner={"grace_period": 5}, sleep=1.0)
+    out = workdir / "out"
+    parent = xorch_popen("launch", str(path), cwd=workdir)
+    try:
+        wait_for(
+            lambda: running_attempt(SearchPaths(out).trial(0), 0) is not None,
+            what="the first trial's run to start",
+        )
+        parent.send_signal(signal.SIGTERM)
+        stdout, stderr = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 143, stdout + stderr
+    assert "Traceback" not in stderr
+    assert [t.state.name for t in stored_trials(out)] == ["RUNNING"]  # not told, not failed
+    result = xorch("launch", str(path), "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [t.state.name for t in stored_trials(out)] == ["COMPLETE", "COMPLETE"]
+    assert_trials_agree_with_runs(out)
+
+
+def test_validate_describes_the_search_and_what_follows(workdir):
+    search = {"n_trials": 5, "sampler": "cmaes", "baseline": True, "space": SPACE}
+    result = xorch("validate", str(search_config(workdir, search)), "--fast", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "search: 5 trials, sampler cmaes, minimize val/loss, each trial one run on seed 1" in (
+        result.stdout
+    )
+    assert "  toy.lr: float 0.0001 .. 1 (log)" in result.stdout
+    assert "  toy.width: blocks narrow, wide" in result.stdout
+    assert "then the seed study of best and baseline on seeds 1, 2, 3" in result.stdout
+    assert not (workdir / "out").exists()

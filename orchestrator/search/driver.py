@@ -16,6 +16,7 @@ from orchestrator.config import StudySpec
 from orchestrator.console import Reporter
 from orchestrator.contract.paths import SearchPaths, StudyPaths
 from orchestrator.errors import ExitCode, StudyExistsError
+from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers.base import Launcher
 from orchestrator.locks import launcher_lock
 from orchestrator.result import LaunchResult
@@ -63,7 +64,9 @@ def launch_search(
         reporter = reporter or Reporter(study_paths.log)
         study = open_search(search, _storage_url(search, paths), _study_name(search, paths))
         code = _run_trials(spec, study, paths, reporter, launcher, cancel_jobs)
-        write_outputs(study, search, spec.training, paths, reporter)
+        # Stopped early: trials.csv only, so a stop is quick (importances and the plot
+        # import scikit-learn and matplotlib); the end of the search writes them all.
+        write_outputs(study, search, spec.training, paths, reporter, complete=code is None)
         done = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
         if code is not None:
             return LaunchResult(paths.root, len(done), len(study.trials), code)
@@ -107,27 +110,36 @@ def _run_trials(
 ) -> ExitCode | None:
     """Trials left running by a killed launch first, then new ones until
     n_trials have started or the time budget is spent; an exit code when the
-    search stopped early (a signal, a config error), else None."""
+    search stopped early (a signal, a config error), else None. A signal
+    between two trials (each trial's study has its own handlers while it runs)
+    stops the search before the next ask."""
     search = spec.search
     assert search is not None
-    shared = search.storage is not None
-    for trial in ours_running(study, paths, shared):
-        reporter.say(f"trial {trial.number} was cut short: its run is resumed")
-        code = _run_trial(spec, study, trial.number, trial.params, paths, launcher, cancel_jobs)
-        if code is not None:
-            return code
-    limit = search.n_trials
-    if search.sampler is SamplerName.GRID:
-        limit = min(limit or grid_size(search.space), grid_size(search.space))
-    while limit is None or started(study) < limit:
-        if search.timeout_s is not None and spent_s(study) >= search.timeout_s:
-            reporter.say(f"search: timeout of {search.timeout_s:g} s of trials reached")
-            break
-        number, params = ask(study, search, paths)
-        code = _run_trial(spec, study, number, params, paths, launcher, cancel_jobs)
-        if code is not None:
-            return code
+    flag = StopFlag()
+    with stop_on_signals(flag):
+        for trial in ours_running(study, paths, search.storage is not None):
+            reporter.say(f"trial {trial.number} was cut short: its run is resumed")
+            code = _run_trial(spec, study, trial.number, trial.params, paths, launcher, cancel_jobs)
+            if code is not None or flag.signum is not None:
+                return code or _stopped(flag, reporter)
+        limit = search.n_trials
+        if search.sampler is SamplerName.GRID:
+            limit = min(limit or grid_size(search.space), grid_size(search.space))
+        while limit is None or started(study) < limit:
+            if search.timeout_s is not None and spent_s(study) >= search.timeout_s:
+                reporter.say(f"search: timeout of {search.timeout_s:g} s of trials reached")
+                break
+            number, params = ask(study, search, paths)
+            code = _run_trial(spec, study, number, params, paths, launcher, cancel_jobs)
+            if code is not None or flag.signum is not None:
+                return code or _stopped(flag, reporter)
     return None
+
+
+def _stopped(flag: StopFlag, reporter: Reporter) -> ExitCode:
+    assert flag.signum is not None
+    reporter.say(f"stopped by signal {flag.signum}; resume with: xorch launch ... --resume")
+    return ExitCode(128 + flag.signum)
 
 
 def _run_trial(

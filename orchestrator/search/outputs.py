@@ -165,15 +165,17 @@ def write_outputs(
     training: Mapping[str, Any],
     paths: SearchPaths,
     reporter: Reporter,
+    complete: bool = True,
 ) -> None:
-    """Every output of the search, rebuilt from the storage (so also after a resume)."""
+    """The outputs of the search, rebuilt from the storage (so also after a
+    resume); trials.csv only unless ``complete``."""
     rows = trial_rows(study, paths)
     atomic_write_text(paths.trials_csv, trials_csv_text(rows, search), durable=False)
-    complete = [r for r in rows if r.value is not None]
-    reporter.say(
-        f"search: {len(complete)} of {len(rows)} trials completed; trials: {paths.trials_csv}"
-    )
-    if complete:
+    done = [r for r in rows if r.value is not None]
+    reporter.say(f"search: {len(done)} of {len(rows)} trials completed; trials: {paths.trials_csv}")
+    if not complete:
+        return
+    if done:
         best = study.best_trial
         assert best.value is not None
         text = best_config_text(best.number, best.value, best.params, search, training)
@@ -187,7 +189,6 @@ def write_outputs(
     else:
         lines = ["parameter,importance", *(f"{k},{v:.6g}" for k, v in found)]
         atomic_write_text(paths.importances, "\n".join(lines) + "\n", durable=False)
-        reporter.say(
-            "parameter importances (PED-ANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in found)
-        )
+        said = ", ".join(f"{k} {v:.2f}" for k, v in found)
+        reporter.say(f"parameter importances (PED-ANOVA): {said}")
     save_png(history_figure(rows, search), paths.history_plot)
