@@ -366,6 +366,18 @@ def test_sigterm_mid_search_leaves_the_trial_untold_for_resume(workdir):
     assert parent.returncode == 143, stdout + stderr
     assert "Traceback" not in stderr
     assert [t.state.name for t in stored_trials(out)] == ["RUNNING"]  # not told, not failed
+    # The cut-short trial is finished with its own values: a space without one is refused.
+    narrower = workdir / "narrower.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["search"]["space"]["toy.width"]
+    narrower.write_text(yaml.safe_dump(config))
+    refused = xorch("launch", str(narrower), "--resume", cwd=workdir)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "xorch: error: trial 0 was asked with the parameters toy.depth, toy.lr, toy.width, but "
+        "search.space now names toy.depth, toy.lr: restore the space to resume, or start the "
+        "new search in another output_base_dir"
+    )
     result = xorch("launch", str(path), "--resume", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [t.state.name for t in stored_trials(out)] == ["COMPLETE", "COMPLETE"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter
 from orchestrator.contract.paths import SearchPaths, StudyPaths
-from orchestrator.errors import ExitCode, StudyExistsError
+from orchestrator.errors import ConfigError, ExitCode, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers.base import Launcher
 from orchestrator.locks import launcher_lock
@@ -118,6 +118,7 @@ def _run_trials(
     flag = StopFlag()
     with stop_on_signals(flag):
         for trial in ours_running(study, paths, search.storage is not None):
+            _check_space_kept(trial.number, trial.params, search)
             reporter.say(f"trial {trial.number} was cut short: its run is resumed")
             code = _run_trial(spec, study, trial.number, trial.params, paths, launcher, cancel_jobs)
             if code is not None or flag.signum is not None:
@@ -134,6 +135,17 @@ def _run_trials(
             if code is not None or flag.signum is not None:
                 return code or _stopped(flag, reporter)
     return None
+
+
+def _check_space_kept(number: int, params: Mapping[str, Any], search: SearchSpec) -> None:
+    """A cut-short trial is finished with its own values: the space must still have them."""
+    keys = {p.key for p in search.space}
+    if set(params) != keys:
+        raise ConfigError(
+            f"trial {number} was asked with the parameters {', '.join(sorted(params))}, but "
+            f"search.space now names {', '.join(sorted(keys))}: restore the space to resume, "
+            "or start the new search in another output_base_dir"
+        )
 
 
 def _stopped(flag: StopFlag, reporter: Reporter) -> ExitCode:
