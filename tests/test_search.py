@@ -160,6 +160,12 @@ def test_a_search_beside_variants_or_in_mode_train_is_refused(workdir):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=r"search and experiments_runner\.variants cannot go"):
         load_study(path)
+    del config["experiments_runner"]["variants"]
+    del config["command"]  # a model, as mode train trains one
+    config["model"] = {"class_path": "worker.tasks.quick.QuickClassifier"}
+    path.write_text(yaml.safe_dump({**config, "mode": "train", "seed": 1}))
+    with pytest.raises(ConfigError, match="search runs many trials; use mode run-experiments"):
+        load_study(path)
 
 
 def test_validate_refuses_at_once_with_exit_2_and_touches_nothing(workdir):
