@@ -73,14 +73,14 @@ def launch_search(
         if not done:
             reporter.say("no trial completed: there is no best config to run over seeds")
             return LaunchResult(paths.root, 0, len(study.trials), ExitCode.RUNS_FAILED)
-        best = dict(study.best_trial.params)
-    seeds = seed_study_spec(spec, best, paths)
-    reporter.say(f"seed study of the best config: {paths.seed_study}")
-    from orchestrator.study import launch_spec  # study imports config, which imports us
+        seeds = seed_study_spec(spec, dict(study.best_trial.params), paths)
+        reporter.say(f"seed study of the best config: {paths.seed_study}")
+        from orchestrator.study import launch_spec  # study imports config, which imports us
 
-    return launch_spec(
-        seeds, resume=resume, reporter=None, launcher=launcher, cancel_jobs=cancel_jobs
-    )
+        # Under the search's lock still: no other launch takes the search up meanwhile.
+        return launch_spec(
+            seeds, resume=resume, reporter=None, launcher=launcher, cancel_jobs=cancel_jobs
+        )
 
 
 def _refuse_existing(paths: SearchPaths) -> None:
