@@ -133,6 +133,10 @@ REFUSALS = [
         "toy.depth.step must be an integer >= 1",
     ),
     (_one("toy.depth", type="int", low=1, high=4, stp=2), "toy.depth: unknown key 'stp'"),
+    (
+        _one("toy.depth", type="int", low=1, high=6, step=2),
+        "is not a multiple of step (2); set high to 5",
+    ),
     (_one("toy.act", type="categorical", choices=[]), "toy.act.choices must be a list"),
     (_one("toy.act", type="categorical", choices=["a", "a"]), "lists a value twice"),
     (_one("toy.act", type="categorical", choices=[{"a": 1}]), "use type: blocks"),
@@ -224,13 +228,13 @@ def test_the_space_in_optunas_words_and_a_trials_config():
 
     space = (
         Param("model.lr", ParamKind.FLOAT, low=1e-4, high=1.0, log=True),
-        Param("model.depth", ParamKind.INT, low=1, high=6, step=2),
+        Param("model.depth", ParamKind.INT, low=1, high=5, step=2),
         Param("act", ParamKind.CATEGORICAL, choices=("relu", None)),
         Param("data", ParamKind.BLOCKS, choices=("a", "b"), blocks={"a": {"n": 1}, "b": {"n": 2}}),
     )
     assert distributions(space) == {
         "model.lr": FloatDistribution(1e-4, 1.0, log=True),
-        "model.depth": IntDistribution(1, 6, step=2),
+        "model.depth": IntDistribution(1, 5, step=2),
         "act": CategoricalDistribution(("relu", None)),
         "data": CategoricalDistribution(("a", "b")),
     }

@@ -287,6 +287,12 @@ def _range(key: str, kind: ParamKind, entry: Mapping[str, Any], where: str) -> P
     step = whole(entry.get("step", 1), f"{where}.step", 1) if kind is ParamKind.INT else 1
     if log and step != 1:
         raise ConfigError(f"{where}: log and step cannot go together (Optuna); drop one")
+    if kind is ParamKind.INT and (high - low) % step:
+        top = low + (high - low) // step * step
+        raise ConfigError(
+            f"{where}: high - low ({high - low}) is not a multiple of step ({step}); "
+            f"set high to {top} (the last value reached)"
+        )
     return Param(key, kind, low=low, high=high, log=log, step=step)
 
 
