@@ -405,3 +405,14 @@ def test_validate_describes_the_search_and_what_follows(workdir):
     assert "  toy.width: blocks narrow, wide" in result.stdout
     assert "then the seed study of best and baseline on seeds 1, 2, 3" in result.stdout
     assert not (workdir / "out").exists()
+
+
+def test_the_readmes_search_example_validates():
+    root = Path(__file__).resolve().parent.parent
+    example = Path("conf") / "examples" / "search" / "search.yaml"
+    result = xorch("validate", str(example), "--fast", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "search: 20 trials, sampler tpe (seed 0), minimize val/loss" in result.stdout
+    assert "then the seed study of best and baseline on seeds 1, 2, 3, 4, 5, 6, 7, 8, 9, 10" in (
+        result.stdout
+    )
