@@ -39,6 +39,10 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
         f"output: {paths.root}",
         *_where_runs_go(spec),
     ]
+    if spec.search is not None:  # its trials and seed study are studies of their own
+        from orchestrator.search.driver import describe_search
+
+        return [*lines, *describe_search(spec)]
     if state is not None:
         lines.append(
             f"existing study: {len(state.completed)} of {len(state.runs)} runs completed "

@@ -36,6 +36,7 @@ from orchestrator.contract import records
 __all__ = [
     "RUN_DIR_PATTERN",
     "RunPaths",
+    "SearchPaths",
     "StudyPaths",
     "aside_path",
     "run_dir_name",
@@ -228,6 +229,53 @@ class StudyPaths:
 
     def run(self, dir_name: str) -> RunPaths:
         return RunPaths(self.root / dir_name)
+
+
+@dataclass(frozen=True)
+class SearchPaths:
+    """The files of a search (``search:``) in its study folder: the Optuna
+    storage, one one-run study per trial, the search's outputs and the seed
+    study of its best config."""
+
+    root: Path
+
+    @property
+    def storage(self) -> Path:
+        """The default Optuna storage, an SQLite file."""
+        return self.root / "search.db"
+
+    @property
+    def trials(self) -> Path:
+        return self.root / "trials"
+
+    def trial(self, number: int) -> Path:
+        """Trial ``number``'s own one-run study (``trials/trial_0003``)."""
+        return self.trials / f"trial_{number:04d}"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.root / "trials.csv"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best_config.yaml"
+
+    @property
+    def importances(self) -> Path:
+        return self.root / "importances.csv"
+
+    @property
+    def history_plot(self) -> Path:
+        return self.root / "search_history.png"
+
+    @property
+    def seed_study(self) -> Path:
+        """The seed study of the best config (and the baseline): a study of its own."""
+        return self.root / "seeds"
+
+    def names(self) -> tuple[str, ...]:
+        owned = (self.storage, self.trials, self.trials_csv, self.best_config)
+        return tuple(p.name for p in (*owned, self.importances, self.history_plot, self.seed_study))
 
 
 def study_names() -> tuple[str, ...]:
