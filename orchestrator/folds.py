@@ -92,6 +92,9 @@ def check_fold_key(folds: FoldSpec, training: Mapping[str, Any], command: bool, 
             holder = parts[depth - 1] if depth else ""
             if last and (holder in _ARGUMENT_HOLDERS or any(k in node for k in _CLASS_KEYS)):
                 return
+            # ``data.init_args.fold`` where data names its class but gives no arguments
+            if depth == len(parts) - 2 and part in _ARGUMENT_HOLDERS and "class_path" in node:
+                return
             missing = ".".join(parts[: depth + 1])
             raise ConfigError(
                 f"{where}{_WHERE}.key {folds.key}: the config has no {missing}; name the key "

@@ -151,18 +151,18 @@ def describe(values: Iterable[float], interval: bool = True) -> MetricStats:
 
 class FoldSeed(int):
     """One run's place in a study with folds, (fold, seed), as the key of a mapping
-    seed -> value: an int (fold * 2**32 + seed; seeds are below 2**31), so every
-    such mapping keeps its type, and two runs are paired exactly when fold and
-    seed agree. Printed ``42 (fold 1)``."""
+    seed -> value: an int ((fold + 1) * 2**32 + seed; seeds are below 2**31, and
+    no key equals a plain seed), so every such mapping keeps its type, and two
+    runs are paired exactly when fold and seed agree. Printed ``42 (fold 1)``."""
 
     __slots__ = ()
 
     def __new__(cls, fold: int, seed: int) -> FoldSeed:
-        return super().__new__(cls, (fold << 32) | seed)
+        return super().__new__(cls, ((fold + 1) << 32) | seed)
 
     @property
     def fold(self) -> int:
-        return int(self) >> 32
+        return (int(self) >> 32) - 1
 
     @property
     def seed(self) -> int:
