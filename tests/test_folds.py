@@ -32,7 +32,7 @@ from orchestrator.seed_table import FoldSeed
 from orchestrator.state import FoldSpec, RunRecord, StudyState
 from orchestrator.state_store import state_from_payload, state_to_json
 from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
-from tests.helpers import read_state, wait_for, xorch
+from tests.helpers import read_state, tiny_config, wait_for, xorch
 
 KEY = "data.init_args.fold"
 
@@ -416,3 +416,44 @@ def test_a_command_study_gets_its_fold_as_placeholder_and_variable(tmp_path: Pat
     rows = _rows(out)
     assert [r["epochs_trained"] for r in rows[:6]] == ["3"] * 6
     assert [r["best_checkpoint_path"] for r in rows[:6]] == [""] * 6
+
+
+@pytest.mark.lightning
+def test_a_lightning_folds_study_sets_the_data_modules_fold_and_records_its_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """The one Lightning child of this module: the fold reaches a real
+    LightningDataModule's init argument, and the worker reports the epochs
+    trained and the best checkpoint of a ModelCheckpoint with a monitor."""
+    out = tmp_path / "out"
+    config = tiny_config(out, seeds=(3,), gpus="none", folds={"n": 2, "key": KEY})
+    config["data"]["init_args"]["folds"] = 2
+    config["callbacks"] = [
+        {
+            "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+            "init_args": {"monitor": "val/loss", "mode": "min", "filename": "best"},
+        }
+    ]
+    result = xorch("launch", str(_write(tmp_path, config)), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = read_state(out)
+    assert [(r["fold"], r["dir"]) for r in state["runs"]] == [
+        (0, "run_00_fold0_seed3"),
+        (1, "run_01_fold1_seed3"),
+    ]
+    for record in state["runs"]:
+        spec = json.loads((out / record["dir"] / "run_spec.json").read_text())
+        assert spec["config"]["data"]["init_args"]["fold"] == record["fold"]
+        assert record["epochs_trained"] == 2
+        best = record["best_checkpoint_path"]
+        assert best.startswith(record["dir"] + "/") and best.endswith("best.ckpt")
+        assert (out / best).is_file()
+    # Another fold validates on other blobs: the same seed's losses differ.
+    losses = [r["metrics"]["val/loss"] for r in state["runs"]]
+    assert losses[0] != losses[1]
+    assert state["best_run"]["best_checkpoint_path"].endswith("best.ckpt")
+    rows = _rows(out)
+    assert [r["best_checkpoint_path"] for r in rows[:2]] == [
+        r["best_checkpoint_path"] for r in state["runs"]
+    ]
+    assert [r["epochs_trained"] for r in rows[:2]] == ["2", "2"]

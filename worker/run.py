@@ -157,7 +157,7 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     # the metrics of that epoch travel in the checkpoint.
     metrics = {**resume_state.restored_metrics, **fit_metrics}
     skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
-    return _result(metrics, skipped, resumed_from, _trained(trainer, paths))
+    return _result(metrics, skipped, resumed_from, _trained(trainer, parts.last_checkpoint))
 
 
 def _export_run_values(spec: RunSpec, resumed_from: str | None) -> None:
@@ -210,7 +210,7 @@ def _test_stage(
     return list(test_skipped)
 
 
-def _trained(trainer: Any, paths: RunPaths) -> tuple[int, str | None]:
+def _trained(trainer: Any, last: Path | None) -> tuple[int, str | None]:
     """The epochs the run has trained (a resumed run's earlier ones included) and
     its best checkpoint: the best of the first ModelCheckpoint the user gave a
     ``monitor``, else last.ckpt (None when neither was written)."""
@@ -218,8 +218,7 @@ def _trained(trainer: Any, paths: RunPaths) -> tuple[int, str | None]:
         best = getattr(callback, "best_model_path", "")
         if getattr(callback, "monitor", None) is not None and best:
             return int(trainer.current_epoch), str(best)
-    last = paths.last_checkpoint
-    return int(trainer.current_epoch), str(last) if last.is_file() else None
+    return int(trainer.current_epoch), str(last) if last is not None and last.is_file() else None
 
 
 def _result(
