@@ -166,6 +166,12 @@ def test_validate_refuses_a_missing_fold_key_on_one_line_with_exit_2(tmp_path: P
         "data.init_args.fold)"
     ]
     assert not (tmp_path / "out").exists()
+    config["experiments_runner"]["folds"]["key"] = KEY
+    planned = xorch("validate", str(_write(tmp_path, config)), "--fast", cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert "2 folds x 3 seeds: every seed runs every fold" in planned.stdout
+    assert "  run 3: seed 1 fold 1 -> run_03_fold1_seed1" in planned.stdout
+    assert "6 runs" in planned.stdout
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -289,6 +295,9 @@ def test_a_two_fold_three_seed_study(tmp_path: Path) -> None:
     )
     assert float(loss_row["between_folds"]) == pytest.approx(losses.mean(axis=1).std(ddof=1))
     assert float(loss_row["between_seeds"]) == pytest.approx(losses.mean(axis=0).std(ddof=1))
+    status = fake_xorch("status", str(out), cwd=tmp_path).stdout.splitlines()
+    assert status[1].split()[:3] == ["run", "fold", "seed"]
+    assert status[3].split()[:3] == ["1", "1", "7"]
 
 
 def test_variants_with_folds_are_paired_on_fold_and_seed(tmp_path: Path) -> None:
@@ -457,3 +466,9 @@ def test_a_lightning_folds_study_sets_the_data_modules_fold_and_records_its_chec
         r["best_checkpoint_path"] for r in state["runs"]
     ]
     assert [r["epochs_trained"] for r in rows[:2]] == ["2", "2"]
+    # A key the data module does not take: validate's build check refuses it.
+    config["experiments_runner"]["folds"]["key"] = "data.init_args.split"
+    config["experiments_runner"]["output_base_dir"] = str(tmp_path / "other")
+    checked = xorch("validate", str(_write(tmp_path, config, "split.yaml")), cwd=tmp_path)
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "split" in checked.stdout + checked.stderr
