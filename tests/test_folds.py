@@ -28,6 +28,7 @@ from orchestrator.contract.records import RunResult
 from orchestrator.errors import ConfigError, StateError
 from orchestrator.fold_spread import fold_spread
 from orchestrator.planning import plan_study
+from orchestrator.rerun import RerunError, RunChoice, rerun_targets
 from orchestrator.seed_table import FoldSeed
 from orchestrator.state import FoldSpec, RunRecord, StudyState
 from orchestrator.state_store import state_from_payload, state_to_json
@@ -472,3 +473,21 @@ def test_a_lightning_folds_study_sets_the_data_modules_fold_and_records_its_chec
     checked = xorch("validate", str(_write(tmp_path, config, "split.yaml")), cwd=tmp_path)
     assert checked.returncode == 2, checked.stdout + checked.stderr
     assert "split" in checked.stdout + checked.stderr
+
+
+def test_a_variant_run_of_a_folds_study_is_named_for_rerun_as_its_folder_shows_it(
+    tmp_path: Path,
+) -> None:
+    config = fake_study_config(
+        tmp_path / "out",
+        seeds=(4, 9),
+        folds={"n": 3, "key": KEY},
+        variants={"base": {}, "wide": {"model.init_args.offset": 1}},
+    )
+    state = plan_study(load_study(_write(tmp_path, config)), None, None, resume=False).state
+    for name in [("wide", 4), ("base", 0), ("wide", 5)]:
+        (index,) = rerun_targets(state, RunChoice(names=(name,)), "rerun").not_completed
+        record = state.runs[index[0]]
+        assert record.dir == f"{name[0]}/run_{name[1]:02d}_fold{name[1] % 3}_seed{record.seed}"
+    with pytest.raises(RerunError, match="its runs are 0 to 5"):
+        rerun_targets(state, RunChoice(names=(("wide", 6),)), "rerun")
