@@ -100,13 +100,11 @@ def plan_study(
         runs=(),
         summary_metrics=spec.runner.summary_metrics,
     )
-    folds = _kept_folds(spec, existing)
-    width = len(adaptive.sequence) if adaptive else len(seeds)
-    runs = _with_runs(base.runs, seeds, [*spec.variants] or [None], width, folds)
+    folds, width = _kept_folds(spec, existing), len(adaptive.sequence) if adaptive else len(seeds)
     updated = dataclasses.replace(
         base,
         seeds=seeds,
-        runs=runs,
+        runs=_with_runs(base.runs, seeds, [*spec.variants] or [None], width, folds),
         summary_metrics=spec.runner.summary_metrics,
         adaptive=adaptive,
         representative_metric=spec.runner.representative_metric,
