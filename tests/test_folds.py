@@ -299,6 +299,9 @@ def test_a_two_fold_three_seed_study(tmp_path: Path) -> None:
     status = fake_xorch("status", str(out), cwd=tmp_path).stdout.splitlines()
     assert status[1].split()[:3] == ["run", "fold", "seed"]
     assert status[3].split()[:3] == ["1", "1", "7"]
+    assert any(
+        "best run 0 (fold 0, seed 7, val/loss 7.5, lower is better)" in line for line in status
+    )
 
 
 def test_variants_with_folds_are_paired_on_fold_and_seed(tmp_path: Path) -> None:
