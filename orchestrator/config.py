@@ -33,8 +33,10 @@ from typing import Any
 
 from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
 from orchestrator.config_keys import top_level_keys
+from orchestrator.contract.command import placeholders_in
 from orchestrator.errors import ConfigError
 from orchestrator.file_kinds import pseudo_filesystem
+from orchestrator.folds import check_fold_key, with_fold
 from orchestrator.overrides import apply_overrides, set_dotted
 from orchestrator.ranks import with_devices
 from orchestrator.run_shape import RunShape, run_shape
@@ -81,6 +83,10 @@ class StudySpec:
     def training_for(self, variant: str | None) -> Mapping[str, Any]:
         """What a run of ``variant`` trains (the base config for ``None``)."""
         return self.training if variant is None else self.variants[variant]
+
+    def run_config(self, variant: str | None, fold: int | None) -> dict[str, Any]:
+        """What one run trains: ``variant``'s config with ``fold`` at the fold key."""
+        return with_fold(self.training_for(variant), self.runner.folds, fold)
 
     @property
     def output_dir(self) -> Path:
@@ -176,6 +182,11 @@ def _validate(
     # gpus_per_run > 1: pl_trainer.devices is set to it, or must agree (orchestrator.ranks).
     share = runner.gpus_per_run
     search = _search(raw, mode, runner, training)
+    variants = {
+        name: with_devices(_variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: ")
+        for name, c in runner.variants.items()
+    }
+    _check_folds(raw, runner, training, variants)
     return StudySpec(
         config_path=path,
         mode=mode,
@@ -185,13 +196,30 @@ def _validate(
         train_seed=train_seed,
         warnings=tuple(warnings),
         search=search,
-        variants={
-            name: with_devices(
-                _variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: "
-            )
-            for name, c in runner.variants.items()
-        },
+        variants=variants,
     )
+
+
+def _check_folds(
+    raw: Mapping[str, Any],
+    runner: RunnerSettings,
+    training: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """The fold key is in the training config (and in every variant's); ``{fold}``
+    in a command only with folds."""
+    command = "command" in training
+    if runner.folds is None:
+        arguments = [*(raw.get("command") or []), *(raw.get("resume_args") or [])]
+        if command and any("fold" in placeholders_in(str(a)) for a in arguments):
+            raise ConfigError(
+                "command: {fold} is given only in a study with folds; add "
+                f"{RUNNER_KEY}.folds: {{n: 5}} or remove {{fold}}"
+            )
+        return
+    check_fold_key(runner.folds, training, command, "")
+    for name, config in variants.items():
+        check_fold_key(runner.folds, config, command, f"{RUNNER_KEY}.variants.{name}: ")
 
 
 def _variant(
