@@ -165,12 +165,21 @@ def test_the_environment_of_a_command_program(environ, expected) -> None:
     assert tracker_environment(WIDE, environ) == expected
 
 
+def test_a_fold_is_in_the_config_and_tags() -> None:
+    folded = RunIdentity(STUDY, "run_04_fold1_seed7", seed=7, attempt=1, fold=1)
+    given = identity_arguments(Tracker.WANDB, folded, {}, {})
+    assert given["config"] == {"seed": 7, "attempt": 1, "fold": 1}
+    given = identity_arguments(Tracker.MLFLOW, folded, {}, {})
+    assert given["tags"] == {"xorch.study": "lr sweep", "seed": "7", "fold": "1"}
+    assert folded.run_id != PLAIN.run_id
+
+
 def test_a_run_spec_names_its_study_run_and_variant(tmp_path: Path) -> None:
     in_study = RunSpec(run_index=3, seed=7, run_dir=str(tmp_path / "wide" / "run_01_seed7"),
                        config={}, attempt=2, study_dir=str(tmp_path), variant="wide",
-                       changes={"model.init_args.hidden": "64"})  # fmt: skip
+                       changes={"model.init_args.hidden": "64"}, fold=2)  # fmt: skip
     assert run_identity(in_study) == RunIdentity(
-        str(tmp_path), "wide/run_01_seed7", 7, 2, "wide", {"model.init_args.hidden": "64"}
+        str(tmp_path), "wide/run_01_seed7", 7, 2, "wide", {"model.init_args.hidden": "64"}, 2
     )
     alone = RunSpec(run_index=0, seed=3, run_dir=str(tmp_path / "replay"), config={})
     assert run_identity(alone) == RunIdentity(str(tmp_path), "replay", 3, 1)

@@ -112,6 +112,7 @@ class RunIdentity:
     attempt: int
     variant: str | None = None
     changes: Mapping[str, str] = field(default_factory=dict)  # the variant's changed keys
+    fold: int | None = None  # experiments_runner.folds
 
     @property
     def study(self) -> str:
@@ -129,6 +130,8 @@ class RunIdentity:
         found: dict[str, Any] = {"seed": self.seed, "attempt": self.attempt}
         if self.variant is not None:
             found["variant"] = self.variant
+        if self.fold is not None:
+            found["fold"] = self.fold
         found.update(self.changes)
         return found
 
@@ -137,6 +140,8 @@ class RunIdentity:
         found = {"xorch.study": self.study, "seed": str(self.seed)}
         if self.variant is not None:
             found["variant"] = self.variant
+        if self.fold is not None:
+            found["fold"] = str(self.fold)
         return found
 
 
@@ -217,4 +222,5 @@ def run_identity(spec: RunSpec) -> RunIdentity:
         attempt=spec.attempt,
         variant=spec.variant,
         changes=dict(spec.changes),
+        fold=spec.fold,
     )
