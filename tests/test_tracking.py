@@ -374,3 +374,23 @@ def test_the_parent_logs_the_figures_into_the_mlflow_parent_runs(
     said = [line for line in capsys.readouterr().err.splitlines() if "mlflow.store" not in line]
     assert len(said) == 1
     assert said[0].startswith("xorch: warning: MLflow: the study's figures were not logged: ")
+
+
+def test_a_command_program_starts_with_the_tracker_variables(tmp_path: Path) -> None:
+    from orchestrator.contract.command import invocation
+
+    spec = RunSpec(run_index=1, seed=7, run_dir=str(tmp_path / "wide" / "run_01_seed7"),
+                   config={"command": [sys.executable, "train.py", "--seed", "{seed}"]},
+                   import_paths=(str(tmp_path),), study_dir=str(tmp_path),
+                   variant="wide")  # fmt: skip
+    start = invocation(spec, {"PATH": "/usr/bin", "WANDB_RUN_GROUP": "mine"}, str(ROOT))
+    identity = run_identity(spec)
+    assert {k: v for k, v in start.env.items() if k.startswith(("WANDB_", "MLFLOW_"))} == {
+        "WANDB_RUN_GROUP": "mine",  # the user's environment wins
+        "WANDB_JOB_TYPE": "wide",
+        "WANDB_NAME": "wide/run_01_seed7",
+        "WANDB_RUN_ID": identity.run_id,
+        "WANDB_RESUME": "allow",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_EXPERIMENT_NAME": tmp_path.name,
+    }
