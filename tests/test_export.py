@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from orchestrator.commands.export import ExportTarget, export_study
 from orchestrator.commands.export_study import read_export
 from orchestrator.contract.paths import StudyPaths, tensorboard_event_files, wandb_offline_runs
 from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import snapshot
+from tests.helpers import ROOT, snapshot
 
 VARIANTS = {"base": {}, "shifted": {"model.init_args.offset": 0.3}}
 FAILING_SEED = 2
@@ -84,22 +85,30 @@ def study_files(study: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- MLflow
 
 
-def mlflow_runs(study: Path) -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{StudyPaths(study).mlflow_store}")
-    return mlflow.search_runs(experiment_names=[study.name], output_format="list")
-
-
-def test_mlflow_parent_with_the_summary_and_a_child_per_run(plain: Path) -> None:
+@pytest.fixture(scope="module")
+def mlflow_store(plain: Path) -> str:
+    """The plain study exported once to its default store, which creating costs a few
+    seconds (MLflow's table migrations): the other MLflow tests reuse it through --uri."""
     before = study_files(plain)
     first = export_study(plain, ExportTarget.MLFLOW)
     assert (first.created, first.updated) == (4, 0)
     assert study_files(plain) == before  # read without touching the study
+    assert first.where == f"sqlite:///{StudyPaths(plain).mlflow_store}"
+    return first.where
+
+
+def mlflow_runs(uri: str, study: Path) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[study.name], output_format="list")
+
+
+def test_mlflow_parent_with_the_summary_and_a_child_per_run(plain: Path, mlflow_store: str) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    runs = mlflow_runs(plain)
+    runs = mlflow_runs(mlflow_store, plain)
     parents = [r for r in runs if r.data.tags.get("xorch.kind") == "study"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 4 and len(parents) == 1 and len(children) == 3
@@ -116,7 +125,7 @@ def test_mlflow_parent_with_the_summary_and_a_child_per_run(plain: Path) -> None
     assert by_seed[1].info.run_name == "run_00_seed1"
     assert by_seed[1].data.params["model.class_path"] == "tests.fake_worker.Script"
     assert by_seed[3].data.metrics["val/loss"] == pytest.approx(3.5)  # the fake's seed + 0.5
-    client = MlflowClient(tracking_uri=f"sqlite:///{StudyPaths(plain).mlflow_store}")
+    client = MlflowClient(tracking_uri=mlflow_store)
     history = client.get_metric_history(by_seed[3].info.run_id, "val/loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2]
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(CURVE)
@@ -125,16 +134,17 @@ def test_mlflow_parent_with_the_summary_and_a_child_per_run(plain: Path) -> None
 
     again = export_study(plain, ExportTarget.MLFLOW)
     assert (again.created, again.updated) == (0, 4)
-    rerun = mlflow_runs(plain)
+    rerun = mlflow_runs(mlflow_store, plain)
     assert sorted(r.info.run_id for r in rerun) == sorted(r.info.run_id for r in runs)
     assert len(client.get_metric_history(by_seed[3].info.run_id, "val/loss")) == 3
     assert len(client.get_metric_history(parent.info.run_id, "val/loss/mean")) == 1
 
 
-def test_mlflow_a_parent_per_variant(variants: Path) -> None:
-    export_study(variants, ExportTarget.MLFLOW)
-    export_study(variants, ExportTarget.MLFLOW)
-    runs = mlflow_runs(variants)
+def test_mlflow_a_parent_per_variant(variants: Path, mlflow_store: str) -> None:
+    """Into another study's store (--uri): an experiment of its own beside the other."""
+    export_study(variants, ExportTarget.MLFLOW, uri=mlflow_store)
+    export_study(variants, ExportTarget.MLFLOW, uri=mlflow_store)
+    runs = mlflow_runs(mlflow_store, variants)
     parents = {r.data.tags["xorch.variant"]: r for r in runs if "xorch.kind" in r.data.tags}
     assert sorted(parents) == ["base", "shifted"] and len(runs) == 2 + 4
     for row in summary_rows(variants):
@@ -340,3 +350,21 @@ def test_the_cli_prints_where_to_look(variants: Path, tmp_path: Path) -> None:
         f"exported to tensorboard at {tmp_path / 'tb'}: 4 runs created, 0 updated",
         f"look: tensorboard --logdir {tmp_path / 'tb'}",
     ]
+
+
+def test_exporting_to_every_tracker_imports_no_torch(plain: Path, mlflow_store: str) -> None:
+    """The parent never imports torch: neither do the trackers' packages as export uses them."""
+    script = (
+        "import sys\n"
+        "from orchestrator.commands.export import ExportTarget, export_study\n"
+        "export_study(sys.argv[1], ExportTarget.MLFLOW, uri=sys.argv[2])\n"
+        "export_study(sys.argv[1], ExportTarget.WANDB)\n"
+        "export_study(sys.argv[1], ExportTarget.TENSORBOARD)\n"
+        "print(sorted({'torch', 'lightning', 'pytorch_lightning'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(plain), mlflow_store],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

@@ -23,9 +23,11 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from alembic.util.exc import CommandError
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.commands.export_study import (
     ExportRun,
@@ -40,6 +42,9 @@ __all__ = ["ID_TAG", "export_mlflow", "param_key"]
 
 ID_TAG = "xorch.id"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run
+# MLflow 3's UI opens an experiment without this tag on its GenAI pages (traces),
+# where these runs do not show; with it, on the run list.
+KIND_TAG = "mlflow.experimentKind"
 MAX_PARAM_CHARS = 6000  # MLflow 3's limit on a param's value
 MAX_KEY_CHARS = 250  # and on a name
 BATCH = 100  # MLflow's limit on params per log_batch
@@ -57,9 +62,23 @@ def export_mlflow(study: StudyExport, uri: str) -> tuple[int, int]:
     for name in ("mlflow", "alembic"):  # the store's table creation talks at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        return _Export(MlflowClient(tracking_uri=uri), study).write()
+        client = MlflowClient(tracking_uri=uri)
+    except (MlflowException, SQLAlchemyError, CommandError) as exc:
+        # A damaged SQLite file, or one whose tables another process is creating
+        # at this moment (alembic's CommandError: its version row is not there yet).
+        raise XorchError(
+            f"mlflow at {uri}: the store cannot be opened ({_first_line(exc)}); "
+            "give another --uri, or wait if another MLflow process is creating it"
+        ) from None
+    try:
+        return _Export(client, study).write()
     except MlflowException as exc:
-        raise XorchError(f"mlflow at {uri}: {exc.message}") from None
+        raise XorchError(f"mlflow at {uri}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "message", exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Export:
@@ -67,7 +86,11 @@ class _Export:
         self.client = client
         self.study = study
         found = client.get_experiment_by_name(study.name)
-        self.experiment = found.experiment_id if found else client.create_experiment(study.name)
+        self.experiment = (
+            found.experiment_id
+            if found
+            else client.create_experiment(study.name, tags={KIND_TAG: "custom_model_development"})
+        )
         self.created = 0
         self.updated = 0
 
