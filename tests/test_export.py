@@ -7,6 +7,7 @@ is done twice and must not duplicate a run."""
 from __future__ import annotations
 
 import json
+import signal
 import struct
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from orchestrator.cli import app
 from orchestrator.commands.export import ExportTarget, export_study
 from orchestrator.commands.export_study import read_export
 from orchestrator.contract.paths import StudyPaths, tensorboard_event_files, wandb_offline_runs
-from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import ROOT, snapshot
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import ROOT, running_attempt, snapshot, wait_for
 
 VARIANTS = {"base": {}, "shifted": {"model.init_args.offset": 0.3}}
 FAILING_SEED = 2
@@ -368,3 +369,36 @@ def test_exporting_to_every_tracker_imports_no_torch(plain: Path, mlflow_store: 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_running_study_is_exported_and_the_next_export_brings_it_up_to_date(
+    tmp_path: Path, mlflow_store: str
+) -> None:
+    """Seed 1 trains on (a fake worker that never ends) while the study is exported: it
+    goes in as RUNNING; stopped, it is interrupted, and the next export turns the same
+    MLflow run KILLED instead of adding one."""
+    out = tmp_path / "live"
+    config = fake_study_config(out, seeds=(0, 1), acts={"1": {"*": {"do": "slow"}}})
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(config))
+    launch = fake_xorch_popen("launch", str(path), cwd=tmp_path)
+    try:
+        wait_for(lambda: running_attempt(out, 1) is not None, what="seed 1 running")
+        first = export_study(out, ExportTarget.MLFLOW, uri=mlflow_store)
+    finally:
+        launch.send_signal(signal.SIGTERM)
+        launch.communicate(timeout=60)
+    assert (first.created, first.updated) == (3, 0)
+    during = {r.info.run_name: r for r in mlflow_runs(mlflow_store, out)}
+    assert {n: r.info.status for n, r in during.items()} == {
+        "live": "RUNNING", "run_00_seed0": "FINISHED", "run_01_seed1": "RUNNING"}  # fmt: skip
+
+    second = export_study(out, ExportTarget.MLFLOW, uri=mlflow_store)
+    assert (second.created, second.updated) == (0, 3)
+    after = {r.info.run_name: r for r in mlflow_runs(mlflow_store, out)}
+    assert {n: r.info.run_id for n, r in after.items()} == {
+        n: r.info.run_id for n, r in during.items()
+    }
+    assert after["run_01_seed1"].info.status == "KILLED"
+    assert after["run_01_seed1"].data.tags["xorch.status"] == "interrupted"
+    assert after["live"].info.status == "FINISHED"
