@@ -144,6 +144,8 @@ class _Export:
                 "xorch.index": str(run.index)}  # fmt: skip
         if run.variant is not None:
             tags["xorch.variant"] = run.variant
+        if run.fold is not None:
+            tags["xorch.fold"] = str(run.fold)
         start = _ms(run.started_at) if run.started_at else _now_ms()
         run_id = self._find_or_create(run.key, run.dir, tags, start)
         self._log_new_params(run_id, _params(run))

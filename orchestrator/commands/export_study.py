@@ -81,6 +81,7 @@ class ExportRun:
     index: int
     seed: int
     variant: str | None
+    fold: int | None  # None in a study without folds
     status: str  # as ``xorch status`` says it: completed, or the failure class
     outcome: RunOutcome
     config: Mapping[str, Any]  # the run's run_spec.json config; the study's when unreadable
@@ -159,9 +160,13 @@ def _export_run(
     except (OSError, ValueError, TypeError):  # gone or damaged: the config it was given
         config = state.variant_configs.get(record.variant or "", state.training_config)
     flat = flatten(config)
+    # RunRecord.fold arrives with studies of folds (k-fold x seeds); absent, no fold.
+    fold: int | None = getattr(record, "fold", None)
     hparams: dict[str, str | int | float] = {"seed": record.seed}
     if record.variant is not None:
         hparams["variant"] = record.variant
+    if fold is not None:
+        hparams["fold"] = fold
     hparams.update({name: _hparam(flat.get(name)) for name in changes})
     final = {name: float(value) for name, value in sorted(record.metrics.items())}
     attempts = record.attempts
@@ -171,6 +176,7 @@ def _export_run(
         index=record.index,
         seed=record.seed,
         variant=record.variant,
+        fold=fold,
         status=run_status_label(record),
         outcome=OUTCOMES[record.status],
         config=config,

@@ -82,7 +82,7 @@ def epoch_rows(series: Iterable[MetricSeries]) -> list[tuple[int, dict[str, floa
 
 
 def _identity(study: StudyExport, run: ExportRun) -> dict[str, Any]:
-    return {"study": study.name, "seed": run.seed, "variant": run.variant,
+    return {"study": study.name, "seed": run.seed, "variant": run.variant, "fold": run.fold,
             "status": run.status, "index": run.index, "dir": run.dir}  # fmt: skip
 
 
