@@ -24,6 +24,10 @@ from orchestrator.contract.paths import StudyPaths, tensorboard_event_files, wan
 from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import ROOT, running_attempt, snapshot, wait_for
 
+# One xdist worker runs them all, so the studies and the MLflow store (module
+# fixtures, the store a few seconds of MLflow's migrations) are made once.
+pytestmark = pytest.mark.xdist_group("export")
+
 VARIANTS = {"base": {}, "shifted": {"model.init_args.offset": 0.3}}
 FAILING_SEED = 2
 CURVE = [4.1, 3.8, 3.5]  # seed 3's val/loss per epoch, as write_logs writes it

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from alembic.util.exc import CommandError
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,6 +93,7 @@ class _Export:
         )
         self.created = 0
         self.updated = 0
+        self.fresh: set[str] = set()
 
     def write(self) -> tuple[int, int]:
         study = self.study
@@ -110,13 +111,13 @@ class _Export:
         if found:
             self.updated += 1
             run_id: str = found[0].info.run_id
-            for key, value in tags.items():
-                self.client.set_tag(run_id, key, value)
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             return run_id
         self.created += 1
         run = self.client.create_run(
             self.experiment, start_time=start, tags={**tags, ID_TAG: xorch_id}, run_name=name
         )
+        self.fresh.add(run.info.run_id)  # nothing logged yet: no history to look up
         return str(run.info.run_id)
 
     def _parent(self, variant: str | None, runs: Sequence[ExportRun]) -> str:
@@ -153,7 +154,7 @@ class _Export:
         self._set_status(run_id, STATUSES[run.outcome], _ms(run.ended_at) if run.ended_at else 0)
 
     def _log_new_params(self, run_id: str, params: dict[str, str]) -> None:
-        have = self.client.get_run(run_id).data.params
+        have = {} if run_id in self.fresh else self.client.get_run(run_id).data.params
         new = [Param(k, v) for k, v in params.items() if k not in have]
         for first in range(0, len(new), BATCH):
             self.client.log_batch(run_id, params=new[first : first + BATCH])
@@ -165,7 +166,9 @@ class _Export:
         stamp = _now_ms()
         new: list[Metric] = []
         for one in series:
-            history = self.client.get_metric_history(run_id, one.name)
+            history = (
+                [] if run_id in self.fresh else self.client.get_metric_history(run_id, one.name)
+            )
             logged = {(m.step, _same(m.value)) for m in history}
             latest = {m.step: m.value for m in sorted(history, key=lambda m: m.timestamp)}
             for step, value in one.points:

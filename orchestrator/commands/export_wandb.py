@@ -33,12 +33,20 @@ from orchestrator.commands.export_study import (
     StudyExport,
 )
 from orchestrator.contract.paths import wandb_offline_runs
+from orchestrator.errors import XorchError
 
 __all__ = ["epoch_rows", "export_wandb", "wandb_run_id"]
 
 
 def export_wandb(study: StudyExport, directory: Path) -> tuple[int, int]:
     """Write ``study``'s runs under ``directory``; (runs created, runs rewritten)."""
+    try:
+        return _export(study, directory)
+    except wandb.errors.Error as exc:  # W&B's own refusals (a name it does not take...)
+        raise XorchError(f"wandb: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _export(study: StudyExport, directory: Path) -> tuple[int, int]:
     directory.mkdir(parents=True, exist_ok=True)
     created = rewritten = 0
     for run in study.runs:
