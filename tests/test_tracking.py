@@ -355,7 +355,7 @@ def test_the_parent_logs_the_figures_into_the_mlflow_parent_runs(
     state = saved_variant_study(tmp_path, values, seeds=(1, 2, 3), with_logs=False)
     paths = StudyPaths(tmp_path)
     log_study_figures(paths, state)  # no mlflow_parents.json: not an MLflow study
-    uri = f"sqlite:///{paths.mlflow_db}"
+    uri = f"sqlite:///{paths.mlflow_store}"
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("study")
     parents = {v: client.create_run(experiment).info.run_id for v in values}

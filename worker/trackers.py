@@ -69,10 +69,13 @@ def _parent_run(identity: RunIdentity, uri: str, experiment_name: str) -> str:
             return known[group]
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
+        # MLflow 3's UI opens an experiment without this tag on its GenAI pages, not
+        # on the run list (as orchestrator.commands.export_mlflow's experiments).
+        kind = {"mlflow.experimentKind": "custom_model_development"}
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else client.create_experiment(experiment_name)
+            else client.create_experiment(experiment_name, tags=kind)
         )
         tags = {"mlflow.runName": group or identity.study, "xorch.study": identity.study}
         if group:

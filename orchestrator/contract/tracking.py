@@ -99,7 +99,7 @@ def install_command(tracker: Tracker) -> str:
 def default_mlflow_uri(study_dir: str) -> str:
     """MLflow's own embedded store in the study folder (recent MLflow refuses
     Lightning's default ``./mlruns`` file store): ``sqlite:////abs/study/mlflow.db``."""
-    return f"sqlite:///{StudyPaths(Path(study_dir)).mlflow_db}"
+    return f"sqlite:///{StudyPaths(Path(study_dir)).mlflow_store}"
 
 
 @dataclass(frozen=True)
