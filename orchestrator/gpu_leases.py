@@ -29,12 +29,15 @@ from orchestrator.contract.atomic import atomic_write_json
 from orchestrator.contract.paths import GPU_LEASES_ENV, LeasePaths
 from orchestrator.contract.records import read_json_object
 from orchestrator.errors import ConfigError
-from orchestrator.lease_choice import PlaceHolder, choose_places
+from orchestrator.lease_choice import PlaceHolder, choose_places, first_in_line
 from orchestrator.liveness import identify, still_running
 
 __all__ = ["GpuLeases", "Lease", "LeaseOwner", "LeaseView", "open_leases", "read_leases"]
 
 MUTEX_WAIT_S = 5.0  # leases.lock is held for milliseconds; longer means a stuck holder
+# A waiter renews its record each time it asks again (every LEASE_RECHECK_S); one
+# not renewed for this long has stopped asking (or died) and is no longer in line.
+WAIT_FRESH_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class GpuLeases:
     def __init__(self, paths: LeasePaths, study: Path, runs_per_gpu: int) -> None:
         self.paths, self.study, self.runs_per_gpu = paths, study, runs_per_gpu
         _, self._create_time = identify(os.getpid())
+        self._waiting: dict[str, float] = {}  # GPU -> since when this process waits for it
 
     def take(self, gpus: Sequence[str], run: int) -> Lease | None:
         """A place on each of ``gpus`` for run ``run``, or None while any is full
@@ -110,9 +114,13 @@ class GpuLeases:
         with self._mutex() as got:
             if not got:
                 return None
-            held = {gpu: self._holders(gpu) for gpu in gpus}
-            chosen = choose_places(held, gpus, self.runs_per_gpu)
+            now = time.time()
+            chosen = None
+            if all(first_in_line(self._waiting.get(g), self._others_waiting(g, now)) for g in gpus):
+                held = {gpu: self._holders(gpu) for gpu in gpus}
+                chosen = choose_places(held, gpus, self.runs_per_gpu)
             if chosen is None:
+                self._wait(gpus, now)
                 return None
             lease = Lease([])
             for gpu, place in chosen.items():
@@ -124,7 +132,41 @@ class GpuLeases:
                 owner = self.paths.place_owner(gpu, place)
                 lease.held.append((fd, owner))
                 atomic_write_json(owner, self._owner(run).to_json(), durable=False)
+            self.stop_waiting(gpus)
             return lease
+
+    def stop_waiting(self, gpus: Sequence[str] | None = None) -> None:
+        """Out of line for ``gpus`` (all by default): a lease was taken, or the study ends."""
+        for gpu in list(self._waiting) if gpus is None else gpus:
+            if self._waiting.pop(gpu, None) is not None:
+                with contextlib.suppress(OSError):
+                    self.paths.wait_record(gpu, os.getpid()).unlink()
+
+    def _wait(self, gpus: Sequence[str], now: float) -> None:
+        """In line for each of ``gpus``: since the first refusal, renewed now."""
+        for gpu in gpus:
+            since = self._waiting.setdefault(gpu, now)
+            record = {"pid": os.getpid(), "since": since, "renewed": now}
+            with contextlib.suppress(OSError):  # only fairness is lost without it
+                atomic_write_json(self.paths.wait_record(gpu, os.getpid()), record, durable=False)
+
+    def _others_waiting(self, gpu: str, now: float) -> list[float]:
+        """Since when the other processes still in line for ``gpu`` wait."""
+        found = []
+        for path in self.paths.wait_records(gpu):
+            raw = read_json_object(path) or {}
+            try:
+                pid, since, renewed = int(raw["pid"]), float(raw["since"]), float(raw["renewed"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            if now - renewed > WAIT_FRESH_S:  # stopped asking, or died
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            found.append(since)
+        return found
 
     def _owner(self, run: int) -> LeaseOwner:
         return LeaseOwner(

@@ -6,6 +6,11 @@ holder brings its own study's ``runs_per_gpu``: a GPU is full for a new run
 when the runs on it, the new one included, would be more than the new run's
 ``runs_per_gpu`` or than any holder's. So a study that asked for a GPU to itself
 (``runs_per_gpu: 1``) gets it alone, whoever else shares the machine.
+
+Places go first come, first served: a process that was refused a GPU says
+since when it waits, and no other takes that GPU before it (``first_in_line``);
+else a study that frees a place would take it again at once, and a second
+study would wait for the first one's last run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PlaceHolder", "choose_place", "choose_places"]
+__all__ = ["PlaceHolder", "choose_place", "choose_places", "first_in_line"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,11 @@ def choose_places(
             return None
         chosen[gpu] = place
     return chosen
+
+
+def first_in_line(waiting_since: float | None, others_since: Sequence[float]) -> bool:
+    """Whether a taker may take a GPU that the other live waiters wait for too:
+    when none of them waits since longer (a taker not yet waiting comes last)."""
+    if waiting_since is None:
+        return not others_since
+    return all(waiting_since <= other for other in others_since)

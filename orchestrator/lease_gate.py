@@ -3,7 +3,8 @@ lease from ``gpu_leases``, held until the attempt's verdict is recorded.
 
 Another process's release cannot wake the loop, so a slot refused a lease is
 asked again after ``LEASE_RECHECK_S`` (the loop's ``next_check`` timer), and
-"waiting for" is said once per GPU and wait.
+"waiting" is said at most every ``SAY_EVERY_S`` per GPU (with a study on each
+side, places change hands at every run's end).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from orchestrator.gpus import Slot
 __all__ = ["LEASE_RECHECK_S", "LeaseGate"]
 
 LEASE_RECHECK_S = 0.5  # a few flock calls on a local folder: cheap enough to ask often
+SAY_EVERY_S = 300.0
 
 
 class LeaseGate:
@@ -31,7 +33,7 @@ class LeaseGate:
         self._held: dict[Slot, Lease] = {}
         self._retry_at: dict[str, float] = {}  # GPU(s) refused -> not asked again before
         self._refused_in_pass: list[float] = []  # the retry times of this pass's refusals
-        self._waiting: set[str] = set()  # GPUs said to be waited for
+        self._said: dict[str, float] = {}  # GPU -> when "waiting" was last said
 
     def new_pass(self) -> None:
         """Called before each pass of starts: a refusal only keeps a timer while
@@ -51,15 +53,15 @@ class LeaseGate:
         if lease is None:
             self._retry_at[slot.gpu] = now + self._recheck_s
             self._refused_in_pass.append(now + self._recheck_s)
-            if slot.gpu not in self._waiting:
-                self._waiting.add(slot.gpu)
+            said = self._said.get(slot.gpu)
+            if said is None or now - said > SAY_EVERY_S:
+                self._said[slot.gpu] = now
                 self._say(
-                    f"GPU {slot.gpu}: its runs_per_gpu is reached by other xorch processes "
-                    f"(xorch status names them); waiting for a free place"
+                    f"GPU {slot.gpu}: in use by other xorch processes up to runs_per_gpu, or "
+                    "they wait for it first (xorch status names them); waiting for a place"
                 )
             return False
         self._retry_at.pop(slot.gpu, None)
-        self._waiting.discard(slot.gpu)
         self._held[slot] = lease
         return True
 
@@ -69,8 +71,11 @@ class LeaseGate:
             lease.release()
 
     def release_all(self) -> None:
+        """At the end of the loop: every lease, and this study's place in line."""
         for slot in list(self._held):
             self.release(slot)
+        if self._leases is not None:
+            self._leases.stop_waiting()
 
     def next_check(self) -> float | None:
         """When a refused slot asks again; None when none waits."""

@@ -62,7 +62,7 @@ def _no_torch_in_the_children_of_fast_tests(
 def _own_gpu_lease_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test its own machine-wide GPU lease folder (``XORCH_GPU_LEASES``): tests
     that run at once on fake GPU ids 0 and 1 are not one machine, and must not
-    wait for each other's leases (tests/test_gpu_leases.py shares one on purpose)."""
+    wait for each other's leases (the studies of one test share it)."""
     monkeypatch.setenv("XORCH_GPU_LEASES", str(tmp_path / "gpu-leases"))
 
 

@@ -247,6 +247,7 @@ class LeasePaths:
             leases.lock                 held for the moment a lease is chosen and taken
             gpu-0.place-1.lock          flock'ed by the parent whose run holds place 1 of GPU 0
             gpu-0.place-1.json          who: pid, create time, host, study, run
+            gpu-0.wait-4242.json        xorch pid 4242 waits for GPU 0 (since, renewed)
     """
 
     root: Path
@@ -279,6 +280,12 @@ class LeasePaths:
             if match:
                 found.append((match.group(1), int(match.group(2))))
         return sorted(found, key=lambda gp: (len(gp[0]), gp[0], gp[1]))
+
+    def wait_record(self, gpu: str, pid: int) -> Path:
+        return self.root / f"gpu-{_safe_gpu(gpu)}.wait-{pid}.json"
+
+    def wait_records(self, gpu: str) -> list[Path]:
+        return sorted(self.root.glob(f"gpu-{_safe_gpu(gpu)}.wait-*.json"))
 
 
 _PLACE_FILE = re.compile(r"gpu-([A-Za-z0-9_-]+)\.place-([0-9]+)\.lock")
