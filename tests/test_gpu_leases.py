@@ -21,6 +21,8 @@ import yaml
 from orchestrator.commands.status import render_status, study_status
 from orchestrator.contract.paths import LeasePaths
 from orchestrator.gpu_leases import GpuLeases, read_leases
+from orchestrator.gpus import Slot
+from orchestrator.lease_gate import LeaseGate
 from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import ROOT, read_state, wait_for
 
@@ -116,6 +118,33 @@ def test_a_place_is_held_until_released_within_every_holders_runs_per_gpu(tmp_pa
     assert pair is not None and b.take(["3", "4"], 6) is None
     assert b.take(["4"], 7) is not None  # the refused pair took nothing on GPU 4
     assert [v.owner.run for v in read_leases(paths) if v.gpu in ("2", "3")] == [5, 5]
+
+
+def test_a_refused_slot_asks_again_on_its_timer_not_on_every_pass(tmp_path):
+    paths = LeasePaths(tmp_path / "leases")
+    paths.root.mkdir()
+    other = GpuLeases(paths, Path("/s/other"), 1).take(["0"], 0)
+    assert other is not None
+    now, said = [10.0], []
+    gate = LeaseGate(GpuLeases(paths, Path("/s/mine"), 1), said.append, lambda: now[0], 0.5)
+    gpu, cpu = Slot(0, "0"), Slot(1, None)
+    gate.new_pass()
+    assert gate.take(cpu, 0)  # a CPU slot takes no lease
+    assert not gate.take(gpu, 0)
+    assert gate.next_check() == 10.5 and len(said) == 1 and "GPU 0" in said[0]
+    other.release()
+    now[0] = 10.3
+    gate.new_pass()
+    assert not gate.take(gpu, 0)  # free now, but not asked before its time
+    assert gate.next_check() == 10.5
+    gate.new_pass()
+    assert gate.next_check() is None  # a pass where no slot asks keeps no timer
+    now[0] = 10.5
+    gate.new_pass()
+    assert gate.take(gpu, 4) and gate.next_check() is None and len(said) == 1
+    assert [(v.owner.study, v.owner.run) for v in read_leases(paths)] == [("/s/mine", 4)]
+    gate.release_all()
+    assert read_leases(paths) == []
 
 
 HOLDER = """

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
 
 from orchestrator.commands.launch_many import split_configs
-from tests.fakes import fake_study_config, fake_xorch
-from tests.helpers import read_state
+from orchestrator.contract.paths import StudyPaths
+from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
+from tests.helpers import read_state, running_attempt, wait_for, wait_gone
 
 
-def study(workdir: Path, name: str, seeds=(1, 2), acts=None, **runner) -> Path:
+def study(workdir: Path, name: str, seeds=(1, 2), acts=None, steps=3, **runner) -> Path:
     gpus = runner.pop("gpus", "none")
-    config = fake_study_config(workdir / name, seeds=seeds, steps=3, acts=acts, **runner)
+    config = fake_study_config(workdir / name, seeds=seeds, steps=steps, acts=acts, **runner)
     config["experiments_runner"]["gpus"] = gpus
     config["model"]["init_args"]["probe_log"] = str(workdir / "probes.jsonl")
     path = workdir / f"{name}.yaml"
@@ -110,3 +113,33 @@ def test_together_the_studies_run_side_by_side_sharing_one_gpu(workdir):
     # Side by side: each study started a run before the other one's last ended.
     assert min(s for s, _, _ in b) < max(e for _, e, _ in a)
     assert min(s for s, _, _ in a) < max(e for _, e, _ in b)
+
+
+def test_together_passes_a_stop_on_and_its_studies_stop_when_it_is_killed(workdir):
+    outs = [workdir / "a", workdir / "b"]
+    configs = [str(study(workdir, out.name, seeds=(1,), steps=20)) for out in outs]
+
+    def both_on_attempt(number: int) -> bool:
+        attempts = [running_attempt(out, 0) for out in outs]
+        return all(a is not None and a["number"] == number for a in attempts)
+
+    together = fake_xorch_popen("launch", *configs, "--together", cwd=workdir)
+    wait_for(lambda: both_on_attempt(1), timeout=60, what="both studies running")
+    together.send_signal(signal.SIGTERM)  # passed on: each stops as a launch does
+    out = together.communicate(timeout=60)
+    assert together.returncode == 143, out
+    for folder in outs:
+        assert read_state(folder)["runs"][0]["status"] == "interrupted"
+    together = fake_xorch_popen("launch", *configs, "--together", "--resume", cwd=workdir)
+    wait_for(lambda: both_on_attempt(2), timeout=60, what="both studies resumed")
+    owners = [json.loads(StudyPaths(o).launcher_owner.read_text())["pid"] for o in outs]
+    os.kill(together.pid, signal.SIGKILL)  # each study gets SIGTERM from its parent's death
+    together.communicate(timeout=30)
+    for pid in owners:
+        wait_gone(pid, "a study of the killed --together")
+    for folder in outs:
+        assert read_state(folder)["runs"][0]["status"] == "interrupted"
+    finished = fake_xorch("launch", *configs, "--resume", cwd=workdir)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    for folder in outs:
+        assert read_state(folder)["runs"][0]["status"] == "completed"
