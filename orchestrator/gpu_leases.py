@@ -131,7 +131,10 @@ class GpuLeases:
                     return None
                 owner = self.paths.place_owner(gpu, place)
                 lease.held.append((fd, owner))
-                atomic_write_json(owner, self._owner(run).to_json(), durable=False)
+                # Only a note for status and for the next taker's limit (unread: the
+                # strictest): a full /tmp must not stop the study.
+                with contextlib.suppress(OSError):
+                    atomic_write_json(owner, self._owner(run).to_json(), durable=False)
             self.stop_waiting(gpus)
             return lease
 
@@ -242,8 +245,13 @@ def read_leases(
 
 
 def _open(path: Path) -> int:
-    # O_CLOEXEC (Python's default, PEP 446): a child never inherits a lease.
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    # O_CLOEXEC (Python's default, PEP 446): a child never inherits a lease. In a
+    # folder users share, another user's lock file may be read-only to us: flock
+    # needs no write access, so it is opened for reading then.
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _try_flock(fd: int) -> bool:

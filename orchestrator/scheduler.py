@@ -182,14 +182,7 @@ class Scheduler:
             if starting_allowed and not self.stop.requested:  # (a signal may have just come)
                 if not queue and state.adaptive is not None:
                     state = self._adaptive_seeds(state, queue, tally, active)
-                self._lease_gate.new_pass()
-                for slot in self.slots:
-                    if slot in active or not queue or not self._gpu_has_room(slot):
-                        continue
-                    if not self._lease_gate.take(slot, queue[0]):
-                        continue  # another xorch process fills its GPU: asked again soon
-                    index = queue.popleft()
-                    state, active[slot] = self._start(state, index, slot, wakeup)
+                state = self._fill_slots(state, queue, active, wakeup)
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
@@ -227,6 +220,20 @@ class Scheduler:
             where = ", ".join(s.label for s in self.slots)
             self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
         return queue, tally, active
+
+    def _fill_slots(
+        self, state: StudyState, queue: deque[int], active: dict[Slot, _Active], wakeup: Wakeup
+    ) -> StudyState:
+        """The next runs of the queue on the free slots whose GPU has room and a lease."""
+        self._lease_gate.new_pass()
+        for slot in self.slots:
+            if slot in active or not queue or not self._gpu_has_room(slot):
+                continue
+            if not self._lease_gate.take(slot, queue[0]):
+                continue  # another xorch process fills its GPU: asked again soon
+            index = queue.popleft()
+            state, active[slot] = self._start(state, index, slot, wakeup)
+        return state
 
     def _adaptive_seeds(
         self,
