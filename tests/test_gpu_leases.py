@@ -237,3 +237,17 @@ def test_after_a_sigkill_the_other_process_takes_the_freed_places_and_resume_fin
     assert [r["status"] for r in read_state(out_a)["runs"]] == ["completed"] * 4
     assert_no_place_shared(intervals(workdir, unended=dead_at))
     assert read_leases(lease_folder()) == []
+
+
+def test_a_lease_folder_that_cannot_be_used_is_refused_before_anything_is_written(workdir):
+    not_a_folder = workdir / "leases"
+    not_a_folder.write_text("a file, not a folder\n")
+    config = study(workdir, "a", (1,), 1)
+    result = fake_xorch(
+        "launch", str(config), cwd=workdir, env={"XORCH_GPU_LEASES": str(not_a_folder)}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"xorch: error: the GPU lease folder {not_a_folder} cannot be used")
+    assert "set XORCH_GPU_LEASES to a folder you can write" in line
+    assert not (workdir / "a").exists()
