@@ -185,9 +185,7 @@ class GpuLeases:
     def _holders(self, gpu: str) -> list[PlaceHolder]:
         """The held places of ``gpu``: those whose flock another process has."""
         holders = []
-        for name, place in self.paths.places():
-            if name != gpu:
-                continue
+        for place in self.paths.places_of(gpu):
             fd = _open(self.paths.place_lock(gpu, place))
             try:
                 if _try_flock(fd):

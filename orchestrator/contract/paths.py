@@ -273,13 +273,18 @@ class LeasePaths:
         return self.root / f"gpu-{_safe_gpu(gpu)}.place-{place}.json"
 
     def places(self) -> list[tuple[str, int]]:
-        """(GPU, place) of every lock file in the folder, in GPU then place order."""
+        """(GPU, place) of every lock file in the folder, in GPU then place order (the
+        GPU as its file name spells it)."""
         found = []
         for path in self.root.glob("gpu-*.place-*.lock"):
             match = _PLACE_FILE.fullmatch(path.name)
             if match:
                 found.append((match.group(1), int(match.group(2))))
         return sorted(found, key=lambda gp: (len(gp[0]), gp[0], gp[1]))
+
+    def places_of(self, gpu: str) -> list[int]:
+        """The places of ``gpu`` that have a lock file (held or not)."""
+        return [place for name, place in self.places() if name == _safe_gpu(gpu)]
 
     def wait_record(self, gpu: str, pid: int) -> Path:
         return self.root / f"gpu-{_safe_gpu(gpu)}.wait-{pid}.json"
