@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from orchestrator.config import StudySpec, load_study
+from orchestrator.config import Mode, StudySpec, load_study
 from orchestrator.errors import ENVIRONMENT_ERRNOS, ExitCode, XorchError, os_error_line
 
 __all__ = [
@@ -81,7 +81,8 @@ def check_studies(
     for config in configs:
         try:
             spec = load_study(config, overrides)
-            refuse_unstartable(spec, resume)
+            if spec.mode is not Mode.TRAIN:  # one run, no study folder: nothing to refuse
+                refuse_unstartable(spec, resume)
         except XorchError as exc:
             problems.append(f"{config}: {exc}")
             continue
