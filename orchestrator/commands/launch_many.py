@@ -179,9 +179,12 @@ def launch_several(
         error(f"xorch: error: {problem}")
     if problems:
         return int(ExitCode.USAGE)
-    if together:
+    if together:  # each study's own process says its warnings
         outcomes = run_together(specs, overrides, resume, cancel_jobs, say, error)
     else:
+        for spec in specs:
+            for warning in spec.warnings:
+                error(f"xorch: warning: {spec.config_path}: {warning}")
         outcomes = run_in_turn(specs, resume, cancel_jobs, say, error)
     for outcome in outcomes:
         say(f"xorch: {outcome.output_dir}: exit {outcome.exit_code}")
