@@ -9,14 +9,17 @@ so a parent killed with SIGKILL leaves no lease behind: the next taker finds the
 place free (its children die with it, by the parent-death signal). Choosing a
 place reads who holds the others, so it happens under ``leases.lock``, held for
 milliseconds. Beside each place, a JSON record says who holds it (pid, create
-time, host, study, run) for ``xorch status``, which believes a record only on
-proof of life (``liveness.still_running``), as the study lock's owner file.
+time, host, study, run, then the run's child) for ``xorch status``, which
+believes a record only on proof of life (``liveness.still_running``), as the
+study lock's owner file; and a place whose flock is free but whose record names
+a child still alive (its parent was just killed) stays taken until it is gone.
 The lock files are opened close-on-exec: no child holds a lease by inheritance.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import socket
@@ -52,6 +55,18 @@ class LeaseOwner:
     run: int
     runs_per_gpu: int
     since: float
+    # The run's child once started: a place whose parent died stays taken while it
+    # lives (the parent-death signal ends it within milliseconds, but not before).
+    child_pid: int | None = None
+    child_create_time: float | None = None
+
+    def alive(self) -> bool:
+        """The holder lives: its parent, or the run's child (each by pid + create time)."""
+        if still_running(self.pid, self.create_time, self.host):
+            return True
+        return self.child_pid is not None and still_running(
+            self.child_pid, self.child_create_time, self.host
+        )
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -62,7 +77,9 @@ class LeaseOwner:
         if raw is None:
             return None
         try:
-            created = raw.get("create_time")
+            created, child, child_created = (
+                raw.get(key) for key in ("create_time", "child_pid", "child_create_time")
+            )
             return cls(
                 pid=int(raw["pid"]),
                 create_time=float(created) if created is not None else None,
@@ -71,6 +88,8 @@ class LeaseOwner:
                 run=int(raw["run"]),
                 runs_per_gpu=int(raw["runs_per_gpu"]),
                 since=float(raw["since"]),
+                child_pid=int(child) if child is not None else None,
+                child_create_time=float(child_created) if child_created is not None else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -81,6 +100,16 @@ class Lease:
     """The places one attempt holds: their open, flock'ed files."""
 
     held: list[tuple[int, Path]]  # (fd, the owner record)
+    owner: LeaseOwner | None = None
+
+    def note_child(self, pid: int, create_time: float | None) -> None:
+        """The run's child, in the owner records (``LeaseOwner.child_pid``)."""
+        if self.owner is None:
+            return
+        self.owner = dataclasses.replace(self.owner, child_pid=pid, child_create_time=create_time)
+        for _, path in self.held:
+            with contextlib.suppress(OSError):
+                atomic_write_json(path, self.owner.to_json(), durable=False)
 
     def release(self) -> None:
         for fd, owner in self.held:
@@ -122,7 +151,8 @@ class GpuLeases:
             if chosen is None:
                 self._wait(gpus, now)
                 return None
-            lease = Lease([])
+            record = self._owner(run)
+            lease = Lease([], record)
             for gpu, place in chosen.items():
                 fd = _open(self.paths.place_lock(gpu, place))
                 if not _try_flock(fd):  # held by a taker that skipped the mutex: not ours
@@ -134,7 +164,7 @@ class GpuLeases:
                 # Only a note for status and for the next taker's limit (unread: the
                 # strictest): a full /tmp must not stop the study.
                 with contextlib.suppress(OSError):
-                    atomic_write_json(owner, self._owner(run).to_json(), durable=False)
+                    atomic_write_json(owner, record.to_json(), durable=False)
             self.stop_waiting(gpus)
             return lease
 
@@ -188,11 +218,12 @@ class GpuLeases:
         for place in self.paths.places_of(gpu):
             fd = _open(self.paths.place_lock(gpu, place))
             try:
-                if _try_flock(fd):
-                    continue  # free (closing the file below drops our test lock)
+                free = _try_flock(fd)  # (closing the file drops our test lock)
             finally:
                 os.close(fd)
             owner = LeaseOwner.read(self.paths.place_owner(gpu, place))
+            if free and not (owner is not None and owner.alive()):
+                continue  # no holder, or a dead parent whose child is gone too
             # A holder whose record cannot be read: any doubt counts as the strictest limit.
             holders.append(PlaceHolder(place, owner.runs_per_gpu if owner else 1))
         return holders
@@ -233,7 +264,7 @@ def read_leases(
     paths: LeasePaths, alive: Callable[[LeaseOwner], bool] | None = None
 ) -> list[LeaseView]:
     """The held places of the folder whose holder is proven alive, GPU by GPU."""
-    alive = alive or (lambda o: still_running(o.pid, o.create_time, o.host))
+    alive = alive or LeaseOwner.alive
     views = []
     for gpu, place in paths.places() if paths.root.is_dir() else []:
         owner = LeaseOwner.read(paths.place_owner(gpu, place))

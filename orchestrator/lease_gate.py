@@ -65,6 +65,12 @@ class LeaseGate:
         self._held[slot] = lease
         return True
 
+    def note_child(self, slot: Slot, pid: int | None, create_time: float | None) -> None:
+        """The child started on ``slot``: its place stays taken while it lives."""
+        lease = self._held.get(slot)
+        if lease is not None and pid is not None:
+            lease.note_child(pid, create_time)
+
     def release(self, slot: Slot) -> None:
         lease = self._held.pop(slot, None)
         if lease is not None:

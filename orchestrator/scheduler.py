@@ -329,6 +329,7 @@ class Scheduler:
         resumed_from = given_checkpoint(self.spec, self.paths, run)
         env = attempt_env(self.spec, record, slot, len(self.slots), self._ports)
         child = self.launcher.start(run, env)
+        self._lease_gate.note_child(slot, child.pid, child.create_time)
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
         attempt = Attempt(

@@ -183,6 +183,48 @@ def test_a_killed_holders_place_is_free_at_once(tmp_path):
     assert mine.take(["0"], 0) is not None  # the kernel dropped its flock
 
 
+HOLDER_WITH_A_CHILD = """
+import subprocess, sys, time
+from pathlib import Path
+from orchestrator.contract.paths import LeasePaths
+from orchestrator.gpu_leases import GpuLeases
+from orchestrator.liveness import identify
+lease = GpuLeases(LeasePaths(Path(sys.argv[1])), Path("/s/killed"), 1).take(["0"], 5)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+lease.note_child(child.pid, identify(child.pid)[1])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_place_stays_taken_while_the_dead_holders_child_lives(tmp_path):
+    """The window between a parent's death and its child's: no other run starts there."""
+    paths = LeasePaths(tmp_path / "leases")
+    paths.root.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_WITH_A_CHILD, str(paths.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())  # (it has no parent-death signal: it outlives)
+    try:
+        holder.kill()
+        holder.wait()
+        mine = GpuLeases(paths, Path("/s/mine"), 1)
+        assert mine.take(["0"], 0) is None  # the flock is gone, the child is not
+        assert [(v.owner.study, v.owner.child_pid) for v in read_leases(paths)] == [
+            ("/s/killed", child)
+        ]
+    finally:
+        os.kill(child, signal.SIGKILL)
+    wait_for(lambda: not alive(child), timeout=15, what="the child's end")
+    assert read_leases(paths) == []
+    assert mine.take(["0"], 0) is not None
+
+
 def test_two_xorch_processes_never_put_two_runs_on_one_gpu(workdir):
     out_a, out_b = workdir / "a", workdir / "b"
     a = fake_xorch_popen("launch", str(study(workdir, "a", (1, 2, 3, 4), 5)), cwd=workdir)
