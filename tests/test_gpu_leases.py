@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 
 from orchestrator.commands.status import render_status, study_status
@@ -95,6 +96,22 @@ def assert_no_place_shared(per_gpu: dict[str, list[Interval]]) -> None:
 
 def of_study(per_gpu: dict[str, list[Interval]], out: Path) -> list[Interval]:
     return [span for spans in per_gpu.values() for span in spans if Path(span[2]).parent == out]
+
+
+MINE = f"/tmp/xorch-gpu-leases-{os.getuid()}"
+
+
+@pytest.mark.parametrize(
+    ("env", "folder"),
+    [
+        ({}, MINE),
+        ({"TMPDIR": "/scratch/job7", "XDG_RUNTIME_DIR": "/run/user/7"}, MINE),
+        ({"XORCH_GPU_LEASES": "/shared/leases"}, "/shared/leases"),
+        ({"XORCH_GPU_LEASES": ""}, MINE),
+    ],
+)
+def test_the_lease_folder_is_one_per_user_and_machine_unless_named(env, folder):
+    assert LeasePaths.default(env).root == Path(folder)
 
 
 def test_a_place_is_held_until_released_within_every_holders_runs_per_gpu(tmp_path):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +242,7 @@ class LeasePaths:
     """The machine-wide GPU lease folder (``orchestrator.gpu_leases``), shared by
     every xorch process of one user on this machine::
 
-        /tmp/xorch-gpu-leases-<uid>/    ($XORCH_GPU_LEASES, else $XDG_RUNTIME_DIR/xorch-gpu-leases)
+        /tmp/xorch-gpu-leases-<uid>/    (or $XORCH_GPU_LEASES)
             leases.lock                 held for the moment a lease is chosen and taken
             gpu-0.place-1.lock          flock'ed by the parent whose run holds place 1 of GPU 0
             gpu-0.place-1.json          who: pid, create time, host, study, run
@@ -256,11 +255,11 @@ class LeasePaths:
     def default(cls, env: Mapping[str, str]) -> LeasePaths:
         if env.get(GPU_LEASES_ENV):
             return cls(Path(env[GPU_LEASES_ENV]).expanduser())
-        runtime = env.get("XDG_RUNTIME_DIR")
-        if runtime and Path(runtime).is_dir():
-            return cls(Path(runtime) / "xorch-gpu-leases")
+        # Not $XDG_RUNTIME_DIR: logind removes it at the user's last logout, under a
+        # study left running with nohup, and the next xorch would see no leases.
+        # Nor $TMPDIR: one machine, one folder, whatever a job's environment says.
         uid = os.getuid() if hasattr(os, "getuid") else 0
-        return cls(Path(tempfile.gettempdir()) / f"xorch-gpu-leases-{uid}")
+        return cls(Path("/tmp") / f"xorch-gpu-leases-{uid}")
 
     @property
     def mutex(self) -> Path:
