@@ -22,10 +22,11 @@ def prepare_attempt(spec: StudySpec, paths: StudyPaths, record: RunRecord, numbe
         run_index=record.index,
         seed=record.seed,
         run_dir=str(run.root),
-        config=dict(spec.training_for(record.variant)),
+        config=spec.run_config(record.variant, record.fold),
         import_paths=spec.import_paths,
         heartbeat_interval_s=spec.runner.heartbeat_interval_s,
         attempt=number,
+        fold=record.fold,
     ).write(run.run_spec, durable=False)  # written afresh before every attempt
     return run
 

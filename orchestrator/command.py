@@ -37,8 +37,9 @@ from orchestrator.log_metrics import (
     values_from_log,
     write_curves,
 )
+from orchestrator.state import RunOutcome
 
-__all__ = ["check_command", "command_metrics", "last_activity"]
+__all__ = ["check_command", "command_metrics", "command_outcome", "last_activity"]
 
 # Keys of a Lightning config that a command study has no use for: refused, so
 # that nobody believes their model block is what ran.
@@ -186,6 +187,30 @@ def metrics_json_values(path: Path) -> tuple[dict[str, float] | None, str]:
         return None, f"{path.name} has no number values"
     left_out = f"{path.name}: left out values that are not numbers: {', '.join(dropped)}"
     return numbers, left_out if dropped else ""
+
+
+def command_outcome(run: RunPaths) -> RunOutcome:
+    """A command run's epochs trained (the highest ``epoch`` of its newest CSV log,
+    plus one; None without one) and its checkpoint (last.ckpt, if it wrote one)."""
+    logs = run.csv_metric_logs() or run.any_csv_metric_logs()
+    epochs = _epochs_logged(logs[-1]) if logs else None
+    checkpoint = str(run.last_checkpoint) if run.last_checkpoint.is_file() else None
+    return RunOutcome(epochs, checkpoint)
+
+
+def _epochs_logged(path: Path) -> int | None:
+    """One more than the highest whole ``epoch`` in a CSVLogger file; None without any."""
+    highest: int | None = None
+    try:
+        text = read_head_and_tail(path, MAX_CSV_TAIL_BYTES).decode("utf-8")
+        with io.StringIO(text, newline="") as handle:
+            for row in csv.DictReader(handle):
+                cell = (row.get("epoch") or "").strip()
+                if cell.isascii() and cell.isdigit():
+                    highest = max(int(cell), -1 if highest is None else highest)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None if highest is None else highest + 1
 
 
 def _last_values(path: Path) -> dict[str, float]:

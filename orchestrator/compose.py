@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from orchestrator.contract.child import RUN_DIR_MARK
+from orchestrator.contract.limits import MAX_CONFIG_BYTES, mib
 from orchestrator.errors import ConfigError
 from orchestrator.setting_values import kind_of
 
@@ -30,6 +32,7 @@ __all__ = [
     "has_interpolation",
     "interpolated_roots",
     "move_logger",
+    "refuse_unreadable_configs",
     "resolve",
     "trainer_arguments",
 ]
@@ -72,6 +75,7 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
     from omegaconf.errors import OmegaConfBaseException
 
     folder = path.parent.resolve()
+    refuse_unreadable_configs(folder)
     set_project_root(folder)
     _stand_in_for_colorlog()
     try:
@@ -105,6 +109,43 @@ def compose_folder(path: Path, overrides: Iterable[str]) -> tuple[dict[str, Any]
     _give_hydra_meanings(tree.pop("hydra", {}), cast(dict[str, Any], tree), path)
     notes = tuple(f"hydra: {str(w.message).splitlines()[0]}" for w in caught)
     return cast(dict[str, Any], tree), notes
+
+
+# Files looked at before Hydra composes a folder: its config folders are small,
+# and a folder that holds more (a project's data beside the config) is checked
+# this far only.
+_FOLDER_CHECK_ENTRIES = 5000
+
+
+def refuse_unreadable_configs(folder: Path) -> None:
+    """Hydra opens the YAML files a defaults list names with a plain ``open``:
+    one that is a FIFO would block it forever, one past the config limit would
+    be read whole. Issue 23: refuse them first, in one line, as xorch's own
+    reader refuses the config file itself."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            seen += 1
+            if seen > _FOLDER_CHECK_ENTRIES:
+                return
+            file = Path(root, name)
+            try:
+                info = file.stat()
+            except OSError:
+                continue  # a dangling link: Hydra says so if a defaults list names it
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(
+                    f"{file}: not a regular file; Hydra would wait on it forever when "
+                    "composing this folder: move it out of the config folder"
+                )
+            if info.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"{file}: larger than the config limit of {mib(MAX_CONFIG_BYTES)}; "
+                    "move it out of the config folder"
+                )
 
 
 # What ``${hydra:KEY}`` means inside an xorch run, where Hydra's own value is

@@ -33,12 +33,15 @@ from typing import Any
 
 from orchestrator.compose import compose_folder, has_interpolation, interpolated_roots, resolve
 from orchestrator.config_keys import top_level_keys
+from orchestrator.contract.command import placeholders_in
 from orchestrator.errors import ConfigError
 from orchestrator.file_kinds import pseudo_filesystem
+from orchestrator.folds import check_fold_key, with_fold
 from orchestrator.overrides import apply_overrides, set_dotted
 from orchestrator.ranks import with_devices
 from orchestrator.run_shape import RunShape, run_shape
 from orchestrator.runner_spec import RUNNER_KEY, RunnerSettings, parse_runner
+from orchestrator.search.spec import SEARCH_KEY, SearchSpec, parse_search, space_roots
 from orchestrator.setting_values import kind_of, parse_seed
 from orchestrator.training_config import training_part
 from orchestrator.yaml_file import read_config_file
@@ -70,6 +73,7 @@ class StudySpec:
     # Variant name -> its whole training config (the base with its changes), in the
     # config's order; empty for a study of one config.
     variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    search: SearchSpec | None = None  # a search: block (orchestrator.search)
     # Derived from ``training`` when the spec is made (orchestrator.run_shape).
     shape: RunShape = dataclasses.field(init=False, compare=False)
 
@@ -79,6 +83,10 @@ class StudySpec:
     def training_for(self, variant: str | None) -> Mapping[str, Any]:
         """What a run of ``variant`` trains (the base config for ``None``)."""
         return self.training if variant is None else self.variants[variant]
+
+    def run_config(self, variant: str | None, fold: int | None) -> dict[str, Any]:
+        """What one run trains: ``variant``'s config with ``fold`` at the fold key."""
+        return with_fold(self.training_for(variant), self.runner.folds, fold)
 
     @property
     def output_dir(self) -> Path:
@@ -144,7 +152,7 @@ def load_study(config_path: Path | str, overrides: Iterable[str] = ()) -> StudyS
 def _validate(
     path: Path, raw: dict[str, Any], referenced: frozenset[str] = frozenset()
 ) -> StudySpec:
-    warnings = list(top_level_keys(path, raw, referenced))
+    warnings = list(top_level_keys(path, raw, referenced | space_roots(raw.get(SEARCH_KEY))))
     mode = _mode(raw)
     if "seed" in raw and mode is Mode.RUN_EXPERIMENTS:
         warnings.append(
@@ -173,6 +181,12 @@ def _validate(
         _check_output_dir(runner.output_base_dir)
     # gpus_per_run > 1: pl_trainer.devices is set to it, or must agree (orchestrator.ranks).
     share = runner.gpus_per_run
+    search = _search(raw, mode, runner, training)
+    variants = {
+        name: with_devices(_variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: ")
+        for name, c in runner.variants.items()
+    }
+    _check_folds(raw, runner, training, variants)
     return StudySpec(
         config_path=path,
         mode=mode,
@@ -181,13 +195,31 @@ def _validate(
         training=with_devices(training, share, "") if mode is Mode.RUN_EXPERIMENTS else training,
         train_seed=train_seed,
         warnings=tuple(warnings),
-        variants={
-            name: with_devices(
-                _variant(path, raw, name, c), share, f"{RUNNER_KEY}.variants.{name}: "
-            )
-            for name, c in runner.variants.items()
-        },
+        search=search,
+        variants=variants,
     )
+
+
+def _check_folds(
+    raw: Mapping[str, Any],
+    runner: RunnerSettings,
+    training: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """The fold key is in the training config (and in every variant's); ``{fold}``
+    in a command only with folds."""
+    command = "command" in training
+    if runner.folds is None:
+        arguments = [*(raw.get("command") or []), *(raw.get("resume_args") or [])]
+        if command and any("fold" in placeholders_in(str(a)) for a in arguments):
+            raise ConfigError(
+                "command: {fold} is given only in a study with folds; add "
+                f"{RUNNER_KEY}.folds: {{n: 5}} or remove {{fold}}"
+            )
+        return
+    check_fold_key(runner.folds, training, command, "")
+    for name, config in variants.items():
+        check_fold_key(runner.folds, config, command, f"{RUNNER_KEY}.variants.{name}: ")
 
 
 def _variant(
@@ -208,6 +240,24 @@ def _variant(
         return training_part(path, config)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _search(
+    raw: Mapping[str, Any], mode: Mode, runner: RunnerSettings, training: Mapping[str, Any]
+) -> SearchSpec | None:
+    if SEARCH_KEY not in raw:
+        return None
+    if mode is Mode.TRAIN:
+        raise ConfigError(f"{SEARCH_KEY} runs many trials; use mode run-experiments with it")
+    if runner.variants:
+        raise ConfigError(
+            f"{SEARCH_KEY} and {RUNNER_KEY}.variants cannot go together: the search's seed "
+            f"study makes its own variants (best, and baseline with {SEARCH_KEY}.baseline: "
+            "true); remove the variants block"
+        )
+    return parse_search(
+        raw[SEARCH_KEY], training, runner.seeds, runner.summary_metrics, runner.goal
+    )
 
 
 def _check_output_dir(value: str) -> None:

@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = (
     "resume_args",  # arguments added to a command only when there is a checkpoint
     "metrics_from_log",  # regular expressions that read a command's printed metrics
     "cwd",  # where a command runs: config_dir (default) or run_dir
+    "search",  # an Optuna search over the training config (orchestrator.search)
 )
 
 # Keys that belong one level down: written at the top level they would be

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from orchestrator.adaptive import add_seeds, with_stop
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.rerun import reopen_runs
-from orchestrator.state import Attempt, StudyState
+from orchestrator.state import Attempt, RunOutcome, StudyState
 from orchestrator.state_store import RunTexts, save_state
 
 __all__ = ["Ledger", "Settled"]
 
 # One settled run: its index, the finished attempt, the metrics it left (or None).
-Settled = tuple[int, Attempt, Mapping[str, float] | None]
+# A run settled at recovery: its index, its finished attempt, its metrics, what it reported.
+Settled = tuple[int, Attempt, Mapping[str, float] | None, RunOutcome | None]
 
 
 class Ledger:
@@ -47,9 +48,13 @@ class Ledger:
         return self._save(self._state.start_attempt(index, attempt))
 
     def finish_attempt(
-        self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
+        self,
+        index: int,
+        finished: Attempt,
+        metrics: Mapping[str, float] | None = None,
+        outcome: RunOutcome | None = None,
     ) -> StudyState:
-        return self._save(self._state.finish_attempt(index, finished, metrics))
+        return self._save(self._state.finish_attempt(index, finished, metrics, outcome))
 
     def reopen(self, indices: Sequence[int]) -> StudyState:
         """Completed runs to run again (``xorch rerun``), all in one save; their
@@ -59,8 +64,8 @@ class Ledger:
     def settle(self, settled: Iterable[Settled]) -> StudyState:
         """Runs a dead parent left running, finished all at once: one save."""
         state = self._state
-        for index, finished, metrics in settled:
-            state = state.finish_attempt(index, finished, metrics)
+        for index, finished, metrics, outcome in settled:
+            state = state.finish_attempt(index, finished, metrics, outcome)
         return self._save(state) if state is not self._state else state
 
     def add_seeds(self, count: int) -> list[int]:

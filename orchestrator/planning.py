@@ -11,7 +11,7 @@ from orchestrator.config import StudySpec, changed_keys, training_fingerprint
 from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.errors import StateError, StudyExistsError
 from orchestrator.seeds import adaptive_sequence, random_seeds, study_seeds
-from orchestrator.state import AdaptiveSeeds, RunRecord, StudyState
+from orchestrator.state import AdaptiveSeeds, FoldSpec, RunRecord, StudyState
 from orchestrator.state_store import load_state
 
 __all__ = ["Plan", "entries", "plan_study", "refuse_existing"]
@@ -100,16 +100,16 @@ def plan_study(
         runs=(),
         summary_metrics=spec.runner.summary_metrics,
     )
-    width = len(adaptive.sequence) if adaptive else len(seeds)
-    runs = _with_runs(base.runs, seeds, [*spec.variants] or [None], width)
+    folds, width = _kept_folds(spec, existing), len(adaptive.sequence) if adaptive else len(seeds)
     updated = dataclasses.replace(
         base,
         seeds=seeds,
-        runs=runs,
+        runs=_with_runs(base.runs, seeds, [*spec.variants] or [None], width, folds),
         summary_metrics=spec.runner.summary_metrics,
         adaptive=adaptive,
         representative_metric=spec.runner.representative_metric,
         goal=dict(spec.runner.goal),
+        folds=folds,
     )
     if with_variants:
         updated = dataclasses.replace(
@@ -124,17 +124,40 @@ def plan_study(
 
 
 def _with_runs(
-    runs: tuple[RunRecord, ...], seeds: tuple[int, ...], variants: list[str | None], width: int
+    runs: tuple[RunRecord, ...],
+    seeds: tuple[int, ...],
+    variants: list[str | None],
+    width: int,
+    folds: FoldSpec | None = None,
 ) -> tuple[RunRecord, ...]:
-    """``runs`` and, after them, one run per (seed, variant) not yet planned."""
-    have = {(r.variant, r.seed) for r in runs}
+    """``runs`` and, after them, one run per (seed, fold, variant) not yet planned:
+    seed by seed, each seed's folds in order, each fold's variants in order."""
+    have = {(r.variant, r.fold, r.seed) for r in runs}
     planned = list(runs)
+    fold_list: list[int | None] = list(range(folds.n)) if folds is not None else [None]
     for position, seed in enumerate(seeds):
-        for variant in variants:
-            if (variant, seed) not in have:
-                name = run_dir_name(position, seed, width, variant)
-                planned.append(RunRecord(len(planned), seed, name, variant=variant))
+        for offset, fold in enumerate(fold_list):
+            for variant in variants:
+                if (variant, fold, seed) not in have:
+                    at = position * len(fold_list) + offset  # the folder's NN
+                    name = run_dir_name(at, seed, width * len(fold_list), variant, fold)
+                    planned.append(RunRecord(len(planned), seed, name, variant=variant, fold=fold))
     return tuple(planned)
+
+
+def _kept_folds(spec: StudySpec, existing: StudyState | None) -> FoldSpec | None:
+    """The config's folds; a resume must keep the study's (their number and key)."""
+    folds = spec.runner.folds
+    if existing is None or existing.folds == folds:
+        return folds
+
+    def said(f: FoldSpec | None) -> str:
+        return "none" if f is None else f"{{n: {f.n}, key: {f.key}}}"
+
+    raise StateError(
+        f"experiments_runner.folds is {said(folds)} but the study was started with "
+        f"{said(existing.folds)}; resume with the study's folds, or start a new output_base_dir"
+    )
 
 
 def _exists_error(root: Path, state: StudyState) -> StudyExistsError:

@@ -15,7 +15,7 @@ from orchestrator.launchers.local import stop_process_group
 from orchestrator.ledger import Ledger, Settled
 from orchestrator.liveness import still_running
 from orchestrator.run_processes import end_run_processes
-from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, now_iso
+from orchestrator.state import Attempt, AttemptClass, RunOutcome, RunRecord, RunStatus, now_iso
 
 __all__ = ["settle_stale_runs"]
 
@@ -37,7 +37,8 @@ def settle_stale_runs(
             reattach.append((record.index, launcher.attach(attempt.job_id, paths.run(record.dir))))
             continue
         finished, result = _settled_attempt(record, paths, reporter, grace_period)
-        settled.append((record.index, finished, result.metrics if result else None))
+        said = reported_outcome(result, paths.root) if result else None
+        settled.append((record.index, finished, result.metrics if result else None, said))
         outcome = finished.attempt_class
         assert outcome is not None
         reporter.say(f"run {record.index} seed {record.seed}: was running, now {outcome.value}")
@@ -121,3 +122,9 @@ def _seconds_since(started_at: str, ended: float | None) -> float | None:
     except ValueError:
         return None
     return round(ended - started, 3) if ended >= started else None
+
+
+def reported_outcome(result: RunResult, root: Path) -> RunOutcome:
+    """What a finished run's metrics.json says besides its metrics, its checkpoint
+    study-relative as runner_state.json keeps paths."""
+    return RunOutcome(result.epochs_trained, study_relative(result.best_checkpoint_path, root))

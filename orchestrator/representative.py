@@ -64,6 +64,12 @@ class ChosenRun:
     index: int
     seed: int
     value: float
+    fold: int | None = None  # in a study with folds
+
+    @property
+    def place(self) -> str:
+        """``seed 8``, or ``fold 1, seed 8`` in a study with folds."""
+        return f"seed {self.seed}" if self.fold is None else f"fold {self.fold}, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def _chosen(state: StudyState, index: int | None, metric: str) -> ChosenRun | No
     if index is None:
         return None
     record = state.runs[index]
-    return ChosenRun(index, record.seed, record.metrics[metric])
+    return ChosenRun(index, record.seed, record.metrics[metric], record.fold)
 
 
 def standout_lines(state: StudyState) -> list[str]:
@@ -133,8 +139,8 @@ def standout_lines(state: StudyState) -> list[str]:
         rep, best = s.representative, s.best
         way = "lower" if s.goal == "min" else "higher"
         line = (
-            f"representative run {rep.index} (seed {rep.seed}, {s.metric} {rep.value:.6g}); "
-            f"best run {best.index} (seed {best.seed}, {s.metric} {best.value:.6g}, "
+            f"representative run {rep.index} ({rep.place}, {s.metric} {rep.value:.6g}); "
+            f"best run {best.index} ({best.place}, {s.metric} {best.value:.6g}, "
             f"{way} is better)"
         )
         lines.append(line if s.variant is None else f"{s.variant}: {line}")

@@ -162,10 +162,12 @@ def _index_of(state: StudyState, name: RunName, where: str) -> int:
     if variant not in state.variant_configs:
         kinds = ", ".join(state.variant_configs) or "none: name runs by index, like 3"
         raise RerunError(f"{where}: {variant}/{position}: no variant {variant} (variants: {kinds})")
-    for record in state.runs:
-        if record.variant == variant and state.seeds.index(record.seed) == position:
+    folds = state.folds.n if state.folds is not None else 1
+    for record in state.runs:  # the folder's NN: the seed's position, times the folds
+        at = state.seeds.index(record.seed) * folds + (record.fold or 0)
+        if record.variant == variant and at == position:
             return record.index
     raise RerunError(
         f"{where}: variant {variant} has no run {position} (its runs are 0 to "
-        f"{len(state.seeds) - 1}); name runs as their folders show them, like {variant}/0"
+        f"{len(state.seeds) * folds - 1}); name runs as their folders show them, like {variant}/0"
     )

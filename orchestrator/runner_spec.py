@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from orchestrator.adaptive_spec import check_metric, parse_adaptive
 from orchestrator.errors import ConfigError
+from orchestrator.folds import parse_folds
 from orchestrator.rerun import RunChoice, parse_overwrite
 from orchestrator.setting_values import (
     MAX_SEED,
@@ -29,7 +30,7 @@ from orchestrator.setting_values import (
     whole,
 )
 from orchestrator.slurm_spec import MAX_SLOTS, SlurmSpec, parse_slurm
-from orchestrator.state import AdaptiveRule
+from orchestrator.state import AdaptiveRule, FoldSpec
 from orchestrator.variants_spec import VARIANT_NAME, parse_goal, parse_variants
 
 __all__ = [
@@ -110,6 +111,7 @@ class RunnerSettings:
     # The metric that picks the representative and the best run (orchestrator.representative);
     # None: the first of summary_metrics.
     representative_metric: str | None = None
+    folds: FoldSpec | None = None  # every seed runs every fold (orchestrator.folds)
 
     @property
     def run_count(self) -> int:
@@ -153,7 +155,10 @@ def parse_runner(block: Mapping[str, Any]) -> RunnerSettings:
     executor = _choice(Executor, block.get("executor", Executor.LOCAL.value), "executor")
     variants, compare_to = _variants_and_reference(block, seed_tuple)
     runs_per_gpu, gpus_per_run, slurm = _placement(block)
+    folds = parse_folds(block.get("folds"), adaptive is not None)
+    _check_run_total(seed_tuple, n_runs, len(variants), folds)
     return RunnerSettings(
+        folds=folds,
         variants=variants,
         compare_to=compare_to,
         goal=parse_goal(block.get("goal")),
@@ -287,6 +292,20 @@ def _variants_and_reference(
     if variants and compare_to is None:
         compare_to = next(iter(variants))
     return variants, compare_to
+
+
+def _check_run_total(
+    seeds: tuple[int, ...] | None, n_runs: int | None, variants: int, folds: FoldSpec | None
+) -> None:
+    """Folds multiply the runs: seeds x folds x variants must stay within MAX_RUNS."""
+    if folds is None:
+        return
+    total = (len(seeds) if seeds is not None else n_runs or 0) * folds.n * max(1, variants)
+    if total > MAX_RUNS:
+        raise ConfigError(
+            f"{_P}folds: {folds.n} folds make {total:,} runs, over the limit of {MAX_RUNS:,} "
+            "runs per study: split it into several studies"
+        )
 
 
 def _placement(block: Mapping[str, Any]) -> tuple[int, int, SlurmSpec]:

@@ -48,7 +48,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor
-from orchestrator.state import Attempt, AttemptClass, RunStatus, StudyState, now_iso
+from orchestrator.state import Attempt, AttemptClass, RunOutcome, RunStatus, StudyState, now_iso
 from orchestrator.summary import SummaryWriter
 from orchestrator.supervise import AttemptWatch, Verdict
 
@@ -374,7 +374,11 @@ class Scheduler:
             resumed_from=study_relative(verdict.resumed_from, self.paths.root)
             or running.attempt.resumed_from,
         )
-        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
+        outcome = RunOutcome(
+            verdict.outcome.epochs_trained,
+            study_relative(verdict.outcome.best_checkpoint_path, self.paths.root),
+        )
+        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics, outcome)
         self._report(state, running.index, finished)
         return state
 

@@ -2,7 +2,11 @@
 the one ``describe`` every command's numbers come from.
 
 Each row is (variant, fold, metric, seed, value); ``finite`` says whether the
-value is a number a statistic may use. **The non-finite rule**, the same for
+value is a number a statistic may use. A row's ``key`` is its seed, or in a study
+with folds its ``FoldSeed`` (fold, seed): every mapping ``seed -> value`` the
+commands build is keyed by it, so two variants pair on (fold, seed), the fold
+being a block like the seed. ``finite`` says whether the
+**The non-finite rule**, the same for
 summary.csv, ``xorch summary``, ``compare``, comparison.csv, ``power``, the
 plots, the report, adaptive seeds and the closing lines: nan, inf and -inf (a
 diverged seed) are left out of every statistic, counted (``NotFinite``) and
@@ -29,6 +33,7 @@ from orchestrator.state import RunRecord, StudyState
 
 __all__ = [
     "CONFIDENCE",
+    "FoldSeed",
     "MetricStats",
     "NotFinite",
     "SeedTable",
@@ -144,6 +149,31 @@ def describe(values: Iterable[float], interval: bool = True) -> MetricStats:
     )
 
 
+class FoldSeed(int):
+    """One run's place in a study with folds, (fold, seed), as the key of a mapping
+    seed -> value: an int ((fold + 1) * 2**32 + seed; seeds are below 2**31, and
+    no key equals a plain seed), so every such mapping keeps its type, and two
+    runs are paired exactly when fold and seed agree. Printed ``42 (fold 1)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, fold: int, seed: int) -> FoldSeed:
+        return super().__new__(cls, ((fold + 1) << 32) | seed)
+
+    @property
+    def fold(self) -> int:
+        return (int(self) >> 32) - 1
+
+    @property
+    def seed(self) -> int:
+        return int(self) & 0xFFFFFFFF
+
+    def __str__(self) -> str:
+        return f"{self.seed} (fold {self.fold})"
+
+    __repr__ = __str__
+
+
 @dataclass(frozen=True)
 class SeedValue:
     """One metric's value for one seed of one variant (``None``: a study of one config)."""
@@ -157,6 +187,11 @@ class SeedValue:
     @property
     def finite(self) -> bool:
         return math.isfinite(self.value)
+
+    @property
+    def key(self) -> int:
+        """The seed, or (fold, seed) as a ``FoldSeed`` in a study with folds."""
+        return self.seed if self.fold is None else FoldSeed(self.fold, self.seed)
 
 
 @dataclass(frozen=True)
@@ -172,7 +207,7 @@ class SeedTable:
 
     def values(self, metric: str, variant: str | None = None) -> SeedValues:
         """seed -> value (finite or not) of ``metric`` for ``variant``."""
-        return {r.seed: r.value for r in self.rows if r.metric == metric and r.variant == variant}
+        return {r.key: r.value for r in self.rows if r.metric == metric and r.variant == variant}
 
     def finite(self, metric: str, variant: str | None = None) -> SeedValues:
         """seed -> value of the finite values only."""
@@ -186,19 +221,27 @@ class SeedTable:
         out: dict[str, SeedValues] = {}
         for r in self.rows:
             if r.variant == variant:
-                out.setdefault(r.metric, {})[r.seed] = r.value
+                out.setdefault(r.metric, {})[r.key] = r.value
         return out
 
     def every_run(self) -> dict[str, SeedValues]:
         """metric -> seed -> value over every row, whatever its variant (a later row wins)."""
         out: dict[str, SeedValues] = {}
         for r in self.rows:
-            out.setdefault(r.metric, {})[r.seed] = r.value
+            out.setdefault(r.metric, {})[r.key] = r.value
         return out
 
     def groups(self) -> dict[str, dict[str, SeedValues]]:
         """variant -> metric -> seed -> value, every variant (one without runs is empty)."""
         return {v: self.group(v) for v in self.variants}
+
+    def by_fold(self, metric: str, variant: str | None = None) -> dict[tuple[int, int], float]:
+        """(fold, seed) -> value of ``metric`` for ``variant``, in a study with folds."""
+        return {
+            (r.fold, r.seed): r.value
+            for r in self.rows
+            if r.metric == metric and r.variant == variant and r.fold is not None
+        }
 
     def not_finite_note(self, metric: str, variant: str | None = None) -> str:
         """``1 non-finite: seed 7 inf``; "" when every value is finite."""
@@ -217,7 +260,7 @@ def seed_table(state: StudyState) -> SeedTable:
 def from_runs(runs: Sequence[RunRecord], variants: tuple[str, ...] = ()) -> SeedTable:
     """The table of the completed ``runs``."""
     rows = tuple(
-        SeedValue(run.variant, None, name, run.seed, float(value))
+        SeedValue(run.variant, run.fold, name, run.seed, float(value))
         for run in runs
         for name, value in run.metrics.items()
     )

@@ -22,6 +22,8 @@ __all__ = [
     "AdaptiveSeeds",
     "Attempt",
     "AttemptClass",
+    "FoldSpec",
+    "RunOutcome",
     "RunRecord",
     "RunStatus",
     "StudyState",
@@ -113,6 +115,11 @@ class RunRecord:
     metrics: Mapping[str, float] = field(default_factory=dict)
     attempts: tuple[Attempt, ...] = ()
     variant: str | None = None  # None in a study of one config
+    fold: int | None = None  # None in a study without folds
+    # What the completed run's child said (metrics.json; None when it did not say):
+    # the epochs it trained, and its ModelCheckpoint's best checkpoint (else last.ckpt).
+    epochs_trained: int | None = None
+    best_checkpoint_path: str | None = None
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -160,6 +167,24 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class FoldSpec:
+    """``folds: {n, key}``: every seed runs every fold ``0..n-1``; the fold index is
+    set in the training config at the dotted ``key`` (None: a command study, which
+    gets it as ``{fold}`` / ``XORCH_FOLD`` only)."""
+
+    n: int
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a completed attempt's child reported besides its metrics."""
+
+    epochs_trained: int | None = None
+    best_checkpoint_path: str | None = None
+
+
+@dataclass(frozen=True)
 class AdaptiveRule:
     """``n_runs: {min, max, until: {metric, ci_halfwidth}}``: seeds are added until
     the 95% t interval of ``metric``'s mean is at most ``ci_halfwidth`` either side
@@ -201,6 +226,7 @@ class StudyState:
     adaptive: AdaptiveSeeds | None = None  # None unless n_runs is a mapping
     # experiments_runner.representative_metric; None: the first of summary_metrics.
     representative_metric: str | None = None
+    folds: FoldSpec | None = None  # None: a study without folds, whose file has no such key
 
     # -- the only code that changes a run's status --------------------------------
 
@@ -218,23 +244,37 @@ class StudyState:
         return self._with_run(record, RunStatus.RUNNING, attempts=(*record.attempts, attempt))
 
     def finish_attempt(
-        self, index: int, finished: Attempt, metrics: Mapping[str, float] | None = None
+        self,
+        index: int,
+        finished: Attempt,
+        metrics: Mapping[str, float] | None = None,
+        outcome: RunOutcome | None = None,
     ) -> StudyState:
         assert finished.attempt_class is not None, "a finished attempt has a class"
         record = self.runs[index]
         attempts = (*record.attempts[:-1], finished)
         status = finished.attempt_class.run_status
+        done = status is RunStatus.COMPLETED
+        said = outcome if outcome is not None and done else RunOutcome()
         return self._with_run(
             record,
             status,
             attempts=attempts,
-            metrics=dict(metrics or {}) if status is RunStatus.COMPLETED else {},
+            metrics=dict(metrics or {}) if done else {},
+            epochs_trained=said.epochs_trained,
+            best_checkpoint_path=said.best_checkpoint_path,
         )
 
     def reopen(self, index: int) -> StudyState:
         """Completed run ``index`` is to run again from scratch: pending, without its
         metrics, its attempts kept as history (``orchestrator.rerun``)."""
-        return self._with_run(self.runs[index], RunStatus.PENDING, metrics={})
+        return self._with_run(
+            self.runs[index],
+            RunStatus.PENDING,
+            metrics={},
+            epochs_trained=None,
+            best_checkpoint_path=None,
+        )
 
     # -- questions ----------------------------------------------------------------
 

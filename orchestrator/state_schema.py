@@ -19,6 +19,7 @@ from orchestrator.state import (
     AdaptiveSeeds,
     Attempt,
     AttemptClass,
+    FoldSpec,
     RunRecord,
     RunStatus,
     StudyState,
@@ -27,6 +28,7 @@ from orchestrator.state import (
 __all__ = [
     "ATTEMPT_JSON_KEYS",
     "DERIVED_RUN_KEYS",
+    "OPTIONAL_RUN_KEYS",
     "RUN_JSON_KEYS",
     "VARIANT_KEYS",
     "BadValue",
@@ -48,7 +50,10 @@ VARIANT_KEYS = ("variant_configs", "compare_to", "goal")
 # the file keeps so that older readers and ``grep`` find them where they were.
 DERIVED_RUN_KEYS = ("started_at", "ended_at", "duration_s", "exit_code", "failure")
 RUN_JSON_KEYS = ("index", "seed", "dir", "status", "started_at", "ended_at", "duration_s",
-                 "metrics", "exit_code", "failure", "attempts", "variant")  # fmt: skip
+                 "metrics", "exit_code", "failure", "attempts", "variant", "fold",
+                 "epochs_trained", "best_checkpoint_path")  # fmt: skip
+# Run keys written only when set: a study without them has the file older versions wrote.
+OPTIONAL_RUN_KEYS = ("variant", "fold", "epochs_trained", "best_checkpoint_path")
 
 
 def check_state(state: StudyState) -> None:
@@ -60,16 +65,20 @@ def check_state(state: StudyState) -> None:
             raise ValueError("adaptive.sequence does not start with the study's seeds")
         if not len(state.seeds) <= adaptive.rule.max_seeds <= len(adaptive.sequence):
             raise ValueError("adaptive.max is outside the seeds run and the sequence drawn")
+    _check_folds(state)
     if not state.variant_configs:
+        if state.folds is not None:
+            _check_fold_pairs(state)
+            return
         if tuple(r.seed for r in state.runs) != state.seeds:
             raise ValueError("run seeds do not match the seed list")
         if any(r.variant is not None for r in state.runs):
             raise ValueError("a run names a variant but the study has none")
         return
     seeds = set(state.seeds)
-    pairs = {(r.variant, r.seed) for r in state.runs}
+    pairs = {(r.variant, r.fold, r.seed) for r in state.runs}
     if len(pairs) != len(state.runs):
-        raise ValueError("a (variant, seed) pair has two runs")
+        raise ValueError("a (variant, fold, seed) has two runs")
     for record in state.runs:
         if record.seed not in seeds:
             raise ValueError(f"run {record.index}: seed {record.seed} is not in the seed list")
@@ -77,6 +86,27 @@ def check_state(state: StudyState) -> None:
             raise ValueError(f"run {record.index}: variant {record.variant!r} is not the study's")
     if state.compare_to is not None and state.compare_to not in state.variant_configs:
         raise ValueError(f"compare_to {state.compare_to!r} is not a variant")
+
+
+def _check_folds(state: StudyState) -> None:
+    """Every run has a fold in 0..n-1 in a study with folds, and none without."""
+    n = state.folds.n if state.folds is not None else None
+    for record in state.runs:
+        if n is None and record.fold is not None:
+            raise ValueError(f"run {record.index}: fold {record.fold} but the study has no folds")
+        if n is not None and (record.fold is None or not 0 <= record.fold < n):
+            raise ValueError(f"run {record.index}: fold {record.fold} is not one of 0..{n - 1}")
+
+
+def _check_fold_pairs(state: StudyState) -> None:
+    """A study of one config with folds: its seeds, each on (fold, seed) once."""
+    seeds = set(state.seeds)
+    pairs = {(r.fold, r.seed) for r in state.runs}
+    if len(pairs) != len(state.runs):
+        raise ValueError("a (fold, seed) has two runs")
+    for record in state.runs:
+        if record.seed not in seeds or record.variant is not None:
+            raise ValueError(f"run {record.index}: seed {record.seed} is not in the seed list")
 
 
 class BadValue(ValueError):
@@ -103,6 +133,7 @@ def state_from_payload(payload: Any) -> StudyState:
         goal=_get(payload, "goal", dict, "", {}),
         adaptive=_adaptive(payload.get("adaptive")),
         representative_metric=_get(payload, "representative_metric", (str, _NONE), "", None),
+        folds=_folds(payload.get("folds")),
     )
     check_state(state)
     return state
@@ -178,7 +209,8 @@ _ATTEMPT_KINDS: dict[str, tuple[type, ...]] = {
 _RUN_KINDS: dict[str, tuple[type, ...]] = {
     "index": _INT, "seed": _INT, "dir": _STR, "status": _STR, "started_at": _OPT_STR,
     "ended_at": _OPT_STR, "duration_s": _OPT_NUMBER, "metrics": (dict,), "exit_code": _OPT_INT,
-    "failure": _OPT_STR, "attempts": (list,), "variant": _OPT_STR,
+    "failure": _OPT_STR, "attempts": (list,), "variant": _OPT_STR, "fold": _OPT_INT,
+    "epochs_trained": _OPT_INT, "best_checkpoint_path": _OPT_STR,
 }  # fmt: skip
 
 
@@ -230,6 +262,14 @@ def _optional_class(payload: Mapping[str, Any], key: str, where: str) -> Attempt
     if payload.get(key) is None:
         return None
     return _get(payload, key, AttemptClass, where)
+
+
+def _folds(payload: Any) -> FoldSpec | None:
+    if payload is None:
+        return None
+    if type(payload) is not dict:
+        raise BadValue(f"folds is {_short(payload)}, not an object")
+    return FoldSpec(_get(payload, "n", int, "folds"), _get(payload, "key", (str, _NONE), "folds"))
 
 
 def _adaptive(payload: Any) -> AdaptiveSeeds | None:

@@ -31,6 +31,7 @@ from orchestrator.representative import ChosenRun, Standouts, standouts
 from orchestrator.state import SCHEMA_VERSION, AdaptiveSeeds, RunRecord, StudyState
 from orchestrator.state_schema import (
     ATTEMPT_JSON_KEYS,
+    OPTIONAL_RUN_KEYS,
     RUN_JSON_KEYS,
     VARIANT_KEYS,
     BadValue,
@@ -119,6 +120,10 @@ def state_to_json(
         header["adaptive"] = _adaptive_payload(state.adaptive)
     if state.representative_metric is None:
         del header["representative_metric"]
+    if state.folds is None:  # a study without folds: the file as before
+        del header["folds"]
+    else:
+        header["folds"] = {"n": state.folds.n, "key": state.folds.key}
     # Plain types already but for the tuples; converting the seeds here rather
     # than through _plain saves a call per run at 10,000 runs.
     header.update(
@@ -141,8 +146,11 @@ def _standouts_payload(state: StudyState, root: Path | None, texts: RunTexts) ->
             return None
         record = state.runs[chosen.index]
         where = texts.checkpoint(record, root) if root is not None else None
-        return {"index": chosen.index, "seed": chosen.seed, "metric": of.metric,
-                "value": chosen.value, **extra, "checkpoint": where}  # fmt: skip
+        fold = {} if record.fold is None else {"fold": record.fold}
+        return {"index": chosen.index, **fold, "seed": chosen.seed, "metric": of.metric,
+                "value": chosen.value, **extra, "checkpoint": where,
+                "epochs_trained": record.epochs_trained,
+                "best_checkpoint_path": record.best_checkpoint_path}  # fmt: skip
 
     rows = standouts(state)
     pairs = [(s.variant, run(s.representative, s), run(s.best, s, goal=s.goal)) for s in rows]
@@ -168,8 +176,9 @@ def _adaptive_payload(adaptive: AdaptiveSeeds) -> dict[str, Any]:
 
 def _record_payload(record: RunRecord) -> dict[str, Any]:
     payload = {key: _plain(getattr(record, key)) for key in RUN_JSON_KEYS}
-    if record.variant is None:
-        del payload["variant"]  # as older versions wrote it
+    for key in OPTIONAL_RUN_KEYS:
+        if payload[key] is None:
+            del payload[key]  # as older versions wrote it
     payload["attempts"] = [
         {ATTEMPT_JSON_KEYS.get(f.name, f.name): _plain(getattr(a, f.name))
          for f in dataclasses.fields(a)}

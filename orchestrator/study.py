@@ -81,6 +81,12 @@ def launch_spec(
     one the config names (``make_launcher``) when given."""
     if spec.mode is Mode.TRAIN:
         return train_single(spec, reporter=reporter, launcher=launcher)
+    if spec.search is not None:  # optuna: imported only for a search
+        from orchestrator.search.driver import launch_search
+
+        return launch_search(
+            spec, resume=resume, reporter=reporter, launcher=launcher, cancel_jobs=cancel_jobs
+        )
     resume = resume or spec.runner.resume
     overwrite = None if resume else spec.runner.overwrite  # a resume never reopens (_move_aside)
     paths = StudyPaths(spec.output_dir)

@@ -16,6 +16,12 @@ value at all: the non-finite rule of ``orchestrator.seed_table``, which every
 command follows. How many runs were left out this way is told by the closing
 lines of ``xorch launch``, by ``xorch status`` and by ``xorch summary``.
 
+A study with folds (``experiments_runner.folds``) has a ``fold`` column before
+``seed``; after the mean and std rows over all of a block's runs (``mean,-,-,...``)
+come a mean and a std row per fold (``mean,2,-,...``). Every file xorch writes
+has ``epochs_trained`` and ``best_checkpoint_path`` before the mark columns: what
+each run's child reported (empty when it did not say).
+
 A study of variants writes ``run,variant,seed,duration_s,...``: per variant (in
 the config's order) its completed rows, then its own ``mean`` and ``std`` rows
 (``mean,wide,-,...``), every block with the same columns. Next to it,
@@ -81,6 +87,8 @@ def mean_std_line(name: str, values: Iterable[float]) -> str:
 # The last two columns: ``*`` on the representative and on the best run
 # (``orchestrator.representative``; per variant), empty elsewhere.
 MARK_COLUMNS = ("representative", "best_run")
+# Before them: what each run's child reported (empty when it did not say).
+RUN_COLUMNS = ("epochs_trained", "best_checkpoint_path")
 Marks = tuple[Collection[int], Collection[int]]  # run indices: representative, best
 
 
@@ -88,16 +96,19 @@ def summary_text(
     runs: list[RunRecord], variants: Iterable[str] = (), marks: Marks | None = None
 ) -> str:
     """summary.csv's text for the completed ``runs`` (in blocks per variant, if any);
-    with ``marks`` (as ``write_summary`` gives them), the two mark columns."""
+    with ``marks`` (as ``write_summary`` gives them), the columns ``epochs_trained``,
+    ``best_checkpoint_path`` and the two mark columns. A study with folds has a
+    ``fold`` column before ``seed``, and per-fold mean and std rows after each block's."""
     names = tuple(sorted({name for r in runs for name in r.metrics}))
     columns = ("duration_s", *names)
-    tail = MARK_COLUMNS if marks is not None else ()
+    tail = (*RUN_COLUMNS, *MARK_COLUMNS) if marks is not None else ()
+    fold = ("fold",) if any(r.fold is not None for r in runs) else ()
     order = list(variants)
     if not order:
-        header = ",".join(["run", "seed", *columns, *tail])
+        header = ",".join(["run", *fold, "seed", *columns, *tail])
         lines = [header, *_marked(runs, _block(runs, names, columns, ()), marks)]
         return "\n".join(lines) + "\n"
-    lines = [",".join(["run", "variant", "seed", *columns, *tail])]
+    lines = [",".join(["run", "variant", *fold, "seed", *columns, *tail])]
     by_variant: dict[str | None, list[RunRecord]] = {}
     for r in runs:  # grouped once: not once per variant (issue 23, 500 variants)
         by_variant.setdefault(r.variant, []).append(r)
@@ -113,8 +124,24 @@ def _marked(runs: list[RunRecord], block: tuple[str, ...], marks: Marks | None) 
     The block's text is cached without them, so a mark that moves costs no format."""
     if marks is None:
         return list(block)
-    rows = [f"{text}{_marks(r.index, marks)}" for r, text in zip(runs, block, strict=False)]
-    return [*rows, *(f"{line},," for line in block[len(runs) :])]
+    rows = [
+        f"{text}{_reported(r)}{_marks(r.index, marks)}"
+        for r, text in zip(runs, block, strict=False)
+    ]
+    return [*rows, *(f"{line},,,," for line in block[len(runs) :])]
+
+
+def _reported(run: RunRecord) -> str:
+    """``,2,run_00_seed7/last.ckpt``: the epochs trained and the best checkpoint."""
+    epochs = "" if run.epochs_trained is None else str(run.epochs_trained)
+    return f",{epochs},{_csv_text(run.best_checkpoint_path or '')}"
+
+
+def _csv_text(text: str) -> str:
+    """A text cell, quoted as CSV wants when it holds a comma, a quote or a newline."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _marks(index: int, marks: Marks) -> str:
@@ -122,8 +149,10 @@ def _marks(index: int, marks: Marks) -> str:
     return "".join("," + ("*" if index in chosen else "") for chosen in marks)
 
 
-# What one row shows: index, variant, seed, duration, the logged metrics, their names.
-_RowKey = tuple[int, str | None, int, float | None, tuple[float | None, ...], tuple[str, ...]]
+# What one row shows: index, variant, fold, seed, duration, the logged metrics, their names.
+_RowKey = tuple[
+    int, str | None, int | None, int, float | None, tuple[float | None, ...], tuple[str, ...]
+]
 
 
 def _block(
@@ -134,10 +163,10 @@ def _block(
     variants a run changes one variant's block, and the others are reused. One
     block per label, so the cache cannot grow with the number of runs."""
     keys = tuple(
-        (r.index, r.variant, r.seed, r.duration_s, tuple(map(r.metrics.get, names)), names)
+        (r.index, r.variant, r.fold, r.seed, r.duration_s, tuple(map(r.metrics.get, names)), names)
         for r in runs
     )
-    if any(0 in key[4] or key[3] == 0 for key in keys):  # 0.0 == -0.0, but they print apart
+    if any(0 in key[5] or key[4] == 0 for key in keys):  # 0.0 == -0.0, but they print apart
         return _format_block(keys, columns, label)
     last = _last_block.get(label)
     # Equal values give equal text (nan never equals itself: a miss, never a wrong block).
@@ -156,6 +185,17 @@ def _format_block(
     matrix = np.array([values for _, values in rows], dtype=float).reshape(len(keys), len(columns))
     # Missing cells are nan already; nan, inf and -inf values are left out the same way.
     matrix[~np.isfinite(matrix)] = math.nan
+    folds = [key[2] for key in keys]
+    with_folds = any(f is not None for f in folds)
+    lines += _mean_std(matrix, columns, [*label, *(("-",) if with_folds else ())])
+    for fold in sorted({f for f in folds if f is not None}):
+        chosen = np.array([f == fold for f in folds])
+        lines += _mean_std(matrix[chosen], columns, [*label, str(fold)])
+    return tuple(lines)
+
+
+def _mean_std(matrix: np.ndarray, columns: tuple[str, ...], label: list[str]) -> list[str]:
+    """The mean and std rows of ``matrix``'s finite cells (nan: left out)."""
     with warnings.catch_warnings():  # a column with no finite value at all is simply empty
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(matrix, axis=0)
@@ -163,10 +203,11 @@ def _format_block(
         std = np.where(
             counts > 1, np.nanstd(matrix, axis=0, ddof=1), np.where(counts, 0.0, math.nan)
         )
+    lines = []
     for kind, stats in (("mean", mean), ("std", std)):
         cells = ("" if math.isnan(v) else _cell(v, c) for v, c in zip(stats, columns, strict=True))
         lines.append(",".join([kind, *label, "-", *cells]))
-    return tuple(lines)
+    return lines
 
 
 # label (the variant, or () in a study of one config) -> its last block's row values and text
@@ -174,7 +215,7 @@ _last_block: dict[tuple[str, ...], tuple[tuple[_RowKey, ...], tuple[str, ...]]] 
 
 
 def _row(key: _RowKey) -> tuple[str, tuple[float, ...]]:
-    if 0 in key[4] or key[3] == 0:  # 0.0 == -0.0, but they print apart
+    if 0 in key[5] or key[4] == 0:  # 0.0 == -0.0, but they print apart
         return _format_row(*key)
     return _cached_row(*key)
 
@@ -182,13 +223,15 @@ def _row(key: _RowKey) -> tuple[str, tuple[float, ...]]:
 def _format_row(
     index: int,
     variant: str | None,
+    fold: int | None,
     seed: int,
     duration: float | None,
     logged: tuple[float | None, ...],
     names: tuple[str, ...],
 ) -> tuple[str, tuple[float, ...]]:
     """One run's row of summary.csv and its values (nan where not logged)."""
-    cells = [str(index), *(() if variant is None else (variant,)), str(seed)]
+    cells = [str(index), *(() if variant is None else (variant,))]
+    cells += [*(() if fold is None else (str(fold),)), str(seed)]
     cells.append(_cell(duration, "duration_s"))
     cells += [_cell(v, n) for v, n in zip(logged, names, strict=True)]
     return ",".join(cells), tuple(math.nan if v is None else v for v in (duration, *logged))

@@ -63,7 +63,7 @@ def training_part(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if "test_dataset" in raw and not isinstance(raw["test_dataset"], (dict, type(None))):
         raise ConfigError("test_dataset must be a mapping (for built-in data: {size: N})")
 
-    training = {k: v for k, v in raw.items() if k not in ("mode", RUNNER_KEY)}
+    training = {k: v for k, v in raw.items() if k not in ("mode", RUNNER_KEY, "search")}
     if "trainer" in training:  # one spelling downstream
         training["pl_trainer"] = training.pop("trainer")
     return training

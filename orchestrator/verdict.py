@@ -9,10 +9,10 @@ tested with a table of cases (tests/test_verdict.py), no child needed.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.command import command_metrics
+from orchestrator.command import command_metrics, command_outcome
 from orchestrator.contract.bounded import read_tail
 from orchestrator.contract.child import BUILD_ERROR_TYPE
 from orchestrator.contract.failure_text import traceback_line
@@ -29,7 +29,7 @@ from orchestrator.contract.records import (
 )
 from orchestrator.oom import MemoryBaseline, MemoryEvidence, dataloader_worker_pids, oom_evidence
 from orchestrator.run_shape import RunKind
-from orchestrator.state import AttemptClass
+from orchestrator.state import AttemptClass, RunOutcome
 
 __all__ = [
     "BUILD_ERROR_TYPE",
@@ -53,6 +53,7 @@ class Verdict:
     metrics: dict[str, float]
     resumed_from: str | None = None
     config_error: bool = False  # retrying cannot help: stop the study
+    outcome: RunOutcome = field(default_factory=RunOutcome)  # epochs, best checkpoint
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class AttemptEvidence:
     kind: RunKind = RunKind.LIGHTNING  # COMMAND: a ``command:`` study's own program
     result: RunResult | None = None  # metrics.json
     command_metrics: dict[str, float] | None = None  # a command run's metrics, however reported
+    command_outcome: RunOutcome = field(default_factory=RunOutcome)  # epochs (CSV log), last.ckpt
     heartbeat_resumed_from: str | None = None
     rank_exit: RankExit | None = None  # rank_exit.json: another DDP rank ended first
     error: ErrorReport | None = None  # error.json
@@ -96,6 +98,7 @@ def gather_evidence(code: int, run: RunPaths, watched: Watched = Watched()) -> A
                 code,
                 kind,
                 command_metrics=metrics,
+                command_outcome=command_outcome(run),
                 heartbeat_resumed_from=beat.resumed_from if beat is not None else None,
                 unread=note,
             )
@@ -152,6 +155,7 @@ def decide(ev: AttemptEvidence) -> Verdict:
             None,
             ev.command_metrics,
             ev.heartbeat_resumed_from,
+            outcome=ev.command_outcome,
         )
     if code == 0:
         if ev.result is None:
@@ -165,6 +169,7 @@ def decide(ev: AttemptEvidence) -> Verdict:
             None,
             ev.result.metrics,
             ev.result.resumed_from,
+            outcome=RunOutcome(ev.result.epochs_trained, ev.result.best_checkpoint_path),
         )
     # A DDP run's rank 0 ends the way another rank that ended first did, and
     # names it; if it could not reproduce that rank's signal (a handler in the

@@ -29,9 +29,12 @@ default 0, after ``hold_s`` seconds). Progress is saved per step in
 ``fake_progress.json`` (the "checkpoint"); a later attempt resumes from it and
 says so in ``resumed_from``; an act that hangs first writes ``fake_waiting``.
 Metrics: ``val/loss = seed + 0.5`` (plus ``init_args.offset``, plus
-``init_args.spread`` times a fixed fraction per seed),
+``init_args.spread`` times a fixed fraction per seed, plus ``init_args.fold_gain``
+times the fold at ``data.init_args.fold``; ``init_args.losses``, a mapping
+``"FOLD/SEED"`` -> value, replaces it for the pairs it names),
 ``val/acc = seed / 100`` (plus ``init_args.acc_offset``),
-``steps_done`` (steps trained by this attempt).
+``steps_done`` (steps trained by this attempt). It reports ``steps`` as its
+``epochs_trained`` and its progress file as its ``best_checkpoint_path``.
 With ``init_args.probe``, ``probe.json`` says what the child saw; with
 ``init_args.probe_log: FILE``, each attempt appends a start and an end line
 (run folder, seed, pid, CUDA_VISIBLE_DEVICES, time) to FILE, which several
@@ -188,13 +191,20 @@ def train(spec: RunSpec) -> RunResult:
     # is not the seed itself) let a variant study see paired differences.
     offset = float(init.get("offset", 0.0))
     spread = float(init.get("spread", 0.0)) * ((spec.seed * 7919) % 13) / 13
-    loss = spec.seed + 0.5 + offset + spread
+    fold = ((spec.config.get("data") or {}).get("init_args") or {}).get("fold")
+    loss = spec.seed + 0.5 + offset + spread + float(init.get("fold_gain", 0.0)) * (fold or 0)
+    loss = float((init.get("losses") or {}).get(f"{fold}/{spec.seed}", loss))
     acc = spec.seed / 100 + float(init.get("acc_offset", 0.0))  # a variant's second metric
     metrics = {"val/loss": loss, "val/acc": acc, "steps_done": steps - start}
     # An act's ``metrics`` ({"val/loss": "inf"}) replace these: a diverged seed.
     metrics.update({k: float(v) for k, v in (act.get("metrics") or {}).items()})
     _probe(paths, init, spec.seed, ended=time.time())
-    return RunResult(metrics=metrics, resumed_from=resumed)
+    return RunResult(
+        metrics=metrics,
+        resumed_from=resumed,
+        epochs_trained=steps,
+        best_checkpoint_path=str(progress),
+    )
 
 
 def main(argv: list[str]) -> int:

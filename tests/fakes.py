@@ -32,6 +32,7 @@ from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.scheduler import Scheduler, SchedulerOutcome
 from orchestrator.state import AttemptClass, RunRecord, StudyState
+from tests import cli_zygote
 from tests.helpers import tiny_config
 
 __all__ = [
@@ -254,15 +255,10 @@ def fake_study_config(
 def fake_xorch(
     *args: str, cwd: Path, timeout: float = 120, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``xorch ARGS`` as a real process whose children are fake workers."""
-    return subprocess.run(
-        [sys.executable, "-m", "tests.fake_xorch", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
-    )
+    """``xorch ARGS`` as a real process whose children are fake workers (forked
+    from a warm process: see tests/cli_zygote.py)."""
+    env = {**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})}
+    return cli_zygote.run("tests.fake_xorch", args, cwd, env, timeout)
 
 
 def fake_xorch_popen(

@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from tests import cli_zygote
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TINY_TRAINING: dict[str, Any] = {
@@ -60,15 +62,9 @@ def tiny_config(output_dir: Path, seeds: tuple[int, ...] | None = (0, 1, 2), **r
 def xorch(
     *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m orchestrator ARGS`` in a subprocess, as a user would run xorch."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    """``python -m orchestrator ARGS`` as a real process run to its end, as a user
+    would run xorch (forked from a warm process: see tests/cli_zygote.py)."""
+    return cli_zygote.run("orchestrator", args, cwd or ROOT, {**os.environ, **(env or {})}, timeout)
 
 
 def xorch_popen(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.Popen[str]:

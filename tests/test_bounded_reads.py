@@ -126,6 +126,30 @@ def test_a_config_past_the_size_limit_is_refused_naming_the_limit(tmp_path):
     _one_line_refusal(result, str(big), mib(MAX_CONFIG_BYTES))
 
 
+@pytest.mark.parametrize("kind", ["fifo", "too big", "link to /dev/zero"])
+def test_a_file_hydra_would_compose_is_checked_first(tmp_path, kind):
+    """A Hydra folder whose defaults list names ``model/net.yaml``: Hydra opens
+    that file itself, so xorch checks the folder's YAML files before composing."""
+    (tmp_path / "model").mkdir()
+    net = tmp_path / "model" / "net.yaml"
+    if kind == "fifo":
+        os.mkfifo(net)
+    elif kind == "too big":
+        with net.open("wb") as handle:
+            handle.truncate(MAX_CONFIG_BYTES + 1)
+    else:
+        net.symlink_to("/dev/zero")
+    config = tiny_config(tmp_path / "out")
+    config.pop("model")  # it comes from model/net.yaml
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"defaults": ["_self_", {"model": "net"}], **config}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command in ("validate", "launch"):
+        result = xorch(command, str(path), cwd=tmp_path, timeout=30)
+        _one_line_refusal(result, str(net))
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_a_state_file_past_the_size_limit_is_refused(tmp_path):
     out = tmp_path / "out"
     path = tmp_path / "study.yaml"

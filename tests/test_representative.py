@@ -118,7 +118,9 @@ def test_a_study_names_its_representative_and_best_run_everywhere(tmp_path: Path
     assert state["representative"]["index"] == nearest
     assert state["best_run"] == {"index": best, "seed": state["runs"][best]["seed"],
                                  "metric": "val/loss", "value": losses[best], "goal": "min",
-                                 "checkpoint": None}  # fmt: skip
+                                 "checkpoint": None, "epochs_trained": 2,
+                                 "best_checkpoint_path": f"{state['runs'][best]['dir']}/"
+                                 "fake_progress.json"}  # fmt: skip
     assert _marked(out) == ([str(nearest)], [str(best)])
     line = f"best run {best} (seed {state['runs'][best]['seed']}, val/loss"
     assert line in fake_xorch("status", str(out), cwd=tmp_path).stdout

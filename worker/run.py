@@ -157,15 +157,18 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     # the metrics of that epoch travel in the checkpoint.
     metrics = {**resume_state.restored_metrics, **fit_metrics}
     skipped = [*skipped, *_test_stage(config, trainer, model, data, metrics)]
-    return _result(metrics, skipped, resumed_from)
+    return _result(metrics, skipped, resumed_from, _trained(trainer, parts.last_checkpoint))
 
 
 def _export_run_values(spec: RunSpec, resumed_from: str | None) -> None:
     """The ``XORCH_*`` variables a ``command:`` program gets, for the user's own
     code in a config run too: a callback that breaks or logs by run index,
     attempt or folder needs no other way in (tests/fixtures/first_attempt_faults.py)."""
-    values = {"seed": spec.seed, "run_dir": spec.run_dir, "run_index": spec.run_index,
-              "attempt": spec.attempt, "resume_from": resumed_from or ""}  # fmt: skip
+    values: dict[str, object] = {"seed": spec.seed, "run_dir": spec.run_dir,
+                                 "run_index": spec.run_index, "attempt": spec.attempt,
+                                 "resume_from": resumed_from or ""}  # fmt: skip
+    if spec.fold is not None:
+        values["fold"] = spec.fold
     os.environ.update({run_variable(name): str(value) for name, value in values.items()})
 
 
@@ -207,8 +210,22 @@ def _test_stage(
     return list(test_skipped)
 
 
+def _trained(trainer: Any, last: Path | None) -> tuple[int, str | None]:
+    """The epochs the run has trained (a resumed run's earlier ones included) and
+    its best checkpoint: the best of the first ModelCheckpoint the user gave a
+    ``monitor``, else last.ckpt (None when neither was written)."""
+    for callback in getattr(trainer, "checkpoint_callbacks", []):
+        best = getattr(callback, "best_model_path", "")
+        if getattr(callback, "monitor", None) is not None and best:
+            return int(trainer.current_epoch), str(best)
+    return int(trainer.current_epoch), str(last) if last is not None and last.is_file() else None
+
+
 def _result(
-    metrics: Mapping[str, float], skipped: list[str], resumed_from: str | None
+    metrics: Mapping[str, float],
+    skipped: list[str],
+    resumed_from: str | None,
+    trained: tuple[int, str | None] = (0, None),
 ) -> RunResult:
     """The run's result: its metrics by name, and the peak GPU memory when CUDA was used."""
     import torch
@@ -221,6 +238,8 @@ def _result(
         skipped_metrics=tuple(skipped),
         resumed_from=resumed_from,
         peak_gpu_mem_mb=peak,
+        epochs_trained=trained[0],
+        best_checkpoint_path=trained[1],
     )
 
 

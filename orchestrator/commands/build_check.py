@@ -38,7 +38,8 @@ def check_build(spec: StudySpec, timeout_s: float = BUILD_CHECK_TIMEOUT_S) -> Bu
         return BuildCheck((), ())
     seeds = spec.runner.seeds
     request = {
-        "config": dict(spec.training),
+        # fold 0 at the fold key: a data module without that argument is refused here
+        "config": spec.run_config(None, 0 if spec.runner.folds else None),
         "import_paths": list(spec.import_paths),
         "seed": seeds[0] if seeds else 0,
     }

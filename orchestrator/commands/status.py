@@ -50,6 +50,7 @@ class RunRow:
     epoch: str | None  # "3/50" for a running run, from its heartbeat
     metrics: dict[str, float]
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES of its latest attempt ("2,3"), if any
+    fold: int | None = None  # its fold, in a study with folds
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def study_status(study_dir: Path) -> StudyStatus:
                 epoch,
                 metrics,
                 record.attempts[-1].gpu if record.attempts else None,
+                record.fold,
             )
         )
     not_finite = {}
@@ -163,8 +165,9 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
             }
         return json.dumps(payload, indent=1, allow_nan=False)
     named = bool(status.variants)
-    header = ["run", *(["variant"] if named else []), "seed", "status", "attempt", "duration_s",
-              "epoch", *status.summary_metrics]  # fmt: skip
+    folded = any(row.fold is not None for row in status.rows)
+    header = ["run", *(["variant"] if named else []), *(["fold"] if folded else []), "seed",
+              "status", "attempt", "duration_s", "epoch", *status.summary_metrics]  # fmt: skip
     on_gpus = any(row.gpus for row in status.rows)  # a column only where runs had GPUs
     lines = [[*header, "gpus"] if on_gpus else header]
     for row in status.rows:
@@ -172,6 +175,7 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
             [
                 str(row.run),
                 *([row.variant or "-"] if named else []),
+                *([str(row.fold)] if folded else []),
                 str(row.seed),
                 row.status,
                 str(row.attempt),

@@ -16,6 +16,10 @@ table, so they agree with summary.csv and every other command: values that are
 not numbers (nan, inf, -inf: a diverged seed) are left out of every statistic
 and counted in ``not_finite`` (a column of its own, and a note under the
 table); a metric with no finite value at all has ``n`` 0 and nan statistics.
+
+A study with folds gets two more columns, ``between_seeds`` and ``between_folds``
+(``orchestrator.fold_spread``): the std of the seed means and of the fold means,
+so the spread that seeds make and the one the splits make are read apart.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import XorchError
+from orchestrator.fold_spread import fold_spread
 from orchestrator.seed_table import NO_VALUES, MetricStats, seed_table
 from orchestrator.state import StudyState
 from orchestrator.tables import Cell, render_rows
 
 __all__ = [
+    "SPREAD_COLUMNS",
     "STATS_COLUMNS",
     "VARIANT_STATS_COLUMNS",
     "SummaryTable",
@@ -39,6 +45,7 @@ __all__ = [
     "study_metric_stats",
     "summary_table",
     "variant_metric_stats",
+    "with_fold_spread",
 ]
 
 STATS_COLUMNS: tuple[str, ...] = (
@@ -128,8 +135,27 @@ def summary_table(state: StudyState, metrics: Sequence[str] | None = None) -> Su
     """``xorch summary``'s table of ``state``: per (metric, variant) for a study of
     variants, per metric otherwise (``metrics`` as in ``study_metric_stats``)."""
     if state.variant_configs:
-        return variant_stats_table(variant_metric_stats(state, metrics))
-    return stats_table(study_metric_stats(state, metrics))
+        table = variant_stats_table(variant_metric_stats(state, metrics))
+    else:
+        table = stats_table(study_metric_stats(state, metrics))
+    return with_fold_spread(state, table) if state.folds is not None else table
+
+
+SPREAD_COLUMNS = ("between_seeds", "between_folds")
+
+
+def with_fold_spread(state: StudyState, table: SummaryTable) -> SummaryTable:
+    """``table`` with the between-seed and between-fold std of each row's metric
+    (and variant), for a study with folds."""
+    values = seed_table(state)
+    with_variant = "variant" in table.columns
+    records = []
+    for record in table.records:
+        metric = str(record[0])
+        variant = str(record[1]) if with_variant else None
+        spread = fold_spread(values.by_fold(metric, variant))
+        records.append((*record, spread.between_seeds, spread.between_folds))
+    return SummaryTable((*table.columns, *SPREAD_COLUMNS), tuple(records), table.notes)
 
 
 def stats_table(rows: Sequence[tuple[str, MetricStats]]) -> SummaryTable:

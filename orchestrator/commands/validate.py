@@ -39,6 +39,10 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
         f"output: {paths.root}",
         *_where_runs_go(spec),
     ]
+    if spec.search is not None:  # its trials and seed study are studies of their own
+        from orchestrator.search.driver import describe_search
+
+        return [*lines, *describe_search(spec)]
     if state is not None:
         lines.append(
             f"existing study: {len(state.completed)} of {len(state.runs)} runs completed "
@@ -60,24 +64,41 @@ def describe_plan(config_path: Path | str, overrides: Iterable[str] = ()) -> lis
     if runner.adaptive is not None:
         lines.append(f"{describe_rule(runner.adaptive)}: the first {runner.run_count} planned")
     lines += _variant_lines(spec)
-    # Every variant on every seed, seed by seed (a study of one config: variant None).
+    # Every variant on every seed (and fold), seed by seed (one config: variant None).
     variants: list[str | None] = [*spec.variants] or [None]
-    runs = [(p, v) for p in range(len(seeds)) for v in variants]
+    folds: list[int | None] = list(range(runner.folds.n)) if runner.folds else [None]
+    if runner.folds is not None:
+        lines.append(f"{runner.folds.n} folds x {len(seeds)} seeds: every seed runs every fold")
+    runs = [(p, f, v) for p in range(len(seeds)) for f in folds for v in variants]
     hidden = len(runs) - PLAN_HEAD - PLAN_TAIL
     for i in range(len(runs)) if hidden <= 1 else [*range(PLAN_HEAD), *range(-PLAN_TAIL, 0)]:
         if i == -PLAN_TAIL:
             lines.append(f"  ... {hidden} more runs ...")
         i %= len(runs)
-        position, variant = runs[i]
-        seed = seeds[position]
-        name = (
-            run_dir_name(position, seed, len(seeds), variant)
-            if seed is not None
-            else f"{variant + '/' if variant else ''}run_{position:02d}_seed?"
-        )
-        lines.append(f"  run {i}: seed {seed if seed is not None else '?'} -> {name}")
+        position, fold, variant = runs[i]
+        lines.append(_plan_line(i, seeds[position], position, fold, variant, len(seeds), folds))
     lines.append(f"{len(runs)} runs")
     return lines
+
+
+def _plan_line(
+    i: int,
+    seed: int | None,
+    position: int,
+    fold: int | None,
+    variant: str | None,
+    n_seeds: int,
+    folds: list[int | None],
+) -> str:
+    """``  run 3: seed 101 -> run_03_fold1_seed101`` (``seed?`` before it is drawn)."""
+    at = position * len(folds) + (fold or 0)  # the folder's NN, as planning names it
+    if seed is not None:
+        name = run_dir_name(at, seed, n_seeds * len(folds), variant, fold)
+    else:
+        fold_part = "" if fold is None else f"_fold{fold}"
+        name = f"{variant + '/' if variant else ''}run_{at:02d}{fold_part}_seed?"
+    shown = f"seed {seed if seed is not None else '?'}"
+    return f"  run {i}: {shown}{'' if fold is None else f' fold {fold}'} -> {name}"
 
 
 def _variant_lines(spec: StudySpec) -> list[str]:

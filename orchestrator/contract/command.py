@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 # {name} in an argument -> the XORCH_<NAME> environment variable of the same value.
-PLACEHOLDERS = ("seed", "run_dir", "run_index", "attempt", "resume_from")
+# {fold} only in a study with folds (experiments_runner.folds).
+PLACEHOLDERS = ("seed", "run_dir", "run_index", "attempt", "resume_from", "fold")
 
 # Where a program writes the checkpoint it wants back on a retry: {resume_from}.
 RESUME_FILE = LAST_CHECKPOINT_FILE
@@ -73,14 +74,18 @@ def resume_checkpoint(run_dir: str | Path) -> str | None:
 
 
 def run_values(spec: RunSpec) -> dict[str, str]:
-    """The placeholders' values for one attempt (``resume_from`` empty without a checkpoint)."""
-    return {
+    """The placeholders' values for one attempt (``resume_from`` empty without a
+    checkpoint; ``fold`` only in a study with folds)."""
+    values = {
         "seed": str(spec.seed),
         "run_dir": spec.run_dir,
         "run_index": str(spec.run_index),
         "attempt": str(spec.attempt),
         "resume_from": resume_checkpoint(spec.run_dir) or "",
     }
+    if spec.fold is not None:
+        values["fold"] = str(spec.fold)
+    return values
 
 
 @dataclass(frozen=True)

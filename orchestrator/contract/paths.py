@@ -11,6 +11,7 @@
         lightning_logs/
             version_0/metrics.csv   the CSVLogger's log; one version_N per child start
     baseline/run_00_seed42/ the same, one folder per variant, in a study of variants
+    run_03_fold1_seed42/    a run of a study with folds: fold 1 of seed 42
     runner_state.json       the study's state; drives resume
     runner_state.json.bak   the previous good state
     summary.csv             completed runs, then mean and std rows
@@ -40,6 +41,7 @@ __all__ = [
     "RUN_DIR_PATTERN",
     "LeasePaths",
     "RunPaths",
+    "SearchPaths",
     "StudyPaths",
     "aside_path",
     "run_dir_name",
@@ -49,17 +51,22 @@ __all__ = [
 ]
 
 # A run's folder as run_dir_name names it, or its replay's (orchestrator.commands.replay).
-RUN_DIR_PATTERN = re.compile(r"run_[0-9]+_seed-?[0-9]+(_replay)?")
+RUN_DIR_PATTERN = re.compile(r"run_[0-9]+(_fold[0-9]+)?_seed-?[0-9]+(_replay)?")
 
 
 CSV_LOG_FILE = "metrics.csv"  # the name CSVLogger gives its log
 
 
-def run_dir_name(index: int, seed: int, n_runs: int, variant: str | None = None) -> str:
+def run_dir_name(
+    index: int, seed: int, n_runs: int, variant: str | None = None, fold: int | None = None
+) -> str:
     """``run_02_seed28``: two index digits, more when the study has over 100 runs;
-    ``wide/run_02_seed28`` for a variant (``index`` is then the seed's position)."""
+    ``wide/run_02_seed28`` for a variant (``index`` is then the seed's position);
+    ``run_05_fold1_seed28`` in a study with folds (``index``: the run's position
+    among its variant's, seed by seed, fold by fold)."""
     width = max(2, len(str(max(n_runs - 1, 0))))
-    name = f"run_{index:0{width}d}_seed{seed}"
+    fold_part = "" if fold is None else f"_fold{fold}"
+    name = f"run_{index:0{width}d}{fold_part}_seed{seed}"
     return name if variant is None else f"{variant}/{name}"
 
 
@@ -299,6 +306,53 @@ def _safe_gpu(gpu: str) -> str:
     """A GPU id as a file name part: an index ("2") or a UUID ("GPU-8f3a..."); any
     other character (a MIG id's "/") becomes "_"."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", gpu)
+
+
+@dataclass(frozen=True)
+class SearchPaths:
+    """The files of a search (``search:``) in its study folder: the Optuna
+    storage, one one-run study per trial, the search's outputs and the seed
+    study of its best config."""
+
+    root: Path
+
+    @property
+    def storage(self) -> Path:
+        """The default Optuna storage, an SQLite file."""
+        return self.root / "search.db"
+
+    @property
+    def trials(self) -> Path:
+        return self.root / "trials"
+
+    def trial(self, number: int) -> Path:
+        """Trial ``number``'s own one-run study (``trials/trial_0003``)."""
+        return self.trials / f"trial_{number:04d}"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.root / "trials.csv"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best_config.yaml"
+
+    @property
+    def importances(self) -> Path:
+        return self.root / "importances.csv"
+
+    @property
+    def history_plot(self) -> Path:
+        return self.root / "search_history.png"
+
+    @property
+    def seed_study(self) -> Path:
+        """The seed study of the best config (and the baseline): a study of its own."""
+        return self.root / "seeds"
+
+    def names(self) -> tuple[str, ...]:
+        owned = (self.storage, self.trials, self.trials_csv, self.best_config)
+        return tuple(p.name for p in (*owned, self.importances, self.history_plot, self.seed_study))
 
 
 def study_names() -> tuple[str, ...]:

@@ -141,6 +141,7 @@ class RunSpec(JsonRecord):
     heartbeat_interval_s: float = 2.0
     resume_from_checkpoint: bool = True
     attempt: int = 1  # 1 for the first; a command run's {attempt}
+    fold: int | None = None  # the run's fold (experiments_runner.folds); {fold}, XORCH_FOLD
 
     @classmethod
     def load(cls, path: Path) -> RunSpec:
@@ -220,6 +221,11 @@ class RunResult(JsonRecord):
     resumed_from: str | None = None
     peak_gpu_mem_mb: float | None = None  # torch's peak allocation, when the run used CUDA
     not_numbers: tuple[str, ...] = ()  # the reader's: in the file, but not numbers
+    # The epochs trained (``trainer.current_epoch`` after fit) and the best checkpoint
+    # (a ModelCheckpoint with ``monitor``: its best_model_path; else last.ckpt). An
+    # older metrics.json has neither: read as None.
+    epochs_trained: int | None = None
+    best_checkpoint_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -245,12 +251,16 @@ class RunResult(JsonRecord):
             skipped = []
         resumed = payload.get("resumed_from")
         peak = _as_float(payload.get("peak_gpu_mem_mb"))
+        epochs = payload.get("epochs_trained")
+        best = payload.get("best_checkpoint_path")
         return cls(
             metrics=metrics,
             skipped_metrics=tuple(skipped),
             resumed_from=resumed if isinstance(resumed, str) else None,
             peak_gpu_mem_mb=peak,
             not_numbers=tuple(dropped),
+            epochs_trained=epochs if type(epochs) is int and epochs >= 0 else None,
+            best_checkpoint_path=best if isinstance(best, str) and best else None,
         )
 
     @property

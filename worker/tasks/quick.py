@@ -66,7 +66,10 @@ class QuickClassifier(ClassifierSteps):
 
 class QuickDataModule(pl.LightningDataModule):
     """Gaussian blobs: the same data for every run (``data_seed``); the run seed
-    (``seed``, by default the one the worker seeded torch with) drives shuffling."""
+    (``seed``, by default the one the worker seeded torch with) drives shuffling.
+    With ``folds`` > 1, the train and validation blobs are pooled and split in
+    ``folds`` parts: part ``fold`` validates, the others train
+    (``experiments_runner.folds: {n, key: data.init_args.fold}``)."""
 
     def __init__(
         self,
@@ -78,8 +81,12 @@ class QuickDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         data_seed: int = 0,
         seed: int | None = None,
+        folds: int = 1,
+        fold: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold {fold} is not one of 0..{folds - 1} (folds: {folds})")
         self.batch_size = batch_size
         self.seed = torch.initial_seed() if seed is None else seed
         generator = torch.Generator().manual_seed(data_seed)
@@ -92,6 +99,8 @@ class QuickDataModule(pl.LightningDataModule):
 
         self.train_set = blobs(train_size)
         self.val_set = blobs(val_size)
+        if folds > 1:
+            self.train_set, self.val_set = _fold_split(self.train_set, self.val_set, folds, fold)
         self.test_set = blobs(test_size) if test_size else None
 
     def train_dataloader(self) -> DataLoader:
@@ -113,3 +122,13 @@ class QuickDataModule(pl.LightningDataModule):
         return DataLoader(
             self.test_set, batch_size=self.batch_size, generator=loader_generator(self.seed)
         )
+
+
+def _fold_split(
+    train: TensorDataset, val: TensorDataset, folds: int, fold: int
+) -> tuple[TensorDataset, TensorDataset]:
+    """Part ``fold`` of ``folds`` contiguous parts of train + val, and the rest."""
+    x = torch.cat([train.tensors[0], val.tensors[0]])
+    y = torch.cat([train.tensors[1], val.tensors[1]])
+    part = torch.arange(len(y)) * folds // len(y) == fold
+    return TensorDataset(x[~part], y[~part]), TensorDataset(x[part], y[part])
