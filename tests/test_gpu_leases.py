@@ -244,8 +244,13 @@ def test_a_place_stays_taken_while_the_dead_holders_child_lives(tmp_path):
 
 def test_two_xorch_processes_never_put_two_runs_on_one_gpu(workdir):
     out_a, out_b = workdir / "a", workdir / "b"
-    a = fake_xorch_popen("launch", str(study(workdir, "a", (1, 2, 3, 4), 5)), cwd=workdir)
+    a = fake_xorch_popen("launch", str(study(workdir, "a", (1, 2, 3, 4), 30)), cwd=workdir)
+    wait_for(lambda: len(events(workdir)) == 2, timeout=60, what="a on both GPUs")
     b = fake_xorch_popen("launch", str(study(workdir, "b", (5, 6, 7, 8), 5)), cwd=workdir)
+    wait_for(lambda: (out_b / "runner_state.json").exists(), timeout=60, what="b's start")
+    time.sleep(0.3)  # b asks for a place, is refused and waits in line
+    # (a's runs take 3 s: b is in line before any of them ends, so it goes next)
+    assert all(e["event"] == "started" for e in events(workdir)), "the machine is too slow"
 
     def a_status_names_b() -> bool:  # while both run, a's status names b's places
         try:
@@ -271,7 +276,7 @@ def test_two_xorch_processes_never_put_two_runs_on_one_gpu(workdir):
 
 def test_after_a_sigkill_the_other_process_takes_the_freed_places_and_resume_finishes(workdir):
     out_a, out_b = workdir / "a", workdir / "b"
-    config_a = study(workdir, "a", (1, 2, 3), 15)  # 1.5 s a run
+    config_a = study(workdir, "a", (1, 2, 3), 30)  # 3 s a run
     a = fake_xorch_popen("launch", str(config_a), cwd=workdir)
     started = lambda: [e for e in events(workdir) if e["event"] == "started"]  # noqa: E731
     wait_for(lambda: len(started()) == 2, timeout=60, what="a's runs on both GPUs")
@@ -279,6 +284,7 @@ def test_after_a_sigkill_the_other_process_takes_the_freed_places_and_resume_fin
     wait_for(lambda: (workdir / "b" / "runner_state.json").exists(), timeout=60, what="b")
     time.sleep(0.5)  # b is in line for both GPUs
     assert not [e for e in started() if Path(e["run_dir"]).parent == out_b]
+    assert all(e["event"] == "started" for e in events(workdir)), "the machine is too slow"
     os.kill(a.pid, signal.SIGKILL)
     a.communicate(timeout=30)
     killed_at = time.time()

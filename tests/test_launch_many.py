@@ -99,7 +99,7 @@ def test_a_bad_config_among_several_is_refused_before_any_starts(workdir):
 
 
 def test_together_the_studies_run_side_by_side_sharing_one_gpu(workdir):
-    configs = [study(workdir, n, seeds=(1, 2), gpus=[0], runs_per_gpu=1) for n in "ab"]
+    configs = [study(workdir, n, (1, 2), steps=10, gpus=[0], runs_per_gpu=1) for n in "ab"]
     result = fake_xorch("launch", *map(str, configs), "--together", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
