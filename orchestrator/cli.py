@@ -26,6 +26,7 @@ from orchestrator.cli_app import (
     guard,
     study_folder,
 )
+from orchestrator.cli_export import export
 from orchestrator.cli_stats import compare, power, summary
 
 __all__ = ["app", "main"]
@@ -173,6 +174,7 @@ def status(
 app.command()(summary)
 app.command()(compare)
 app.command()(power)
+app.command()(export)
 
 
 @app.command()

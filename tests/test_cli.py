@@ -23,7 +23,7 @@ from tests.fakes import (
 from tests.helpers import read_state, snapshot, tiny_config, xorch
 
 COMMANDS = ["launch", "validate", "status", "summary", "compare", "power", "report", "plot",
-            "replay"]  # fmt: skip
+            "replay", "export"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

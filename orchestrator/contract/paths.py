@@ -20,6 +20,9 @@
     forkserver.log          the fork server's own output (launcher: forkserver)
     plots/                  curves.png and spread.png, written by orchestrator.commands.plot
     report.html             the page orchestrator.commands.report_page writes by default
+    mlflow.db               ``xorch export --to mlflow``'s store when no --uri is given
+    tensorboard/            ``xorch export --to tensorboard``'s logdir when no --dir is given
+    wandb/                  ``xorch export --to wandb``'s offline runs when no --dir is given
     run_00_seed42_replay/   ``xorch replay``'s run (baseline/run_00_seed42_replay for a variant)
 
 ``study_names`` lists the top-level names: a name the user chooses that becomes a
@@ -48,6 +51,11 @@ __all__ = [
     "study_name_clash",
     "study_names",
     "study_relative",
+    "tensorboard_event_file",
+    "tensorboard_event_files",
+    "tensorboard_summary_dir",
+    "wandb_folder",
+    "wandb_offline_runs",
 ]
 
 # A run's folder as run_dir_name names it, or its replay's (orchestrator.commands.replay).
@@ -230,6 +238,22 @@ class StudyPaths:
     def spread_plot(self) -> Path:
         return self.plots / "spread.png"
 
+    @property
+    def mlflow_store(self) -> Path:
+        """``xorch export --to mlflow``'s SQLite store when no --uri is given."""
+        return self.root / "mlflow.db"
+
+    @property
+    def tensorboard(self) -> Path:
+        """``xorch export --to tensorboard``'s logdir when no --dir is given."""
+        return self.root / "tensorboard"
+
+    @property
+    def wandb(self) -> Path:
+        """Where W&B keeps offline runs when ``xorch export --to wandb`` gets no --dir
+        (W&B's own folder name under the ``dir`` given to it: the study folder)."""
+        return wandb_folder(self.root)
+
     def stale_temp_files(self) -> list[Path]:
         """Temp files (see contract/atomic.py) of the files only a launch writes,
         left by a launch killed mid-write: whoever holds the launcher lock may
@@ -364,6 +388,7 @@ def study_names() -> tuple[str, ...]:
     owned = [study.state, study.state_backup, study.state_lock, study.launcher_lock]
     owned += [study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary]
     owned += [study.comparison, study.log, study.plots, study.report]
+    owned += [study.mlflow_store, study.tensorboard, study.wandb]
     return tuple(path.name for path in owned)
 
 
@@ -379,6 +404,35 @@ def study_name_clash(name: str) -> str | None:
     if RUN_DIR_PATTERN.fullmatch(folded):
         return "run_NN_seedS (the name of a run's folder)"
     return None
+
+
+def wandb_folder(directory: Path) -> Path:
+    """The folder W&B writes in when given ``dir=directory``."""
+    return directory / "wandb"
+
+
+def wandb_offline_runs(directory: Path, run_id: str) -> list[Path]:
+    """W&B's offline folders of run ``run_id`` under ``dir=directory``
+    (``wandb/offline-run-<time>-<id>``): one per ``wandb.init`` of that id."""
+    return sorted(wandb_folder(directory).glob(f"offline-run-*-{run_id}"))
+
+
+TENSORBOARD_EVENTS = "events.out.tfevents"  # the prefix TensorBoard looks for
+
+
+def tensorboard_event_file(folder: Path, wall_time: float) -> Path:
+    """The event file ``xorch export`` writes in one TensorBoard run folder."""
+    return folder / f"{TENSORBOARD_EVENTS}.{int(wall_time)}.xorch-export"
+
+
+def tensorboard_event_files(folder: Path) -> list[Path]:
+    """The event files of an earlier ``xorch export`` in ``folder``, oldest first."""
+    return sorted(folder.glob(f"{TENSORBOARD_EVENTS}.*.xorch-export"))
+
+
+def tensorboard_summary_dir(logdir: Path, variant: str | None) -> Path:
+    """The TensorBoard run of a study's (or a variant's) aggregate."""
+    return logdir / "summary" if variant is None else logdir / variant / "summary"
 
 
 def study_relative(path: str | None, root: Path) -> str | None:
