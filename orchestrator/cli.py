@@ -49,16 +49,38 @@ def launch(
             "(by default they keep running and --resume watches them again).",
         ),
     ] = False,
+    together: Annotated[
+        bool,
+        typer.Option(
+            "--together",
+            help="With several configs: run the studies side by side (one xorch process "
+            "each, sharing this machine's GPUs), not one after another.",
+        ),
+    ] = False,
 ) -> None:
     """Run the study: one child process per seed, state in runner_state.json,
-    results in summary.csv.
+    results in summary.csv. Several configs (a.yaml b.yaml): their studies one
+    after another, or side by side with --together; overrides apply to each.
 
     Example: xorch launch conf/examples/quickstart.yaml pl_trainer.max_epochs=3
     """
+    from orchestrator.commands.launch_many import launch_several, split_configs
     from orchestrator.config import load_study
     from orchestrator.study import launch_spec
 
     path, changes = config_file(config, overrides, config_path, config_name)
+    more, changes = split_configs(changes) if config_name is None else ([], changes)
+    if more or together:
+        code = launch_several(
+            [path, *more],
+            changes,
+            resume=resume,
+            cancel_jobs=cancel_jobs,
+            together=together,
+            say=typer.echo,
+            error=lambda line: typer.echo(line, err=True),
+        )
+        raise typer.Exit(code)
     spec = guard(lambda: load_study(path, changes))
     for warning in spec.warnings:
         typer.echo(f"xorch: warning: {warning}", err=True)

@@ -32,6 +32,7 @@ from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
 from orchestrator.contract.paths import StudyPaths, study_relative
 from orchestrator.errors import ConfigError
+from orchestrator.gpu_leases import GpuLeases
 from orchestrator.gpus import (
     GpuMemoryGate,
     Slot,
@@ -42,6 +43,7 @@ from orchestrator.gpus import (
 )
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
+from orchestrator.lease_gate import LeaseGate
 from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
 from orchestrator.ranks import cpu_only
@@ -103,6 +105,7 @@ class Scheduler:
     clock: Callable[[], float] = time.monotonic
     wakeup: Wakeup | None = None  # made by run() unless a test passes its own
     gpu_gate: GpuMemoryGate | None = None
+    leases: GpuLeases | None = None  # the machine's GPU leases; None: this study alone counts
 
     def __post_init__(self) -> None:
         if not self.slots:
@@ -110,6 +113,7 @@ class Scheduler:
         if self.gpu_gate is None:
             self.gpu_gate = GpuMemoryGate(self.spec.runner.min_free_gpu_mem_gb, clock=self.clock)
         self._gpu_wait_said: dict[str, float] = {}
+        self._lease_gate = LeaseGate(self.leases, self.reporter.say, self.clock)
         self._ports = PortBook()
         self._summaries = SummaryWriter(self.paths, self.clock)
 
@@ -127,6 +131,7 @@ class Scheduler:
         try:
             return self._loop(state, reattach, wakeup)
         finally:
+            self._lease_gate.release_all()  # a start that raised; the rest went at their verdicts
             self.stop.on_request = None
             if own_wakeup:
                 wakeup.close()
@@ -155,6 +160,7 @@ class Scheduler:
                     continue
                 del active[slot]
                 state = self._record(state, running, verdict)
+                self._lease_gate.release(slot)  # held for the whole attempt, no longer
                 recorded = True
                 tally[running.index] = tally[running.index].counting(verdict.attempt_class)
                 decision = decide(
@@ -176,11 +182,7 @@ class Scheduler:
             if starting_allowed and not self.stop.requested:  # (a signal may have just come)
                 if not queue and state.adaptive is not None:
                     state = self._adaptive_seeds(state, queue, tally, active)
-                for slot in self.slots:
-                    if slot in active or not queue or not self._gpu_has_room(slot):
-                        continue
-                    index = queue.popleft()
-                    state, active[slot] = self._start(state, index, slot, wakeup)
+                state = self._fill_slots(state, queue, active, wakeup)
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
@@ -219,6 +221,20 @@ class Scheduler:
             self.reporter.say(f"{len(self.slots)} runs at a time on slots: {where}")
         return queue, tally, active
 
+    def _fill_slots(
+        self, state: StudyState, queue: deque[int], active: dict[Slot, _Active], wakeup: Wakeup
+    ) -> StudyState:
+        """The next runs of the queue on the free slots whose GPU has room and a lease."""
+        self._lease_gate.new_pass()
+        for slot in self.slots:
+            if slot in active or not queue or not self._gpu_has_room(slot):
+                continue
+            if not self._lease_gate.take(slot, queue[0]):
+                continue  # another xorch process fills its GPU: asked again soon
+            index = queue.popleft()
+            state, active[slot] = self._start(state, index, slot, wakeup)
+        return state
+
     def _adaptive_seeds(
         self,
         state: StudyState,
@@ -256,9 +272,8 @@ class Scheduler:
         """Seconds until the earliest timer; None: only a wake-up can change anything."""
         assert self.gpu_gate is not None
         timers = [running.watch.next_due() for running in active.values()]
-        gpu_recheck = self.gpu_gate.next_check()
-        if gpu_recheck is not None:
-            timers.append(gpu_recheck)
+        rechecks = (self.gpu_gate.next_check(), self._lease_gate.next_check())
+        timers += [recheck for recheck in rechecks if recheck is not None]
         progress = self.reporter.next_progress()
         if progress is not None and active:
             timers.append(progress)
@@ -314,6 +329,7 @@ class Scheduler:
         resumed_from = given_checkpoint(self.spec, self.paths, run)
         env = attempt_env(self.spec, record, slot, len(self.slots), self._ports)
         child = self.launcher.start(run, env)
+        self._lease_gate.note_child(slot, child.pid, child.create_time)
         if child.pid is not None:
             self.stop.active_groups.add(child.pid)
         attempt = Attempt(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,8 @@ from orchestrator.config import (
 from orchestrator.console import Reporter
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode
+from orchestrator.gpu_leases import GpuLeases, open_leases
+from orchestrator.gpus import Slot
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers import make_launcher
 from orchestrator.launchers.base import Launcher
@@ -49,7 +52,7 @@ from orchestrator.summary import mean_std_line, write_summary
 if TYPE_CHECKING:
     from orchestrator.inference import Contrast
 
-__all__ = ["comparison_words", "launch", "launch_spec", "plan_ledger"]
+__all__ = ["comparison_words", "launch", "launch_spec", "plan_ledger", "refuse_unstartable"]
 
 
 def launch(
@@ -87,10 +90,7 @@ def launch_spec(
     resume = resume or spec.runner.resume
     overwrite = None if resume else spec.runner.overwrite  # a resume never reopens (_move_aside)
     paths = StudyPaths(spec.output_dir)
-    # GPUs named in the config that are not there: refused before anything is written.
-    slots = study_slots(spec)
-    if not resume and not (overwrite and paths.state.exists()):
-        refuse_existing(paths)  # before the folder is even created
+    slots, leases = refuse_unstartable(spec, resume)
     before = entries(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with launcher_lock(paths):
@@ -116,6 +116,7 @@ def launch_spec(
             reporter,
             flag,
             slots=slots,
+            leases=leases,
             leave_running_on_stop=on_cluster and not cancel_jobs,
         )
         try:
@@ -131,6 +132,23 @@ def launch_spec(
             paths.launcher_lock.unlink()
             paths.root.rmdir()
     return result
+
+
+def refuse_unstartable(spec: StudySpec, resume: bool) -> tuple[list[Slot], GpuLeases | None]:
+    """The refusals made before anything is written (``launch a.yaml b.yaml``
+    makes them for every study before the first starts): GPUs named in the
+    config that are not there, a GPU lease folder that cannot be used, an
+    existing study without --resume. Returns the slots and, when runs go on
+    this machine's GPUs, its leases."""
+    resume = resume or spec.runner.resume
+    paths = StudyPaths(spec.output_dir)
+    slots = study_slots(spec)
+    leases = None
+    if any(slot.gpu is not None and not slot.cluster for slot in slots):
+        leases = open_leases(paths.root, spec.runner.runs_per_gpu, os.environ)
+    if not resume and not (spec.runner.overwrite and paths.state.exists()):
+        refuse_existing(paths)  # before the folder is even created
+    return slots, leases
 
 
 def plan_ledger(

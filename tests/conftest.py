@@ -58,6 +58,14 @@ def _no_torch_in_the_children_of_fast_tests(
     monkeypatch.setenv("XORCH_TESTS_NO_TORCH", "1")
 
 
+@pytest.fixture(autouse=True)
+def _own_gpu_lease_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own machine-wide GPU lease folder (``XORCH_GPU_LEASES``): tests
+    that run at once on fake GPU ids 0 and 1 are not one machine, and must not
+    wait for each other's leases (the studies of one test share it)."""
+    monkeypatch.setenv("XORCH_GPU_LEASES", str(tmp_path / "gpu-leases"))
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder whose name has a space and a quote, as users' folders sometimes do."""

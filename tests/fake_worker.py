@@ -35,6 +35,10 @@ times the fold at ``data.init_args.fold``; ``init_args.losses``, a mapping
 ``val/acc = seed / 100`` (plus ``init_args.acc_offset``),
 ``steps_done`` (steps trained by this attempt). It reports ``steps`` as its
 ``epochs_trained`` and its progress file as its ``best_checkpoint_path``.
+With ``init_args.probe``, ``probe.json`` says what the child saw; with
+``init_args.probe_log: FILE``, each attempt appends a start and an end line
+(run folder, seed, pid, CUDA_VISIBLE_DEVICES, time) to FILE, which several
+studies may share (tests/test_gpu_leases.py).
 """
 
 from __future__ import annotations
@@ -230,7 +234,14 @@ def main(argv: list[str]) -> int:
 def _probe(paths: RunPaths, init: dict[str, Any], seed: int, **times: float) -> None:
     """With ``init_args.probe``, what this child saw, in ``probe.json`` (as
     tests/fixtures/faulty.py's probe): its seed, pid, CUDA_VISIBLE_DEVICES and
-    OMP_NUM_THREADS, and when it started and ended."""
+    OMP_NUM_THREADS, and when it started and ended; with ``init_args.probe_log``,
+    a line per event appended there (one short O_APPEND write: never interleaved)."""
+    if init.get("probe_log"):
+        for event, at in times.items():
+            line = {"run_dir": str(paths.root), "seed": seed, "pid": os.getpid(), "event": event}
+            line.update(gpu=os.environ.get("CUDA_VISIBLE_DEVICES"), time=at)
+            with open(str(init["probe_log"]), "a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
     if not init.get("probe"):
         return
     path = paths.root / "probe.json"

@@ -2,7 +2,8 @@
 ``tests.fake_worker`` (spawned by the real ``LocalLauncher``, or run by the real
 ``SlurmLauncher``'s jobs for ``executor: slurm``), for tests that
 need the parent as a real process (signals to it, ``kill -9`` then
-``--resume``) without a torch import in any child. Test-only: the product has
+``--resume``) without a torch import in any child (``launch --together``'s
+study processes are fake xorch too). Test-only: the product has
 no hook for it; the launcher factory is replaced here, before the CLI runs."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import orchestrator.cli as cli
+import orchestrator.commands.launch_many as launch_many
 import orchestrator.launchers as launchers
 from orchestrator.config import StudySpec
 from orchestrator.contract.paths import StudyPaths
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> None:
     assert holders, "tests.fake_xorch: no module holds make_launcher any more"
     for module in holders:
         module.make_launcher = fake_launcher  # type: ignore[attr-defined]
+    # ``launch --together`` starts one xorch per study: fake ones too.
+    launch_many.PARENT_MODULE = "tests.fake_xorch"
     sys.argv = ["xorch", *argv]
     cli.main()
 

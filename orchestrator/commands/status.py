@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.paths import LeasePaths, StudyPaths
 from orchestrator.contract.records import Heartbeat
+from orchestrator.gpu_leases import LeaseView, read_leases
 from orchestrator.representative import standout_lines
 from orchestrator.seed_table import seed_table, split_finite
 from orchestrator.state import RunRecord, RunStatus, StudyState
@@ -74,6 +76,8 @@ class StudyStatus:
     adaptive: str | None = None  # adaptive seeds: why they stopped, or how far they got
     # the representative and the best run, one line per variant (orchestrator.representative)
     standouts: tuple[str, ...] = ()
+    # this machine's GPU leases held now, by any xorch process (orchestrator.gpu_leases)
+    leases: tuple[LeaseView, ...] = ()
 
 
 def study_status(study_dir: Path) -> StudyStatus:
@@ -129,6 +133,7 @@ def study_status(study_dir: Path) -> StudyStatus:
         progress,
         _adaptive_line(state),
         tuple(standout_lines(state)),
+        tuple(read_leases(LeasePaths.default(os.environ))),
     )
 
 
@@ -190,9 +195,26 @@ def render_status(status: StudyStatus, as_json: bool = False) -> str:
     notes += status.standouts
     if status.adaptive is not None:
         notes.append(status.adaptive)
+    notes += lease_lines(status)
     heading = [f"{status.root}  ({status.total} runs: {counts})  {stamp}"]
     heading += [f"  {name}: {_progress(p)}" for name, p in status.variants.items()]
     return "\n".join([*heading, *body, *notes])
+
+
+def lease_lines(status: StudyStatus) -> list[str]:
+    """Who holds which GPU place on this machine now: this study's runs and other studies'."""
+    if not status.leases:
+        return []
+    lines = ["GPU places held on this machine:"]
+    for lease in status.leases:
+        owner = lease.owner
+        who = "this study" if Path(owner.study) == status.root else owner.study
+        since = time.strftime("%H:%M:%S", time.localtime(owner.since))
+        lines.append(
+            f"  GPU {lease.gpu} place {lease.place}: {who}, run {owner.run} "
+            f"(xorch pid {owner.pid}, since {since})"
+        )
+    return lines
 
 
 def _progress(progress: VariantProgress) -> str:
