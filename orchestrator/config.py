@@ -154,7 +154,8 @@ def _validate(
 ) -> StudySpec:
     warnings = list(top_level_keys(path, raw, referenced | space_roots(raw.get(SEARCH_KEY))))
     mode = _mode(raw)
-    if "seed" in raw and mode is Mode.RUN_EXPERIMENTS:
+    # lightning-hydra-template's train.yaml says `seed: null`: no seed, nothing ignored.
+    if raw.get("seed") is not None and mode is Mode.RUN_EXPERIMENTS:
         warnings.append(
             f"top-level seed: {raw['seed']!r} is not used; xorch seeds each run with its "
             f"own seed from {RUNNER_KEY}"

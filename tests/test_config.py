@@ -176,6 +176,15 @@ def test_train_mode_needs_a_seed(write_config, workdir):
     assert load_study(write_config(config)).train_seed == 1084739421
 
 
+@pytest.mark.parametrize(("seed", "warned"), [(12345, True), (0, True), (None, False)])
+def test_a_top_level_seed_is_said_unused_only_when_it_is_one(write_config, workdir, seed, warned):
+    # lightning-hydra-template's train.yaml has `seed: null`: nothing is ignored there.
+    spec = load_study(write_config({**tiny_config(workdir / "out"), "seed": seed}))
+    said = [w for w in spec.warnings if w.startswith("top-level seed:")]
+    assert said == ([f"top-level seed: {seed} is not used; xorch seeds each run with its own "
+                     "seed from experiments_runner"] if warned else [])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
