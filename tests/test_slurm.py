@@ -75,6 +75,18 @@ def test_a_study_through_slurm_looks_like_a_local_one(workdir, write_config):
     rows = (out / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "mean", "std"]
 
+    # Issue 21: a run chosen again is a new job; its old folder is kept aside.
+    rerun = fake_xorch("rerun", str(out), "1", cwd=workdir)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (out / "run_01_seed101.old-1" / "metrics.json").is_file()
+    resumed = fake_xorch("launch", str(workdir / "study.yaml"), "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    attempts = read_state(out)["runs"][1]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["completed", "completed"]
+    assert attempts[1]["job_id"] not in ids and len(job_ids(out)) == 4
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "mean", "std"]
+
 
 def test_a_failed_job_is_classified_from_its_error_file(workdir, write_config):
     acts = {"1": {"*": {"do": "raise", "message": "boom on purpose"}}}
