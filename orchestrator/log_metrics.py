@@ -22,6 +22,7 @@ from typing import Any
 from orchestrator.contract.bounded import parse_json, read_tail
 from orchestrator.contract.limits import LOG_JSON_TAIL_BYTES, MAX_LOG_SCAN_BYTES
 from orchestrator.errors import ConfigError
+from orchestrator.setting_values import entries
 
 __all__ = [
     "LogPattern",
@@ -43,14 +44,11 @@ class LogPattern:
 
 def check_log_patterns(raw: Any) -> tuple[LogPattern, ...]:
     """The ``metrics_from_log`` block as patterns; ConfigError naming the key otherwise."""
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError(
-            f"{KEY} must map metric names to regular expressions, "
-            "e.g. {test/loss: 'Average loss: ([0-9.]+)'}"
-        )
+    shape = (
+        "must map metric names to regular expressions, e.g. {test/loss: 'Average loss: ([0-9.]+)'}"
+    )
     patterns = []
-    for name, text in raw.items():
-        where = f"{KEY}.{name}"
+    for name, text, where in entries(raw, KEY, shape):
         if not isinstance(text, str):
             raise ConfigError(f"{where} must be a regular expression string")
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -17,6 +17,7 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "MAX_SEED",
     "amount",
+    "entries",
     "flag",
     "gigabytes",
     "kind_of",
@@ -36,6 +37,15 @@ def refuse_unknown_keys(block: Mapping[str, Any], known: tuple[str, ...], where:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def entries(block: Any, where: str, shape: str) -> Iterator[tuple[Any, Any, str]]:
+    """A block that must be a mapping with at least one entry, as (name, value,
+    where-of-that-entry); ConfigError ``WHERE SHAPE`` otherwise."""
+    if not isinstance(block, Mapping) or not block:
+        raise ConfigError(f"{where} {shape}")
+    for name, value in block.items():
+        yield name, value, f"{where}.{name}"
 
 
 def parse_seed(value: Any, where: str) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 from orchestrator.errors import ConfigError
 from orchestrator.overrides import set_dotted
 from orchestrator.setting_values import (
+    entries,
     flag,
     kind_of,
     parse_seed,
@@ -220,14 +221,12 @@ def _study_name(value: Any) -> str | None:
 
 
 def _space(block: Any, training: Mapping[str, Any]) -> tuple[Param, ...]:
-    if not isinstance(block, dict) or not block:
-        raise ConfigError(
-            f"{SEARCH_KEY}.space must map dotted keys of the training config to "
-            "parameters, like model.init_args.lr: {type: float, low: 1.0e-4, high: 0.1}"
-        )
+    shape = (
+        "must map dotted keys of the training config to parameters, "
+        "like model.init_args.lr: {type: float, low: 1.0e-4, high: 0.1}"
+    )
     params = []
-    for key, entry in block.items():
-        where = f"{SEARCH_KEY}.space.{key}"
+    for key, entry, where in entries(block, f"{SEARCH_KEY}.space", shape):
         if not isinstance(key, str) or not key or "" in key.split("."):
             raise ConfigError(f"{where}: a parameter's name is a dotted key, like model.lr")
         if key.split(".")[0] in _NOT_TRAINING:
