@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.contract.atomic import atomic_write_json
-from orchestrator.contract.paths import GPU_LEASES_ENV, LeasePaths
+from orchestrator.contract.lease_paths import GPU_LEASES_ENV, LeasePaths
 from orchestrator.contract.records import read_json_object
 from orchestrator.errors import ConfigError
 from orchestrator.lease_choice import PlaceHolder, choose_places, first_in_line

@@ -94,9 +94,7 @@ def launch_spec(
     before = entries(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with launcher_lock(paths):
-        for temp in paths.stale_temp_files():  # a killed launch's half-written files
-            with contextlib.suppress(OSError):
-                temp.unlink()
+        _remove_stale_temps(paths)
         fresh = not (paths.state.exists() or paths.state_backup.exists())
         ledger = plan_ledger(spec, paths, resume, overwrite)
         reporter = reporter or Reporter(paths.log)
@@ -128,10 +126,22 @@ def launch_spec(
             return _finish(spec, paths, outcome.state, reporter, flag, outcome.config_error)
         result = _take_back(spec, paths, outcome.state, before, reporter, outcome.config_error)
     if before is None:  # the folder is ours: it goes too, once its lock is released
-        with contextlib.suppress(OSError):
-            paths.launcher_lock.unlink()
-            paths.root.rmdir()
+        _remove_own_folder(paths)
     return result
+
+
+def _remove_stale_temps(paths: StudyPaths) -> None:
+    """A killed launch's half-written files."""
+    for temp in paths.stale_temp_files():
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
+def _remove_own_folder(paths: StudyPaths) -> None:
+    """The folder this launch made, left empty but for its lock."""
+    with contextlib.suppress(OSError):
+        paths.launcher_lock.unlink()
+        paths.root.rmdir()
 
 
 def refuse_unstartable(spec: StudySpec, resume: bool) -> tuple[list[Slot], GpuLeases | None]:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from orchestrator.commands.status import render_status, study_status
-from orchestrator.contract.paths import LeasePaths
+from orchestrator.contract.lease_paths import LeasePaths
 from orchestrator.gpu_leases import GpuLeases, read_leases
 from orchestrator.gpus import Slot
 from orchestrator.lease_gate import LeaseGate
@@ -170,7 +170,7 @@ def test_a_refused_slot_asks_again_on_its_timer_not_on_every_pass(tmp_path):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from orchestrator.contract.paths import LeasePaths
+from orchestrator.contract.lease_paths import LeasePaths
 from orchestrator.gpu_leases import GpuLeases
 lease = GpuLeases(LeasePaths(Path(sys.argv[1])), Path("/s/killed"), 1).take(["0"], 5)
 print("held" if lease else "refused", flush=True)
@@ -203,7 +203,7 @@ def test_a_killed_holders_place_is_free_at_once(tmp_path):
 HOLDER_WITH_A_CHILD = """
 import subprocess, sys, time
 from pathlib import Path
-from orchestrator.contract.paths import LeasePaths
+from orchestrator.contract.lease_paths import LeasePaths
 from orchestrator.gpu_leases import GpuLeases
 from orchestrator.liveness import identify
 lease = GpuLeases(LeasePaths(Path(sys.argv[1])), Path("/s/killed"), 1).take(["0"], 5)

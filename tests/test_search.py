@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from orchestrator.config import load_study
-from orchestrator.contract.paths import SearchPaths
+from orchestrator.contract.search_paths import SearchPaths
 from orchestrator.errors import ConfigError, ExitCode
 from orchestrator.search.space import distributions, grid, trial_training
 from orchestrator.search.spec import Direction, Param, ParamKind, SamplerName

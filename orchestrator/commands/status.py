@@ -19,7 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.contract.paths import LeasePaths, StudyPaths
+from orchestrator.contract.lease_paths import LeasePaths
+from orchestrator.contract.paths import StudyPaths
 from orchestrator.contract.records import Heartbeat
 from orchestrator.gpu_leases import LeaseView, read_leases
 from orchestrator.representative import standout_lines

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter
-from orchestrator.contract.paths import SearchPaths, StudyPaths
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.search_paths import SearchPaths
 from orchestrator.errors import ConfigError, ExitCode, StudyExistsError
 from orchestrator.interrupts import StopFlag, stop_on_signals
 from orchestrator.launchers.base import Launcher

@@ -17,7 +17,8 @@ import yaml
 from orchestrator.commands.figures import new_figure, save_png
 from orchestrator.console import Reporter
 from orchestrator.contract.atomic import atomic_write_text
-from orchestrator.contract.paths import SearchPaths, StudyPaths
+from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.search_paths import SearchPaths
 from orchestrator.errors import XorchError
 from orchestrator.search.space import trial_training
 from orchestrator.search.spec import Direction, SearchSpec

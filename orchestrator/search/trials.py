@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.contract.paths import SearchPaths
+from orchestrator.contract.search_paths import SearchPaths
 from orchestrator.errors import ExitCode
 from orchestrator.search.space import distributions, grid
 from orchestrator.search.spec import SamplerName, SearchSpec
