@@ -84,9 +84,7 @@ def launch_spec(
     if spec.search is not None:  # optuna: imported only for a search
         from orchestrator.search.driver import launch_search
 
-        return launch_search(
-            spec, resume=resume, reporter=reporter, launcher=launcher, cancel_jobs=cancel_jobs
-        )
+        return launch_search(spec, resume, reporter, launcher, cancel_jobs)
     resume = resume or spec.runner.resume
     overwrite = None if resume else spec.runner.overwrite  # a resume never reopens (_move_aside)
     paths = StudyPaths(spec.output_dir)

@@ -46,13 +46,13 @@ BASELINE = "baseline"
 
 def launch_search(
     spec: StudySpec,
-    *,
-    resume: bool = False,
-    reporter: Reporter | None = None,
-    launcher: Launcher | None = None,
-    cancel_jobs: bool = False,
+    resume: bool,
+    reporter: Reporter | None,
+    launcher: Launcher | None,
+    cancel_jobs: bool,
 ) -> LaunchResult:
-    """Lock the study folder, run the trials, write the outputs, then the seed study."""
+    """Lock the study folder, run the trials, write the outputs, then the seed
+    study (``study.launch_spec``'s arguments, for a config with ``search:``)."""
     search = spec.search
     assert search is not None
     resume = resume or spec.runner.resume
