@@ -127,6 +127,8 @@ class Scheduler:
         try:
             return self._loop(state, reattach, wakeup)
         finally:
+            if self._ledger.unsaved:  # a verdict of a pass that ended in an exception
+                self._ledger.flush()
             self.stop.on_request = None
             if own_wakeup:
                 wakeup.close()
@@ -181,6 +183,9 @@ class Scheduler:
                         continue
                     index = queue.popleft()
                     state, active[slot] = self._start(state, index, slot, wakeup)
+            # The pass's verdicts were recorded ``later``: a start above saved
+            # them with itself (one save for both, issue 20); else they are saved now.
+            state = self._ledger.flush()
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
@@ -358,7 +363,8 @@ class Scheduler:
             resumed_from=study_relative(verdict.resumed_from, self.paths.root)
             or running.attempt.resumed_from,
         )
-        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics)
+        # Saved with the pass's next start or at its end (``Ledger.flush``).
+        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics, later=True)
         self._report(state, running.index, finished)
         return state
 
