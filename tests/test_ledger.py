@@ -42,7 +42,7 @@ def test_a_change_whose_save_failed_is_not_the_ledgers_state(tmp_path, monkeypat
     def refuse(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("orchestrator.state_store.atomic_write_text", refuse)
+    monkeypatch.setattr("orchestrator.state_store.atomic_write_chunks", refuse)
     attempt = Attempt(number=1, started_at="2026-01-01T00:00:00+00:00", log="x.log")
     with pytest.raises(StateWriteError):
         ledger.start_attempt(0, attempt)
