@@ -183,9 +183,7 @@ class Scheduler:
                         continue
                     index = queue.popleft()
                     state, active[slot] = self._start(state, index, slot, wakeup)
-            # The pass's verdicts were recorded ``later``: a start above saved
-            # them with itself (one save for both, issue 20); else they are saved now.
-            state = self._ledger.flush()
+            state = self._ledger.flush()  # verdicts no start above saved (issue 20)
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
