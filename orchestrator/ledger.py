@@ -1,10 +1,19 @@
 """The study ledger: the one holder of a launch's current state.
 
 Every change to the state goes through a method here, and each of them saves
-before it returns, so no change can be made and left unsaved. The ledger also
-owns the cache of run texts that keeps a save of 10,000 runs cheap; the state
-lock is taken by each save (``state_store.save_state``). What a change means
-(which status follows) stays in ``orchestrator.state``."""
+before it returns, so no change can be made and left unsaved, with one
+exception: a finished attempt may be recorded ``later`` (``finish_attempt(...,
+later=True)``), and is then saved with the next change or by ``flush``. The
+scheduler does so for the verdicts of one pass of its loop, so that a finished
+attempt and the start of the next one cost one save, not two (issue 20: each
+save is two fsyncs). What is on disk meanwhile is the state before the verdict:
+the attempt ``running``, which a ``--resume`` after a ``kill -9`` settles from
+the attempt's own files (``recovery``), as it settles an attempt whose child
+ended just before the parent died.
+
+The ledger also owns the cache of run texts that keeps a save of 10,000 runs
+cheap; the state lock is taken by each save (``state_store.save_state``). What
+a change means (which status follows) stays in ``orchestrator.state``."""
 
 from __future__ import annotations
 
@@ -30,15 +39,26 @@ class Ledger:
         self.paths = paths
         self._state = state
         self._texts = RunTexts()
+        self._unsaved = False  # a finished attempt recorded ``later``, not on disk yet
 
     @property
     def state(self) -> StudyState:
+        """The current state: what is on disk, and any finished attempt recorded later."""
         return self._state
+
+    @property
+    def unsaved(self) -> bool:
+        return self._unsaved
 
     def _save(self, state: StudyState) -> StudyState:
         save_state(self.paths, state, self._texts)
         self._state = state  # only once it is on disk
+        self._unsaved = False
         return state
+
+    def flush(self) -> StudyState:
+        """Save what was recorded ``later``; nothing when all is on disk."""
+        return self._save(self._state) if self._unsaved else self._state
 
     def record_plan(self, state: StudyState) -> StudyState:
         """The planned state (random seeds included), saved before any run starts."""
@@ -53,8 +73,15 @@ class Ledger:
         finished: Attempt,
         metrics: Mapping[str, float] | None = None,
         outcome: RunOutcome | None = None,
+        later: bool = False,
     ) -> StudyState:
-        return self._save(self._state.finish_attempt(index, finished, metrics, outcome))
+        """The attempt's verdict; ``later``: saved with the next change or ``flush``
+        (the scheduler's one save per pass), not now."""
+        state = self._state.finish_attempt(index, finished, metrics, outcome)
+        if not later:
+            return self._save(state)
+        self._state, self._unsaved = state, True
+        return state
 
     def reopen(self, indices: Sequence[int]) -> StudyState:
         """Completed runs to run again (``xorch rerun``), all in one save; their
@@ -66,7 +93,7 @@ class Ledger:
         state = self._state
         for index, finished, metrics, outcome in settled:
             state = state.finish_attempt(index, finished, metrics, outcome)
-        return self._save(state) if state is not self._state else state
+        return self._save(state) if state is not self._state or self._unsaved else state
 
     def add_seeds(self, count: int) -> list[int]:
         """The next ``count`` adaptive seeds' runs, on record before they start;
@@ -79,5 +106,5 @@ class Ledger:
         """Record why no more adaptive seeds follow (saved once per reason)."""
         assert self._state.adaptive is not None
         if self._state.adaptive.stopped == reason:
-            return self._state
+            return self.flush()
         return self._save(with_stop(self._state, reason))

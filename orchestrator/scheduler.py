@@ -131,6 +131,8 @@ class Scheduler:
         try:
             return self._loop(state, reattach, wakeup)
         finally:
+            if self._ledger.unsaved:  # a verdict of a pass that ended in an exception
+                self._ledger.flush()
             self._lease_gate.release_all()  # a start that raised; the rest went at their verdicts
             self.stop.on_request = None
             if own_wakeup:
@@ -183,6 +185,7 @@ class Scheduler:
                 if not queue and state.adaptive is not None:
                     state = self._adaptive_seeds(state, queue, tally, active)
                 state = self._fill_slots(state, queue, active, wakeup)
+            state = self._ledger.flush()  # verdicts no start above saved (issue 20)
             if recorded and runner.save_summary:
                 # After the starts: the next run need not wait for the summary,
                 # which the state (already saved) can always rebuild.
@@ -378,7 +381,10 @@ class Scheduler:
             verdict.outcome.epochs_trained,
             study_relative(verdict.outcome.best_checkpoint_path, self.paths.root),
         )
-        state = self._ledger.finish_attempt(running.index, finished, verdict.metrics, outcome)
+        # Saved with the pass's next start or at its end (``Ledger.flush``).
+        state = self._ledger.finish_attempt(
+            running.index, finished, verdict.metrics, outcome, later=True
+        )
         self._report(state, running.index, finished)
         return state
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.atomic import atomic_write_text
+from orchestrator.contract.atomic import atomic_write_chunks
 from orchestrator.contract.bounded import ReadRefused, parse_json, read_bounded
 from orchestrator.contract.limits import MAX_STATE_BYTES
 from orchestrator.contract.paths import StudyPaths
@@ -48,6 +48,7 @@ __all__ = [
     "load_study_state",
     "read_study_folder",
     "save_state",
+    "state_chunks",
     "state_from_payload",
     "state_to_json",
     "study_folder",
@@ -62,7 +63,7 @@ class RunTexts:
     cache a ledger owns, so a save re-encodes only the runs that changed."""
 
     def __init__(self) -> None:
-        self._texts: dict[int, tuple[RunRecord, str]] = {}
+        self._texts: dict[int, tuple[RunRecord, str, bytes]] = {}
         self._checkpoints: dict[int, tuple[RunRecord, str | None]] = {}
 
     def checkpoint(self, record: RunRecord, root: Path) -> str | None:
@@ -77,9 +78,16 @@ class RunTexts:
         return where
 
     def text(self, record: RunRecord) -> str:
+        return self._entry(record)[1]
+
+    def data(self, record: RunRecord) -> bytes:
+        """The text, encoded: what a save writes."""
+        return self._entry(record)[2]
+
+    def _entry(self, record: RunRecord) -> tuple[RunRecord, str, bytes]:
         hit = self._texts.get(id(record))
         if hit is not None and hit[0] is record:
-            return hit[1]
+            return hit
         text = json.dumps(_record_payload(record), separators=(",", ":"), allow_nan=True)
         again = json.dumps(
             _record_payload(record_from_payload(json.loads(text), f"runs[{record.index}]")),
@@ -87,8 +95,8 @@ class RunTexts:
         )
         if again != text:  # never write what does not read back (compared as text: NaN)
             raise ValueError(f"run {record.index} does not survive a round trip through JSON")
-        self._texts[id(record)] = (record, text)
-        return text
+        entry = self._texts[id(record)] = (record, text, text.encode("utf-8"))
+        return entry
 
     def keep_only(self, state: StudyState) -> None:
         if len(self._texts) <= 2 * len(state.runs) + 16:
@@ -105,6 +113,13 @@ def state_to_json(
 ) -> str:
     """The file's text; ``root``: the study folder, where the representative and the
     best run's ``last.ckpt`` are looked for (their checkpoint is null without it)."""
+    return b"".join(state_chunks(state, texts, root)).decode("utf-8")
+
+
+def state_chunks(
+    state: StudyState, texts: RunTexts | None = None, root: Path | None = None
+) -> list[bytes]:
+    """The file's bytes in pieces (the header, then each run), as a save writes them."""
     check_state(state)
     texts = RunTexts() if texts is None else texts
     header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
@@ -132,9 +147,15 @@ def state_to_json(
         training_config=_plain(state.training_config),
     )
     header.update(_standouts_payload(state, root, texts))
-    runs = ",\n".join(texts.text(r) for r in state.runs)
+    chunks = [(json.dumps(header)[:-1] + ', "runs": [\n').encode("utf-8")]
+    separator = b",\n"
+    for record in state.runs:
+        chunks += (texts.data(record), separator)
+    if state.runs:
+        chunks.pop()  # the last separator
+    chunks.append(b"\n]}\n")
     texts.keep_only(state)
-    return json.dumps(header)[:-1] + ', "runs": [\n' + runs + "\n]}\n"
+    return chunks
 
 
 def _standouts_payload(state: StudyState, root: Path | None, texts: RunTexts) -> dict[str, Any]:
@@ -289,10 +310,10 @@ def save_state(paths: StudyPaths, state: StudyState, texts: RunTexts | None = No
     """Validate, keep the previous file as .bak, replace atomically. Raises StateWriteError.
 
     ``texts``: the caller's cache of run texts (a ledger's); none: every run is encoded."""
-    text = state_to_json(state, texts, paths.root)
+    chunks = state_chunks(state, texts, paths.root)
     try:
         with state_lock(paths):
-            atomic_write_text(paths.state, text, keep_previous_as=paths.state_backup)
+            atomic_write_chunks(paths.state, chunks, keep_previous_as=paths.state_backup)
     except OSError as exc:
         raise StateWriteError(
             f"could not write {paths.state} ({exc.strerror or exc}); the previous state is "

@@ -41,8 +41,10 @@ values are unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import operator
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable
@@ -125,8 +127,14 @@ def _marked(runs: list[RunRecord], block: tuple[str, ...], marks: Marks | None) 
     The block's text is cached without them, so a mark that moves costs no format."""
     if marks is None:
         return list(block)
+    chosen = _marked_now.get(id(marks))
+    if chosen is None or chosen[0] is not marks:  # the marks of this summary, once
+        chosen = (marks, {i: _marks(i, marks) for i in {*marks[0], *marks[1]}})
+        _marked_now.clear()
+        _marked_now[id(marks)] = chosen
+    mark_of = chosen[1]
     rows = [
-        f"{text}{_reported(r)}{_marks(r.index, marks)}"
+        text + _reported(r) + mark_of.get(r.index, ",,")
         for r, text in zip(runs, block, strict=False)
     ]
     return [*rows, *(f"{line},,,," for line in block[len(runs) :])]
@@ -145,6 +153,10 @@ def _csv_text(text: str) -> str:
     return text
 
 
+# The mark cells of the marked runs, for the ``marks`` of the summary being written.
+_marked_now: dict[int, tuple[Marks, dict[int, str]]] = {}
+
+
 def _marks(index: int, marks: Marks) -> str:
     """``,*,`` for the representative run, ``,,*`` for the best, ``,*,*`` for both."""
     return "".join("," + ("*" if index in chosen else "") for chosen in marks)
@@ -160,33 +172,55 @@ def _block(
     runs: list[RunRecord], names: tuple[str, ...], columns: tuple[str, ...], label: tuple[str, ...]
 ) -> tuple[str, ...]:
     """The rows of ``runs``, then their mean and std rows (``label`` after mean/std).
-    Each label's last block is kept with the values it shows: in a study of many
-    variants a run changes one variant's block, and the others are reused. One
-    block per label, so the cache cannot grow with the number of runs."""
-    keys = tuple(
-        (r.index, r.variant, r.fold, r.seed, r.duration_s, tuple(map(r.metrics.get, names)), names)
-        for r in runs
-    )
-    if any(0 in key[5] or key[4] == 0 for key in keys):  # 0.0 == -0.0, but they print apart
-        return _format_block(keys, columns, label)
+    Each label's last block is kept with its records (immutable objects): the same
+    records give the same block, found without reading a value, and a block that
+    gained or changed a run reuses the rows of the records it kept, so a run's
+    summary costs what changed, not the whole study (issue 20: 2,000 runs; issue
+    23: 500 variants). One block per label: the cache cannot grow with the runs."""
     last = _last_block.get(label)
-    # Equal values give equal text (nan never equals itself: a miss, never a wrong block).
-    if last is not None and last[0] == keys:
-        return last[1]
-    lines = _format_block(keys, columns, label)
-    _last_block[label] = (keys, lines)
+    if last is not None and last.names != names:
+        last = None
+    if last is not None and _same_records(last.records, runs):
+        return last.lines
+    known = {} if last is None else {id(r): i for i, r in enumerate(last.records)}
+    rows = []
+    for r in runs:
+        at = known.get(id(r))
+        if last is not None and at is not None and last.records[at] is r:
+            rows.append(last.rows[at])
+        else:
+            logged = tuple(map(r.metrics.get, names))
+            rows.append(_row((r.index, r.variant, r.fold, r.seed, r.duration_s, logged, names)))
+    lines = _format_block(rows, [r.fold for r in runs], columns, label)
+    _last_block[label] = _KeptBlock(tuple(runs), tuple(rows), names, lines)
     return lines
 
 
+def _same_records(kept: tuple[RunRecord, ...], runs: list[RunRecord]) -> bool:
+    return len(kept) == len(runs) and all(map(operator.is_, kept, runs))
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeptBlock:
+    """A label's last block: its records, their rows (text, values), the metric
+    names, and its lines."""
+
+    records: tuple[RunRecord, ...]
+    rows: tuple[tuple[str, tuple[float, ...]], ...]
+    names: tuple[str, ...]
+    lines: tuple[str, ...]
+
+
 def _format_block(
-    keys: tuple[_RowKey, ...], columns: tuple[str, ...], label: tuple[str, ...]
+    rows: list[tuple[str, tuple[float, ...]]],
+    folds: list[int | None],
+    columns: tuple[str, ...],
+    label: tuple[str, ...],
 ) -> tuple[str, ...]:
-    rows = [_row(key) for key in keys]
     lines = [text for text, _ in rows]
-    matrix = np.array([values for _, values in rows], dtype=float).reshape(len(keys), len(columns))
+    matrix = np.array([values for _, values in rows], dtype=float).reshape(len(rows), len(columns))
     # Missing cells are nan already; nan, inf and -inf values are left out the same way.
     matrix[~np.isfinite(matrix)] = math.nan
-    folds = [key[2] for key in keys]
     with_folds = any(f is not None for f in folds)
     lines += _mean_std(matrix, columns, [*label, *(("-",) if with_folds else ())])
     for fold in sorted({f for f in folds if f is not None}):
@@ -211,8 +245,8 @@ def _mean_std(matrix: np.ndarray, columns: tuple[str, ...], label: list[str]) ->
     return lines
 
 
-# label (the variant, or () in a study of one config) -> its last block's row values and text
-_last_block: dict[tuple[str, ...], tuple[tuple[_RowKey, ...], tuple[str, ...]]] = {}
+# label (the variant, or () in a study of one config) -> its last block
+_last_block: dict[tuple[str, ...], _KeptBlock] = {}
 
 
 def _row(key: _RowKey) -> tuple[str, tuple[float, ...]]:

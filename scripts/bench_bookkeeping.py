@@ -6,8 +6,9 @@
 A study of 500 variants x 1 seed and 500 x 20 seeds (10,000 runs) is built in
 memory with the real state code (no child, no training): every run completed
 but the last few, with random val/loss and val/acc. Each sample then does what
-the parent does for one run: ``Ledger.start_attempt`` (a state save),
-``Ledger.finish_attempt`` (a save), then the summary files.
+the parent does for one run in a pass of its loop: ``Ledger.finish_attempt``
+recorded later, ``Ledger.start_attempt`` of the next run (one state save for
+both), then the summary files.
 
 - "summary + comparison every run": ``summary.write_summary``, both files in
   full after every run (what the parent did before issue 23's fix);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import random
 import statistics
 import sys
@@ -42,7 +44,7 @@ from orchestrator.ledger import Ledger  # noqa: E402
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState  # noqa: E402
 
 VARIANTS = 500
-PENDING = 12  # runs left pending at the end, finished by the samples
+PENDING = 12  # runs left pending at the end, finished by the samples (at most 11)
 
 
 def variant_study(variants: int, seeds: int, rng: random.Random) -> StudyState:
@@ -90,8 +92,8 @@ Bookkeeping = Callable[[StudyPaths], Callable[[StudyState], object]]
 
 
 def per_run_ms(state: StudyState, samples: int, make: Bookkeeping) -> float:
-    """The median of ``samples`` runs' bookkeeping: two state saves, then what
-    ``make`` gives for the study folder."""
+    """The median of ``samples`` runs' bookkeeping: one state save (a verdict and
+    the next start), then what ``make`` gives for the study folder."""
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() as tmp:
         paths = StudyPaths(Path(tmp))
@@ -100,12 +102,16 @@ def per_run_ms(state: StudyState, samples: int, make: Bookkeeping) -> float:
         bookkeeping = make(paths)
         bookkeeping(ledger.state)  # the files exist, as after the first run
         pending = [r.index for r in state.runs if r.status is RunStatus.PENDING]
+        ledger.start_attempt(pending[0], _attempt())
         times = []
-        for index in pending[:samples]:
+        for running, following in itertools.pairwise(pending[: samples + 1]):
+            # One pass of the scheduler's loop: the verdict recorded later, the
+            # next start saved with it (one save), then the summary files.
             begin = time.perf_counter()
-            ledger.start_attempt(index, _attempt())
-            current = ledger.finish_attempt(index, _attempt(AttemptClass.COMPLETED), _metrics(rng))
-            bookkeeping(current)
+            finished = _attempt(AttemptClass.COMPLETED)
+            ledger.finish_attempt(running, finished, _metrics(rng), later=True)
+            ledger.start_attempt(following, _attempt())
+            bookkeeping(ledger.flush())
             times.append(time.perf_counter() - begin)
         return 1000 * statistics.median(times)
 

@@ -110,3 +110,33 @@ def test_comparison_csv_is_complete_at_the_end_of_a_variants_launch(tmp_path):
             assert row["vs"] == "base" and row["n_pairs"] == len(seeds)
             assert row["diff"] == pytest.approx(offset)
     assert Path(out / "summary.csv").read_text().count("\nmean,") == 3
+
+
+def test_a_summary_kept_run_by_run_is_the_summary_made_afresh(tmp_path):
+    """Each block is kept with its records and rebuilt from the rows of those it
+    kept (issue 20): after every run, in a study of one config and one of
+    variants, the text equals the one made with every cache emptied."""
+    from orchestrator import summary
+    from orchestrator.state import Attempt, AttemptClass
+
+    for losses in ({"a": [0.5, 0.0, 0.25]}, {"a": [0.5, 0.4, 0.3], "b": [-0.0, 0.1, 0.2]}):
+        full = saved_variant_study(tmp_path / str(len(losses)), losses, (1, 2, 3), with_logs=False)
+        if len(losses) == 1:  # a study of one config: no variant names
+            runs = tuple(dataclasses.replace(r, variant=None) for r in full.runs)
+            full = dataclasses.replace(full, runs=runs, variant_configs={}, compare_to=None)
+        state = dataclasses.replace(
+            full, runs=tuple(dataclasses.replace(r, status=r.status.PENDING) for r in full.runs)
+        )
+        for record in full.runs:
+            attempt = Attempt(number=1, started_at="2026-01-01T00:00:00+00:00", log="x")
+            state = state.start_attempt(record.index, attempt)
+            done = dataclasses.replace(
+                attempt, attempt_class=AttemptClass.COMPLETED, duration_s=record.index / 3
+            )
+            state = state.finish_attempt(record.index, done, record.metrics)
+            kept = summary_text(state.completed, state.variant_configs, summary_marks(state))
+            summary._last_block.clear()
+            summary._cached_row.cache_clear()
+            afresh = summary_text(state.completed, state.variant_configs, summary_marks(state))
+            assert kept == afresh
+        assert kept.count("\n") == len(full.runs) + 2 * len(losses) + 1

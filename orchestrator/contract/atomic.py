@@ -24,10 +24,11 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_chunks", "atomic_write_json", "atomic_write_text"]
 
 _NEW_FILE_MODE = 0o666  # less the umask, as open() and the shell do
 
@@ -35,7 +36,17 @@ _NEW_FILE_MODE = 0o666  # less the umask, as open() and the shell do
 def atomic_write_bytes(
     path: Path, data: bytes, keep_previous_as: Path | None = None, durable: bool = True
 ) -> None:
-    """Replace ``path`` with ``data`` atomically (and, ``durable``, past a power loss).
+    """Replace ``path`` with ``data``: ``atomic_write_chunks`` of one chunk."""
+    atomic_write_chunks(path, (data,), keep_previous_as, durable)
+
+
+def atomic_write_chunks(
+    path: Path, chunks: Iterable[bytes], keep_previous_as: Path | None = None, durable: bool = True
+) -> None:
+    """Replace ``path`` with the ``chunks`` one after another, atomically (and,
+    ``durable``, past a power loss). In chunks, a file of megabytes (the state of
+    10,000 runs) is written without first being joined into one string and
+    encoded: each copy of it cost tens of milliseconds of page faults a save.
 
     ``keep_previous_as``: the file being replaced becomes that file (a hard
     link, so no copy is made however big it is). At every instant ``path``
@@ -47,7 +58,7 @@ def atomic_write_bytes(
     backup_tmp: str | None = None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines(chunks)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
