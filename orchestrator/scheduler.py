@@ -31,28 +31,22 @@ from orchestrator.attempt import PortBook, attempt_env, given_checkpoint, prepar
 from orchestrator.config import StudySpec
 from orchestrator.console import Reporter, format_metrics, progress_line
 from orchestrator.contract.paths import StudyPaths, study_relative
-from orchestrator.errors import ConfigError
 from orchestrator.gpu_leases import GpuLeases
 from orchestrator.gpus import (
     GpuMemoryGate,
     Slot,
-    detect_gpus,
-    gpu_topology,
-    make_slots,
-    resolve_gpus,
 )
 from orchestrator.interrupts import StopFlag
 from orchestrator.launchers.base import ChildProcess, Launcher, Wakeup
 from orchestrator.lease_gate import LeaseGate
 from orchestrator.ledger import Ledger
 from orchestrator.policy import AttemptTally, Decision, decide
-from orchestrator.ranks import cpu_only
-from orchestrator.runner_spec import Executor
+from orchestrator.slots import study_slots
 from orchestrator.state import Attempt, AttemptClass, RunOutcome, RunStatus, StudyState, now_iso
 from orchestrator.summary import SummaryWriter
 from orchestrator.supervise import AttemptWatch, Verdict
 
-__all__ = ["Scheduler", "SchedulerOutcome", "study_slots"]
+__all__ = ["Scheduler", "SchedulerOutcome"]
 
 GPU_WAIT_SAY_EVERY_S = 300.0  # "waiting for GPU memory" is said at most this often per GPU
 
@@ -71,24 +65,6 @@ class _Active:
     attempt: Attempt
     child: ChildProcess
     watch: AttemptWatch
-
-
-def study_slots(spec: StudySpec) -> list[Slot]:
-    runner = spec.runner
-    if runner.executor is Executor.SLURM:  # the cluster places jobs; this caps the queue
-        return [Slot(i, None, cluster=True) for i in range(runner.slurm.max_concurrent)]
-    gpus = resolve_gpus(runner.gpus, detect_gpus()) if runner.gpus != () else []
-    share = runner.gpus_per_run
-    if share > 1 and not gpus and not cpu_only([spec.training, *spec.variants.values()]):
-        # Several processes per run on CPU only when the config says so: a GPU
-        # config would otherwise train N CPU processes without a word.
-        raise ConfigError(
-            f"experiments_runner.gpus_per_run is {share} but no GPU is visible here; "
-            f"run where there are GPUs, or set pl_trainer.accelerator: cpu for {share} "
-            "CPU processes per run"
-        )
-    topology = gpu_topology(gpus) if share > 1 else None
-    return make_slots(gpus, runner.runs_per_gpu, runner.max_parallel, share, topology)
 
 
 @dataclass

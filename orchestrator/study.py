@@ -38,8 +38,9 @@ from orchestrator.recovery import settle_stale_runs
 from orchestrator.rerun import RunChoice, move_aside_reopened, reopen_runs, rerun_targets
 from orchestrator.result import LaunchResult
 from orchestrator.runner_spec import Executor
-from orchestrator.scheduler import Scheduler, study_slots
+from orchestrator.scheduler import Scheduler
 from orchestrator.seed_table import from_runs
+from orchestrator.slots import study_slots
 from orchestrator.state import (
     AttemptClass,
     RunRecord,

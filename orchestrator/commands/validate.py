@@ -13,7 +13,7 @@ from orchestrator.contract.paths import StudyPaths, run_dir_name
 from orchestrator.launchers.factory import SPAWN_FOR_DDP, ddp_runs
 from orchestrator.ranks import cpu_only
 from orchestrator.runner_spec import Executor, LauncherKind
-from orchestrator.scheduler import study_slots
+from orchestrator.slots import study_slots
 from orchestrator.state_store import load_state
 
 __all__ = ["describe_plan"]
