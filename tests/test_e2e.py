@@ -92,8 +92,16 @@ def test_summary_matches_the_state_and_pandas(lightning_study):
     frame = pd.read_csv(io.StringIO(text), dtype={"run": str, "seed": str})
     state = read_state(out)
     metric_names = sorted(state["runs"][0]["metrics"])
-    columns = ["run", "seed", "duration_s", *metric_names, "representative", "best_run"]
+    reported = ["epochs_trained", "best_checkpoint_path"]
+    columns = ["run", "seed", "duration_s", *metric_names, *reported, "representative", "best_run"]
     assert list(frame.columns) == columns
+    # What each child reported: the epochs it trained, and last.ckpt (no ModelCheckpoint
+    # with a monitor in this config).
+    assert list(frame["epochs_trained"].iloc[:3]) == [2, 2, 2]
+    assert all(
+        frame["best_checkpoint_path"].iloc[i] == f"{r['dir']}/last.ckpt"
+        for i, r in enumerate(state["runs"])
+    )
     assert list(frame["run"]) == ["0", "1", "2", "mean", "std"]
     assert list(frame["seed"]) == ["42", "101", "28", "-", "-"]
     # One representative and one best run, each marked once.
