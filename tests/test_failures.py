@@ -253,16 +253,18 @@ def test_a_failed_state_write_stops_the_study_and_keeps_the_last_state(
 
     out = workdir / "out"
     path = write_config(fake_study_config(out, seeds=(1, 2)))
-    real_write = state_module.atomic_write_text
+    real_write = state_module.atomic_write_chunks
     calls = {"n": 0}
 
-    def write(target, text, keep_previous_as=None):
+    def write(target, chunks, keep_previous_as=None):
         calls["n"] += 1
-        if calls["n"] == 3:  # the new state, the start of run 0, then the end of run 0
+        # The new state, the start of run 0, then the end of run 0 (saved with the
+        # start of run 1: one save per scheduler pass): the disk stays full from there.
+        if calls["n"] >= 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(target, text, keep_previous_as=keep_previous_as)
+        real_write(target, chunks, keep_previous_as=keep_previous_as)
 
-    monkeypatch.setattr(state_module, "atomic_write_text", write)
+    monkeypatch.setattr(state_module, "atomic_write_chunks", write)
     with (
         open(workdir / "log.txt", "w") as log,
         pytest.raises(StateWriteError, match=r"No space left on device.*previous state is intact"),
