@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import TORCH_WATCH, tiny_config
+from tests.helpers import TORCH_WATCH, slurm_up, tiny_config
 
 TORCH_GUARD = Path(__file__).parent / "torch_guard"
 
@@ -40,6 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("lightning_study"))
         elif item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``slurm`` needs the local one-node Slurm: skipped without it,
+    except in CI, which starts it (a missing Slurm there is a failure). Asked
+    only when such a test runs: ``sinfo`` waits about 10 s for a controller
+    that is not there, which every test process paid at collection before."""
+    if item.get_closest_marker("slurm") and not os.environ.get("CI") and not slurm_up():
+        pytest.skip("no local Slurm: run scripts/slurm_local.sh")
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ conftest.py; test modules import helpers from here, never from each other."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -76,6 +77,20 @@ def xorch_popen(*args: str, cwd: Path | None = None, **kwargs: Any) -> subproces
         text=True,
         **kwargs,
     )
+
+
+@functools.cache
+def slurm_up() -> bool:
+    """Whether the local one-node Slurm (scripts/slurm_local.sh) answers."""
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        result = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mix", "alloc"))
 
 
 def read_state(output_dir: Path) -> dict:

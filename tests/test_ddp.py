@@ -369,17 +369,7 @@ def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishe
         assert resumed or cut, record
 
 
-def _slurm_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mix", "alloc"))
-
-
-@pytest.mark.slurm
-@pytest.mark.skipif(
-    not os.environ.get("CI") and not _slurm_up(), reason="no local Slurm: scripts/slurm_local.sh"
-)
+@pytest.mark.slurm  # skipped without a local Slurm (tests/conftest.py)
 def test_ddp_run_on_slurm_is_one_job_of_one_task_whose_rank0_starts_the_others(
     workdir, write_config
 ):

@@ -11,8 +11,6 @@ it and a missing Slurm must fail loudly."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -24,21 +22,7 @@ from orchestrator.state import AttemptClass
 from tests.fakes import fake_study_config, fake_xorch, fake_xorch_popen
 from tests.helpers import read_state, wait_for, xorch
 
-
-def slurm_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mix", "alloc"))
-
-
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.skipif(
-        not os.environ.get("CI") and not slurm_up(),
-        reason="no local Slurm: run scripts/slurm_local.sh",
-    ),
-]
+pytestmark = [pytest.mark.slurm]  # skipped without a local Slurm (tests/conftest.py)
 
 SLURM = {"executor": "slurm", "slurm": {"cpus_per_task": 1, "time_min": 10, "max_concurrent": 2}}
 
