@@ -107,8 +107,7 @@ class Scheduler:
         try:
             return self._loop(state, reattach, wakeup)
         finally:
-            if self._ledger.unsaved:  # a verdict of a pass that ended in an exception
-                self._ledger.flush()
+            self._ledger.flush()  # a verdict of a pass that ended in an exception
             self._lease_gate.release_all()  # a start that raised; the rest went at their verdicts
             self.stop.on_request = None
             if own_wakeup:

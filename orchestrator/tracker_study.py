@@ -11,7 +11,6 @@ it), so the parent may import it; it does so lazily, only here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.tracking import read_mlflow_parents
 from orchestrator.seed_table import seed_table
 from orchestrator.state import RunStatus, StudyState
 
@@ -57,11 +57,10 @@ def log_study_figures(paths: StudyPaths, state: StudyState) -> None:
     """Log ``study_figures`` into the parent runs that mlflow_parents.json names;
     nothing when it names none. A tracker that cannot be reached costs a
     warning line, never the study."""
-    try:
-        named = json.loads(paths.mlflow_parents.read_text(encoding="utf-8"))
-        uri, parents = str(named["tracking_uri"]), dict(named["parents"])
-    except (OSError, ValueError, KeyError, TypeError):
+    named = read_mlflow_parents(paths)
+    if named is None:
         return
+    uri, parents = named.tracking_uri, named.parents
     from filelock import FileLock
 
     try:

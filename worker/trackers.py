@@ -14,7 +14,6 @@ stopped run must show as such in its tracker.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,14 @@ from typing import Any
 
 from orchestrator.contract.atomic import atomic_write_json, atomic_write_text
 from orchestrator.contract.paths import RunPaths, StudyPaths
-from orchestrator.contract.tracking import RunIdentity, Tracker, identity_arguments, tracker_of
+from orchestrator.contract.tracking import (
+    RunIdentity,
+    Tracker,
+    identity_arguments,
+    read_mlflow_parents,
+    read_mlflow_run_id,
+    tracker_of,
+)
 
 __all__ = ["AttemptOutcome", "closing_loggers", "logger_arguments", "start_mlflow_run"]
 
@@ -47,9 +53,9 @@ def logger_arguments(
 def _mlflow_links(identity: RunIdentity, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """This run's MLflow run id when an earlier attempt made it; otherwise the
     tag that nests the run under the study's (the variant's) parent run."""
-    own = RunPaths(Path(identity.study_dir) / identity.run_dir).mlflow_run_id
-    if own.is_file() and own.read_text(encoding="utf-8").strip():
-        return {"run_id": own.read_text(encoding="utf-8").strip()}
+    own = read_mlflow_run_id(RunPaths(Path(identity.study_dir) / identity.run_dir))
+    if own is not None:
+        return {"run_id": own}
     parent = _parent_run(identity, str(arguments["tracking_uri"]), arguments["experiment_name"])
     return {"tags": {**dict(arguments.get("tags") or {}), PARENT_RUN_TAG: parent}}
 
@@ -89,14 +95,8 @@ def _parent_run(identity: RunIdentity, uri: str, experiment_name: str) -> str:
 
 def _parents(study: StudyPaths, uri: str) -> dict[str, str]:
     """The parent runs made so far in the store at ``uri`` (group -> run id)."""
-    try:
-        found = json.loads(study.mlflow_parents.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(found, dict) or found.get("tracking_uri") != uri:
-        return {}
-    parents = found.get("parents")
-    return {str(k): str(v) for k, v in parents.items()} if isinstance(parents, dict) else {}
+    found = read_mlflow_parents(study)
+    return dict(found.parents) if found is not None and found.tracking_uri == uri else {}
 
 
 def start_mlflow_run(loggers: list[Any], identity: RunIdentity | None) -> None:

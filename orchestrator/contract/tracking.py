@@ -18,16 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.paths import StudyPaths
+from orchestrator.contract.bounded import ReadRefused, read_bounded, read_json
+from orchestrator.contract.limits import MAX_RECORD_BYTES
+from orchestrator.contract.paths import RunPaths, StudyPaths
 from orchestrator.contract.records import RunSpec
 
 __all__ = [
     "TRACKER_ENV",
+    "MlflowParents",
     "RunIdentity",
     "Tracker",
     "default_mlflow_uri",
     "identity_arguments",
     "install_command",
+    "read_mlflow_parents",
+    "read_mlflow_run_id",
     "run_identity",
     "tracker_environment",
     "tracker_of",
@@ -224,3 +229,32 @@ def run_identity(spec: RunSpec) -> RunIdentity:
         changes=dict(spec.changes),
         fold=spec.fold,
     )
+
+
+@dataclass(frozen=True)
+class MlflowParents:
+    """mlflow_parents.json: the store and the parent run of the study (of each
+    variant, by name; "" for a study of one config), written by the worker that
+    made them and read by the next runs and by the parent's figures."""
+
+    tracking_uri: str
+    parents: dict[str, str]
+
+
+def read_mlflow_parents(study: StudyPaths) -> MlflowParents | None:
+    """The study's MLflow parent runs; None when none were made or the file
+    is not what the worker writes (read within the record limit)."""
+    found = read_json(study.mlflow_parents, MAX_RECORD_BYTES).payload
+    if not isinstance(found, dict) or not isinstance(found.get("parents"), dict):
+        return None
+    parents = {str(k): str(v) for k, v in found["parents"].items()}
+    return MlflowParents(str(found.get("tracking_uri")), parents)
+
+
+def read_mlflow_run_id(run: RunPaths) -> str | None:
+    """The MLflow run an earlier attempt of this run made; None before the first."""
+    try:
+        text = read_bounded(run.mlflow_run_id, MAX_RECORD_BYTES).decode("utf-8", "replace")
+    except (FileNotFoundError, ReadRefused, OSError):
+        return None
+    return text.strip() or None
