@@ -47,7 +47,7 @@ import math
 import operator
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import numpy as np
 
@@ -107,9 +107,11 @@ def summary_text(
     tail = (*RUN_COLUMNS, *MARK_COLUMNS) if marks is not None else ()
     fold = ("fold",) if any(r.fold is not None for r in runs) else ()
     order = list(variants)
+    # The mark cells of the marked runs, made once for the whole file.
+    mark_of = None if marks is None else {i: _marks(i, marks) for i in {*marks[0], *marks[1]}}
     if not order:
         header = ",".join(["run", *fold, "seed", *columns, *tail])
-        lines = [header, *_marked(runs, _block(runs, names, columns, ()), marks)]
+        lines = [header, *_marked(runs, _block(runs, names, columns, ()), mark_of)]
         return "\n".join(lines) + "\n"
     lines = [",".join(["run", "variant", *fold, "seed", *columns, *tail])]
     by_variant: dict[str | None, list[RunRecord]] = {}
@@ -118,21 +120,18 @@ def summary_text(
     for variant in order:
         mine = by_variant.get(variant)
         if mine:
-            lines += _marked(mine, _block(mine, names, columns, (variant,)), marks)
+            lines += _marked(mine, _block(mine, names, columns, (variant,)), mark_of)
     return "\n".join(lines) + "\n"
 
 
-def _marked(runs: list[RunRecord], block: tuple[str, ...], marks: Marks | None) -> list[str]:
-    """A block's lines with the mark columns: ``*`` where chosen, empty on mean and std.
-    The block's text is cached without them, so a mark that moves costs no format."""
-    if marks is None:
+def _marked(
+    runs: list[RunRecord], block: tuple[str, ...], mark_of: Mapping[int, str] | None
+) -> list[str]:
+    """A block's lines with what each run reported and the mark columns (``*``
+    where chosen, empty on mean and std). The block's text is cached without
+    them, so a mark that moves costs no format."""
+    if mark_of is None:
         return list(block)
-    chosen = _marked_now.get(id(marks))
-    if chosen is None or chosen[0] is not marks:  # the marks of this summary, once
-        chosen = (marks, {i: _marks(i, marks) for i in {*marks[0], *marks[1]}})
-        _marked_now.clear()
-        _marked_now[id(marks)] = chosen
-    mark_of = chosen[1]
     rows = [
         text + _reported(r) + mark_of.get(r.index, ",,")
         for r, text in zip(runs, block, strict=False)
@@ -151,10 +150,6 @@ def _csv_text(text: str) -> str:
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
-
-
-# The mark cells of the marked runs, for the ``marks`` of the summary being written.
-_marked_now: dict[int, tuple[Marks, dict[int, str]]] = {}
 
 
 def _marks(index: int, marks: Marks) -> str:
@@ -182,15 +177,15 @@ def _block(
         last = None
     if last is not None and _same_records(last.records, runs):
         return last.lines
-    known = {} if last is None else {id(r): i for i, r in enumerate(last.records)}
+    # The kept block holds its records, so their ids cannot be another record's.
+    kept = {} if last is None else dict(zip(map(id, last.records), last.rows, strict=True))
     rows = []
     for r in runs:
-        at = known.get(id(r))
-        if last is not None and at is not None and last.records[at] is r:
-            rows.append(last.rows[at])
-        else:
+        row = kept.get(id(r))
+        if row is None:
             logged = tuple(map(r.metrics.get, names))
-            rows.append(_row((r.index, r.variant, r.fold, r.seed, r.duration_s, logged, names)))
+            row = _row((r.index, r.variant, r.fold, r.seed, r.duration_s, logged, names))
+        rows.append(row)
     lines = _format_block(rows, [r.fold for r in runs], columns, label)
     _last_block[label] = _KeptBlock(tuple(runs), tuple(rows), names, lines)
     return lines
