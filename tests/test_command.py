@@ -40,7 +40,8 @@ parser.add_argument("--sleep", type=float, default=0.0)
 args = parser.parse_args()
 with open(os.path.join(args.out, "seen.json"), "w") as handle:
     json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "resume": args.resume,
-               "env": {k: v for k, v in os.environ.items() if k.startswith("XORCH_")}}, handle)
+               "env": {k: v for k, v in os.environ.items() if k.startswith(("XORCH_", "WANDB_"))}},
+              handle)
 start = int(open(args.resume).read()) + 1 if args.resume else 0
 rng = random.Random(args.seed)
 for epoch in range(start, args.epochs):
@@ -86,7 +87,10 @@ def outcomes(out: Path, index: int) -> list[str]:
 
 def test_three_seeds_of_a_reporting_script_complete_with_summary_and_plots(workdir):
     path = command_config(workdir, REPORTING_SCRIPT)
-    result = xorch("launch", str(path), cwd=workdir)
+    # Launched from a process with a live W&B service (a notebook's wandb.init):
+    # the runs must not join it (each run's W&B starts its own service).
+    wandb_service = {"WANDB_SERVICE": "unix-4242-/tmp/wandb-service.sock"}
+    result = xorch("launch", str(path), cwd=workdir, env=wandb_service)
     assert result.returncode == 0, result.stdout + result.stderr
     out = workdir / "out"
     state = read_state(out)
@@ -101,6 +105,7 @@ def test_three_seeds_of_a_reporting_script_complete_with_summary_and_plots(workd
     assert seen["resume"] == ""  # a first attempt has nothing to resume from
     assert seen["env"]["XORCH_SEED"] == "2" and seen["env"]["XORCH_RUN_INDEX"] == "1"
     assert seen["env"]["XORCH_ATTEMPT"] == "1"
+    assert "WANDB_SERVICE" not in seen["env"]
     plotted = xorch("plot", str(out), cwd=workdir)
     assert plotted.returncode == 0, plotted.stdout + plotted.stderr
     assert (out / "plots" / "curves.png").stat().st_size > 0
