@@ -11,8 +11,9 @@ the attempt ``running``, which a ``--resume`` after a ``kill -9`` settles from
 the attempt's own files (``recovery``), as it settles an attempt whose child
 ended just before the parent died.
 
-The ledger also owns the cache of run texts that keeps a save of 10,000 runs
-cheap; the state lock is taken by each save (``state_store.save_state``). What
+The ledger also owns the writer (``state_writer``) that keeps a save of 10,000
+runs cheap: run texts encoded once, and a big study's saves appended to a
+journal; the state lock is taken by each save. What
 a change means (which status follows) stays in ``orchestrator.state``."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from orchestrator.adaptive import add_seeds, with_stop
 from orchestrator.contract.paths import StudyPaths
 from orchestrator.rerun import reopen_runs
 from orchestrator.state import Attempt, RunOutcome, StudyState
-from orchestrator.state_store import RunTexts, save_state
+from orchestrator.state_writer import StateWriter
 
 __all__ = ["Ledger", "Settled"]
 
@@ -38,7 +39,7 @@ class Ledger:
     def __init__(self, paths: StudyPaths, state: StudyState) -> None:
         self.paths = paths
         self._state = state
-        self._texts = RunTexts()
+        self._writer = StateWriter(paths)
         self._unsaved = False  # a finished attempt recorded ``later``, not on disk yet
 
     @property
@@ -51,7 +52,7 @@ class Ledger:
         return self._unsaved
 
     def _save(self, state: StudyState) -> StudyState:
-        save_state(self.paths, state, self._texts)
+        self._writer.save(state)
         self._state = state  # only once it is on disk
         self._unsaved = False
         return state
@@ -59,6 +60,13 @@ class Ledger:
     def flush(self) -> StudyState:
         """Save what was recorded ``later``; nothing when all is on disk."""
         return self._save(self._state) if self._unsaved else self._state
+
+    def close(self) -> StudyState:
+        """Save what was recorded ``later`` and leave runner_state.json whole (no
+        journal after it: the end of a launch)."""
+        state = self.flush()
+        self._writer.close()
+        return state
 
     def record_plan(self, state: StudyState) -> StudyState:
         """The planned state (random seeds included), saved before any run starts."""

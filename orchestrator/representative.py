@@ -85,49 +85,49 @@ class Standouts:
 
 def standouts(state: StudyState) -> tuple[Standouts, ...]:
     """Per variant, in the study's order (one entry for a study of one config).
-    Each save and each summary.csv asks: the last answer is kept with the values
-    it came from (a launch asks twice a run with the same values), and with the
-    very tuple of runs it was asked about, which answers the second question
-    without a pass over 10,000 runs (the tuple and its records are immutable)."""
+    Each save and each summary.csv asks, after every run: the last answer is
+    kept with the very tuple of runs it was asked about (immutable, like its
+    records), which answers a second question without a pass over 10,000
+    runs; and each group's pick is kept with the values it came from, so a run
+    costs one pass over the runs and the pick of its own group (500 variants:
+    issue 23)."""
     metric = state.representative_metric or state.summary_metrics[0]
     goal = metric_goal(metric, state.goal)
     groups: list[str | None] = [*state.variant_configs] or [None]
     asked = (metric, goal, tuple(groups))
-    if _last and _last[2] is state.runs and _last[3] == asked:
-        return _last[1]
+    if _last and _last[0] is state.runs and _last[1] == asked:
+        return _last[2]
     values: dict[str | None, list[tuple[int, float]]] = {variant: [] for variant in groups}
-    for r in state.completed:  # one pass, not one per variant (500 variants: issue 23)
+    for r in state.completed:  # one pass, not one per variant
         if metric in r.metrics and r.variant in values:
             values[r.variant].append((r.index, r.metrics[metric]))
-    seeds = tuple(r.seed for r in state.runs)
-    key = (metric, goal, tuple(groups), seeds, tuple(tuple(v) for v in values.values()))
-    if _last and _last[0] == key:  # nan never equals itself: a miss, never a wrong answer
-        result = _last[1]
-    else:
-        result = _standouts(state, metric, goal, groups, values)
-    # The runs are held, not their id: an id is reused once its object is gone.
-    _last[:] = [key, result, state.runs, asked]
-    return result
-
-
-# The last answer of ``standouts``, the values it came from, the runs tuple it
-# was asked about and (metric, goal, groups) (one entry).
-_last: list[Any] = []
-
-
-def _standouts(
-    state: StudyState,
-    metric: str,
-    goal: str,
-    groups: list[str | None],
-    values: dict[str | None, list[tuple[int, float]]],
-) -> tuple[Standouts, ...]:
+    if len(_picks) > 2 * len(groups) + 16:
+        _picks.clear()  # another study's groups
     result = []
     for variant in groups:
-        pick = pick_runs(values[variant], goal)
+        pick = _pick(variant, tuple(values[variant]), goal)
         representative, best = (_chosen(state, i, metric) for i in (pick.representative, pick.best))
         result.append(Standouts(variant, metric, goal, representative, best))
-    return tuple(result)
+    # The runs are held, not their id: an id is reused once its object is gone.
+    _last[:] = [state.runs, asked, tuple(result)]
+    return _last[2]
+
+
+def _pick(variant: str | None, values: tuple[tuple[int, float], ...], goal: str) -> Pick:
+    """``pick_runs``, kept per group with the values and goal it came from (nan
+    never equals itself: a miss, never a wrong answer)."""
+    kept = _picks.get(variant)
+    if kept is not None and kept[0] == (goal, values):
+        return kept[1]
+    pick = pick_runs(values, goal)
+    _picks[variant] = ((goal, values), pick)
+    return pick
+
+
+# The last answer of ``standouts``: the runs tuple it was asked about, (metric,
+# goal, groups), the answer (one entry); and each group's last pick.
+_last: list[Any] = []
+_picks: dict[str | None, tuple[tuple[str, tuple[tuple[int, float], ...]], Pick]] = {}
 
 
 def _chosen(state: StudyState, index: int | None, metric: str) -> ChosenRun | None:

@@ -107,7 +107,8 @@ class Scheduler:
         try:
             return self._loop(state, reattach, wakeup)
         finally:
-            self._ledger.flush()  # a verdict of a pass that ended in an exception
+            # A verdict of a pass that ended in an exception; the state file whole.
+            self._ledger.close()
             self._lease_gate.release_all()  # a start that raised; the rest went at their verdicts
             self.stop.on_request = None
             if own_wakeup:

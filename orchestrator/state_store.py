@@ -29,6 +29,7 @@ from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
 from orchestrator.representative import ChosenRun, Standouts, standouts
 from orchestrator.state import SCHEMA_VERSION, AdaptiveSeeds, RunRecord, StudyState
+from orchestrator.state_journal import JOURNAL_KEY, apply_journal
 from orchestrator.state_schema import (
     ATTEMPT_JSON_KEYS,
     OPTIONAL_RUN_KEYS,
@@ -117,9 +118,13 @@ def state_to_json(
 
 
 def state_chunks(
-    state: StudyState, texts: RunTexts | None = None, root: Path | None = None
+    state: StudyState,
+    texts: RunTexts | None = None,
+    root: Path | None = None,
+    journal: str | None = None,
 ) -> list[bytes]:
-    """The file's bytes in pieces (the header, then each run), as a save writes them."""
+    """The file's bytes in pieces (the header, then each run), as a save writes them;
+    ``journal``: the token of the runner_state.journal lines that follow it."""
     check_state(state)
     texts = RunTexts() if texts is None else texts
     header = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "runs"}
@@ -147,6 +152,8 @@ def state_chunks(
         training_config=_plain(state.training_config),
     )
     header.update(_standouts_payload(state, root, texts))
+    if journal is not None:  # a small study's file: as before, key for key
+        header[JOURNAL_KEY] = journal
     chunks = [(json.dumps(header)[:-1] + ', "runs": [\n').encode("utf-8")]
     separator = b",\n"
     for record in state.runs:
@@ -284,7 +291,7 @@ def _load(paths: StudyPaths, source: Path) -> StudyState | None:
                 raise BadValue(f"schema_version {version} is not one xorch ever wrote")
             payload = MIGRATIONS[version](payload)
             version = payload["schema_version"]
-        return state_from_payload(payload)
+        return state_from_payload(apply_journal(paths, payload))
     except StateError:
         raise
     except UnicodeDecodeError:
@@ -306,14 +313,20 @@ def _recovery(paths: StudyPaths, source: Path) -> str:
     return "move it aside to start the study over"
 
 
-def save_state(paths: StudyPaths, state: StudyState, texts: RunTexts | None = None) -> None:
-    """Validate, keep the previous file as .bak, replace atomically. Raises StateWriteError.
+def save_state(
+    paths: StudyPaths, state: StudyState, texts: RunTexts | None = None, journal: str | None = None
+) -> None:
+    """Validate, keep the previous file as .bak, replace atomically, and remove the
+    journal of the previous file (``state_journal``). Raises StateWriteError.
 
-    ``texts``: the caller's cache of run texts (a ledger's); none: every run is encoded."""
-    chunks = state_chunks(state, texts, paths.root)
+    ``texts``: the caller's cache of run texts (a ledger's); none: every run is
+    encoded. ``journal``: the token of the journal this file starts (``state_writer``)."""
+    chunks = state_chunks(state, texts, paths.root, journal)
     try:
         with state_lock(paths):
             atomic_write_chunks(paths.state, chunks, keep_previous_as=paths.state_backup)
+            # After the new file: a crash between leaves lines of another token, skipped.
+            paths.state_journal.unlink(missing_ok=True)
     except OSError as exc:
         raise StateWriteError(
             f"could not write {paths.state} ({exc.strerror or exc}); the previous state is "

@@ -228,7 +228,8 @@ def _take_back(
     removed, and only those that were not there before: output_base_dir may be
     a folder shared with other files."""
     reporter.log_path = None  # xorch.log is about to go
-    ours = [paths.state, paths.state_backup, paths.state_lock, paths.summary, paths.log]
+    ours = [paths.state, paths.state_backup, paths.state_journal, paths.state_lock]
+    ours += [paths.summary, paths.log]
     ours += [paths.comparison, paths.forkserver_log, paths.slurm_jobs]
     # A variant's runs lie in its folder (wide/run_00_seed42): the folder goes.
     ours += dict.fromkeys(paths.root / Path(r.dir).parts[0] for r in state.runs)

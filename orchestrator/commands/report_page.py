@@ -41,6 +41,7 @@ from orchestrator.contract.paths import StudyPaths
 from orchestrator.errors import ExitCode, XorchError
 from orchestrator.sample_stats import describe_sample
 from orchestrator.state import RunStatus, StudyState
+from orchestrator.state_journal import state_version
 from orchestrator.state_store import load_study_state
 from orchestrator.tables import human_cell
 
@@ -91,16 +92,13 @@ def watch_report(
     say: Callable[[str], None] = print,
     force: bool = False,
 ) -> None:
-    """Rewrite the page whenever runner_state.json changes, until Ctrl-C."""
+    """Rewrite the page whenever the saved state changes, until Ctrl-C."""
     paths = StudyPaths(Path(study_dir).resolve())
-    seen: int | None = None
+    seen: tuple[int | None, int | None] | None = None
     try:
         while True:
-            try:
-                mtime = paths.state.stat().st_mtime_ns
-            except FileNotFoundError:
-                mtime = None
-            if mtime is not None and mtime != seen:
+            mtime = state_version(paths)
+            if mtime[0] is not None and mtime != seen:
                 seen = mtime
                 target = write_report(study_dir, out, force)
                 say(f"{datetime.now().strftime('%H:%M:%S')} wrote {target}")

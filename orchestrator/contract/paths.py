@@ -189,6 +189,11 @@ class StudyPaths:
         return self.root / "runner_state.json.bak"
 
     @property
+    def state_journal(self) -> Path:
+        """A big study's saves since runner_state.json was last written whole."""
+        return self.root / "runner_state.journal"
+
+    @property
     def state_lock(self) -> Path:
         return self.root / ".runner_state.json.lock"
 
@@ -286,7 +291,8 @@ def study_names() -> tuple[str, ...]:
     named summary.csv trained into a folder summary.csv/, then every run's summary
     write failed). Temp files start with a dot, which no variant name can."""
     study = StudyPaths(Path())
-    owned = [study.state, study.state_backup, study.state_lock, study.launcher_lock]
+    owned = [study.state, study.state_backup, study.state_journal, study.state_lock]
+    owned += [study.launcher_lock]
     owned += [study.launcher_owner, study.slurm_jobs, study.forkserver_log, study.summary]
     owned += [study.comparison, study.log, study.plots, study.report]
     owned += [study.mlflow_store, study.tensorboard, study.wandb]
