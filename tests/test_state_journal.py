@@ -54,6 +54,14 @@ def journaling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state_writer, "JOURNAL_FROM_BYTES", 1)
 
 
+def planned(tmp_path, runs: int = 40) -> tuple[StudyPaths, Ledger]:
+    """A study's folder and its ledger, the plan saved (whole)."""
+    paths = StudyPaths(tmp_path)
+    ledger = Ledger(paths, study(runs))
+    ledger.record_plan(ledger.state)
+    return paths, ledger
+
+
 def whole_file(paths: StudyPaths) -> dict:
     return json.loads(paths.state.read_text())
 
@@ -65,9 +73,7 @@ def journal_lines(paths: StudyPaths) -> list[dict]:
 
 
 def test_a_save_appends_the_changed_run_and_leaves_the_whole_file(tmp_path, journaling):
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     before = paths.state.read_bytes()
     token = whole_file(paths)[JOURNAL_KEY]
     ledger.start_attempt(3, attempt())
@@ -132,9 +138,7 @@ def test_every_save_reads_back_through_compactions_and_the_close(tmp_path, journ
 
 
 def test_a_change_of_more_than_runs_writes_the_file_whole(tmp_path, journaling):
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     ledger.start_attempt(0, attempt())
     assert journal_lines(paths)
     token = whole_file(paths)[JOURNAL_KEY]
@@ -145,9 +149,7 @@ def test_a_change_of_more_than_runs_writes_the_file_whole(tmp_path, journaling):
 
 
 def test_a_torn_last_line_is_a_save_that_never_returned(tmp_path, journaling):
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     ledger.start_attempt(1, attempt())
     saved = ledger.state
     ledger.start_attempt(2, attempt())
@@ -158,9 +160,7 @@ def test_a_torn_last_line_is_a_save_that_never_returned(tmp_path, journaling):
 
 def test_lines_of_an_earlier_whole_file_are_skipped(tmp_path, journaling):
     """A crash between a whole write and the journal's removal leaves the old lines."""
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     ledger.start_attempt(4, attempt())
     old_lines = paths.state_journal.read_bytes()
     ledger.close()
@@ -169,9 +169,7 @@ def test_lines_of_an_earlier_whole_file_are_skipped(tmp_path, journaling):
 
 
 def test_a_damaged_line_ends_the_replay_and_the_backup_is_the_last_whole_file(tmp_path, journaling):
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     planned = ledger.state
     ledger.start_attempt(5, attempt())
     first = ledger.state
@@ -186,9 +184,7 @@ def test_a_damaged_line_ends_the_replay_and_the_backup_is_the_last_whole_file(tm
 
 def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monkeypatch):
     """A failed append may leave half a line: no later line may follow it."""
-    paths = StudyPaths(tmp_path)
-    ledger = Ledger(paths, study(40))
-    ledger.record_plan(ledger.state)
+    paths, ledger = planned(tmp_path)
     before = ledger.state
     real_fsync = state_writer.append_runs.__globals__["os"].fsync
 
