@@ -170,7 +170,7 @@ def test_lines_of_an_earlier_whole_file_are_skipped(tmp_path, journaling):
 
 def test_a_damaged_line_ends_the_replay_and_the_backup_is_the_last_whole_file(tmp_path, journaling):
     paths, ledger = planned(tmp_path)
-    planned = ledger.state
+    plan = ledger.state
     ledger.start_attempt(5, attempt())
     first = ledger.state
     ledger.start_attempt(6, attempt())
@@ -179,7 +179,7 @@ def test_a_damaged_line_ends_the_replay_and_the_backup_is_the_last_whole_file(tm
     paths.state_journal.write_bytes(b"\n".join([lines[0], b"{not json", *lines[2:]]))
     assert load_state(paths) == first
     ledger.close()
-    assert load_backup(paths) == planned  # the whole file before the close: no journal
+    assert load_backup(paths) == plan  # the whole file before the close: no journal
 
 
 def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monkeypatch):
