@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -43,6 +45,7 @@ from tests.helpers import (
     wait_gone,
     xorch,
 )
+from worker import ranks
 
 RANKED = ROOT / "tests" / "fixtures" / "ranked.py"
 
@@ -237,6 +240,31 @@ def test_a_rank_that_ended_first_decides_the_class_and_is_named(tmp_path):
     assert verdict.reason.startswith("rank 1 (pid 4321) ended first; ")
 
 
+def test_rank0_beats_while_the_ranks_it_started_meet_and_not_after(tmp_path, monkeypatch):
+    """The ranks Lightning starts import torch and build the run while rank 0
+    waits for them in ``trainer.fit``: rank 0's watch beats for it until the
+    process group is up, then stops, so a rank that hangs in training is seen."""
+    met = threading.Event()
+    monkeypatch.setattr(ranks, "_ranks_met", met.is_set)
+    beats: list[float] = []
+    # A rank that is starting: alive until its stdin closes, then exits 0.
+    rank1 = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        watch = ranks.RankWatch([rank1], tmp_path / "rank_exit.json", beat=lambda: beats.append(1))
+        wait_for(lambda: len(beats) >= 3, timeout=30, what="beats while rank 1 starts")
+        met.set()
+        wait_for(lambda: watch.beat is None, timeout=30, what="the watch to see the ranks met")
+        after = len(beats)
+        time.sleep(5 * ranks.WATCH_EVERY_S)
+        assert len(beats) == after  # from the meeting on, only training hooks beat
+    finally:
+        assert rank1.stdin is not None
+        rank1.stdin.close()
+        rank1.wait(timeout=30)
+    assert not (tmp_path / "rank_exit.json").exists()
+
+
 # ------------------------------------------------------------------ end to end
 
 
@@ -249,7 +277,9 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     out = workdir / "out"
     env = fake_gpus(workdir)
     faults = {2: "sigkill_once", 3: "hang_once", 4: "raise_once"}
-    config = ddp_config(workdir, faults, [2, 3, 4], hang_timeout=60)
+    # Rank 0 beats while rank 1 starts up (worker.ranks.RankWatch), so hang_timeout
+    # covers only quiet stretches of training, not another process's imports.
+    config = ddp_config(workdir, faults, [2, 3, 4], hang_timeout=20)
     config["model"]["init_args"]["at_epoch"] = 1
     config["experiments_runner"]["variants"] = {
         "faulty": {},
