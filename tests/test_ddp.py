@@ -268,6 +268,7 @@ def test_rank0_beats_while_the_ranks_it_started_meet_and_not_after(tmp_path, mon
 # ------------------------------------------------------------------ end to end
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning  # real DDP ranks
 def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     """Seeds 2, 3 and 4 each run twice: the "faulty" variant, where rank 1
@@ -346,6 +347,7 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
         assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning  # real DDP ranks
 def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishes(
     workdir, write_config
