@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import ROOT
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning  # resume must match an uninterrupted real study bit for bit
 def test_short_chaos_run_loses_nothing(tmp_path):
     result = subprocess.run(

@@ -2,9 +2,10 @@
 GPUs, and each run is Lightning's ``ddp`` strategy on two CPU processes (gloo).
 
 The slot rules and config refusals are unit tests. The end-to-end studies are
-few on purpose (CPU DDP on a loaded 2-core box is slow): one study covers the
-GPU pairs, a rank that SIGKILLs itself and a rank that hangs, both resumed and
-compared with uninterrupted runs of the same seeds; another is stopped with
+few on purpose (CPU DDP on a loaded 2-core box is slow): two cover the GPU
+pairs, a rank that SIGKILLs itself or raises (one study) and a rank that hangs
+(another, run beside it under xdist), each resumed and compared with
+uninterrupted runs of the same seeds; another is stopped with
 SIGTERM, resumed, killed with SIGKILL and resumed again. Every one checks that
 no process of any rank outlives its run.
 """
@@ -17,6 +18,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -43,6 +46,7 @@ from tests.helpers import (
     wait_gone,
     xorch,
 )
+from worker import ranks
 
 RANKED = ROOT / "tests" / "fixtures" / "ranked.py"
 
@@ -237,19 +241,45 @@ def test_a_rank_that_ended_first_decides_the_class_and_is_named(tmp_path):
     assert verdict.reason.startswith("rank 1 (pid 4321) ended first; ")
 
 
+def test_rank0_beats_while_the_ranks_it_started_meet_and_not_after(tmp_path, monkeypatch):
+    """The ranks Lightning starts import torch and build the run while rank 0
+    waits for them in ``trainer.fit``: rank 0's watch beats for it until the
+    process group is up, then stops, so a rank that hangs in training is seen."""
+    met = threading.Event()
+    monkeypatch.setattr(ranks, "_ranks_met", met.is_set)
+    beats: list[float] = []
+    # A rank that is starting: alive until its stdin closes, then exits 0.
+    rank1 = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        watch = ranks.RankWatch([rank1], tmp_path / "rank_exit.json", beat=lambda: beats.append(1))
+        wait_for(lambda: len(beats) >= 3, timeout=30, what="beats while rank 1 starts")
+        met.set()
+        wait_for(lambda: watch.beat is None, timeout=30, what="the watch to see the ranks met")
+        after = len(beats)
+        time.sleep(5 * ranks.WATCH_EVERY_S)
+        assert len(beats) == after  # from the meeting on, only training hooks beat
+    finally:
+        assert rank1.stdin is not None
+        rank1.stdin.close()
+        rank1.wait(timeout=30)
+    assert not (tmp_path / "rank_exit.json").exists()
+
+
 # ------------------------------------------------------------------ end to end
 
 
-@pytest.mark.lightning  # real DDP ranks
-def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
-    """Seeds 2, 3 and 4 each run twice: the "faulty" variant, where rank 1
-    SIGKILLs itself (seed 2), hangs (seed 3) or raises (seed 4) in epoch 1
-    once, and the "clean" one that runs uninterrupted. Six runs of two GPUs on
-    four GPUs: two at a time."""
+def pairs_study(workdir: Path, write_config, faults: dict[int, str]) -> tuple[Path, dict]:
+    """Each seed of ``faults`` runs twice: the "faulty" variant, where rank 1
+    misbehaves in epoch 1 once, and the "clean" one that runs uninterrupted. Runs
+    of two GPUs on four GPUs: two at a time. The checks every such study passes;
+    then its output folder and its runs by (variant, seed)."""
     out = workdir / "out"
     env = fake_gpus(workdir)
-    faults = {2: "sigkill_once", 3: "hang_once", 4: "raise_once"}
-    config = ddp_config(workdir, faults, [2, 3, 4], hang_timeout=60)
+    seeds = sorted(faults)
+    # Rank 0 beats while rank 1 starts up (worker.ranks.RankWatch), so hang_timeout
+    # covers only quiet stretches of training, not another process's imports.
+    config = ddp_config(workdir, faults, seeds, hang_timeout=20)
     config["model"]["init_args"]["at_epoch"] = 1
     config["experiments_runner"]["variants"] = {
         "faulty": {},
@@ -265,6 +295,7 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
 
     state = read_state(out)
     runs = {(r["variant"], r["seed"]): r for r in state["runs"]}
+    assert set(runs) == {(v, s) for v in ("faulty", "clean") for s in seeds}
     pairs = {"0,1", "2,3"}
     for record in runs.values():
         lines = rank_lines(out / record["dir"])
@@ -283,39 +314,58 @@ def test_ddp_pairs_rank_kill_and_rank_hang_then_resume(workdir, write_config):
     ports = [{x["master_port"] for x in rank_lines(out / r["dir"])} for r in runs.values()]
     assert all(len(p) == len(r["attempts"]) for p, r in zip(ports, runs.values(), strict=True))
 
+    for seed in seeds:  # resumed from last.ckpt: the numbers of an uninterrupted run
+        assert runs[("faulty", seed)]["attempts"][-1]["resumed_from"].endswith("last.ckpt")
+        assert runs[("faulty", seed)]["metrics"] == runs[("clean", seed)]["metrics"]
+        assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
+    return out, runs
+
+
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
+@pytest.mark.lightning  # real DDP ranks
+def test_ddp_pairs_a_rank_kill_and_a_rank_error_then_resume(workdir, write_config):
+    """Rank 1 SIGKILLs itself (seed 2) or raises (seed 4) in epoch 1 once; the
+    run is retried from last.ckpt and ends as the uninterrupted run does."""
+    out, runs = pairs_study(workdir, write_config, {2: "sigkill_once", 4: "raise_once"})
+
     killed = runs[("faulty", 2)]["attempts"]
     assert [a["outcome"] for a in killed] == ["killed", "completed"], killed
     rank1 = next(x for x in rank_lines(out / runs[("faulty", 2)]["dir"]) if x["rank"] == 1)
     assert killed[0]["reason"].startswith(f"rank 1 (pid {rank1['pid']}) ended first"), killed
     assert killed[0]["signal"] == "SIGKILL"
-    assert killed[1]["resumed_from"].endswith("last.ckpt")
+
+    raised = runs[("faulty", 4)]["attempts"]
+    assert [a["outcome"] for a in raised] == ["failed", "completed"], raised
+    # The rank that raised is named; rank 0's own error (the closed connection) came later.
+    assert raised[0]["reason"] == "RuntimeError: rank 1: boom on purpose (seed 4)", raised
+
+    # xorch status and the report name each run's GPUs.
+    status = study_status(out)
+    assert {row.gpus for row in status.rows} == {"0,1", "2,3"}
+    header = next(line for line in render_status(status).splitlines() if line.startswith("run"))
+    assert header.split()[1] == "variant" and header.split()[-1] == "gpus"
+    environment = environment_section(load_study_state(StudyPaths(out)))
+    assert "0,1 (runs " in environment and "2,3 (runs " in environment
+
+
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
+@pytest.mark.lightning  # real DDP ranks
+def test_ddp_a_rank_that_hangs_is_named_stopped_and_resumed(workdir, write_config):
+    """Rank 1 hangs in epoch 1 once (seed 3): rank 0 waits for it at the next
+    collective, its heartbeat stops, and the run is a hang that names rank 1;
+    the retry resumes from last.ckpt and ends as the uninterrupted run does.
+    A separate study from the kill and the error, so that xdist runs the two
+    side by side."""
+    out, runs = pairs_study(workdir, write_config, {3: "hang_once"})
 
     hung = runs[("faulty", 3)]["attempts"]
     assert [a["outcome"] for a in hung] == ["hang", "completed"], hung
     stuck = next(x for x in rank_lines(out / runs[("faulty", 3)]["dir"]) if x["rank"] == 1)
     # Two batches per rank and epoch: epoch 1's second batch begins after 3 steps.
     assert f"; rank 1 (pid {stuck['pid']}) is behind: at step 3, batch_start" in hung[0]["reason"]
-    assert hung[1]["resumed_from"].endswith("last.ckpt")
-
-    # xorch status and the report name each run's GPUs.
-    status = study_status(out)
-    assert {row.gpus for row in status.rows} == pairs
-    header = next(line for line in render_status(status).splitlines() if line.startswith("run"))
-    assert header.split()[1] == "variant" and header.split()[-1] == "gpus"
-    environment = environment_section(load_study_state(StudyPaths(out)))
-    assert "0,1 (runs " in environment and "2,3 (runs " in environment
-
-    raised = runs[("faulty", 4)]["attempts"]
-    assert [a["outcome"] for a in raised] == ["failed", "completed"], raised
-    # The rank that raised is named; rank 0's own error (the closed connection) came later.
-    assert raised[0]["reason"] == "RuntimeError: rank 1: boom on purpose (seed 4)", raised
-    assert raised[1]["resumed_from"].endswith("last.ckpt")
-
-    for seed in (2, 3, 4):  # resumed from last.ckpt: the numbers of an uninterrupted run
-        assert runs[("faulty", seed)]["metrics"] == runs[("clean", seed)]["metrics"]
-        assert runs[("clean", seed)]["metrics"]["val/loss"] > 0
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning  # real DDP ranks
 def test_ddp_sigterm_then_sigkill_of_the_parent_leave_no_rank_and_resume_finishes(
     workdir, write_config

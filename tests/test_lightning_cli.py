@@ -61,6 +61,7 @@ def first_epoch_logged(run: Path, version: int) -> int:
     return int(log["epoch"].min())
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning
 def test_a_lightning_cli_project_retries_resumes_after_sigkill_and_ends_bit_exact(workdir):
     config, out = cli_study(workdir), workdir / "out"

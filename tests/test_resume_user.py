@@ -129,6 +129,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.parametrize(
     ("num_workers", "launcher"),
     [(0, "spawn"), (2, "forkserver")],
@@ -149,6 +150,7 @@ def test_runs_killed_mid_epoch_and_retried_end_bit_identical(
 
 # Workers started afresh every epoch draw from the main process's RNG just as a
 # loader without workers does, so both give the numbers of the study without them.
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.parametrize(
     ("num_workers", "persistent", "launcher", "same_as"),
     [(2, True, "spawn", 2), (2, False, "forkserver", 0)],

@@ -112,6 +112,7 @@ FAULT_RUNNER = {"max_retries": 1, "hang_timeout": 12, "grace_period": 2, "gpus":
                 "max_parallel": 1}  # fmt: skip
 
 
+@pytest.mark.slow  # a minute or more: started first under xdist (tests/conftest.py)
 @pytest.mark.lightning  # the template's project trained for real, with lightning.pytorch
 def test_the_template_survives_an_exception_a_hang_and_a_kill_and_resumes_bit_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +99,39 @@ def write_first_error(report: ErrorReport, path: Path, rank: int) -> bool:
 
 
 class RankWatch:
-    """Rank 0's watch over the ranks it started (a thread, every WATCH_EVERY_S)."""
+    """Rank 0's watch over the ranks it started (a thread, every WATCH_EVERY_S).
 
-    def __init__(self, procs: Sequence[subprocess.Popen[Any]], rank_exit: Path) -> None:
+    Until the ranks have met (the process group is up), it also calls ``beat``:
+    the ranks it started import torch and Lightning and build the run while
+    rank 0 waits for them inside ``trainer.fit``, where no training hook beats,
+    so hang_timeout would otherwise have to cover another process's start-up
+    (tens of seconds on a loaded machine). A rank that dies meanwhile ends the
+    run as below; one stuck before the meeting is caught by the process group's
+    own timeout (Lightning's ``DDPStrategy(timeout=...)``, 30 min) or run_timeout,
+    as rank 0's own start-up is not by hang_timeout either. From the meeting on
+    only training hooks beat, so a rank that hangs in training stops the beats.
+    """
+
+    def __init__(
+        self,
+        procs: Sequence[subprocess.Popen[Any]],
+        rank_exit: Path,
+        beat: Callable[[], object] | None = None,
+    ) -> None:
         self.procs = procs
         self.rank_exit = rank_exit
+        self.beat = beat
         self._lock = threading.Lock()
         threading.Thread(target=self._loop, name="xorch-rank-watch", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
             time.sleep(WATCH_EVERY_S)
+            if self.beat is not None:
+                if _ranks_met():
+                    self.beat = None  # for good: training hooks beat from here on
+                else:
+                    self.beat()
             failed = self.first_failed()
             if failed is not None:
                 self.end_like(*failed)
@@ -161,16 +183,30 @@ class RankWatch:
             os._exit(code)  # that rank's error.json (first writer) says why
 
 
+def _ranks_met() -> bool:
+    """Whether this process's process group is up (torch is loaded by then:
+    the ranks are started from ``trainer.fit``)."""
+    import torch.distributed
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 _watch: RankWatch | None = None
 
 
-def take_over_rank_watch(rank_exit: Path, package: str = "pytorch_lightning") -> None:
+def take_over_rank_watch(
+    rank_exit: Path,
+    package: str = "pytorch_lightning",
+    beat: Callable[[], object] | None = None,
+) -> None:
     """Rank 0: watch the ranks Lightning starts with ``RankWatch`` instead of
     Lightning's ``_ChildProcessObserver``. Lightning calls the module function
     ``_launch_process_observer(procs)`` right after starting them; if a later
     Lightning has no such function, its own observer stays (the run still
-    ends, without rank_exit.json). ``package``: the run's Lightning package,
-    ``pytorch_lightning`` or ``lightning.pytorch``."""
+    ends, without rank_exit.json, and hang_timeout must cover the ranks'
+    start-up). ``package``: the run's Lightning package, ``pytorch_lightning``
+    or ``lightning.pytorch``. ``beat``: rank 0's heartbeat while the ranks start
+    (see ``RankWatch``)."""
     subprocess_script = importlib.import_module(f"{package}.strategies.launchers.subprocess_script")
 
     if not hasattr(subprocess_script, "_launch_process_observer"):
@@ -178,7 +214,7 @@ def take_over_rank_watch(rank_exit: Path, package: str = "pytorch_lightning") ->
 
     def launch_watch(child_processes: list[subprocess.Popen[Any]]) -> None:
         global _watch
-        _watch = RankWatch(child_processes, rank_exit)
+        _watch = RankWatch(child_processes, rank_exit, beat)
 
     setattr(subprocess_script, "_launch_process_observer", launch_watch)  # noqa: B010
 

@@ -81,7 +81,9 @@ class _StartupBeats:
     """Heartbeats from a thread while the run starts up: importing torch and
     Lightning can take longer than a short hang_timeout on a loaded machine.
     It stops when training begins; from then on only the training loop's own
-    hooks beat, so a stuck DataLoader or a deadlock is still seen as a hang."""
+    hooks beat, so a stuck DataLoader or a deadlock is still seen as a hang
+    (in a run of several ranks, rank 0 beats on until the ranks it starts have
+    met: ``worker.ranks.RankWatch``)."""
 
     def __init__(self, path: Path, interval_s: float) -> None:
         self._path = path
@@ -147,7 +149,10 @@ def run(spec: RunSpec, startup: _StartupBeats | None = None, rank: int = 0) -> R
     _export_run_values(spec, resumed_from)
     if rank == 0:
         heartbeat.beat(None, HeartbeatPhase.SETUP, force=True)
-        take_over_rank_watch(paths.rank_exit, pkg.__name__)  # for the ranks trainer.fit may start
+        # For the ranks trainer.fit may start; rank 0 beats on while they start up.
+        take_over_rank_watch(
+            paths.rank_exit, pkg.__name__, lambda: heartbeat.beat(None, HeartbeatPhase.SETUP)
+        )
 
     own_ranks_in_one_task(parts.kwargs, pkg.__name__)
     # Every way out of this block closes the loggers; rank 0 opens MLflow's run.
