@@ -12,6 +12,7 @@ is ended with the run too (``orchestrator.run_processes``).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import functools
@@ -20,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -97,14 +97,19 @@ class LocalChild(ChildProcess):
 def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
     """Set ``wakeup`` when our child ``pid`` exits, from a thread that waits for
     it without reaping it (WNOWAIT): ``Popen`` still collects the status, so
-    nothing races over it. The thread costs no CPU while the child runs."""
+    nothing races over it. The thread costs no CPU while the child runs.
+
+    A bare ``_thread`` thread: ``threading.Thread.start`` waits until the new
+    thread has run, 2-3 ms a start on the 2-core box while the child just
+    started takes the other core (issue 20); nothing ever joins this thread,
+    and like a daemon thread it does not hold up the interpreter's exit."""
 
     def wait() -> None:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         wakeup.set()
 
-    threading.Thread(target=wait, name=f"xorch-wait-{pid}", daemon=True).start()
+    _thread.start_new_thread(wait, ())
 
 
 _XORCH_ROOT = str(Path(__file__).resolve().parents[2])
