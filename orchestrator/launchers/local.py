@@ -61,7 +61,8 @@ class LocalChild(ChildProcess):
         return code
 
     def notify_exit(self, wakeup: Wakeup) -> bool:
-        wake_on_exit(self.pid, wakeup)
+        if not wakeup.watch_exit(self.pid):
+            wake_on_exit(self.pid, wakeup)  # no pidfd: a thread waits for it
         return True
 
     def request_stop(self) -> None:
