@@ -62,3 +62,29 @@ def test_an_executable_file_the_kernel_cannot_exec_is_the_runs_error(workdir):
     assert attempt["outcome"] == "failed" and attempt["exit_code"] == 127
     assert "Exec format error" in attempt["reason"]
     assert "not a shell script" not in (out / "run_00_seed1" / "train.log").read_text()
+
+
+def test_variables_the_shell_would_drop_reach_the_program(workdir):
+    """An exported bash function (Lmod's ``module``) or a dotted name is not a
+    shell variable: the lifeline's shell would drop it, so such a run starts
+    without the shell, and the program sees its whole environment."""
+    script = """
+import json, os
+names = ("BASH_FUNC_module%%", "spark.conf", "PLAIN_NAME")
+out = os.environ["XORCH_RUN_DIR"]
+with open(os.path.join(out, "seen.json"), "w") as handle:
+    json.dump({name: os.environ.get(name) for name in names}, handle)
+with open(os.path.join(out, "metrics.json"), "w") as handle:
+    json.dump({"score": 1.0}, handle)
+"""
+    (workdir / "train.py").write_text(script, encoding="utf-8")
+    out = workdir / "out"
+    block = {"output_base_dir": str(out), "seeds": [1], "max_retries": 0}
+    command = ["python", "train.py"]
+    config = {"mode": "run-experiments", "experiments_runner": block, "command": command}
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    odd = {"BASH_FUNC_module%%": "() {  eval x\n}", "spark.conf": "a=b", "PLAIN_NAME": "1"}
+    result = xorch("launch", str(path), cwd=workdir, env=odd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((out / "run_00_seed1" / "seen.json").read_text()) == odd

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -124,6 +125,9 @@ _PR_SET_PDEATHSIG = 1
 # forces a full fork of this parent, 5-6 ms a start on the 2-core box against
 # about 2 ms for the two extra execs (issue 20).
 _LIFELINE_SCRIPT = 'test "$PPID" = "$0" || exit 1; exec "$@"'
+# What the shell passes on to the program: it drops a variable whose name is not
+# a shell name (Lmod's exported BASH_FUNC_module%%, a dotted Spark setting).
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The first bytes of a file the kernel execs itself (else execve fails with
 # ENOEXEC, where the shell would run the file as a shell script instead).
 _EXECUTABLE_MAGIC = (b"#!", b"\x7fELF")
@@ -166,6 +170,8 @@ def _start_program(
     tools = _lifeline_tools()
     if tools is not None and not _kernel_execs(start.argv[0]):
         return None
+    if tools is not None and not all(_SHELL_NAME.fullmatch(name) for name in start.env):
+        tools = None  # the shell would lose some of the environment: the hook keeps it
     try:
         return subprocess.Popen(
             _lifeline_argv(tools, parent, start.argv),
