@@ -69,7 +69,10 @@ class AttemptWatch:
         # Memory, heartbeat and limits are read on this timer, not on every
         # wake-up: a few reads a second of /proc would cost the parent CPU.
         self.health_every = min(HEALTH_EVERY_S, runner.heartbeat_interval_s)
-        self._next_health = self.started
+        # Not at once: a child that has only just started has no memory, heartbeat
+        # or time to speak of, and its process tree's memory costs about 3 ms
+        # of /proc reads, one per run of a study of short runs (issue 20).
+        self._next_health = self.started + self.health_every
         self._stopping: tuple[AttemptClass, str, float] | None = None  # why, reason, deadline
 
     @property

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -228,3 +231,21 @@ def test_a_wakeup_wakes_once_per_burst_and_writes_nothing_once_closed():
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_wakeup_wakes_at_a_watched_childs_exit_and_then_forgets_it():
+    wakeup = Wakeup()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    try:
+        if not wakeup.watch_exit(child.pid):
+            pytest.skip("no pidfd on this kernel")
+        assert wakeup.wait(0) is False  # still running
+        started = time.monotonic()
+        assert wakeup.wait(30) is True  # woken by the exit, not by the timeout
+        assert time.monotonic() - started < 20
+        assert child.poll() == 0  # not reaped by the wakeup: Popen gets the status
+        assert wakeup.wait(0) is False  # seen once, then forgotten
+    finally:
+        child.kill()
+        child.wait()
+        wakeup.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 import os
 import select
 import threading
@@ -23,7 +24,8 @@ __all__ = ["ChildProcess", "Launcher", "Wakeup"]
 class Wakeup:
     """A self-pipe the scheduler's loop sleeps on: launchers' threads and the
     signal handlers ``set`` it when something happened (a child exited, a stop
-    was asked), so the loop wakes at once instead of at its next timer."""
+    was asked), so the loop wakes at once instead of at its next timer. A local
+    child's exit wakes it straight from the kernel (``watch_exit``)."""
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
@@ -35,6 +37,22 @@ class Wakeup:
         # handler may call ``set`` on the main thread in the middle of ``close``.
         self._lock = threading.RLock()
         self._closed = False
+        # pidfds of children whose exit ends ``wait``; only the loop's thread
+        # touches them. Each is closed once it has been seen readable.
+        self._exits: set[int] = set()
+
+    def watch_exit(self, pid: int) -> bool:
+        """End ``wait`` when our child ``pid`` (not yet reaped) exits, through a
+        pidfd polled beside the pipe: the loop wakes from the kernel itself, not
+        through a thread that wakes first and then writes to the pipe (on a
+        loaded 2-core box, each wake-up is a wait for a core; issue 20). False
+        where there is no pidfd (Linux before 5.3, not Linux)."""
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return False
+        self._exits.add(fd)
+        return True
 
     def set(self) -> None:
         with self._lock:
@@ -45,10 +63,18 @@ class Wakeup:
                 os.write(self._write, b"!")
 
     def wait(self, timeout: float | None) -> bool:
-        """Sleep until ``set`` or ``timeout`` seconds; True when woken. Drains the pipe."""
-        readable, _, _ = select.select([self._read], [], [], timeout)
-        if not readable:
+        """Sleep until ``set``, a watched child's exit or ``timeout`` seconds;
+        True when woken. Drains the pipe; forgets the children seen to exit."""
+        poller = select.poll()  # no FD_SETSIZE limit on the numbers, unlike select()
+        for fd in (self._read, *self._exits):
+            poller.register(fd, select.POLLIN)
+        ready = poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+        if not ready:
             return False
+        for fd, _ in ready:
+            if fd in self._exits:
+                self._exits.discard(fd)
+                os.close(fd)
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._read, 4096):
                 pass
@@ -59,9 +85,10 @@ class Wakeup:
             if self._closed:
                 return
             self._closed = True
-            for fd in (self._read, self._write):
+            for fd in (self._read, self._write, *self._exits):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            self._exits.clear()
 
 
 class ChildProcess(abc.ABC):

@@ -1,7 +1,7 @@
 """Children on this machine: ``python -m worker.train_one`` in a new session,
 or, for a ``command:`` study, the user's program itself, started at once (no
 wrapper interpreter in between) and tied to this parent's life by the kernel's
-parent-death signal, set between fork and exec.
+parent-death signal (``_start_program``).
 
 A new session (and so a new process group) keeps the terminal's Ctrl-C away
 from the child: the parent decides how a child stops, and can stop the child's
@@ -12,15 +12,18 @@ is ended with the run too (``orchestrator.run_processes``).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
+import functools
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,8 @@ class LocalChild(ChildProcess):
         return code
 
     def notify_exit(self, wakeup: Wakeup) -> bool:
-        wake_on_exit(self.pid, wakeup)
+        if not wakeup.watch_exit(self.pid):
+            wake_on_exit(self.pid, wakeup)  # no pidfd: a thread waits for it
         return True
 
     def request_stop(self) -> None:
@@ -95,18 +99,63 @@ class LocalChild(ChildProcess):
 def wake_on_exit(pid: int, wakeup: Wakeup) -> None:
     """Set ``wakeup`` when our child ``pid`` exits, from a thread that waits for
     it without reaping it (WNOWAIT): ``Popen`` still collects the status, so
-    nothing races over it. The thread costs no CPU while the child runs."""
+    nothing races over it. The thread costs no CPU while the child runs.
+
+    A bare ``_thread`` thread: ``threading.Thread.start`` waits until the new
+    thread has run, 2-3 ms a start on the 2-core box while the child just
+    started takes the other core (issue 20); nothing ever joins this thread,
+    and like a daemon thread it does not hold up the interpreter's exit."""
 
     def wait() -> None:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         wakeup.set()
 
-    threading.Thread(target=wait, name=f"xorch-wait-{pid}", daemon=True).start()
+    _thread.start_new_thread(wait, ())
 
 
 _XORCH_ROOT = str(Path(__file__).resolve().parents[2])
 _PR_SET_PDEATHSIG = 1
+# What a program is started through when setpriv(1) is there: setpriv asks for
+# SIGKILL at this parent's death (kept across exec), then the shell checks that
+# its parent is still this process, since it may have died before the request,
+# and execs the program ("$@": no word of it is parsed by the shell). The same
+# two steps as ``die_with_this_parent`` below, but in the child's own programs,
+# so subprocess can start the child with vfork: a hook between fork and exec
+# forces a full fork of this parent, 5-6 ms a start on the 2-core box against
+# about 2 ms for the two extra execs (issue 20).
+_LIFELINE_SCRIPT = 'test "$PPID" = "$0" || exit 1; exec "$@"'
+# What the shell passes on to the program: it drops a variable whose name is not
+# a shell name (Lmod's exported BASH_FUNC_module%%, a dotted Spark setting).
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The first bytes of a file the kernel execs itself (else execve fails with
+# ENOEXEC, where the shell would run the file as a shell script instead).
+_EXECUTABLE_MAGIC = (b"#!", b"\x7fELF")
+
+
+@functools.cache
+def _lifeline_tools() -> tuple[str, str] | None:
+    """setpriv and sh, once they have been seen to work together here; None
+    without them (setpriv is util-linux's, --pdeathsig since 2.33)."""
+    setpriv, shell = shutil.which("setpriv"), shutil.which("sh")
+    if setpriv is None or shell is None:
+        return None
+    probe = _lifeline_argv((setpriv, shell), os.getpid(), ["true"])
+    try:
+        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (setpriv, shell) if done.returncode == 0 and not done.stderr else None
+
+
+def _kernel_execs(program: str) -> bool:
+    """Whether execve would start ``program`` (an executable ELF file or script)."""
+    try:
+        with open(program, "rb") as handle:
+            magic = handle.read(4)
+    except OSError:
+        return False
+    return os.access(program, os.X_OK) and magic.startswith(_EXECUTABLE_MAGIC)
 
 
 def _start_program(
@@ -117,27 +166,48 @@ def _start_program(
     trivial program's run costs little more than the program). None when the
     program cannot be started: the wrapper then reports why, as the run's error."""
     start = invocation(RunSpec.load(run.run_spec), env, _XORCH_ROOT)
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not after fork
     parent = os.getpid()
-
-    def die_with_this_parent() -> None:  # between fork and exec: no imports, no locks
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
+    tools = _lifeline_tools()
+    if tools is not None and not _kernel_execs(start.argv[0]):
+        return None
+    if tools is not None and not all(_SHELL_NAME.fullmatch(name) for name in start.env):
+        tools = None  # the shell would lose some of the environment: the hook keeps it
     try:
         return subprocess.Popen(
-            list(start.argv),
+            _lifeline_argv(tools, parent, start.argv),
             cwd=start.cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=start.env,
             start_new_session=True,
-            preexec_fn=die_with_this_parent,
+            preexec_fn=None if tools is not None else _die_with(parent),
         )
     except OSError:
         return None
+
+
+def _lifeline_argv(tools: tuple[str, str] | None, parent: int, program: Sequence[str]) -> list[str]:
+    """The program's argv, behind setpriv and the shell's check when ``tools``.
+    The shell sets PWD to the working folder, as for any program a shell starts."""
+    if tools is None:
+        return list(program)
+    setpriv, shell = tools
+    lifeline = [setpriv, "--pdeathsig", "KILL", "--", shell, "-c", _LIFELINE_SCRIPT, str(parent)]
+    return [*lifeline, *program]
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Where setpriv is missing: the parent-death signal set between fork and
+    exec (a full fork, see ``_LIFELINE_SCRIPT``)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not after fork
+
+    def die_with_this_parent() -> None:  # between fork and exec: no imports, no locks
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_this_parent
 
 
 class LocalLauncher(Launcher):
