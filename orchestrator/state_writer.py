@@ -15,7 +15,7 @@ from orchestrator.state_store import RunTexts, save_state
 
 __all__ = ["COMPACT_AT", "JOURNAL_FROM_BYTES", "StateWriter"]
 
-JOURNAL_FROM_BYTES = 1 << 20  # a smaller file is always written whole
+JOURNAL_FROM_BYTES = 1 << 20  # run records under this size: the file is always written whole
 COMPACT_AT = 4  # written whole again once the journal is 1/COMPACT_AT of the file
 
 # What a journal line may change of a run: nothing that places it in the study.

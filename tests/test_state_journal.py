@@ -186,16 +186,16 @@ def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monk
     """A failed append may leave half a line: no later line may follow it."""
     paths, ledger = planned(tmp_path)
     before = ledger.state
-    real_fsync = state_writer.append_runs.__globals__["os"].fsync
 
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("orchestrator.state_journal.os.fsync", full_disk)
-    with pytest.raises(StateWriteError, match="No space left"):
-        ledger.start_attempt(0, attempt())
+    with monkeypatch.context() as patch:
+        patch.setattr("orchestrator.state_journal.os.fsync", full_disk)
+        with pytest.raises(StateWriteError, match="No space left"):
+            ledger.start_attempt(0, attempt())
     assert ledger.state is before
-    monkeypatch.setattr("orchestrator.state_journal.os.fsync", real_fsync)
     ledger.start_attempt(8, attempt())
     assert not paths.state_journal.exists()  # whole: the half line went with the journal
     assert load_state(paths) == ledger.state and ledger.state.runs[0].attempts == ()
+
