@@ -31,7 +31,7 @@ from typing import Any
 from orchestrator.contract.bounded import ReadRefused, parse_json, read_bounded
 from orchestrator.contract.limits import MAX_STATE_BYTES
 from orchestrator.contract.paths import StudyPaths
-from orchestrator.errors import StateWriteError, os_error_fix
+from orchestrator.errors import StateError, StateWriteError, os_error_fix
 from orchestrator.locks import state_lock
 
 __all__ = ["JOURNAL_KEY", "append_runs", "apply_journal", "state_version"]
@@ -85,8 +85,12 @@ def apply_journal(paths: StudyPaths, payload: Any) -> Any:
         data = read_bounded(paths.state_journal, MAX_STATE_BYTES)
     except FileNotFoundError:
         return payload  # no save since the whole write
-    except ReadRefused as exc:
-        raise ValueError(f"{paths.state_journal.name}: {exc}") from None
+    except OSError as exc:  # a folder, a FIFO, past the limit, no permission
+        reason = str(exc) if isinstance(exc, ReadRefused) else exc.strerror or str(exc)
+        raise StateError(
+            f"{paths.state_journal} cannot be read ({reason}); move it aside and resume "
+            "with --resume (the runs saved only there run again)"
+        ) from None
     for line in data.split(b"\n")[:-1]:  # the text after the last newline: a torn append
         try:
             entry = parse_json(line)

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator import state_writer
 from orchestrator.contract.paths import StudyPaths
-from orchestrator.errors import StateWriteError
+from orchestrator.errors import StateError, StateWriteError
 from orchestrator.ledger import Ledger
 from orchestrator.state import Attempt, AttemptClass, RunRecord, RunStatus, StudyState
 from orchestrator.state_journal import JOURNAL_KEY
@@ -199,3 +199,10 @@ def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monk
     assert not paths.state_journal.exists()  # whole: the half line went with the journal
     assert load_state(paths) == ledger.state and ledger.state.runs[0].attempts == ()
 
+def test_a_journal_that_cannot_be_read_is_one_line_naming_it(tmp_path, journaling):
+    paths, ledger = planned(tmp_path)
+    ledger.start_attempt(0, attempt())
+    paths.state_journal.unlink()
+    paths.state_journal.mkdir()
+    with pytest.raises(StateError, match=r"runner_state.journal cannot be read \(Is a directory\)"):
+        load_state(paths)
