@@ -199,6 +199,7 @@ def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monk
     assert not paths.state_journal.exists()  # whole: the half line went with the journal
     assert load_state(paths) == ledger.state and ledger.state.runs[0].attempts == ()
 
+
 def test_a_journal_that_cannot_be_read_is_one_line_naming_it(tmp_path, journaling):
     paths, ledger = planned(tmp_path)
     ledger.start_attempt(0, attempt())
