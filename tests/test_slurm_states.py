@@ -144,13 +144,13 @@ def test_a_forgotten_job_that_left_error_json_failed_for_its_reason(study):
 
 @pytest.mark.parametrize(("log", "outcome", "words"), [
     ("slurmstepd: error: *** JOB 77 ON vm CANCELLED AT 2026-11-27T04:00:00 DUE TO TIME LIMIT ***",
-     AttemptClass.TIMEOUT, "time limit"),
+     AttemptClass.TIMEOUT, "; its log says: TIMEOUT (time limit reached)"),
     ("slurmstepd: error: *** JOB 77 ON vm CANCELLED AT 2026-11-27T04:00:00 DUE TO PREEMPTION ***",
-     AttemptClass.INTERRUPTED, "preempted"),
+     AttemptClass.INTERRUPTED, "; its log says: PREEMPTED"),
     ("slurmstepd: error: Detected 1 oom_kill event in StepId=77.batch.", AttemptClass.OOM_KILLED,
-     "memory"),
+     "; its log says: OUT_OF_MEMORY"),
     ("slurmstepd: error: *** JOB 77 ON vm CANCELLED AT 2026-11-27T04:00:00 ***",
-     AttemptClass.INTERRUPTED, "cancelled"),
+     AttemptClass.INTERRUPTED, "; its log says: CANCELLED"),
 ])  # fmt: skip
 def test_a_forgotten_job_is_classified_from_its_log(study, log, outcome, words):
     clock = Clock()

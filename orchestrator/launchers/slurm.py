@@ -165,14 +165,16 @@ def forgotten_job_verdict(
 
 
 # slurmstepd writes these into the job's output when it ends the job itself.
+# Each reason starts with the state Slurm would have shown while it still knew
+# the job, so a reason reads the same whichever of the two found it.
 _LOG_VERDICTS: tuple[tuple[str, AttemptClass, str], ...] = (
-    ("DUE TO TIME LIMIT", AttemptClass.TIMEOUT, "time limit reached"),
-    ("timed-out", AttemptClass.TIMEOUT, "time limit reached (submitit did not requeue it)"),
-    ("DUE TO PREEMPTION", AttemptClass.INTERRUPTED, "preempted"),
-    ("DUE TO NODE FAILURE", AttemptClass.INTERRUPTED, "node failure"),
-    ("oom_kill event", AttemptClass.OOM_KILLED, "killed for memory (oom_kill)"),
-    ("oom-kill event", AttemptClass.OOM_KILLED, "killed for memory (oom-kill)"),
-    ("CANCELLED AT", AttemptClass.INTERRUPTED, "cancelled"),
+    ("DUE TO TIME LIMIT", AttemptClass.TIMEOUT, "TIMEOUT (time limit reached)"),
+    ("timed-out", AttemptClass.TIMEOUT, "TIMEOUT (time limit reached, not requeued)"),
+    ("DUE TO PREEMPTION", AttemptClass.INTERRUPTED, "PREEMPTED"),
+    ("DUE TO NODE FAILURE", AttemptClass.INTERRUPTED, "NODE_FAIL"),
+    ("oom_kill event", AttemptClass.OOM_KILLED, "OUT_OF_MEMORY (oom_kill: killed for memory)"),
+    ("oom-kill event", AttemptClass.OOM_KILLED, "OUT_OF_MEMORY (oom-kill: killed for memory)"),
+    ("CANCELLED AT", AttemptClass.INTERRUPTED, "CANCELLED"),
 )
 
 
