@@ -24,10 +24,10 @@ file: recovering from it loses at most the runs of one journal.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from typing import Any
 
+from orchestrator.contract.atomic import durable_append
 from orchestrator.contract.bounded import ReadRefused, parse_json, read_bounded
 from orchestrator.contract.limits import MAX_STATE_BYTES
 from orchestrator.contract.paths import StudyPaths
@@ -46,29 +46,13 @@ def append_runs(paths: StudyPaths, token: str, run_texts: Iterable[str]) -> int:
     journal = paths.state_journal
     try:
         with state_lock(paths):
-            created = not journal.exists()
-            fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created:  # the new name, past a power loss
-                _fsync_folder(paths)
+            durable_append(journal, line)
     except OSError as exc:
         raise StateWriteError(
             f"could not write {journal} ({exc.strerror or exc}); the state before this "
             f"save is intact: {os_error_fix(exc)}, then resume with --resume"
         ) from None
     return len(line)
-
-
-def _fsync_folder(paths: StudyPaths) -> None:
-    fd = os.open(paths.root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def apply_journal(paths: StudyPaths, payload: Any) -> Any:

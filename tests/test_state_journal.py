@@ -191,7 +191,7 @@ def test_after_a_failed_append_the_next_save_is_whole(tmp_path, journaling, monk
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr("orchestrator.state_journal.os.fsync", full_disk)
+        patch.setattr("orchestrator.contract.atomic.os.fsync", full_disk)
         with pytest.raises(StateWriteError, match="No space left"):
             ledger.start_attempt(0, attempt())
     assert ledger.state is before

@@ -1,4 +1,5 @@
-"""Crash-safe file replacement: the one writer of every file xorch replaces.
+"""Crash-safe file replacement: the one writer of every file xorch replaces
+(and of the one file it appends to, ``durable_append``).
 
 A reader (a resumed parent, ``xorch status``) must only ever see the old file or
 the new one, never a half-written one, even if the machine loses power: write a
@@ -28,7 +29,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_chunks", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_chunks",
+    "atomic_write_json",
+    "atomic_write_text",
+    "durable_append",
+]
 
 _NEW_FILE_MODE = 0o666  # less the umask, as open() and the shell do
 
@@ -96,6 +103,21 @@ def atomic_write_text(
 def atomic_write_json(path: Path, payload: Any, durable: bool = True) -> None:
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     atomic_write_text(path, text, durable=durable)
+
+
+def durable_append(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created with the umask's mode when missing), on
+    disk when this returns: the file fsynced, and its folder when it was new. A
+    crash mid-append may leave part of ``data`` at the end: readers end there."""
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _NEW_FILE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:  # the new name, past a power loss
+        _fsync_dir(path.parent)
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
